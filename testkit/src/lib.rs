@@ -1,0 +1,17 @@
+//! Test support for sv0's suites: the stand every test talks to, a database of its own per test,
+//! and a fault-injecting TCP proxy.
+//!
+//! This crate owns test plumbing only. It must not contain product logic, and product crates must
+//! not depend on it outside `[dev-dependencies]`.
+//!
+//! - [`stand()`] starts one devdb per test process on a free port (another, with the oplog on, from
+//!   [`oplog_stand()`]); it stops when the process exits. With `SV0_MONGODB_URI` set nothing is
+//!   started and every test runs against that server instead.
+//! - [`TestDb`] hands each test a fresh database on the stand, so tests run in parallel.
+//! - [`FaultProxy`] sits between a process and the server: latency, cut connections, black hole.
+
+pub mod fault_proxy;
+mod stand;
+
+pub use fault_proxy::FaultProxy;
+pub use stand::{REAL_MONGODB_ENV, Stand, TestDb, connect, on_real_mongodb, oplog_stand, stand};

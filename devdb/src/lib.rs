@@ -69,7 +69,7 @@ impl DevDbBuilder {
         self
     }
 
-    /// Log every connection to stderr (default: warnings only).
+    /// Log every connection to stderr (default: errors only).
     pub fn verbose(mut self, on: bool) -> Self {
         self.verbose = on;
         self

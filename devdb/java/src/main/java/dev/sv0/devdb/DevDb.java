@@ -48,7 +48,7 @@ public final class DevDb {
             "  --data FILE          persist to this H2 file (default: in memory)",
             "  --oplog              enable the oplog, so change streams work (an idle watcher busy-polls a core)",
             "  --stop-on-stdin-eof  stop when standard input closes (a harness dies -> devdb stops)",
-            "  --verbose            log every connection (default: warnings only)",
+            "  --verbose            log every connection (default: errors only)",
             "On start, prints the bound address HOST:PORT as one line on stdout.");
 
     private DevDb() {
@@ -94,7 +94,7 @@ public final class DevDb {
         }
 
         // Must be set before the first logger is created.
-        System.setProperty("org.slf4j.simpleLogger.defaultLogLevel", verbose ? "info" : "warn");
+        System.setProperty("org.slf4j.simpleLogger.defaultLogLevel", verbose ? "info" : "error");
         System.setProperty("org.slf4j.simpleLogger.logFile", "System.err");
 
         MongoBackend backend = dataFile == null ? new MemoryBackend() : new H2Backend(dataFile);

@@ -1,0 +1,118 @@
+//! Claiming: up to K due jobs per scan of the queue, atomically, each under a fresh lease.
+//!
+//! Three steps, none of them a transaction:
+//! 1. find up to K due candidates, in claim order (`priority` desc, `run_at` asc); the claim index
+//!    serves exactly this filter and sort;
+//! 2. one `update_many` over those ids, re-checking the full filter, sets `running`, the lease and a
+//!    per-call nonce, and increments the fencing token and the attempt count — per document this
+//!    is atomic, so two workers racing for the same candidates each win a disjoint subset;
+//! 3. read the candidates back by `_id` and keep those carrying this call's nonce.
+//!
+//! On the stand this costs two collection scans per batch instead of one sorted scan per job (a
+//! sorted scan costs 22–77 ms at 10,000 queued jobs; see DESIGN.md §8); on MongoDB every step is
+//! served by an index and the batch saves round trips.
+
+use std::time::{Duration, Instant};
+
+use futures::TryStreamExt;
+use mongodb::bson::oid::ObjectId;
+use mongodb::bson::{DateTime, doc};
+
+use crate::queue::after;
+use crate::{Claimed, JobDoc, JobStatus, LeaseRef, Queue, QueueError, Result};
+
+/// What a worker asks for when it claims.
+#[derive(Debug, Clone)]
+pub struct ClaimRequest {
+    /// The lease owner: a worker id unique to one process's lifetime.
+    pub owner: String,
+    /// The kinds this worker serves (at least one).
+    pub kinds: Vec<String>,
+    /// At most this many jobs.
+    pub limit: usize,
+    /// The lease's time to live; heartbeats extend it.
+    pub lease_ttl: Duration,
+}
+
+impl Queue {
+    /// Claims up to `request.limit` due jobs. An empty result means none was due, or every
+    /// candidate was taken by another worker first.
+    pub async fn claim(&self, request: &ClaimRequest) -> Result<Vec<Claimed>> {
+        if request.kinds.is_empty() || request.limit == 0 {
+            return Err(QueueError::Invalid(
+                "a claim needs at least one kind and a limit above 0".into(),
+            ));
+        }
+        let now = DateTime::now();
+        let due = doc! {
+            "status": JobStatus::Queued.as_str(),
+            "kind": {"$in": &request.kinds},
+            "run_at": {"$lte": now},
+        };
+        let candidates: Vec<ObjectId> = self
+            .raw()
+            .find(due.clone())
+            .sort(doc! {"priority": -1, "run_at": 1})
+            .limit(request.limit as i64)
+            .projection(doc! {"_id": 1})
+            .await?
+            .try_filter_map(|d| async move { Ok(d.get_object_id("_id").ok()) })
+            .try_collect()
+            .await?;
+        if candidates.is_empty() {
+            return Ok(Vec::new());
+        }
+
+        let nonce = ObjectId::new();
+        let mut recheck = due;
+        recheck.insert("_id", doc! {"$in": &candidates});
+        let claimed = self
+            .jobs
+            .update_many(
+                recheck,
+                doc! {
+                    "$set": {
+                        "status": JobStatus::Running.as_str(),
+                        "lease.owner": &request.owner,
+                        "lease.expires_at": after(now, request.lease_ttl),
+                        "lease.claim": nonce,
+                        "started_at": now,
+                        "updated_at": now,
+                    },
+                    "$inc": {"lease.token": 1_i64, "attempts": 1},
+                },
+            )
+            .await?;
+        if claimed.modified_count == 0 {
+            return Ok(Vec::new());
+        }
+
+        let mut won: Vec<JobDoc> = self
+            .jobs
+            .find(doc! {"_id": {"$in": &candidates}})
+            .await?
+            .try_filter(|job| {
+                let ours = job.status == JobStatus::Running && job.lease.claim == Some(nonce);
+                async move { ours }
+            })
+            .try_collect()
+            .await?;
+        won.sort_by_key(|job| candidates.iter().position(|id| *id == job.id));
+        let claimed_at = Instant::now();
+        Ok(won
+            .into_iter()
+            .map(|job| {
+                self.metrics.claimed(&job.kind);
+                Claimed {
+                    lease: LeaseRef {
+                        job_id: job.id,
+                        owner: request.owner.clone(),
+                        token: job.lease.token,
+                    },
+                    job,
+                    claimed_at,
+                }
+            })
+            .collect())
+    }
+}

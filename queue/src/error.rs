@@ -1,0 +1,62 @@
+//! The queue's errors. A storage failure that may pass by itself (network, timeouts, a server
+//! stepping down) is `Transient`, as ADR-027 requires, so callers can retry exactly those.
+
+use mongodb::error::{Error as MongoError, ErrorKind};
+
+pub type Result<T, E = QueueError> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    /// The database could not be reached or asked to retry; the same call may succeed later.
+    #[error("transient storage error: {0}")]
+    Transient(#[source] MongoError),
+    /// The database refused the operation; retrying it unchanged will not help.
+    #[error("storage error: {0}")]
+    Storage(#[source] MongoError),
+    /// A job or a request is not acceptable; the message names the field.
+    #[error("invalid job: {0}")]
+    Invalid(String),
+    /// A stored job could not be read back into its type.
+    #[error("malformed job document {id}: {reason}")]
+    Malformed { id: String, reason: String },
+}
+
+impl QueueError {
+    pub fn is_transient(&self) -> bool {
+        matches!(self, QueueError::Transient(_))
+    }
+}
+
+impl From<MongoError> for QueueError {
+    fn from(error: MongoError) -> Self {
+        if is_transient(&error) {
+            QueueError::Transient(error)
+        } else {
+            QueueError::Storage(error)
+        }
+    }
+}
+
+/// Network failures, pool resets, server selection timeouts, and anything the server labels as
+/// retryable.
+fn is_transient(error: &MongoError) -> bool {
+    const LABELS: [&str; 3] = [
+        "RetryableWriteError",
+        "TransientTransactionError",
+        "ResetPool",
+    ];
+    if LABELS.iter().any(|label| error.contains_label(label)) {
+        return true;
+    }
+    match error.kind.as_ref() {
+        ErrorKind::Io(_)
+        | ErrorKind::ConnectionPoolCleared { .. }
+        | ErrorKind::ServerSelection { .. } => true,
+        // Shutdown, not-primary and interrupted codes: the server asks for a retry elsewhere.
+        ErrorKind::Command(e) => matches!(
+            e.code,
+            6 | 7 | 89 | 91 | 189 | 262 | 9001 | 10107 | 11600 | 11602 | 13435 | 13436
+        ),
+        _ => false,
+    }
+}

@@ -1,0 +1,326 @@
+//! The lease holder's writes: heartbeat, complete, fail, release, and finishing a cancelled job.
+//!
+//! Each is fenced on `(_id, lease.owner, lease.token)` with `status: running`: a holder whose
+//! lease was reaped (the reaper increments the token) or re-claimed (so does every claim) matches
+//! nothing, changes nothing, and is told its lease is gone. Batches use one `$or` of per-job
+//! fences, then read the jobs back by `_id` to learn which landed — only when some did not.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use futures::TryStreamExt;
+use mongodb::bson::oid::ObjectId;
+use mongodb::bson::{DateTime, Document, doc};
+
+use crate::queue::{after, truncate_error};
+use crate::{Claimed, JobStatus, LeaseRef, Queue, Result};
+
+/// Whether a holder's write landed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Commit {
+    Committed,
+    /// The lease was reaped or taken over: nothing was written.
+    LeaseLost,
+}
+
+/// What a heartbeat learned about one lease.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeaseState {
+    /// Still held and extended; `cancel_requested` asks the holder to stop.
+    Held {
+        cancel_requested: bool,
+    },
+    Lost,
+}
+
+/// How a handler failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// Worth another attempt after the backoff, while attempts remain.
+    Retryable,
+    /// Another attempt would fail the same way: the job is `failed` now.
+    Permanent,
+}
+
+/// Where a failed job went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailOutcome {
+    /// Queued again, due at `run_at`.
+    Retrying {
+        run_at: DateTime,
+    },
+    /// Attempts spent.
+    Dead,
+    /// A permanent failure.
+    Failed,
+    LeaseLost,
+}
+
+fn fence(lease: &LeaseRef) -> Document {
+    doc! {
+        "_id": lease.job_id,
+        "status": JobStatus::Running.as_str(),
+        "lease.owner": &lease.owner,
+        "lease.token": lease.token,
+    }
+}
+
+fn fence_all(leases: &[&LeaseRef]) -> Document {
+    if let [single] = leases {
+        return fence(single);
+    }
+    let branches: Vec<Document> = leases
+        .iter()
+        .map(|l| doc! {"_id": l.job_id, "lease.owner": &l.owner, "lease.token": l.token})
+        .collect();
+    doc! {"status": JobStatus::Running.as_str(), "$or": branches}
+}
+
+impl Queue {
+    /// Extends each lease by `ttl` from now, and says which are still held and which were asked
+    /// to cancel.
+    pub async fn heartbeat(&self, leases: &[&LeaseRef], ttl: Duration) -> Result<Vec<LeaseState>> {
+        if leases.is_empty() {
+            return Ok(Vec::new());
+        }
+        let now = DateTime::now();
+        self.jobs
+            .update_many(
+                fence_all(leases),
+                doc! {"$set": {"lease.expires_at": after(now, ttl), "updated_at": now}},
+            )
+            .await?;
+        let stored = self.read_back(leases).await?;
+        Ok(leases
+            .iter()
+            .map(|lease| match stored.get(&lease.job_id) {
+                Some(s) if s.holds(lease, JobStatus::Running) => LeaseState::Held {
+                    cancel_requested: s.cancel_requested,
+                },
+                _ => LeaseState::Lost,
+            })
+            .collect())
+    }
+
+    /// Marks one job `succeeded`.
+    pub async fn complete(&self, job: &Claimed) -> Result<Commit> {
+        Ok(self.complete_many(&[job]).await?.remove(0))
+    }
+
+    /// Marks many jobs `succeeded` with one write; each commits only under its own lease. A
+    /// holder repeating its own commit (say, after a lost reply) is told `Committed` again.
+    pub async fn complete_many(&self, jobs: &[&Claimed]) -> Result<Vec<Commit>> {
+        let leases: Vec<&LeaseRef> = jobs.iter().map(|j| &j.lease).collect();
+        let landed = self
+            .finish(
+                &leases,
+                JobStatus::Succeeded,
+                doc! {"status": JobStatus::Succeeded.as_str()},
+            )
+            .await?;
+        Ok(jobs
+            .iter()
+            .zip(landed)
+            .map(|(job, landed)| self.count_finish(job, landed, "succeeded"))
+            .collect())
+    }
+
+    /// Records a failed attempt: queued again after the backoff, `dead` when attempts are spent,
+    /// or `failed` for a permanent error. `error` is stored truncated.
+    pub async fn fail(&self, job: &Claimed, error: &str, failure: Failure) -> Result<FailOutcome> {
+        let now = DateTime::now();
+        let error = truncate_error(error);
+        let (update, outcome, label) = match failure {
+            Failure::Permanent => (
+                finished_update(JobStatus::Failed, now, &error),
+                FailOutcome::Failed,
+                "failed",
+            ),
+            Failure::Retryable if job.attempt() >= job.job.max_attempts => (
+                finished_update(JobStatus::Dead, now, &error),
+                FailOutcome::Dead,
+                "dead",
+            ),
+            Failure::Retryable => {
+                let run_at = after(now, self.retry.delay_after(job.attempt()));
+                (
+                    doc! {
+                        "$set": {
+                            "status": JobStatus::Queued.as_str(),
+                            "run_at": run_at,
+                            "last_error": &error,
+                            "updated_at": now,
+                        },
+                        "$unset": {"lease.expires_at": ""},
+                    },
+                    FailOutcome::Retrying { run_at },
+                    "retrying",
+                )
+            }
+        };
+        let result = self.jobs.update_one(fence(&job.lease), update).await?;
+        if result.matched_count == 0 {
+            self.metrics.lease_lost(job.kind());
+            return Ok(FailOutcome::LeaseLost);
+        }
+        self.metrics.finished(job, label);
+        if label == "retrying" {
+            self.metrics.retried(job.kind());
+        }
+        Ok(outcome)
+    }
+
+    /// Marks a job whose cancellation its holder honoured as `cancelled`.
+    pub async fn finish_cancelled(&self, job: &Claimed) -> Result<Commit> {
+        let landed = self
+            .finish(
+                &[&job.lease],
+                JobStatus::Cancelled,
+                doc! {"status": JobStatus::Cancelled.as_str()},
+            )
+            .await?
+            .remove(0);
+        Ok(self.count_finish(job, landed, "cancelled"))
+    }
+
+    fn count_finish(&self, job: &Claimed, landed: Landed, outcome: &'static str) -> Commit {
+        match landed {
+            Landed::Now => self.metrics.finished(job, outcome),
+            Landed::Before => {}
+            Landed::Lost => self.metrics.lease_lost(job.kind()),
+        }
+        landed.into()
+    }
+
+    /// Gives leases back without spending an attempt (a worker draining on shutdown), so another
+    /// worker can take the jobs at once. Returns how many were released.
+    pub async fn release(&self, leases: &[&LeaseRef]) -> Result<u64> {
+        if leases.is_empty() {
+            return Ok(0);
+        }
+        let now = DateTime::now();
+        let result = self
+            .jobs
+            .update_many(
+                fence_all(leases),
+                doc! {
+                    "$set": {"status": JobStatus::Queued.as_str(), "run_at": now, "updated_at": now},
+                    "$unset": {"lease.expires_at": ""},
+                    "$inc": {"lease.token": 1_i64, "attempts": -1},
+                },
+            )
+            .await?;
+        Ok(result.modified_count)
+    }
+
+    /// Moves fenced jobs to a final `status`, setting `set` too.
+    async fn finish(
+        &self,
+        leases: &[&LeaseRef],
+        status: JobStatus,
+        mut set: Document,
+    ) -> Result<Vec<Landed>> {
+        if leases.is_empty() {
+            return Ok(Vec::new());
+        }
+        let now = DateTime::now();
+        set.insert("finished_at", now);
+        set.insert("updated_at", now);
+        let result = self
+            .jobs
+            .update_many(
+                fence_all(leases),
+                doc! {"$set": set, "$unset": {"lease.expires_at": ""}},
+            )
+            .await?;
+        if result.modified_count == leases.len() as u64 {
+            return Ok(vec![Landed::Now; leases.len()]);
+        }
+        let stored = self.read_back(leases).await?;
+        Ok(leases
+            .iter()
+            .map(|lease| match stored.get(&lease.job_id) {
+                Some(s) if s.holds(lease, status) && s.finished_at == Some(now) => Landed::Now,
+                Some(s) if s.holds(lease, status) => Landed::Before,
+                _ => Landed::Lost,
+            })
+            .collect())
+    }
+
+    async fn read_back(&self, leases: &[&LeaseRef]) -> Result<HashMap<ObjectId, StoredLease>> {
+        let ids: Vec<ObjectId> = leases.iter().map(|l| l.job_id).collect();
+        let docs: Vec<Document> = self
+            .raw()
+            .find(doc! {"_id": {"$in": ids}})
+            .projection(doc! {"status": 1, "lease": 1, "cancel_requested": 1, "finished_at": 1})
+            .await?
+            .try_collect()
+            .await?;
+        Ok(docs
+            .iter()
+            .filter_map(|d| Some((d.get_object_id("_id").ok()?, StoredLease::from_doc(d))))
+            .collect())
+    }
+}
+
+/// Whether a fenced final write landed: by this call, by an earlier call of the same holder, or
+/// not at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Landed {
+    Now,
+    Before,
+    Lost,
+}
+
+impl From<Landed> for Commit {
+    fn from(landed: Landed) -> Commit {
+        match landed {
+            Landed::Now | Landed::Before => Commit::Committed,
+            Landed::Lost => Commit::LeaseLost,
+        }
+    }
+}
+
+fn finished_update(status: JobStatus, now: DateTime, error: &str) -> Document {
+    doc! {
+        "$set": {
+            "status": status.as_str(),
+            "last_error": error,
+            "finished_at": now,
+            "updated_at": now,
+        },
+        "$unset": {"lease.expires_at": ""},
+    }
+}
+
+/// The lease fields of a stored job, read back after a batch write.
+#[derive(Debug)]
+struct StoredLease {
+    status: Option<String>,
+    owner: Option<String>,
+    token: Option<i64>,
+    cancel_requested: bool,
+    finished_at: Option<DateTime>,
+}
+
+impl StoredLease {
+    fn from_doc(d: &Document) -> StoredLease {
+        let lease = d.get_document("lease").ok();
+        StoredLease {
+            status: d.get_str("status").ok().map(str::to_string),
+            owner: lease
+                .and_then(|l| l.get_str("owner").ok())
+                .map(str::to_string),
+            token: lease.and_then(|l| l.get_i64("token").ok()),
+            cancel_requested: d.get_bool("cancel_requested").unwrap_or(false),
+            finished_at: d.get_datetime("finished_at").ok().copied(),
+        }
+    }
+
+    /// True when this holding of the lease is the one stored, in `status`.
+    fn holds(&self, lease: &LeaseRef, status: JobStatus) -> bool {
+        self.status.as_deref() == Some(status.as_str())
+            && self.owner.as_deref() == Some(lease.owner.as_str())
+            && self.token == Some(lease.token)
+    }
+}

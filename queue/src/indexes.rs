@@ -1,0 +1,50 @@
+//! The `jobs` indexes, created idempotently at start-up. Each names the query it serves.
+//!
+//! On the devdb stand only the unique ones do anything (it ignores non-unique indexes, DESIGN.md
+//! §8); they are here for MongoDB, where they cost what any index costs and serve the hot paths.
+
+use mongodb::IndexModel;
+use mongodb::bson::doc;
+use mongodb::options::IndexOptions;
+
+use crate::{Queue, Result};
+
+fn named(keys: mongodb::bson::Document, name: &str) -> IndexModel {
+    IndexModel::builder()
+        .keys(keys)
+        .options(IndexOptions::builder().name(name.to_string()).build())
+        .build()
+}
+
+impl Queue {
+    /// Creates the queue's indexes; safe to call from every process at every start.
+    pub async fn ensure_indexes(&self) -> Result<()> {
+        let indexes = vec![
+            // claim: {status: queued, kind: {$in}, run_at: {$lte: now}} sorted {priority: -1, run_at: 1}.
+            named(
+                doc! {"status": 1, "kind": 1, "priority": -1, "run_at": 1},
+                "claim",
+            ),
+            // enqueue: a second job with the same dedup key is refused. Sparse, not partial: the
+            // stand ignores partial filters, and for "unique when present" both mean the same.
+            IndexModel::builder()
+                .keys(doc! {"dedup_key": 1})
+                .options(
+                    IndexOptions::builder()
+                        .name("dedup".to_string())
+                        .unique(true)
+                        .sparse(true)
+                        .build(),
+                )
+                .build(),
+            // reaper: {status: running, lease.expires_at: {$lte: now}}.
+            named(doc! {"status": 1, "lease.expires_at": 1}, "reap"),
+            // pruner: {status: {$in: finals}, finished_at: {$lte: cutoff}}.
+            named(doc! {"status": 1, "finished_at": 1}, "prune"),
+            // cancel_group: {group_id, status}.
+            named(doc! {"group_id": 1, "status": 1}, "group"),
+        ];
+        self.jobs.create_indexes(indexes).await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,118 @@
+//! The job document and the handles a lease holder works with.
+
+use mongodb::bson::oid::ObjectId;
+use mongodb::bson::{DateTime, Document};
+use serde::{Deserialize, Serialize};
+
+/// Where a job is in its life. `succeeded`, `failed` (a permanent error), `dead` (attempts spent)
+/// and `cancelled` are final.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobStatus {
+    Queued,
+    Running,
+    Succeeded,
+    Failed,
+    Dead,
+    Cancelled,
+}
+
+impl JobStatus {
+    pub const FINAL: [JobStatus; 4] = [
+        JobStatus::Succeeded,
+        JobStatus::Failed,
+        JobStatus::Dead,
+        JobStatus::Cancelled,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobStatus::Queued => "queued",
+            JobStatus::Running => "running",
+            JobStatus::Succeeded => "succeeded",
+            JobStatus::Failed => "failed",
+            JobStatus::Dead => "dead",
+            JobStatus::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn is_final(self) -> bool {
+        JobStatus::FINAL.contains(&self)
+    }
+}
+
+/// The lease part of a job. `token` is the fencing token: it only ever grows, by one at every
+/// claim and at every move out of `running` by anyone but the holder's own fenced writes, so a
+/// `(owner, token)` pair names one holding of one job, once.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LeaseDoc {
+    /// The worker that holds (or last held) the job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    pub token: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<DateTime>,
+    /// A nonce per claim call, so a batch claim can tell its own wins from others'.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claim: Option<ObjectId>,
+}
+
+/// A job as stored in the `jobs` collection.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobDoc {
+    #[serde(rename = "_id")]
+    pub id: ObjectId,
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group_id: Option<String>,
+    pub payload: Document,
+    pub status: JobStatus,
+    pub priority: i32,
+    pub run_at: DateTime,
+    pub attempts: i32,
+    pub max_attempts: i32,
+    #[serde(default)]
+    pub lease: LeaseDoc,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dedup_key: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    #[serde(default)]
+    pub cancel_requested: bool,
+    pub created_at: DateTime,
+    pub updated_at: DateTime,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<DateTime>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<DateTime>,
+}
+
+/// One holding of one job: what every fenced write names.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct LeaseRef {
+    pub job_id: ObjectId,
+    pub owner: String,
+    pub token: i64,
+}
+
+/// A job this worker claimed, with its lease.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    pub lease: LeaseRef,
+    pub job: JobDoc,
+    /// When the claim returned, for the job-duration histogram.
+    pub claimed_at: std::time::Instant,
+}
+
+impl Claimed {
+    pub fn kind(&self) -> &str {
+        &self.job.kind
+    }
+
+    /// This attempt's number, 1 for the first.
+    pub fn attempt(&self) -> i32 {
+        self.job.attempts
+    }
+}

@@ -1,0 +1,255 @@
+//! The `azure_keyvault` provider: a tenant's bundle is every enabled secret whose name starts with
+//! `tenants-{slug}-connector-{kind}-` (see [`crate::naming`]), read with the official Azure SDK.
+
+use crate::cache::BundleCache;
+use crate::error::{BrokerError, TransientError};
+use crate::naming::{Ref, TenantId, key_vault_bundle_name, key_vault_prefix};
+use crate::secret::{SecretBundle, SecretValue};
+use azure_core::credentials::TokenCredential;
+use azure_core::error::ErrorKind;
+use azure_core::http::{ClientOptions, ExponentialRetryOptions, RetryOptions, Url};
+use azure_identity::{DeveloperToolsCredential, ManagedIdentityCredential};
+use azure_security_keyvault_secrets::{ResourceExt, SecretClient, SecretClientOptions};
+use futures::TryStreamExt;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Names of the process variables [`KeyVaultConfig::from_env`] reads.
+pub const VAULT_URL_VAR: &str = "SV0_KEYVAULT_URL";
+pub const CREDENTIAL_VAR: &str = "SV0_KEYVAULT_CREDENTIAL";
+
+/// How the broker authenticates to the vault.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VaultCredential {
+    /// Production: the managed identity of the VM, App Service or pod.
+    ManagedIdentity,
+    /// A developer's machine: the Azure CLI (`az login`) or Azure Developer CLI session.
+    DeveloperTools,
+}
+
+#[derive(Debug, Clone)]
+pub struct KeyVaultConfig {
+    /// `https://<vault-name>.vault.azure.net`.
+    pub vault_url: String,
+    pub credential: VaultCredential,
+    /// Bound on one whole resolve (listing, every read and the SDK's retries).
+    pub timeout: Duration,
+    /// Retries of the SDK's own policy for 408, 429 and 5xx, honouring `Retry-After`.
+    pub max_retries: u32,
+    pub cache_ttl: Duration,
+    /// Most bundles kept at once (one per tenant and ref).
+    pub cache_capacity: usize,
+}
+
+impl KeyVaultConfig {
+    /// Managed identity, 10 s timeout, 3 retries, bundles cached for 5 minutes, at most 256.
+    pub fn new(vault_url: impl Into<String>) -> Self {
+        KeyVaultConfig {
+            vault_url: vault_url.into(),
+            credential: VaultCredential::ManagedIdentity,
+            timeout: Duration::from_secs(10),
+            max_retries: 3,
+            cache_ttl: Duration::from_secs(300),
+            cache_capacity: 256,
+        }
+    }
+
+    /// Reads [`VAULT_URL_VAR`] (unset: the provider is off, `Ok(None)`) and [`CREDENTIAL_VAR`]
+    /// (`managed_identity`, the default, or `developer`) through `var`, e.g. `std::env::var(..).ok()`.
+    pub fn from_env(var: impl Fn(&str) -> Option<String>) -> Result<Option<Self>, ConfigError> {
+        let Some(url) = var(VAULT_URL_VAR) else {
+            return Ok(None);
+        };
+        let mut config = KeyVaultConfig::new(url);
+        config.credential = match var(CREDENTIAL_VAR).as_deref() {
+            None | Some("managed_identity") => VaultCredential::ManagedIdentity,
+            Some("developer") => VaultCredential::DeveloperTools,
+            Some(other) => return Err(ConfigError::Credential(other.to_owned())),
+        };
+        Ok(Some(config))
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("`{VAULT_URL_VAR}` must be an https URL, e.g. https://kv-sv0-prod.vault.azure.net")]
+    VaultUrl,
+    #[error("`{CREDENTIAL_VAR}` must be `managed_identity` or `developer`, not `{0}`")]
+    Credential(String),
+    #[error("creating the Azure client failed: {0}")]
+    Azure(#[from] azure_core::Error),
+}
+
+pub struct KeyVaultProvider {
+    client: SecretClient,
+    timeout: Duration,
+    cache: Mutex<BundleCache>,
+}
+
+impl KeyVaultProvider {
+    /// The production constructor: the credential named in `config`, the SDK's default transport.
+    pub fn connect(config: KeyVaultConfig) -> Result<Self, ConfigError> {
+        let credential: Arc<dyn TokenCredential> = match config.credential {
+            VaultCredential::ManagedIdentity => ManagedIdentityCredential::new(None)?,
+            VaultCredential::DeveloperTools => DeveloperToolsCredential::new(None)?,
+        };
+        Self::with_credential(config, credential, ClientOptions::default())
+    }
+
+    /// Any credential and client options (tests pass a test credential and a transport that
+    /// trusts their fake vault). `config.credential` is ignored; retries come from `config`.
+    pub fn with_credential(
+        config: KeyVaultConfig,
+        credential: Arc<dyn TokenCredential>,
+        mut client_options: ClientOptions,
+    ) -> Result<Self, ConfigError> {
+        // Bearer tokens must never travel in clear text.
+        let url = Url::parse(&config.vault_url).map_err(|_| ConfigError::VaultUrl)?;
+        if url.scheme() != "https" || url.host_str().is_none() {
+            return Err(ConfigError::VaultUrl);
+        }
+        client_options.retry = RetryOptions::exponential(ExponentialRetryOptions {
+            initial_delay: azure_core::time::Duration::milliseconds(200),
+            max_retries: config.max_retries,
+            max_total_elapsed: azure_core::time::Duration::try_from(config.timeout)
+                .unwrap_or(azure_core::time::Duration::MAX),
+            max_delay: azure_core::time::Duration::seconds(5),
+        });
+        let options = SecretClientOptions {
+            client_options,
+            ..Default::default()
+        };
+        let client = SecretClient::new(&config.vault_url, credential, Some(options))?;
+        Ok(KeyVaultProvider {
+            client,
+            timeout: config.timeout,
+            cache: Mutex::new(BundleCache::new(config.cache_ttl, config.cache_capacity)),
+        })
+    }
+
+    pub async fn resolve(
+        &self,
+        tenant: &TenantId,
+        reference: &Ref,
+    ) -> Result<SecretBundle, BrokerError> {
+        let prefix = key_vault_prefix(tenant, reference);
+        if let Some(bundle) = self.cache().get(&prefix) {
+            tracing::debug!(%tenant, %reference, "key vault bundle served from cache");
+            return Ok(bundle);
+        }
+        let bundle = tokio::time::timeout(self.timeout, self.fetch(&prefix))
+            .await
+            .map_err(|_| TransientError::Timeout {
+                timeout: self.timeout,
+            })??;
+        if bundle.is_empty() {
+            return Err(BrokerError::NotFound {
+                tenant_id: tenant.to_string(),
+                reference: reference.to_string(),
+                looked_for: prefix,
+            });
+        }
+        self.cache().insert(prefix, bundle.clone());
+        Ok(bundle)
+    }
+
+    fn cache(&self) -> std::sync::MutexGuard<'_, BundleCache> {
+        // The cache holds no invariant a panicking holder could break: keep using it.
+        self.cache.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Lists the vault (following `nextLink`), keeps the enabled secrets under `prefix`, then
+    /// reads the current version of each.
+    async fn fetch(&self, prefix: &str) -> Result<SecretBundle, BrokerError> {
+        let listing = "listing secrets";
+        let mut pager = self
+            .client
+            .list_secret_properties(None)
+            .map_err(|e| classify(e, listing))?;
+        let mut wanted = Vec::new();
+        while let Some(properties) = pager.try_next().await.map_err(|e| classify(e, listing))? {
+            let enabled = properties
+                .attributes
+                .as_ref()
+                .and_then(|a| a.enabled)
+                .unwrap_or(true);
+            let name = properties
+                .resource_id()
+                .map_err(|e| classify(e, listing))?
+                .name;
+            if let (true, Some(bundle_name)) = (enabled, key_vault_bundle_name(&name, prefix)) {
+                wanted.push((name, bundle_name));
+            }
+        }
+        tracing::debug!(prefix, secrets = wanted.len(), "key vault listing done");
+
+        let mut bundle = SecretBundle::default();
+        for (name, bundle_name) in wanted {
+            let what = format!("secret `{name}`");
+            let secret = self
+                .client
+                .get_secret(&name, None)
+                .await
+                .and_then(|response| response.into_model())
+                .map_err(|e| classify(e, &what))?;
+            let Some(value) = secret.value else {
+                return Err(BrokerError::Vault {
+                    what,
+                    detail: "the response has no value".into(),
+                });
+            };
+            bundle.insert(bundle_name, SecretValue::new(value));
+        }
+        Ok(bundle)
+    }
+}
+
+/// Sorts an SDK error into transient or permanent. Only status codes, service error codes and the
+/// SDK's own messages are kept: response bodies never are, and data-conversion messages are
+/// dropped because a JSON parser's message may quote the text it choked on.
+fn classify(err: azure_core::Error, what: &str) -> BrokerError {
+    let what = what.to_owned();
+    match err.kind() {
+        ErrorKind::HttpResponse {
+            status, error_code, ..
+        } => {
+            let status = u16::from(*status);
+            match status {
+                429 => TransientError::Throttled { what }.into(),
+                408 | 500..=599 => TransientError::Server { what, status }.into(),
+                _ => BrokerError::Vault {
+                    what,
+                    detail: format!(
+                        "HTTP {status} {}",
+                        error_code.as_deref().unwrap_or("(no error code)")
+                    ),
+                },
+            }
+        }
+        ErrorKind::Connection | ErrorKind::Io => TransientError::Connection {
+            what,
+            detail: message_chain(&err),
+        }
+        .into(),
+        ErrorKind::DataConversion => BrokerError::Vault {
+            what,
+            detail: "malformed response or authentication challenge".into(),
+        },
+        _ => BrokerError::Vault {
+            what,
+            detail: message_chain(&err),
+        },
+    }
+}
+
+/// The error's message and its sources' (the SDK's retry policy wraps the cause, e.g. a refused
+/// authentication challenge, in a generic message of its own).
+fn message_chain(err: &azure_core::Error) -> String {
+    let mut messages = vec![err.to_string()];
+    let mut source = std::error::Error::source(err);
+    while let Some(cause) = source {
+        messages.push(cause.to_string());
+        source = cause.source();
+    }
+    messages.join(": ")
+}

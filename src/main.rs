@@ -1,14 +1,12 @@
-//! `sv0`: the one binary of sv0 pipeline. Each subcommand runs one role; today that is `dev`, the
-//! local stand. Errors are reported here, at the edge, with their context.
+//! `sv0`: the one binary of sv0 pipeline. Each subcommand runs one role. Errors are reported
+//! here, at the edge, with their context.
 
-use std::net::SocketAddr;
-use std::path::PathBuf;
+mod dev;
+mod enqueue;
+mod telemetry;
+mod worker;
 
-use anyhow::Context;
 use clap::{Parser, Subcommand};
-use mongodb::Client;
-use mongodb::bson::{Document, doc};
-use sv0_devdb::DevDb;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -24,86 +22,26 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Start the local stand (devdb), print its URI and version, check a write and a read.
-    Dev(DevArgs),
-}
-
-#[derive(Debug, clap::Args)]
-struct DevArgs {
-    /// Address to serve on; port 0 picks a free port.
-    #[arg(long, default_value = "127.0.0.1:0")]
-    listen: SocketAddr,
-    /// Persist to this H2 file instead of memory.
-    #[arg(long)]
-    data: Option<PathBuf>,
-    /// Turn the oplog on (change streams); an idle watcher then costs a server core.
-    #[arg(long)]
-    oplog: bool,
-    /// Keep serving until Ctrl-C or SIGTERM instead of stopping after the check.
-    #[arg(long)]
-    serve: bool,
+    Dev(dev::DevArgs),
+    /// Enqueue jobs (one JSON line per job on stdout).
+    Enqueue(enqueue::EnqueueArgs),
+    /// Run a worker: claim and run jobs of the served kinds; serve /metrics and /healthz.
+    Worker(worker::WorkerArgs),
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
-        Command::Dev(args) => dev(args).await,
+        Command::Dev(args) => dev::run(args).await,
+        Command::Enqueue(args) => enqueue::run(args).await,
+        Command::Worker(args) => {
+            telemetry::init(args.log_format);
+            worker::run(args).await
+        }
     }
 }
 
-async fn dev(args: DevArgs) -> anyhow::Result<()> {
-    let mut builder = DevDb::builder().listen(args.listen).oplog(args.oplog);
-    if let Some(data) = &args.data {
-        builder = builder.data(data);
-    }
-    let devdb = builder.start().context("starting devdb")?;
-    let uri = devdb.uri();
-    let client = Client::with_uri_str(&uri)
-        .await
-        .with_context(|| format!("connecting to {uri}"))?;
-
-    let info = client
-        .database("admin")
-        .run_command(doc! {"buildInfo": 1})
-        .await
-        .context("asking devdb for its version")?;
-    let version = info.get_str("version").unwrap_or("unknown");
-    let wire = client
-        .database("admin")
-        .run_command(doc! {"isMaster": 1})
-        .await
-        .context("asking devdb for its wire version")?
-        .get_i32("maxWireVersion")
-        .unwrap_or_default();
-    println!("devdb listening: {uri}");
-    println!("reports MongoDB {version} (wire version {wire})");
-
-    let checks = client
-        .database("sv0_dev")
-        .collection::<Document>("stand_checks");
-    let written = checks
-        .insert_one(doc! {"checked_at": mongodb::bson::DateTime::now()})
-        .await
-        .context("writing a check document")?
-        .inserted_id;
-    let read = checks
-        .find_one(doc! {"_id": &written})
-        .await
-        .context("reading the check document back")?;
-    anyhow::ensure!(
-        read.is_some(),
-        "the check document written to devdb could not be read back"
-    );
-    println!("write and read back: ok");
-
-    if args.serve {
-        println!("serving until Ctrl-C");
-        shutdown_signal().await?;
-    }
-    drop(client);
-    devdb.stop().context("stopping devdb")?;
-    Ok(())
-}
-
+/// Resolves on Ctrl-C or SIGTERM.
 async fn shutdown_signal() -> anyhow::Result<()> {
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {

@@ -50,7 +50,7 @@ impl Queue {
             "run_at": {"$lte": now},
         };
         let candidates: Vec<ObjectId> = self
-            .raw()
+            .collection()
             .find(due.clone())
             .sort(doc! {"priority": -1, "run_at": 1})
             .limit(request.limit as i64)

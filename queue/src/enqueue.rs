@@ -212,7 +212,7 @@ impl Queue {
             return Ok(HashMap::new());
         }
         let found: Vec<Document> = self
-            .raw()
+            .collection()
             .find(doc! {"dedup_key": {"$in": keys}})
             .projection(doc! {"dedup_key": 1})
             .await?

@@ -250,7 +250,7 @@ impl Queue {
     async fn read_back(&self, leases: &[&LeaseRef]) -> Result<HashMap<ObjectId, StoredLease>> {
         let ids: Vec<ObjectId> = leases.iter().map(|l| l.job_id).collect();
         let docs: Vec<Document> = self
-            .raw()
+            .collection()
             .find(doc! {"_id": {"$in": ids}})
             .projection(doc! {"status": 1, "lease": 1, "cancel_requested": 1, "finished_at": 1})
             .await?

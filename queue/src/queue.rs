@@ -54,7 +54,9 @@ impl Queue {
         Ok(self.jobs.find_one(doc! {"_id": id}).await?)
     }
 
-    pub(crate) fn raw(&self) -> Collection<Document> {
+    /// The underlying collection, for reading and watching it (a worker's wake-ups). Write to it
+    /// only through the queue's calls: they keep the lease and fencing invariants.
+    pub fn collection(&self) -> Collection<Document> {
         self.jobs.clone_with_type()
     }
 }

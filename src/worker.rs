@@ -1,0 +1,176 @@
+//! `sv0 worker`: a worker process. It serves the chosen job kinds, runs the queue's maintenance
+//! duties (every worker does; they are safe to run everywhere at once), serves `/metrics` and
+//! `/healthz`, and drains on SIGTERM or Ctrl-C.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use mongodb::Client;
+use prometheus_client::registry::Registry;
+use sv0_queue::maintenance::{DepthSampler, Pruner, Reaper};
+use sv0_queue::{Queue, RetryPolicy};
+use sv0_worker::{HandlerSet, Worker, WorkerConfig, diagnostics, serve_status};
+use tokio_util::sync::CancellationToken;
+
+use crate::telemetry::LogFormat;
+
+#[derive(Debug, clap::Args)]
+pub struct WorkerArgs {
+    /// The MongoDB connection string.
+    #[arg(
+        long,
+        env = "SV0_MONGODB_URI",
+        default_value = "mongodb://127.0.0.1:27017/"
+    )]
+    mongodb_uri: String,
+    /// The database holding the queue and the pipeline's collections.
+    #[arg(long, env = "SV0_DATABASE", default_value = "sv0")]
+    database: String,
+    /// Serve only these kinds (comma-separated); default: every kind this binary has.
+    #[arg(long, value_delimiter = ',')]
+    kinds: Vec<String>,
+    /// Also serve the diagnostic kinds `noop` and `probe`.
+    #[arg(long)]
+    diagnostics: bool,
+    /// Jobs run at once.
+    #[arg(long, default_value_t = 16)]
+    concurrency: usize,
+    /// A tighter limit for one kind, as KIND=N; repeatable.
+    #[arg(long = "kind-limit", value_parser = parse_kind_limit)]
+    kind_limits: Vec<(String, usize)>,
+    /// Lease time to live, in milliseconds; heartbeats renew it every third of it.
+    #[arg(long, default_value_t = 30_000)]
+    lease_ttl_ms: u64,
+    /// The idle poll's floor and cap, in milliseconds.
+    #[arg(long, default_value_t = 5)]
+    poll_min_ms: u64,
+    #[arg(long, default_value_t = 1_000)]
+    poll_max_ms: u64,
+    /// Wake on a change stream where the server has one (`auto`), or poll only (`off`).
+    #[arg(long, value_enum, default_value = "auto")]
+    change_streams: ChangeStreams,
+    /// How long a draining worker lets running jobs finish, in milliseconds.
+    #[arg(long, default_value_t = 30_000)]
+    grace_ms: u64,
+    /// The backoff after a failed attempt: this many milliseconds, doubling per attempt, capped
+    /// at 10 minutes.
+    #[arg(long, default_value_t = 5_000)]
+    retry_base_ms: u64,
+    /// Reaper period, in milliseconds.
+    #[arg(long, default_value_t = 5_000)]
+    reap_every_ms: u64,
+    /// Finished jobs are pruned this many seconds after they finished.
+    #[arg(long, default_value_t = 7 * 24 * 3600)]
+    retention_s: u64,
+    /// Where to serve /metrics and /healthz; port 0 picks a free one (logged).
+    #[arg(long, default_value = "127.0.0.1:9464")]
+    metrics_addr: SocketAddr,
+    #[arg(long, value_enum, default_value = "json")]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum ChangeStreams {
+    Auto,
+    Off,
+}
+
+fn parse_kind_limit(text: &str) -> Result<(String, usize), String> {
+    let (kind, limit) = text
+        .split_once('=')
+        .ok_or_else(|| format!("--kind-limit: expected KIND=N, got {text:?}"))?;
+    let limit: usize = limit
+        .parse()
+        .map_err(|_| format!("--kind-limit: {limit:?} is not a number"))?;
+    if kind.is_empty() || limit == 0 {
+        return Err(format!(
+            "--kind-limit: expected a kind and a limit above 0, got {text:?}"
+        ));
+    }
+    Ok((kind.to_string(), limit))
+}
+
+pub async fn run(args: WorkerArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(args.concurrency > 0, "--concurrency must be at least 1");
+    anyhow::ensure!(
+        args.lease_ttl_ms >= 300,
+        "--lease-ttl-ms must be at least 300"
+    );
+    let client = Client::with_uri_str(&args.mongodb_uri)
+        .await
+        .context("--mongodb-uri")?;
+    let db = client.database(&args.database);
+    let queue = Queue::new(&db).with_retry_policy(RetryPolicy {
+        base: Duration::from_millis(args.retry_base_ms),
+        cap: Duration::from_secs(600),
+    });
+    queue
+        .ensure_indexes()
+        .await
+        .context("creating the queue's indexes")?;
+
+    let mut handlers = HandlerSet::new();
+    if args.diagnostics {
+        handlers = diagnostics::handlers(&db);
+    }
+    if !args.kinds.is_empty() {
+        handlers = handlers.only(&args.kinds).context("--kinds")?;
+    }
+    anyhow::ensure!(
+        !handlers.kinds().is_empty(),
+        "no job kinds to serve: this build has no pipeline stages yet; pass --diagnostics"
+    );
+
+    let lease_ttl = Duration::from_millis(args.lease_ttl_ms);
+    let mut config = WorkerConfig::new(args.concurrency);
+    config.kind_limits = args.kind_limits.into_iter().collect::<HashMap<_, _>>();
+    config.lease_ttl = lease_ttl;
+    config.heartbeat_every = lease_ttl / 3;
+    config.poll_min = Duration::from_millis(args.poll_min_ms);
+    config.poll_max = Duration::from_millis(args.poll_max_ms.max(args.poll_min_ms));
+    config.change_streams = args.change_streams == ChangeStreams::Auto;
+    config.grace = Duration::from_millis(args.grace_ms);
+
+    let mut registry = Registry::with_prefix("sv0");
+    queue.metrics().register(&mut registry);
+    let worker = Worker::new(queue.clone(), db, handlers, config);
+
+    let shutdown = CancellationToken::new();
+    let maintenance = CancellationToken::new();
+    let bound = serve_status(
+        args.metrics_addr,
+        Arc::new(registry),
+        worker.health(),
+        maintenance.clone(),
+    )
+    .await
+    .with_context(|| format!("--metrics-addr {}", args.metrics_addr))?;
+    tracing::info!(addr = %bound, "serving /metrics and /healthz");
+    tokio::spawn(
+        Reaper::new(queue.clone(), Duration::from_millis(args.reap_every_ms))
+            .run(maintenance.clone()),
+    );
+    tokio::spawn(
+        Pruner::new(
+            queue.clone(),
+            Duration::from_secs(args.retention_s),
+            Duration::from_secs(60),
+        )
+        .run(maintenance.clone()),
+    );
+    tokio::spawn(DepthSampler::new(queue, Duration::from_secs(5)).run(maintenance.clone()));
+
+    let signal = shutdown.clone();
+    tokio::spawn(async move {
+        if crate::shutdown_signal().await.is_ok() {
+            tracing::info!("shutdown requested");
+        }
+        signal.cancel();
+    });
+    let result = worker.run(shutdown).await;
+    maintenance.cancel();
+    result
+}

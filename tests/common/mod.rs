@@ -1,0 +1,173 @@
+//! Real `sv0` processes for the end-to-end tests: workers and enqueuers, with their JSON log
+//! lines collected for assertions.
+#![allow(dead_code)] // each test file uses a different part of this
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::TryStreamExt;
+use mongodb::Database;
+use mongodb::bson::oid::ObjectId;
+use mongodb::bson::{Document, doc};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use serde_json::Value;
+
+pub const SV0: &str = env!("CARGO_BIN_EXE_sv0");
+
+/// A running `sv0 worker`. Killed on drop.
+pub struct WorkerProcess {
+    child: Child,
+    lines: Arc<Mutex<Vec<Value>>>,
+}
+
+impl WorkerProcess {
+    /// Starts `sv0 worker --diagnostics` on `uri`/`database` with test-friendly defaults, then
+    /// `extra` arguments (later flags win).
+    pub fn start(uri: &str, database: &str, extra: &[&str]) -> WorkerProcess {
+        let mut child = Command::new(SV0)
+            .args([
+                "worker",
+                "--mongodb-uri",
+                uri,
+                "--database",
+                database,
+                "--diagnostics",
+            ])
+            .args(["--metrics-addr", "127.0.0.1:0", "--change-streams", "off"])
+            .args(["--poll-max-ms", "200", "--reap-every-ms", "250"])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("sv0 worker starts");
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let sink = lines.clone();
+        let stdout = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Ok(value) = serde_json::from_str::<Value>(&line) {
+                    sink.lock().unwrap().push(value);
+                }
+            }
+        });
+        WorkerProcess { child, lines }
+    }
+
+    pub fn pid(&self) -> Pid {
+        Pid::from_raw(self.child.id() as i32)
+    }
+
+    /// Every log event so far.
+    pub fn all_events(&self) -> Vec<Value> {
+        self.lines.lock().unwrap().clone()
+    }
+
+    /// Log events with this message.
+    pub fn events(&self, message: &str) -> Vec<Value> {
+        self.lines
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l["message"] == message)
+            .cloned()
+            .collect()
+    }
+
+    /// Waits until an event with this message was logged.
+    pub fn wait_for_event(&self, message: &str, timeout: Duration) -> Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(event) = self.events(message).into_iter().next() {
+                return event;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {message:?} event within {timeout:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The worker id (the lease owner it writes).
+    pub fn id(&self) -> String {
+        let started = self.wait_for_event("worker started", Duration::from_secs(20));
+        started["worker"].as_str().unwrap().to_string()
+    }
+
+    pub fn signal(&self, signal: Signal) {
+        kill(self.pid(), signal).unwrap();
+    }
+
+    /// Waits for the process to exit; panics after `timeout`.
+    pub fn wait_exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "worker did not exit within {timeout:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGTERM, then wait for the drain to end.
+    pub fn stop(&mut self) {
+        self.signal(Signal::SIGTERM);
+        let status = self.wait_exit(Duration::from_secs(60));
+        assert!(status.success(), "worker exited with {status}");
+    }
+}
+
+impl Drop for WorkerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Polls `probe` until it returns true; panics with `what` after `timeout`.
+pub async fn eventually<F, Fut>(what: &str, timeout: Duration, mut probe: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    while !probe().await {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+pub async fn count(db: &Database, collection: &str, filter: Document) -> u64 {
+    db.collection::<Document>(collection)
+        .count_documents(filter)
+        .await
+        .unwrap()
+}
+
+pub async fn all(db: &Database, collection: &str, filter: Document) -> Vec<Document> {
+    db.collection::<Document>(collection)
+        .find(filter)
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap()
+}
+
+pub async fn job(db: &Database, id: ObjectId) -> Document {
+    db.collection::<Document>("jobs")
+        .find_one(doc! {"_id": id})
+        .await
+        .unwrap()
+        .expect("the job exists")
+}

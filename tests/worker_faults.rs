@@ -1,0 +1,194 @@
+//! Worker processes that die or lose the database: nothing is lost, and a holder whose lease
+//! was reaped never commits.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{WorkerProcess, all, count, eventually, job};
+use mongodb::bson::doc;
+use nix::sys::signal::Signal;
+use sv0_queue::{NewJob, Queue};
+use sv0_testkit::{FaultProxy, TestDb, stand};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn jobs_of_a_sigkilled_worker_are_reclaimed_after_the_lease_ttl_and_complete() {
+    let test = TestDb::new("worker_sigkill").await;
+    let queue = Queue::new(&test.db);
+    queue.ensure_indexes().await.unwrap();
+    let jobs: Vec<NewJob> = (0..6)
+        .map(|_| NewJob::new("probe", doc! {"sleep_ms": 5_000_i64}))
+        .collect();
+    let ids: Vec<_> = queue
+        .enqueue_many(jobs)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.id)
+        .collect();
+
+    let first = WorkerProcess::start(
+        test.uri(),
+        test.name(),
+        &["--concurrency", "6", "--lease-ttl-ms", "1500"],
+    );
+    let first_id = first.id();
+    eventually(
+        "the first worker to hold all six",
+        Duration::from_secs(20),
+        || {
+            let db = test.db.clone();
+            let owner = first_id.clone();
+            async move {
+                count(
+                    &db,
+                    "jobs",
+                    doc! {"status": "running", "lease.owner": owner},
+                )
+                .await
+                    == 6
+            }
+        },
+    )
+    .await;
+    eventually(
+        "the first worker's handlers to start",
+        Duration::from_secs(20),
+        || {
+            let db = test.db.clone();
+            async move { count(&db, "probe_runs", doc! {}).await == 6 }
+        },
+    )
+    .await;
+    first.signal(Signal::SIGKILL);
+
+    let second = WorkerProcess::start(
+        test.uri(),
+        test.name(),
+        &["--concurrency", "6", "--lease-ttl-ms", "1500"],
+    );
+    let second_id = second.id();
+    eventually("every job to succeed", Duration::from_secs(40), || {
+        let db = test.db.clone();
+        async move { count(&db, "jobs", doc! {"status": "succeeded"}).await == 6 }
+    })
+    .await;
+    for id in ids {
+        let stored = job(&test.db, id).await;
+        assert_eq!(
+            stored
+                .get_document("lease")
+                .unwrap()
+                .get_str("owner")
+                .unwrap(),
+            second_id
+        );
+        assert_eq!(
+            stored.get_i32("attempts").unwrap(),
+            2,
+            "the killed run spent one attempt"
+        );
+        let runs = all(&test.db, "probe_runs", doc! {"job_id": id}).await;
+        let workers: Vec<&str> = runs.iter().map(|r| r.get_str("worker").unwrap()).collect();
+        assert_eq!(workers, vec![first_id.as_str(), second_id.as_str()]);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_partitioned_worker_is_fenced_out_and_the_second_workers_commit_stands() {
+    let test = TestDb::new("worker_partition").await;
+    let queue = Queue::new(&test.db);
+    queue.ensure_indexes().await.unwrap();
+    let id = queue
+        .enqueue(NewJob::new("probe", doc! {"sleep_ms": 1_500_i64}))
+        .await
+        .unwrap()
+        .id;
+
+    let proxy = FaultProxy::start(stand().addr()).unwrap();
+    let through_proxy = stand().uri_via(proxy.addr());
+    let ttl = ["--lease-ttl-ms", "1500"];
+    let first = WorkerProcess::start(&through_proxy, test.name(), &ttl);
+    let first_id = first.id();
+    eventually(
+        "the first worker to hold the job",
+        Duration::from_secs(20),
+        || {
+            let db = test.db.clone();
+            let owner = first_id.clone();
+            async move {
+                count(
+                    &db,
+                    "jobs",
+                    doc! {"status": "running", "lease.owner": owner},
+                )
+                .await
+                    == 1
+            }
+        },
+    )
+    .await;
+
+    eventually("its handler to start", Duration::from_secs(20), || {
+        let db = test.db.clone();
+        async move { count(&db, "probe_runs", doc! {}).await == 1 }
+    })
+    .await;
+    // Cut the first worker off; its handler finishes during the partition, and its completion
+    // and heartbeat writes are held in the black hole.
+    proxy.black_hole();
+    let second = WorkerProcess::start(test.uri(), test.name(), &ttl);
+    let second_id = second.id();
+    eventually(
+        "the second worker to commit",
+        Duration::from_secs(30),
+        || {
+            let db = test.db.clone();
+            let owner = second_id.clone();
+            async move {
+                count(
+                    &db,
+                    "jobs",
+                    doc! {"status": "succeeded", "lease.owner": owner},
+                )
+                .await
+                    == 1
+            }
+        },
+    )
+    .await;
+    let committed = job(&test.db, id).await;
+
+    proxy.restore();
+    let rejected = first.wait_for_event("lease lost", Duration::from_secs(30));
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while first
+        .events("lease lost")
+        .iter()
+        .all(|e| e["during"] != "complete")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the stale completion was never rejected: {:#?}",
+            first.all_events()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        first.events("job committed").is_empty(),
+        "the partitioned worker committed nothing: {rejected}"
+    );
+    assert!(
+        first
+            .events("lease lost")
+            .iter()
+            .any(|e| e["during"] == "heartbeat"),
+        "its held heartbeat was rejected too"
+    );
+    assert_eq!(second.events("job committed").len(), 1);
+    assert_eq!(
+        job(&test.db, id).await,
+        committed,
+        "the second worker's commit stands unchanged"
+    );
+}

@@ -1,0 +1,155 @@
+//! One job's run in a worker: the handler under `with_retry`, raced against its cancellation
+//! token, then the outcome written through the queue's fenced calls.
+
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use sv0_queue::{Claimed, Commit, FailOutcome, Failure, QueueError};
+use tokio_util::sync::CancellationToken;
+
+use crate::completions::Completions;
+use crate::runtime::{Inner, StopReason};
+use crate::{HandlerError, JobContext, with_retry};
+
+/// How long an outcome write keeps retrying a database that is away. Past the lease's life the
+/// write would be fenced out anyway, and the job runs again elsewhere.
+fn write_deadline(inner: &Inner) -> Duration {
+    inner.config.lease_ttl
+}
+
+impl Inner {
+    pub(crate) async fn run_job(
+        self: &Arc<Self>,
+        job: Claimed,
+        cancel: CancellationToken,
+        stop: Arc<OnceLock<StopReason>>,
+        completions: Completions,
+    ) {
+        let Some(handler) = self.handlers.get(job.kind()) else {
+            // Claims only ask for registered kinds; a missing handler is a bug, not a job error.
+            tracing::error!(kind = job.kind(), "no handler for a claimed kind");
+            return;
+        };
+        let context = JobContext {
+            job: job.clone(),
+            cancel: cancel.clone(),
+            worker_id: self.id.clone(),
+        };
+        let outcome = tokio::select! {
+            result = with_retry(&cancel, || handler.run(&context)) => Some(result),
+            _ = cancel.cancelled() => None,
+        };
+        let job_id = job.lease.job_id.to_hex();
+        let kind = job.kind().to_string();
+        let reason = stop.get().copied();
+        match (outcome, reason) {
+            (Some(Ok(())), _) => {
+                let commit = self
+                    .persist("complete", || {
+                        let completions = completions.clone();
+                        let job = job.clone();
+                        async move { completions.complete(job).await.map_err(Retry) }
+                    })
+                    .await;
+                match commit {
+                    Some(Commit::Committed) => tracing::info!(job_id, kind, "job committed"),
+                    Some(Commit::LeaseLost) => {
+                        tracing::warn!(job_id, kind, during = "complete", "lease lost")
+                    }
+                    None => {}
+                }
+            }
+            (Some(Err(error)), _) => {
+                let failure = match &error {
+                    HandlerError::Transient(_) => Failure::Retryable,
+                    HandlerError::Permanent(_) => Failure::Permanent,
+                };
+                let message = error.to_string();
+                let outcome = self
+                    .persist("fail", || {
+                        let queue = self.queue.clone();
+                        let job = job.clone();
+                        let message = message.clone();
+                        async move {
+                            queue
+                                .fail(&job, &message, failure)
+                                .await
+                                .map_err(Retry::from)
+                        }
+                    })
+                    .await;
+                match outcome {
+                    Some(FailOutcome::LeaseLost) => {
+                        tracing::warn!(job_id, kind, during = "fail", "lease lost")
+                    }
+                    Some(outcome) => {
+                        tracing::info!(job_id, kind, ?outcome, error = %message, "job failed")
+                    }
+                    None => {}
+                }
+            }
+            (None, Some(StopReason::LeaseLost) | None) => {
+                tracing::warn!(job_id, kind, "work abandoned: the lease was lost");
+            }
+            (None, Some(StopReason::CancelRequested)) => {
+                let done = self
+                    .persist("cancel", || {
+                        let queue = self.queue.clone();
+                        let job = job.clone();
+                        async move { queue.finish_cancelled(&job).await.map_err(Retry::from) }
+                    })
+                    .await;
+                tracing::info!(job_id, kind, ?done, "job cancelled on request");
+            }
+            (None, Some(StopReason::Shutdown)) => {
+                let released = self
+                    .persist("release", || {
+                        let queue = self.queue.clone();
+                        let lease = job.lease.clone();
+                        async move { queue.release(&[&lease]).await.map_err(Retry::from) }
+                    })
+                    .await;
+                tracing::info!(
+                    job_id,
+                    kind,
+                    released = released.unwrap_or(0),
+                    "job released on shutdown"
+                );
+            }
+        }
+    }
+
+    /// Retries an outcome write while the database is away, up to the write deadline.
+    async fn persist<T, F, Fut>(&self, what: &'static str, mut write: F) -> Option<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, Retry>>,
+    {
+        let deadline = tokio::time::Instant::now() + write_deadline(self);
+        let mut pause = Duration::from_millis(100);
+        loop {
+            match write().await {
+                Ok(value) => return Some(value),
+                Err(Retry(error)) if tokio::time::Instant::now() + pause < deadline => {
+                    tracing::warn!(what, %error, "outcome write failed; retrying");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(2));
+                }
+                Err(Retry(error)) => {
+                    tracing::error!(what, %error, "outcome write failed; the lease will expire and the job run again");
+                    return None;
+                }
+            }
+        }
+    }
+}
+
+/// A failed outcome write, as text: the write is retried whatever the cause, since a permanent
+/// storage error would fail again and the deadline ends it.
+struct Retry(String);
+
+impl From<QueueError> for Retry {
+    fn from(error: QueueError) -> Retry {
+        Retry(error.to_string())
+    }
+}

@@ -1,0 +1,325 @@
+//! The worker: claims jobs of its kinds within its concurrency limits, runs each under a lease,
+//! and writes the outcome through the queue's fenced calls.
+//!
+//! The claim loop claims again at once after work; when a claim finds nothing it waits on a
+//! wake-up (change stream) or a timer that stays short while work was recent and then doubles up
+//! to `poll_max`. On shutdown it stops claiming, lets running jobs finish within `grace`, then
+//! cancels the rest and releases their leases so other workers take them at once.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use mongodb::Database;
+use mongodb::bson::oid::ObjectId;
+use mongodb::bson::{DateTime, Document};
+use sv0_queue::{ClaimRequest, Claimed, LeaseRef, Queue};
+use tokio::sync::Notify;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::completions::Completions;
+use crate::registry::WorkerRecord;
+use crate::{HandlerSet, Health};
+
+/// How a worker runs. `WorkerConfig::new` gives production defaults.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// Jobs run at once, over all kinds.
+    pub concurrency: usize,
+    /// Tighter limits for some kinds.
+    pub kind_limits: HashMap<String, usize>,
+    /// A lease's time to live; heartbeats renew it every `heartbeat_every`.
+    pub lease_ttl: Duration,
+    pub heartbeat_every: Duration,
+    /// The idle poll starts at `poll_min`, stays there for `busy_window` after the last claimed
+    /// job, then doubles up to `poll_max`.
+    pub poll_min: Duration,
+    pub poll_max: Duration,
+    pub busy_window: Duration,
+    /// Watch the jobs collection for wake-ups where the server offers change streams.
+    pub change_streams: bool,
+    /// How long a draining worker lets running jobs finish before it cancels them.
+    pub grace: Duration,
+}
+
+impl WorkerConfig {
+    pub fn new(concurrency: usize) -> WorkerConfig {
+        let lease_ttl = Duration::from_secs(30);
+        WorkerConfig {
+            concurrency,
+            kind_limits: HashMap::new(),
+            lease_ttl,
+            heartbeat_every: lease_ttl / 3,
+            poll_min: Duration::from_millis(5),
+            poll_max: Duration::from_secs(1),
+            busy_window: Duration::from_secs(1),
+            change_streams: true,
+            grace: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Why a running job's token fired.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum StopReason {
+    LeaseLost,
+    CancelRequested,
+    Shutdown,
+}
+
+/// A job this worker is running.
+#[derive(Debug)]
+pub(crate) struct Held {
+    pub(crate) lease: LeaseRef,
+    pub(crate) kind: String,
+    pub(crate) cancel: CancellationToken,
+    pub(crate) stop: Arc<OnceLock<StopReason>>,
+}
+
+impl Held {
+    /// Fires the job's token; the first reason given is the one that counts.
+    pub(crate) fn stop(&self, reason: StopReason) {
+        let _ = self.stop.set(reason);
+        self.cancel.cancel();
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct Inner {
+    pub(crate) id: String,
+    pub(crate) queue: Queue,
+    pub(crate) db: Database,
+    pub(crate) handlers: HandlerSet,
+    pub(crate) config: WorkerConfig,
+    pub(crate) held: Mutex<HashMap<ObjectId, Held>>,
+    pub(crate) capacity_freed: Notify,
+    pub(crate) wake: Arc<Notify>,
+    pub(crate) health: Health,
+}
+
+impl Inner {
+    pub(crate) fn held(&self) -> std::sync::MutexGuard<'_, HashMap<ObjectId, Held>> {
+        self.held
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// A worker process's runtime.
+#[derive(Debug, Clone)]
+pub struct Worker {
+    inner: Arc<Inner>,
+}
+
+impl Worker {
+    /// A worker serving every kind in `handlers`, under a fresh worker id
+    /// (`host-pid-nonce`, unique to this process's lifetime).
+    pub fn new(queue: Queue, db: Database, handlers: HandlerSet, config: WorkerConfig) -> Worker {
+        let host = host_name();
+        let id = format!("{host}-{}-{}", std::process::id(), ObjectId::new().to_hex());
+        Worker {
+            inner: Arc::new(Inner {
+                id,
+                queue,
+                db,
+                handlers,
+                config,
+                held: Mutex::new(HashMap::new()),
+                capacity_freed: Notify::new(),
+                wake: Arc::new(Notify::new()),
+                health: Health::default(),
+            }),
+        }
+    }
+
+    pub fn id(&self) -> &str {
+        &self.inner.id
+    }
+
+    /// The worker's health, for the status server.
+    pub fn health(&self) -> Health {
+        self.inner.health.clone()
+    }
+
+    /// Runs until `shutdown` fires, then drains. Returns once every job it held has finished or
+    /// been released.
+    pub async fn run(&self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let inner = self.inner.clone();
+        anyhow::ensure!(
+            !inner.handlers.kinds().is_empty(),
+            "the worker has no job kinds to serve"
+        );
+        anyhow::ensure!(
+            inner.config.concurrency > 0,
+            "concurrency must be at least 1"
+        );
+        let record = WorkerRecord {
+            id: inner.id.clone(),
+            host: host_name(),
+            pid: std::process::id(),
+            kinds: inner.handlers.kinds(),
+            concurrency: inner.config.concurrency as i64,
+            state: "running".into(),
+            started_at: DateTime::now(),
+            last_seen_at: DateTime::now(),
+        };
+        record.save(&inner.db).await?;
+        tracing::info!(worker = %inner.id, kinds = ?record.kinds, concurrency = inner.config.concurrency, "worker started");
+
+        let background = CancellationToken::new();
+        tokio::spawn(inner.clone().heartbeat_loop(background.clone()));
+        if inner.config.change_streams {
+            tokio::spawn(crate::wakeup::watch_jobs(
+                inner.queue_collection(),
+                inner.wake.clone(),
+                background.clone(),
+            ));
+        }
+        let completions = Completions::start(inner.queue.clone());
+        let mut tasks = JoinSet::new();
+        inner.claim_loop(&completions, &mut tasks, &shutdown).await;
+
+        inner.health.set_state("draining");
+        let _ = WorkerRecord::touch(&inner.db, &inner.id, "draining").await;
+        tracing::info!(worker = %inner.id, running = inner.held().len(), "draining");
+        if tokio::time::timeout(inner.config.grace, drain(&mut tasks))
+            .await
+            .is_err()
+        {
+            let held = inner.held();
+            tracing::warn!(
+                cancelled = held.len(),
+                "grace period over; cancelling and releasing the rest"
+            );
+            for job in held.values() {
+                job.stop(StopReason::Shutdown);
+            }
+        }
+        drain(&mut tasks).await;
+        background.cancel();
+        inner.health.set_state("stopped");
+        let _ = WorkerRecord::touch(&inner.db, &inner.id, "stopped").await;
+        tracing::info!(worker = %inner.id, "worker stopped");
+        Ok(())
+    }
+}
+
+async fn drain(tasks: &mut JoinSet<()>) {
+    while tasks.join_next().await.is_some() {}
+}
+
+impl Inner {
+    fn queue_collection(&self) -> mongodb::Collection<Document> {
+        self.queue.collection()
+    }
+
+    async fn claim_loop(
+        self: &Arc<Self>,
+        completions: &Completions,
+        tasks: &mut JoinSet<()>,
+        shutdown: &CancellationToken,
+    ) {
+        let mut idle_delay = self.config.poll_min;
+        let mut last_work: Option<Instant> = None;
+        while !shutdown.is_cancelled() {
+            self.health.beat();
+            while tasks.try_join_next().is_some() {}
+            let Some((kinds, limit)) = self.free_slots() else {
+                tokio::select! {
+                    _ = self.capacity_freed.notified() => {}
+                    _ = shutdown.cancelled() => {}
+                    // A lost notification must not stall the loop.
+                    _ = tokio::time::sleep(self.config.poll_max) => {}
+                }
+                continue;
+            };
+            let request = ClaimRequest {
+                owner: self.id.clone(),
+                kinds,
+                limit,
+                lease_ttl: self.config.lease_ttl,
+            };
+            match self.queue.claim(&request).await {
+                Ok(claimed) if !claimed.is_empty() => {
+                    for job in claimed {
+                        self.start(job, completions, tasks);
+                    }
+                    last_work = Some(Instant::now());
+                    idle_delay = self.config.poll_min;
+                    continue;
+                }
+                Ok(_) => {}
+                Err(error) => {
+                    tracing::warn!(%error, "claim failed");
+                    idle_delay = self.config.poll_max;
+                }
+            }
+            let recently_busy = last_work.is_some_and(|at| at.elapsed() < self.config.busy_window);
+            let wait = if recently_busy {
+                self.config.poll_min
+            } else {
+                idle_delay = (idle_delay * 2).min(self.config.poll_max);
+                idle_delay
+            };
+            tokio::select! {
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(wait) => {}
+                _ = shutdown.cancelled() => {}
+            }
+        }
+    }
+
+    /// The kinds with a free slot and how many jobs to claim, or `None` when full.
+    fn free_slots(&self) -> Option<(Vec<String>, usize)> {
+        let held = self.held();
+        let free = self.config.concurrency.saturating_sub(held.len());
+        if free == 0 {
+            return None;
+        }
+        let mut limit = free;
+        let mut kinds = Vec::new();
+        for kind in self.handlers.kinds() {
+            match self.config.kind_limits.get(&kind) {
+                Some(&max) => {
+                    let running = held.values().filter(|h| h.kind == kind).count();
+                    if running < max {
+                        limit = limit.min(max - running);
+                        kinds.push(kind);
+                    }
+                }
+                None => kinds.push(kind),
+            }
+        }
+        (!kinds.is_empty()).then_some((kinds, limit))
+    }
+
+    fn start(self: &Arc<Self>, job: Claimed, completions: &Completions, tasks: &mut JoinSet<()>) {
+        let cancel = CancellationToken::new();
+        let stop = Arc::new(OnceLock::new());
+        self.held().insert(
+            job.lease.job_id,
+            Held {
+                lease: job.lease.clone(),
+                kind: job.kind().to_string(),
+                cancel: cancel.clone(),
+                stop: stop.clone(),
+            },
+        );
+        let inner = self.clone();
+        let completions = completions.clone();
+        tasks.spawn(async move {
+            let id = job.lease.job_id;
+            inner.run_job(job, cancel, stop, completions).await;
+            inner.held().remove(&id);
+            inner.capacity_freed.notify_one();
+        });
+    }
+}
+
+fn host_name() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "unknown-host".into())
+}

@@ -24,20 +24,30 @@ pub struct WorkerProcess {
 }
 
 impl WorkerProcess {
-    /// Starts `sv0 worker --diagnostics` on `uri`/`database` with test-friendly defaults, then
-    /// `extra` arguments (later flags win).
+    /// Starts `sv0 worker --diagnostics` on `uri`/`database` with `extra` arguments, and
+    /// test-friendly defaults for the flags `extra` does not set.
     pub fn start(uri: &str, database: &str, extra: &[&str]) -> WorkerProcess {
-        let mut child = Command::new(SV0)
-            .args([
-                "worker",
-                "--mongodb-uri",
-                uri,
-                "--database",
-                database,
-                "--diagnostics",
-            ])
-            .args(["--metrics-addr", "127.0.0.1:0", "--change-streams", "off"])
-            .args(["--poll-max-ms", "200", "--reap-every-ms", "250"])
+        let defaults = [
+            ("--metrics-addr", "127.0.0.1:0"),
+            ("--change-streams", "off"),
+            ("--poll-max-ms", "200"),
+            ("--reap-every-ms", "250"),
+        ];
+        let mut command = Command::new(SV0);
+        command.args([
+            "worker",
+            "--mongodb-uri",
+            uri,
+            "--database",
+            database,
+            "--diagnostics",
+        ]);
+        for (flag, value) in defaults {
+            if !extra.contains(&flag) {
+                command.args([flag, value]);
+            }
+        }
+        let mut child = command
             .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

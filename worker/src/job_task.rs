@@ -39,6 +39,9 @@ impl Inner {
             result = with_retry(&cancel, || handler.run(&context)) => Some(result),
             _ = cancel.cancelled() => None,
         };
+        // A handler that returns as its token fires (as it should) was stopped, whatever it
+        // returned: the stop's reason decides what is written.
+        let outcome = outcome.filter(|_| !cancel.is_cancelled());
         let job_id = job.lease.job_id.to_hex();
         let kind = job.kind().to_string();
         let reason = stop.get().copied();

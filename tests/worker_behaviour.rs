@@ -1,0 +1,342 @@
+//! Worker behaviour through real `sv0 worker` and `sv0 enqueue` processes: retries, failures,
+//! cancellation, dedup across processes, order, delay, drain on SIGTERM, and wake-ups.
+
+mod common;
+
+use std::collections::HashSet;
+use std::process::Command;
+use std::time::Duration;
+
+use common::{SV0, WorkerProcess, all, count, eventually, job};
+use mongodb::bson::{Document, doc};
+use nix::sys::signal::Signal;
+use sv0_queue::{CancelOutcome, NewJob, Queue};
+use sv0_testkit::{TestDb, oplog_stand};
+
+async fn setup(label: &str) -> (TestDb, Queue) {
+    let test = TestDb::new(label).await;
+    let queue = Queue::new(&test.db);
+    queue.ensure_indexes().await.unwrap();
+    (test, queue)
+}
+
+async fn wait_status(
+    test: &TestDb,
+    id: mongodb::bson::oid::ObjectId,
+    status: &str,
+    within: Duration,
+) {
+    eventually(&format!("job {id} to be {status}"), within, || {
+        let db = test.db.clone();
+        async move { job(&db, id).await.get_str("status").unwrap() == status }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn transient_failures_are_retried_in_place_and_the_job_succeeds_on_its_first_attempt() {
+    let (test, queue) = setup("behaviour_with_retry").await;
+    let id = queue
+        .enqueue(NewJob::new("probe", doc! {"fail_runs": 2}))
+        .await
+        .unwrap()
+        .id;
+    let _worker = WorkerProcess::start(test.uri(), test.name(), &[]);
+    wait_status(&test, id, "succeeded", Duration::from_secs(30)).await;
+    let runs = all(&test.db, "probe_runs", doc! {"job_id": id}).await;
+    assert_eq!(runs.len(), 3, "two transient failures, then success");
+    let at: Vec<i64> = runs
+        .iter()
+        .map(|r| r.get_datetime("at").unwrap().timestamp_millis())
+        .collect();
+    assert!(
+        at[1] - at[0] >= 1_000 && at[2] - at[1] >= 2_000,
+        "1 s then 2 s apart: {at:?}"
+    );
+    assert_eq!(job(&test.db, id).await.get_i32("attempts").unwrap(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_job_that_keeps_failing_transiently_is_dead_after_max_attempts() {
+    let (test, queue) = setup("behaviour_dead").await;
+    let id = queue
+        .enqueue(NewJob::new("probe", doc! {"outcome": "transient"}).max_attempts(2))
+        .await
+        .unwrap()
+        .id;
+    let _worker = WorkerProcess::start(test.uri(), test.name(), &["--retry-base-ms", "300"]);
+    wait_status(&test, id, "dead", Duration::from_secs(60)).await;
+    let stored = job(&test.db, id).await;
+    assert_eq!(stored.get_i32("attempts").unwrap(), 2);
+    assert!(stored.get_str("last_error").unwrap().contains("transient"));
+    assert_eq!(
+        count(&test.db, "probe_runs", doc! {"job_id": id}).await,
+        8,
+        "4 runs per attempt"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_permanent_failure_fails_the_job_at_once_without_retries() {
+    let (test, queue) = setup("behaviour_permanent").await;
+    let id = queue
+        .enqueue(NewJob::new("probe", doc! {"outcome": "permanent"}).max_attempts(5))
+        .await
+        .unwrap()
+        .id;
+    let _worker = WorkerProcess::start(test.uri(), test.name(), &[]);
+    wait_status(&test, id, "failed", Duration::from_secs(20)).await;
+    assert_eq!(count(&test.db, "probe_runs", doc! {"job_id": id}).await, 1);
+    assert_eq!(job(&test.db, id).await.get_i32("attempts").unwrap(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_running_job_cancelled_is_stopped_by_its_worker_at_the_next_heartbeat() {
+    let (test, queue) = setup("behaviour_cancel").await;
+    let id = queue
+        .enqueue(NewJob::new("probe", doc! {"sleep_ms": 60_000_i64}))
+        .await
+        .unwrap()
+        .id;
+    let worker = WorkerProcess::start(test.uri(), test.name(), &["--lease-ttl-ms", "1500"]);
+    eventually("the handler to start", Duration::from_secs(20), || {
+        let db = test.db.clone();
+        async move { count(&db, "probe_runs", doc! {}).await == 1 }
+    })
+    .await;
+    assert_eq!(queue.cancel(id).await.unwrap(), CancelOutcome::Requested);
+    wait_status(&test, id, "cancelled", Duration::from_secs(5)).await;
+    worker.wait_for_event("job cancelled on request", Duration::from_secs(5));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_enqueues_from_four_processes_with_the_same_keys_create_each_job_once() {
+    let (test, _queue) = setup("behaviour_dedup").await;
+    let children: Vec<_> = (0..4)
+        .map(|_| {
+            Command::new(SV0)
+                .args([
+                    "enqueue",
+                    "--mongodb-uri",
+                    test.uri(),
+                    "--database",
+                    test.name(),
+                ])
+                .args(["--kind", "noop", "--dedup-key", "slot", "--count", "50"])
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut reported: Vec<Vec<String>> = Vec::new();
+    let mut created = 0;
+    for child in children {
+        let output = child.wait_with_output().unwrap();
+        assert!(output.status.success());
+        let lines: Vec<serde_json::Value> = String::from_utf8(output.stdout)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        created += lines.iter().filter(|l| l["created"] == true).count();
+        reported.push(
+            lines
+                .iter()
+                .map(|l| l["id"].as_str().unwrap().to_string())
+                .collect(),
+        );
+    }
+    assert_eq!(count(&test.db, "jobs", doc! {}).await, 50);
+    assert_eq!(created, 50, "each key was created by exactly one process");
+    assert!(
+        reported.iter().all(|ids| ids == &reported[0]),
+        "every process got the same job per key"
+    );
+    assert_eq!(reported[0].iter().collect::<HashSet<_>>().len(), 50);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_worker_runs_due_jobs_in_priority_order_and_delayed_jobs_only_when_due() {
+    let (test, queue) = setup("behaviour_order").await;
+    let mut by_priority = Vec::new();
+    for priority in [1, 5, 3, 4, 2] {
+        let id = queue
+            .enqueue(NewJob::new("probe", doc! {}).priority(priority))
+            .await
+            .unwrap()
+            .id;
+        by_priority.push((priority, id));
+    }
+    let delayed = queue
+        .enqueue(
+            NewJob::new("probe", doc! {})
+                .priority(9)
+                .delay(Duration::from_millis(1_500)),
+        )
+        .await
+        .unwrap()
+        .id;
+    let _worker = WorkerProcess::start(test.uri(), test.name(), &["--concurrency", "1"]);
+    eventually("all six to run", Duration::from_secs(30), || {
+        let db = test.db.clone();
+        async move { count(&db, "jobs", doc! {"status": "succeeded"}).await == 6 }
+    })
+    .await;
+
+    let mut runs = all(&test.db, "probe_runs", doc! {}).await;
+    runs.sort_by_key(|r| r.get_datetime("at").unwrap().timestamp_millis());
+    let ran: Vec<_> = runs
+        .iter()
+        .map(|r| r.get_object_id("job_id").unwrap())
+        .collect();
+    by_priority.sort_by_key(|(p, _)| -p);
+    let expected: Vec<_> = by_priority.iter().map(|(_, id)| *id).collect();
+    assert_eq!(&ran[..5], &expected[..], "highest priority first");
+    assert_eq!(ran[5], delayed, "the delayed job, though highest, ran last");
+    let stored = job(&test.db, delayed).await;
+    let waited = stored
+        .get_datetime("started_at")
+        .unwrap()
+        .timestamp_millis()
+        - stored
+            .get_datetime("created_at")
+            .unwrap()
+            .timestamp_millis();
+    assert!(waited >= 1_500, "started {waited} ms after enqueue");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_drains_finishes_short_jobs_and_releases_long_ones() {
+    let (test, queue) = setup("behaviour_drain").await;
+    let short: Vec<_> = (0..3)
+        .map(|_| NewJob::new("probe", doc! {"sleep_ms": 500_i64}).priority(1))
+        .collect();
+    let long: Vec<_> = (0..3)
+        .map(|_| NewJob::new("probe", doc! {"sleep_ms": 60_000_i64}))
+        .collect();
+    queue.enqueue_many(short).await.unwrap();
+    let long_ids: Vec<_> = queue
+        .enqueue_many(long)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.id)
+        .collect();
+    let mut worker = WorkerProcess::start(
+        test.uri(),
+        test.name(),
+        &["--concurrency", "6", "--grace-ms", "2000"],
+    );
+    eventually("all six handlers to start", Duration::from_secs(20), || {
+        let db = test.db.clone();
+        async move { count(&db, "probe_runs", doc! {}).await == 6 }
+    })
+    .await;
+
+    worker.signal(Signal::SIGTERM);
+    let status = worker.wait_exit(Duration::from_secs(15));
+    assert!(status.success(), "{status}");
+    assert_eq!(
+        count(&test.db, "jobs", doc! {"status": "running"}).await,
+        0,
+        "nothing left running"
+    );
+    assert_eq!(
+        count(&test.db, "jobs", doc! {"status": "succeeded"}).await,
+        3,
+        "short jobs finished in the grace"
+    );
+    for id in long_ids {
+        let stored: Document = job(&test.db, id).await;
+        assert_eq!(
+            stored.get_str("status").unwrap(),
+            "queued",
+            "released, claimable at once"
+        );
+        assert_eq!(
+            stored.get_i32("attempts").unwrap(),
+            0,
+            "a release spends no attempt"
+        );
+        assert!(
+            stored
+                .get_document("lease")
+                .unwrap()
+                .get("expires_at")
+                .is_none()
+        );
+    }
+    let record = all(&test.db, "workers", doc! {}).await;
+    assert_eq!(record[0].get_str("state").unwrap(), "stopped");
+}
+
+/// With the idle poll capped at 10 s, only a change stream can start a job within a second.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_idle_worker_wakes_on_the_change_stream() {
+    let test = TestDb::on(oplog_stand(), "behaviour_change_stream").await;
+    let queue = Queue::new(&test.db);
+    queue.ensure_indexes().await.unwrap();
+    let worker = WorkerProcess::start(
+        test.uri(),
+        test.name(),
+        &["--change-streams", "auto", "--poll-max-ms", "10000"],
+    );
+    worker.wait_for_event(
+        "waking on a change stream of new jobs",
+        Duration::from_secs(20),
+    );
+    tokio::time::sleep(Duration::from_secs(12)).await; // the poll has backed off to its cap
+    let id = queue
+        .enqueue(NewJob::new("noop", doc! {}))
+        .await
+        .unwrap()
+        .id;
+    wait_status(&test, id, "succeeded", Duration::from_secs(20)).await;
+    let stored = job(&test.db, id).await;
+    let latency = stored
+        .get_datetime("started_at")
+        .unwrap()
+        .timestamp_millis()
+        - stored
+            .get_datetime("created_at")
+            .unwrap()
+            .timestamp_millis();
+    assert!(
+        latency < 1_000,
+        "woken by the change stream, not the 10 s poll: {latency} ms"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_a_change_stream_the_worker_falls_back_to_polling() {
+    let (test, queue) = setup("behaviour_polling").await;
+    let worker = WorkerProcess::start(
+        test.uri(),
+        test.name(),
+        &["--change-streams", "auto", "--poll-max-ms", "300"],
+    );
+    worker.wait_for_event(
+        "no change stream on this server; polling only",
+        Duration::from_secs(20),
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let id = queue
+        .enqueue(NewJob::new("noop", doc! {}))
+        .await
+        .unwrap()
+        .id;
+    wait_status(&test, id, "succeeded", Duration::from_secs(10)).await;
+    let stored = job(&test.db, id).await;
+    let latency = stored
+        .get_datetime("started_at")
+        .unwrap()
+        .timestamp_millis()
+        - stored
+            .get_datetime("created_at")
+            .unwrap()
+            .timestamp_millis();
+    assert!(
+        latency < 2_000,
+        "picked up by the 300 ms poll: {latency} ms"
+    );
+}

@@ -39,16 +39,15 @@ fn devdb_stops_when_the_process_that_started_it_is_killed() {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    let first = BufReader::new(sv0.stdout.take().unwrap())
-        .lines()
-        .next()
-        .unwrap()
-        .unwrap();
+    // The reader stays open: sv0 keeps printing, and a closed pipe would kill it first.
+    let mut lines = BufReader::new(sv0.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
     let addr = listen_addr(&first);
     TcpStream::connect(addr).expect("devdb is serving");
 
     kill(Pid::from_raw(sv0.id() as i32), Signal::SIGKILL).unwrap();
     sv0.wait().unwrap();
+    drop(lines);
     let deadline = Instant::now() + Duration::from_secs(15);
     while TcpStream::connect(addr).is_ok() {
         assert!(

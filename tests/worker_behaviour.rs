@@ -340,3 +340,49 @@ async fn without_a_change_stream_the_worker_falls_back_to_polling() {
         "picked up by the 300 ms poll: {latency} ms"
     );
 }
+
+/// `GET path` on a plain HTTP server; returns the status code and the body.
+fn http_get(addr: &str, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut socket = std::net::TcpStream::connect(addr).unwrap();
+    write!(socket, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut response = String::new();
+    socket.read_to_string(&mut response).unwrap();
+    let status = response.split(' ').nth(1).unwrap().parse().unwrap();
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_worker_serves_its_metrics_and_health() {
+    let (test, queue) = setup("behaviour_status").await;
+    queue
+        .enqueue_many((0..3).map(|_| NewJob::new("noop", doc! {})).collect())
+        .await
+        .unwrap();
+    let worker = WorkerProcess::start(test.uri(), test.name(), &[]);
+    let serving = worker.wait_for_event("serving /metrics and /healthz", Duration::from_secs(20));
+    let addr = serving["addr"].as_str().unwrap().to_string();
+    eventually("the jobs to succeed", Duration::from_secs(20), || {
+        let db = test.db.clone();
+        async move { count(&db, "jobs", doc! {"status": "succeeded"}).await == 3 }
+    })
+    .await;
+
+    let (status, health) = http_get(&addr, "/healthz");
+    assert_eq!((status, health.trim()), (200, "running"));
+    let (status, metrics) = http_get(&addr, "/metrics");
+    assert_eq!(status, 200);
+    for series in [
+        "sv0_queue_jobs_claimed_total{kind=\"noop\"} 3",
+        "sv0_queue_jobs_finished_total{kind=\"noop\",outcome=\"succeeded\"} 3",
+        "sv0_queue_job_duration_seconds_count{kind=\"noop\"} 3",
+    ] {
+        assert!(metrics.contains(series), "missing {series} in\n{metrics}");
+    }
+    let (status, _) = http_get(&addr, "/nowhere");
+    assert_eq!(status, 404);
+}

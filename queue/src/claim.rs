@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use futures::TryStreamExt;
 use mongodb::bson::oid::ObjectId;
-use mongodb::bson::{DateTime, doc};
+use mongodb::bson::{DateTime, Document, doc};
 
 use crate::queue::after;
 use crate::{Claimed, JobDoc, JobStatus, LeaseRef, Queue, QueueError, Result};
@@ -38,34 +38,52 @@ impl Queue {
     /// Claims up to `request.limit` due jobs. An empty result means none was due, or every
     /// candidate was taken by another worker first.
     pub async fn claim(&self, request: &ClaimRequest) -> Result<Vec<Claimed>> {
+        let candidates = self.candidates(&request.kinds, request.limit).await?;
+        self.claim_candidates(request, &candidates).await
+    }
+
+    /// Step 1 alone: up to `limit` due jobs of `kinds`, in claim order. A worker may fetch more
+    /// candidates than it can run now and claim them over several calls of
+    /// [`Queue::claim_candidates`]: the sorted query is the dearest step, and the re-check makes
+    /// stale candidates harmless (a job taken meanwhile is simply not claimed).
+    pub async fn candidates(&self, kinds: &[String], limit: usize) -> Result<Vec<ObjectId>> {
+        if kinds.is_empty() || limit == 0 {
+            return Err(QueueError::Invalid(
+                "a claim needs at least one kind and a limit above 0".into(),
+            ));
+        }
+        Ok(self
+            .collection()
+            .find(due(kinds, DateTime::now()))
+            .sort(doc! {"priority": -1, "run_at": 1})
+            .limit(limit as i64)
+            .projection(doc! {"_id": 1})
+            .await?
+            .try_filter_map(|d| async move { Ok(d.get_object_id("_id").ok()) })
+            .try_collect()
+            .await?)
+    }
+
+    /// Steps 2 and 3: claims those of `candidates` that are still due and of `request.kinds`, at
+    /// most `request.limit` of them (the first ones).
+    pub async fn claim_candidates(
+        &self,
+        request: &ClaimRequest,
+        candidates: &[ObjectId],
+    ) -> Result<Vec<Claimed>> {
         if request.kinds.is_empty() || request.limit == 0 {
             return Err(QueueError::Invalid(
                 "a claim needs at least one kind and a limit above 0".into(),
             ));
         }
-        let now = DateTime::now();
-        let due = doc! {
-            "status": JobStatus::Queued.as_str(),
-            "kind": {"$in": &request.kinds},
-            "run_at": {"$lte": now},
-        };
-        let candidates: Vec<ObjectId> = self
-            .collection()
-            .find(due.clone())
-            .sort(doc! {"priority": -1, "run_at": 1})
-            .limit(request.limit as i64)
-            .projection(doc! {"_id": 1})
-            .await?
-            .try_filter_map(|d| async move { Ok(d.get_object_id("_id").ok()) })
-            .try_collect()
-            .await?;
+        let candidates = &candidates[..candidates.len().min(request.limit)];
         if candidates.is_empty() {
             return Ok(Vec::new());
         }
-
+        let now = DateTime::now();
         let nonce = ObjectId::new();
-        let mut recheck = due;
-        recheck.insert("_id", doc! {"$in": &candidates});
+        let mut recheck = due(&request.kinds, now);
+        recheck.insert("_id", doc! {"$in": candidates});
         let claimed = self
             .jobs
             .update_many(
@@ -89,7 +107,7 @@ impl Queue {
 
         let mut won: Vec<JobDoc> = self
             .jobs
-            .find(doc! {"_id": {"$in": &candidates}})
+            .find(doc! {"_id": {"$in": candidates}})
             .await?
             .try_filter(|job| {
                 let ours = job.status == JobStatus::Running && job.lease.claim == Some(nonce);
@@ -114,5 +132,15 @@ impl Queue {
                 }
             })
             .collect())
+    }
+}
+
+/// The claim filter: queued, of one of `kinds`, due by `now`. The `claim` index serves it with the
+/// claim order's sort.
+fn due(kinds: &[String], now: DateTime) -> Document {
+    doc! {
+        "status": JobStatus::Queued.as_str(),
+        "kind": {"$in": kinds},
+        "run_at": {"$lte": now},
     }
 }

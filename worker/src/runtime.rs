@@ -6,7 +6,7 @@
 //! to `poll_max`. On shutdown it stops claiming, lets running jobs finish within `grace`, then
 //! cancels the rest and releases their leases so other workers take them at once.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -39,6 +39,10 @@ pub struct WorkerConfig {
     pub busy_window: Duration,
     /// Watch the jobs collection for wake-ups where the server offers change streams.
     pub change_streams: bool,
+    /// Candidates fetched per sorted query, claimed over several claims while younger than
+    /// `prefetch_max_age` (which bounds how long a newer, higher-priority job can be passed over).
+    pub prefetch: usize,
+    pub prefetch_max_age: Duration,
     /// How long a draining worker lets running jobs finish before it cancels them.
     pub grace: Duration,
 }
@@ -55,6 +59,8 @@ impl WorkerConfig {
             poll_max: Duration::from_secs(1),
             busy_window: Duration::from_secs(1),
             change_streams: true,
+            prefetch: (concurrency * 4).clamp(32, 512),
+            prefetch_max_age: Duration::from_millis(250),
             grace: Duration::from_secs(30),
         }
     }
@@ -222,6 +228,7 @@ impl Inner {
     ) {
         let mut idle_delay = self.config.poll_min;
         let mut last_work: Option<Instant> = None;
+        let mut candidates = Candidates::default();
         while !shutdown.is_cancelled() {
             self.health.beat();
             while tasks.try_join_next().is_some() {}
@@ -234,25 +241,43 @@ impl Inner {
                 }
                 continue;
             };
-            let request = ClaimRequest {
-                owner: self.id.clone(),
-                kinds,
-                limit,
-                lease_ttl: self.config.lease_ttl,
-            };
-            match self.queue.claim(&request).await {
-                Ok(claimed) if !claimed.is_empty() => {
-                    for job in claimed {
-                        self.start(job, completions, tasks);
+            if candidates.stale(self.config.prefetch_max_age) {
+                match self
+                    .queue
+                    .candidates(&self.handlers.kinds(), self.config.prefetch)
+                    .await
+                {
+                    Ok(ids) => candidates.refill(ids),
+                    Err(error) => {
+                        tracing::warn!(%error, "fetching claim candidates failed");
+                        idle_delay = self.config.poll_max;
                     }
-                    last_work = Some(Instant::now());
-                    idle_delay = self.config.poll_min;
-                    continue;
                 }
-                Ok(_) => {}
-                Err(error) => {
-                    tracing::warn!(%error, "claim failed");
-                    idle_delay = self.config.poll_max;
+            }
+            let batch = candidates.take(limit);
+            if !batch.is_empty() {
+                let request = ClaimRequest {
+                    owner: self.id.clone(),
+                    kinds,
+                    limit,
+                    lease_ttl: self.config.lease_ttl,
+                };
+                match self.queue.claim_candidates(&request, &batch).await {
+                    Ok(claimed) => {
+                        if !claimed.is_empty() {
+                            last_work = Some(Instant::now());
+                            idle_delay = self.config.poll_min;
+                        }
+                        for job in claimed {
+                            self.start(job, completions, tasks);
+                        }
+                        // Candidates may remain, or others took these: look again at once.
+                        continue;
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, "claim failed");
+                        idle_delay = self.config.poll_max;
+                    }
                 }
             }
             let recently_busy = last_work.is_some_and(|at| at.elapsed() < self.config.busy_window);
@@ -270,11 +295,15 @@ impl Inner {
         }
     }
 
-    /// The kinds with a free slot and how many jobs to claim, or `None` when full.
+    /// The kinds with a free slot and how many jobs to claim, or `None` when the worker should
+    /// wait for more of its jobs to finish. A busy worker claims only once half its slots are
+    /// free: each claim scans the queue, so claiming one job per freed slot would pay a scan per
+    /// job (on the stand, a scan of the whole collection).
     fn free_slots(&self) -> Option<(Vec<String>, usize)> {
         let held = self.held();
         let free = self.config.concurrency.saturating_sub(held.len());
-        if free == 0 {
+        let threshold = self.config.concurrency.div_ceil(2);
+        if free == 0 || (!held.is_empty() && free < threshold) {
             return None;
         }
         let mut limit = free;
@@ -322,4 +351,27 @@ fn host_name() -> String {
         .ok()
         .and_then(|h| h.into_string().ok())
         .unwrap_or_else(|| "unknown-host".into())
+}
+
+/// Claim candidates from one sorted query, taken from the front.
+#[derive(Debug, Default)]
+struct Candidates {
+    ids: VecDeque<ObjectId>,
+    fetched_at: Option<Instant>,
+}
+
+impl Candidates {
+    fn stale(&self, max_age: Duration) -> bool {
+        self.ids.is_empty() || self.fetched_at.is_none_or(|at| at.elapsed() > max_age)
+    }
+
+    fn refill(&mut self, ids: Vec<ObjectId>) {
+        self.ids = ids.into();
+        self.fetched_at = Some(Instant::now());
+    }
+
+    fn take(&mut self, n: usize) -> Vec<ObjectId> {
+        let n = n.min(self.ids.len());
+        self.ids.drain(..n).collect()
+    }
 }

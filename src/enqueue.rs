@@ -2,38 +2,35 @@
 //! `{"id": …, "created": true|false}` (false: an existing job held the dedup key).
 
 use anyhow::Context;
-use mongodb::Client;
 use mongodb::bson::Document;
 use sv0_queue::{NewJob, Queue};
 
 #[derive(Debug, clap::Args)]
 pub struct EnqueueArgs {
-    #[arg(
-        long,
-        env = "SV0_MONGODB_URI",
-        default_value = "mongodb://127.0.0.1:27017/"
-    )]
-    mongodb_uri: String,
-    #[arg(long, env = "SV0_DATABASE", default_value = "sv0")]
-    database: String,
+    #[command(flatten)]
+    db: crate::DbArgs,
     /// The job kind.
     #[arg(long)]
     kind: String,
     /// The payload, a JSON object.
     #[arg(long, default_value = "{}")]
     payload: String,
+    /// Higher runs first among due jobs.
     #[arg(long, default_value_t = 0)]
     priority: i32,
     /// Not before this many milliseconds from now.
     #[arg(long, default_value_t = 0)]
     delay_ms: u64,
+    /// Attempts before the job is dead.
     #[arg(long, default_value_t = 5)]
     max_attempts: i32,
     /// Enqueue only if no job holds this key; with --count, KEY-0 … KEY-(N-1).
     #[arg(long)]
     dedup_key: Option<String>,
+    /// An opaque tenant label stored on the job.
     #[arg(long)]
     tenant_id: Option<String>,
+    /// An opaque group label (e.g. a scan run); `cancel_group` acts on it.
     #[arg(long)]
     group_id: Option<String>,
     /// How many jobs, in one bulk insert.
@@ -53,14 +50,6 @@ pub async fn run(args: EnqueueArgs) -> anyhow::Result<()> {
         (1..=100_000).contains(&args.count),
         "--count must be 1 to 100000"
     );
-    let client = Client::with_uri_str(&args.mongodb_uri)
-        .await
-        .context("--mongodb-uri")?;
-    let queue = Queue::new(&client.database(&args.database));
-    queue
-        .ensure_indexes()
-        .await
-        .context("creating the queue's indexes")?;
     let jobs: Vec<NewJob> = (0..args.count)
         .map(|n| {
             let mut job = NewJob::new(&args.kind, payload.clone())
@@ -83,6 +72,14 @@ pub async fn run(args: EnqueueArgs) -> anyhow::Result<()> {
             job
         })
         .collect();
+    for job in &jobs {
+        job.validate()?;
+    }
+    let queue = Queue::new(&args.db.connect().await?);
+    queue
+        .ensure_indexes()
+        .await
+        .context("creating the queue's indexes")?;
     for enqueued in queue.enqueue_many(jobs).await? {
         println!(
             "{{\"id\":\"{}\",\"created\":{}}}",

@@ -6,6 +6,7 @@ mod enqueue;
 mod telemetry;
 mod worker;
 
+use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
@@ -38,6 +39,30 @@ async fn main() -> anyhow::Result<()> {
             telemetry::init(args.log_format);
             worker::run(args).await
         }
+    }
+}
+
+/// Where the queue and the pipeline's collections live; shared by every subcommand that uses them.
+#[derive(Debug, clap::Args)]
+struct DbArgs {
+    /// The MongoDB connection string.
+    #[arg(
+        long,
+        env = "SV0_MONGODB_URI",
+        default_value = "mongodb://127.0.0.1:27017/"
+    )]
+    mongodb_uri: String,
+    /// The database holding the queue and the pipeline's collections.
+    #[arg(long, env = "SV0_DATABASE", default_value = "sv0")]
+    database: String,
+}
+
+impl DbArgs {
+    async fn connect(&self) -> anyhow::Result<mongodb::Database> {
+        let client = mongodb::Client::with_uri_str(&self.mongodb_uri)
+            .await
+            .context("--mongodb-uri")?;
+        Ok(client.database(&self.database))
     }
 }
 

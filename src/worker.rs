@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use mongodb::Client;
 use prometheus_client::registry::Registry;
 use sv0_queue::maintenance::{DepthSampler, Pruner, Reaper};
 use sv0_queue::{Queue, RetryPolicy};
@@ -19,16 +18,8 @@ use crate::telemetry::LogFormat;
 
 #[derive(Debug, clap::Args)]
 pub struct WorkerArgs {
-    /// The MongoDB connection string.
-    #[arg(
-        long,
-        env = "SV0_MONGODB_URI",
-        default_value = "mongodb://127.0.0.1:27017/"
-    )]
-    mongodb_uri: String,
-    /// The database holding the queue and the pipeline's collections.
-    #[arg(long, env = "SV0_DATABASE", default_value = "sv0")]
-    database: String,
+    #[command(flatten)]
+    db: crate::DbArgs,
     /// Serve only these kinds (comma-separated); default: every kind this binary has.
     #[arg(long, value_delimiter = ',')]
     kinds: Vec<String>,
@@ -99,10 +90,7 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<()> {
         args.lease_ttl_ms >= 300,
         "--lease-ttl-ms must be at least 300"
     );
-    let client = Client::with_uri_str(&args.mongodb_uri)
-        .await
-        .context("--mongodb-uri")?;
-    let db = client.database(&args.database);
+    let db = args.db.connect().await?;
     let queue = Queue::new(&db).with_retry_policy(RetryPolicy {
         base: Duration::from_millis(args.retry_base_ms),
         cap: Duration::from_secs(600),

@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{SV0, WorkerProcess, all, count, eventually, job};
+use common::{SV0, WorkerProcess, all, count, eventually, job, wait_count};
 use mongodb::bson::{Document, doc};
 use nix::sys::signal::Signal;
 use sv0_queue::{CancelOutcome, NewJob, Queue};
@@ -99,11 +99,7 @@ async fn a_running_job_cancelled_is_stopped_by_its_worker_at_the_next_heartbeat(
         .unwrap()
         .id;
     let worker = WorkerProcess::start(test.uri(), test.name(), &["--lease-ttl-ms", "1500"]);
-    eventually("the handler to start", Duration::from_secs(20), || {
-        let db = test.db.clone();
-        async move { count(&db, "probe_runs", doc! {}).await == 1 }
-    })
-    .await;
+    wait_count(&test.db, "probe_runs", doc! {}, 1, Duration::from_secs(20)).await;
     assert_eq!(queue.cancel(id).await.unwrap(), CancelOutcome::Requested);
     wait_status(&test, id, "cancelled", Duration::from_secs(5)).await;
     worker.wait_for_event("job cancelled on request", Duration::from_secs(5));
@@ -177,10 +173,13 @@ async fn a_worker_runs_due_jobs_in_priority_order_and_delayed_jobs_only_when_due
         .unwrap()
         .id;
     let _worker = WorkerProcess::start(test.uri(), test.name(), &["--concurrency", "1"]);
-    eventually("all six to run", Duration::from_secs(30), || {
-        let db = test.db.clone();
-        async move { count(&db, "jobs", doc! {"status": "succeeded"}).await == 6 }
-    })
+    wait_count(
+        &test.db,
+        "jobs",
+        doc! {"status": "succeeded"},
+        6,
+        Duration::from_secs(30),
+    )
     .await;
 
     let mut runs = all(&test.db, "probe_runs", doc! {}).await;
@@ -227,11 +226,7 @@ async fn sigterm_drains_finishes_short_jobs_and_releases_long_ones() {
         test.name(),
         &["--concurrency", "6", "--grace-ms", "2000"],
     );
-    eventually("all six handlers to start", Duration::from_secs(20), || {
-        let db = test.db.clone();
-        async move { count(&db, "probe_runs", doc! {}).await == 6 }
-    })
-    .await;
+    wait_count(&test.db, "probe_runs", doc! {}, 6, Duration::from_secs(20)).await;
 
     worker.signal(Signal::SIGTERM);
     let status = worker.wait_exit(Duration::from_secs(15));
@@ -366,10 +361,13 @@ async fn the_worker_serves_its_metrics_and_health() {
     let worker = WorkerProcess::start(test.uri(), test.name(), &[]);
     let serving = worker.wait_for_event("serving /metrics and /healthz", Duration::from_secs(20));
     let addr = serving["addr"].as_str().unwrap().to_string();
-    eventually("the jobs to succeed", Duration::from_secs(20), || {
-        let db = test.db.clone();
-        async move { count(&db, "jobs", doc! {"status": "succeeded"}).await == 3 }
-    })
+    wait_count(
+        &test.db,
+        "jobs",
+        doc! {"status": "succeeded"},
+        3,
+        Duration::from_secs(20),
+    )
     .await;
 
     let (status, health) = http_get(&addr, "/healthz");

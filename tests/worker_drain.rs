@@ -7,7 +7,7 @@ mod common;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use common::{WorkerProcess, count, eventually};
+use common::{WorkerProcess, count, wait_count};
 use mongodb::bson::doc;
 use sv0_queue::{NewJob, Queue};
 use sv0_testkit::TestDb;
@@ -27,10 +27,14 @@ async fn four_workers_drain_5000_jobs_and_each_commits_exactly_once() {
     let mut workers: Vec<WorkerProcess> = (0..4)
         .map(|_| WorkerProcess::start(test.uri(), test.name(), &["--concurrency", "8"]))
         .collect();
-    eventually("every job to succeed", Duration::from_secs(240), || {
-        let db = test.db.clone();
-        async move { count(&db, "jobs", doc! {"status": "succeeded"}).await == JOBS as u64 }
-    })
+    let all_succeeded = doc! {"status": "succeeded"};
+    wait_count(
+        &test.db,
+        "jobs",
+        all_succeeded,
+        JOBS as u64,
+        Duration::from_secs(240),
+    )
     .await;
     for worker in &mut workers {
         worker.stop();

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{WorkerProcess, all, count, eventually, job};
+use common::{WorkerProcess, all, job, wait_count};
 use mongodb::bson::doc;
 use nix::sys::signal::Signal;
 use sv0_queue::{NewJob, Queue};
@@ -33,33 +33,15 @@ async fn jobs_of_a_sigkilled_worker_are_reclaimed_after_the_lease_ttl_and_comple
         &["--concurrency", "6", "--lease-ttl-ms", "1500"],
     );
     let first_id = first.id();
-    eventually(
-        "the first worker to hold all six",
+    wait_count(
+        &test.db,
+        "jobs",
+        doc! {"status": "running", "lease.owner": &first_id},
+        6,
         Duration::from_secs(20),
-        || {
-            let db = test.db.clone();
-            let owner = first_id.clone();
-            async move {
-                count(
-                    &db,
-                    "jobs",
-                    doc! {"status": "running", "lease.owner": owner},
-                )
-                .await
-                    == 6
-            }
-        },
     )
     .await;
-    eventually(
-        "the first worker's handlers to start",
-        Duration::from_secs(20),
-        || {
-            let db = test.db.clone();
-            async move { count(&db, "probe_runs", doc! {}).await == 6 }
-        },
-    )
-    .await;
+    wait_count(&test.db, "probe_runs", doc! {}, 6, Duration::from_secs(20)).await;
     first.signal(Signal::SIGKILL);
 
     let second = WorkerProcess::start(
@@ -68,10 +50,13 @@ async fn jobs_of_a_sigkilled_worker_are_reclaimed_after_the_lease_ttl_and_comple
         &["--concurrency", "6", "--lease-ttl-ms", "1500"],
     );
     let second_id = second.id();
-    eventually("every job to succeed", Duration::from_secs(40), || {
-        let db = test.db.clone();
-        async move { count(&db, "jobs", doc! {"status": "succeeded"}).await == 6 }
-    })
+    wait_count(
+        &test.db,
+        "jobs",
+        doc! {"status": "succeeded"},
+        6,
+        Duration::from_secs(40),
+    )
     .await;
     for id in ids {
         let stored = job(&test.db, id).await;
@@ -110,51 +95,27 @@ async fn a_partitioned_worker_is_fenced_out_and_the_second_workers_commit_stands
     let ttl = ["--lease-ttl-ms", "1500"];
     let first = WorkerProcess::start(&through_proxy, test.name(), &ttl);
     let first_id = first.id();
-    eventually(
-        "the first worker to hold the job",
+    wait_count(
+        &test.db,
+        "jobs",
+        doc! {"status": "running", "lease.owner": &first_id},
+        1,
         Duration::from_secs(20),
-        || {
-            let db = test.db.clone();
-            let owner = first_id.clone();
-            async move {
-                count(
-                    &db,
-                    "jobs",
-                    doc! {"status": "running", "lease.owner": owner},
-                )
-                .await
-                    == 1
-            }
-        },
     )
     .await;
 
-    eventually("its handler to start", Duration::from_secs(20), || {
-        let db = test.db.clone();
-        async move { count(&db, "probe_runs", doc! {}).await == 1 }
-    })
-    .await;
+    wait_count(&test.db, "probe_runs", doc! {}, 1, Duration::from_secs(20)).await;
     // Cut the first worker off; its handler finishes during the partition, and its completion
     // and heartbeat writes are held in the black hole.
     proxy.black_hole();
     let second = WorkerProcess::start(test.uri(), test.name(), &ttl);
     let second_id = second.id();
-    eventually(
-        "the second worker to commit",
+    wait_count(
+        &test.db,
+        "jobs",
+        doc! {"status": "succeeded", "lease.owner": &second_id},
+        1,
         Duration::from_secs(30),
-        || {
-            let db = test.db.clone();
-            let owner = second_id.clone();
-            async move {
-                count(
-                    &db,
-                    "jobs",
-                    doc! {"status": "succeeded", "lease.owner": owner},
-                )
-                .await
-                    == 1
-            }
-        },
     )
     .await;
     let committed = job(&test.db, id).await;

@@ -83,7 +83,8 @@ impl NewJob {
         self
     }
 
-    fn validate(&self) -> Result<()> {
+    /// Checks the job without touching the database; `enqueue` does this too.
+    pub fn validate(&self) -> Result<()> {
         if self.kind.is_empty() || self.kind.len() > 100 {
             return Err(QueueError::Invalid("kind must be 1 to 100 bytes".into()));
         }

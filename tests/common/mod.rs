@@ -157,6 +157,22 @@ where
     }
 }
 
+/// Waits until exactly `n` documents of `collection` match `filter`.
+pub async fn wait_count(
+    db: &Database,
+    collection: &str,
+    filter: Document,
+    n: u64,
+    timeout: Duration,
+) {
+    let what = format!("{n} documents in {collection} matching {filter}");
+    eventually(&what, timeout, || {
+        let (db, filter) = (db.clone(), filter.clone());
+        async move { count(&db, collection, filter).await == n }
+    })
+    .await;
+}
+
 pub async fn count(db: &Database, collection: &str, filter: Document) -> u64 {
     db.collection::<Document>(collection)
         .count_documents(filter)

@@ -149,7 +149,7 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<()> {
         )
         .run(maintenance.clone()),
     );
-    tokio::spawn(DepthSampler::new(queue, Duration::from_secs(5)).run(maintenance.clone()));
+    tokio::spawn(DepthSampler::new(queue, Duration::from_secs(15)).run(maintenance.clone()));
 
     let signal = shutdown.clone();
     tokio::spawn(async move {

@@ -57,6 +57,17 @@ impl Queue {
             doc! {"$set": set, "$unset": {"lease.expires_at": ""}, "$inc": {"lease.token": 1_i64}}
         };
 
+        // The common pass finds nothing: one indexed look (on the stand, one scan that stops at
+        // the first match) instead of three bulk updates.
+        let any = self
+            .collection()
+            .find_one(expired())
+            .projection(doc! {"_id": 1})
+            .await?;
+        if any.is_none() {
+            return Ok(ReapReport::default());
+        }
+
         let mut asked_to_cancel = expired();
         asked_to_cancel.insert("cancel_requested", true);
         let cancelled = self

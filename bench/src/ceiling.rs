@@ -1,0 +1,53 @@
+//! The raw ceiling: the least server work a job needs, with the driver alone. Each job gets one
+//! claim write and one completion write, batched: `update_many` by `_id $in` over a batch of
+//! pre-inserted jobs sets them `running` (with a lease and a token increment, as a claim does),
+//! a second `update_many` sets them `succeeded`. No query to find candidates, no fencing, no
+//! read-back, no handler: a worker cannot do less per job, so its throughput is bounded by this.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use mongodb::Database;
+use mongodb::bson::{DateTime, Document, doc};
+
+use crate::measure::Throughput;
+use crate::ours;
+
+/// Jobs per `update_many`. An `_id $in` list of this size is a few tens of KiB, far below the
+/// driver's 16 MiB command limit, so this is not the driver's bound; it is the best batch size
+/// measured on the stand (per-document cost stops falling well before it), and already larger
+/// than any worker could claim at once.
+pub const BATCH: usize = 1_000;
+
+/// Claims and completes `jobs` pre-inserted jobs (after `history` finished ones) in batches.
+pub async fn run(db: &Database, jobs: usize, history: usize) -> Result<Throughput> {
+    let queue = ours::fresh_queue(db).await?;
+    ours::insert_history(db, history).await?;
+    let ids = ours::enqueue(&queue, jobs).await?;
+    let coll = db.collection::<Document>("jobs");
+
+    let begin = Instant::now();
+    for batch in ids.chunks(BATCH) {
+        let now = DateTime::now();
+        let expires = DateTime::from_millis(now.timestamp_millis() + 60_000);
+        coll.update_many(
+            doc! {"_id": {"$in": batch}},
+            doc! {
+                "$set": {"status": "running", "lease.owner": "ceiling", "lease.expires_at": expires, "started_at": now},
+                "$inc": {"lease.token": 1_i64, "attempts": 1},
+            },
+        )
+        .await?;
+        coll.update_many(
+            doc! {"_id": {"$in": batch}},
+            doc! {"$set": {"status": "succeeded", "finished_at": DateTime::now()}},
+        )
+        .await?;
+    }
+    let seconds = begin.elapsed().max(Duration::from_millis(1)).as_secs_f64();
+    Ok(Throughput {
+        done: jobs,
+        total: jobs,
+        seconds,
+    })
+}

@@ -1,0 +1,264 @@
+//! sv0-bench: our worker, agenda and the raw ceiling side by side, in one run, on the same devdb
+//! instance, with no-op handlers; prints one table and can write it to `docs/benchmarks.md`.
+//!
+//! Run it through `./scripts/bench`, which installs and builds everything it needs. Benchmarks,
+//! not tests: nothing here runs under `cargo test`.
+
+mod agenda;
+mod ceiling;
+mod measure;
+mod ours;
+mod procs;
+mod report;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use mongodb::{Client, Database};
+use sv0_devdb::DevDb;
+
+use crate::report::{Cell, Row};
+
+/// Runs every benchmark and prints one table.
+#[derive(Debug, Parser)]
+struct Args {
+    /// The `sv0` binary (release build).
+    #[arg(long)]
+    sv0: PathBuf,
+    /// The agenda peer's directory (holds peer.mjs and its node_modules).
+    #[arg(long)]
+    agenda_dir: PathBuf,
+    /// Also write the report to this Markdown file (only when every cell was measured).
+    #[arg(long)]
+    markdown: Option<PathBuf>,
+    /// The source revision measured, for the report.
+    #[arg(long, default_value = "unknown")]
+    revision: String,
+    /// Run only the scenarios whose name contains this text.
+    #[arg(long)]
+    only: Option<String>,
+    /// The longest a drain may run: a slower peer is reported at the rate it reached by then.
+    #[arg(long, default_value_t = 45)]
+    cap_secs: u64,
+}
+
+/// One drain scenario: jobs pre-enqueued, finished jobs already there, worker processes.
+struct Drain {
+    jobs: usize,
+    history: usize,
+    processes: usize,
+}
+
+/// Total concurrency of every drain, split evenly over the processes.
+const CONCURRENCY: usize = 16;
+const DRAINS: [Drain; 7] = [
+    drain(2_000, 0, 1),
+    drain(2_000, 0, 2),
+    drain(2_000, 0, 4),
+    drain(10_000, 0, 1),
+    drain(10_000, 0, 2),
+    drain(10_000, 0, 4),
+    drain(2_000, 50_000, 2),
+];
+const fn drain(jobs: usize, history: usize, processes: usize) -> Drain {
+    Drain {
+        jobs,
+        history,
+        processes,
+    }
+}
+/// The latency runs: this many jobs, one at a time, at this rate.
+const LATENCY_JOBS: usize = 400;
+const LATENCY_RATE: f64 = 20.0;
+/// The memory run: one worker of this concurrency drains this many jobs.
+const MEMORY_CONCURRENCY: usize = 32;
+const MEMORY_JOBS: usize = 2_000;
+/// Jobs claimed and completed once, unmeasured, before anything is measured.
+const WARMUP_JOBS: usize = 10_000;
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args = Args::parse();
+    let began = Instant::now();
+    let machine = report::Machine::read().await;
+    let wanted = |name: &str| args.only.as_deref().is_none_or(|o| name.contains(o));
+    let cap = Duration::from_secs(args.cap_secs);
+
+    // Benchmarks run on polling, with the oplog off (DESIGN.md §8: an idle change stream costs
+    // the stand a core); only the change-stream latency row gets its own `--oplog` instance.
+    let devdb = DevDb::builder().start()?;
+    let client = Client::with_uri_str(devdb.uri()).await?;
+    let ours = ours::Ours {
+        bin: args.sv0.clone(),
+        uri: devdb.uri(),
+    };
+    let agenda = agenda::Agenda {
+        dir: args.agenda_dir.clone(),
+        uri: devdb.uri(),
+    };
+
+    // The server is a JVM: its hot paths run interpreted until compiled, and the first cell
+    // measured ran several times slower than the same cell later. One unmeasured pass first.
+    eprintln!("warming the server up…");
+    ceiling::run(&scratch(&client, "warmup"), WARMUP_JOBS, 0).await?;
+    scratch(&client, "warmup").drop().await?;
+
+    let mut rows = Vec::new();
+    for d in &DRAINS {
+        let per = CONCURRENCY / d.processes;
+        let mut name = format!(
+            "drain {} jobs, {} × {per}",
+            report::thousands(d.jobs),
+            d.processes
+        );
+        if d.history > 0 {
+            name += &format!(", {} finished already", report::thousands(d.history));
+        }
+        if !wanted(&name) {
+            continue;
+        }
+        let db = |peer: &str| scratch(&client, peer);
+        let (jobs, history, procs) = (d.jobs, d.history, d.processes);
+        let row = Row {
+            ours: cell(
+                &name,
+                "ours",
+                ours.drain(&db("ours"), jobs, history, procs, per, cap),
+            )
+            .await,
+            agenda: cell(
+                &name,
+                "agenda",
+                agenda.drain(&db("agenda"), jobs, history, procs, per, cap),
+            )
+            .await,
+            ceiling: cell(
+                &name,
+                "ceiling",
+                ceiling::run(&db("ceiling"), jobs, history),
+            )
+            .await,
+            name,
+        };
+        report::print_row(&row);
+        rows.push(row);
+    }
+
+    let name = "enqueue→start latency at 20 jobs/s, 2 × 8 idle, polling".to_string();
+    if wanted(&name) {
+        let row = Row {
+            ours: cell(
+                &name,
+                "ours",
+                ours.latency(&scratch(&client, "ours"), LATENCY_JOBS, LATENCY_RATE, false),
+            )
+            .await,
+            agenda: cell(
+                &name,
+                "agenda",
+                agenda.latency(&scratch(&client, "agenda"), LATENCY_JOBS, LATENCY_RATE),
+            )
+            .await,
+            ceiling: Cell::NotApplicable,
+            name,
+        };
+        report::print_row(&row);
+        rows.push(row);
+    }
+
+    let name = format!("worker memory, 1 × {MEMORY_CONCURRENCY}, after draining 2,000 jobs");
+    if wanted(&name) {
+        let row = Row {
+            ours: cell(
+                &name,
+                "ours",
+                ours.memory(&scratch(&client, "ours"), MEMORY_JOBS, MEMORY_CONCURRENCY),
+            )
+            .await,
+            agenda: cell(
+                &name,
+                "agenda",
+                agenda.memory(&scratch(&client, "agenda"), MEMORY_JOBS, MEMORY_CONCURRENCY),
+            )
+            .await,
+            ceiling: Cell::NotApplicable,
+            name,
+        };
+        report::print_row(&row);
+        rows.push(row);
+    }
+    drop(client);
+    devdb.stop()?;
+
+    let name =
+        "enqueue→start latency at 20 jobs/s, 2 × 8 idle, change streams (--oplog)".to_string();
+    if wanted(&name) {
+        let oplog = DevDb::builder().oplog(true).start()?;
+        let client = Client::with_uri_str(oplog.uri()).await?;
+        let ours = ours::Ours {
+            bin: args.sv0.clone(),
+            uri: oplog.uri(),
+        };
+        let row = Row {
+            ours: cell(
+                &name,
+                "ours",
+                ours.latency(&scratch(&client, "ours"), LATENCY_JOBS, LATENCY_RATE, true),
+            )
+            .await,
+            agenda: Cell::NotRun(
+                "agenda's MongoBackend polls; its change-stream channel is a separate opt-in"
+                    .into(),
+            ),
+            ceiling: Cell::NotApplicable,
+            name,
+        };
+        report::print_row(&row);
+        rows.push(row);
+        drop(client);
+        oplog.stop()?;
+    }
+
+    let elapsed = began.elapsed();
+    let text = report::table(&rows);
+    println!("\n{text}");
+    let errors: Vec<String> = rows.iter().flat_map(Row::errors).collect();
+    for error in &errors {
+        eprintln!("FAILED {error}");
+    }
+    anyhow::ensure!(
+        errors.is_empty(),
+        "some cells failed; the report was not written"
+    );
+    if let Some(path) = &args.markdown {
+        let markdown = report::markdown(&rows, &machine, &args.revision, elapsed, args.cap_secs);
+        std::fs::write(path, markdown).with_context(|| format!("writing {}", path.display()))?;
+        eprintln!("wrote {}", path.display());
+    }
+    Ok(())
+}
+
+/// A database of its own for one peer in one scenario; each measurement drops it first.
+fn scratch(client: &Client, peer: &str) -> Database {
+    client.database(&format!("bench_{peer}"))
+}
+
+/// Runs one measurement, logging its progress; a failure becomes a failed cell, not the end of
+/// the run, so the other cells still get measured.
+async fn cell<T: Into<Cell>>(row: &str, peer: &str, run: impl Future<Output = Result<T>>) -> Cell {
+    eprintln!("[{row}] {peer}…");
+    let began = Instant::now();
+    match run.await {
+        Ok(value) => {
+            let cell = value.into();
+            eprintln!("[{row}] {peer}: {cell} ({:.0?})", began.elapsed());
+            cell
+        }
+        Err(e) => {
+            eprintln!("[{row}] {peer} FAILED: {e:#}");
+            Cell::Failed(format!("{e:#}"))
+        }
+    }
+}

@@ -1,0 +1,114 @@
+//! What a cell of the table holds, and the small helpers every peer's measurement shares.
+
+use std::future::Future;
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::Result;
+use mongodb::bson::DateTime;
+
+/// How often a drain is checked for completion. Each check is a collection scan on the stand,
+/// serialized with the workers' own operations, so not too often; the end time itself comes from
+/// the jobs' timestamps, not from this poll.
+const POLL: Duration = Duration::from_millis(250);
+
+/// Jobs drained over a span of wall-clock time.
+#[derive(Debug, Clone, Copy)]
+pub struct Throughput {
+    pub done: usize,
+    pub total: usize,
+    pub seconds: f64,
+}
+
+impl Throughput {
+    pub fn per_second(&self) -> f64 {
+        self.done as f64 / self.seconds
+    }
+
+    /// The run hit its time cap before every job was done.
+    pub fn capped(&self) -> bool {
+        self.done < self.total
+    }
+}
+
+/// Enqueue→start latency, in milliseconds.
+#[derive(Debug, Clone, Copy)]
+pub struct Latency {
+    pub p50: f64,
+    pub p99: f64,
+    pub samples: usize,
+}
+
+impl Latency {
+    /// Nearest-rank percentiles of `samples_ms`.
+    pub fn of(mut samples_ms: Vec<f64>) -> Result<Latency> {
+        anyhow::ensure!(!samples_ms.is_empty(), "no latency samples");
+        samples_ms.sort_by(f64::total_cmp);
+        let rank = |p: f64| samples_ms[((p * samples_ms.len() as f64).ceil() as usize).max(1) - 1];
+        Ok(Latency {
+            p50: rank(0.50),
+            p99: rank(0.99),
+            samples: samples_ms.len(),
+        })
+    }
+}
+
+/// A worker process's resident memory after a drain, in MB (10⁶ bytes).
+#[derive(Debug, Clone, Copy)]
+pub struct Memory {
+    pub peak_mb: f64,
+    pub current_mb: f64,
+}
+
+/// Polls `remaining` until it reports 0 or `cap` passes; returns whether it reached 0.
+pub async fn wait_until_done<F, Fut>(cap: Duration, mut remaining: F) -> Result<bool>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<u64>>,
+{
+    let deadline = Instant::now() + cap;
+    loop {
+        if remaining().await? == 0 {
+            return Ok(true);
+        }
+        if Instant::now() >= deadline {
+            return Ok(false);
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// The drain's span: from `start` (the first worker ready) to `last` (the last job finished, from
+/// its own timestamp), or to `counted_at` when the run was capped.
+pub fn throughput(
+    start: SystemTime,
+    last: Option<DateTime>,
+    counted_at: SystemTime,
+    done: usize,
+    total: usize,
+) -> Throughput {
+    let end = match last {
+        Some(last) if done == total => last.to_system_time(),
+        _ => counted_at,
+    };
+    let seconds = end
+        .duration_since(start)
+        .unwrap_or_default()
+        .as_secs_f64()
+        .max(1e-3);
+    Throughput {
+        done,
+        total,
+        seconds,
+    }
+}
+
+/// Sleeps until `start + i / per_second`, so a slow enqueue does not shift every later one.
+pub async fn pace(start: Instant, i: usize, per_second: f64) {
+    let due = start + Duration::from_secs_f64(i as f64 / per_second);
+    tokio::time::sleep_until(due.into()).await;
+}
+
+/// A date a day ago: the finished time of the pre-filled history, well before any measured job.
+pub fn a_day_ago() -> DateTime {
+    DateTime::from_millis(DateTime::now().timestamp_millis() - 86_400_000)
+}

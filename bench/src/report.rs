@@ -1,0 +1,293 @@
+//! The table: one row per scenario, a cell per peer, the ratios, the issue's targets, and the
+//! Markdown report around them.
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::measure::{Latency, Memory, Throughput};
+
+/// One measurement of one peer in one scenario.
+#[derive(Debug, Clone)]
+pub enum Cell {
+    Throughput(Throughput),
+    Latency(Latency),
+    Memory(Memory),
+    /// The measurement makes no sense for this peer (no latency for the raw ceiling).
+    NotApplicable,
+    /// Could be measured, is not, for the stated reason.
+    NotRun(String),
+    Failed(String),
+}
+
+impl From<Throughput> for Cell {
+    fn from(t: Throughput) -> Cell {
+        Cell::Throughput(t)
+    }
+}
+impl From<Latency> for Cell {
+    fn from(l: Latency) -> Cell {
+        Cell::Latency(l)
+    }
+}
+impl From<Memory> for Cell {
+    fn from(m: Memory) -> Cell {
+        Cell::Memory(m)
+    }
+}
+
+impl fmt::Display for Cell {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Cell::Throughput(t) if t.capped() => write!(
+                f,
+                "{} jobs/s (capped: {} of {} in {:.0} s)",
+                thousands(t.per_second().round() as usize),
+                thousands(t.done),
+                thousands(t.total),
+                t.seconds
+            ),
+            Cell::Throughput(t) => write!(
+                f,
+                "{} jobs/s ({:.2} s)",
+                thousands(t.per_second().round() as usize),
+                t.seconds
+            ),
+            Cell::Latency(l) => write!(
+                f,
+                "p50 {:.0} ms / p99 {:.0} ms ({} jobs)",
+                l.p50, l.p99, l.samples
+            ),
+            Cell::Memory(m) => write!(f, "peak {:.1} MB (now {:.1} MB)", m.peak_mb, m.current_mb),
+            Cell::NotApplicable => write!(f, "—"),
+            Cell::NotRun(why) => write!(f, "not run: {why}"),
+            Cell::Failed(_) => write!(f, "FAILED (error in the log)"),
+        }
+    }
+}
+
+/// One scenario across the three peers.
+#[derive(Debug)]
+pub struct Row {
+    pub name: String,
+    pub ours: Cell,
+    pub agenda: Cell,
+    pub ceiling: Cell,
+}
+
+impl Row {
+    /// Every failure's message, for the end of the run.
+    pub fn errors(&self) -> Vec<String> {
+        [
+            ("ours", &self.ours),
+            ("agenda", &self.agenda),
+            ("ceiling", &self.ceiling),
+        ]
+        .into_iter()
+        .filter_map(|(peer, cell)| match cell {
+            Cell::Failed(e) => Some(format!("[{}] {peer}: {e}", self.name)),
+            _ => None,
+        })
+        .collect()
+    }
+
+    /// Ours relative to agenda: throughput ×, or for latency and memory the p50 / peak ×
+    /// (lower is better there).
+    fn vs_agenda(&self) -> String {
+        match (&self.ours, &self.agenda) {
+            (Cell::Throughput(_), Cell::Throughput(a)) if a.done == 0 => {
+                "— (agenda: none done)".into()
+            }
+            (Cell::Throughput(o), Cell::Throughput(a)) => {
+                format!("×{:.1}", o.per_second() / a.per_second())
+            }
+            (Cell::Latency(o), Cell::Latency(a)) => format!("p50 ×{:.2}", o.p50 / a.p50),
+            (Cell::Memory(o), Cell::Memory(a)) => format!("peak ×{:.2}", o.peak_mb / a.peak_mb),
+            _ => "—".into(),
+        }
+    }
+
+    fn vs_ceiling(&self) -> String {
+        match (&self.ours, &self.ceiling) {
+            (Cell::Throughput(o), Cell::Throughput(c)) => {
+                format!("{:.0} %", 100.0 * o.per_second() / c.per_second())
+            }
+            _ => "—".into(),
+        }
+    }
+}
+
+/// Progress output: a row as soon as it is measured.
+pub fn print_row(row: &Row) {
+    eprintln!(
+        "== {} | ours {} | agenda {} | ceiling {} | ours/agenda {} | ours/ceiling {}",
+        row.name,
+        row.ours,
+        row.agenda,
+        row.ceiling,
+        row.vs_agenda(),
+        row.vs_ceiling()
+    );
+}
+
+/// The table as Markdown (readable as plain text too), then the targets.
+pub fn table(rows: &[Row]) -> String {
+    let mut out = String::from(
+        "| scenario | ours (sv0 worker) | agenda 6 | raw ceiling | ours / agenda | ours / ceiling |\n\
+         | --- | --- | --- | --- | --- | --- |\n",
+    );
+    for row in rows {
+        out += &format!(
+            "| {} | {} | {} | {} | {} | {} |\n",
+            row.name,
+            row.ours,
+            row.agenda,
+            row.ceiling,
+            row.vs_agenda(),
+            row.vs_ceiling()
+        );
+    }
+    out += "\nTargets (issue 7):\n\n";
+    out += &targets(rows);
+    out
+}
+
+/// Each target, met or not, for every row it applies to.
+fn targets(rows: &[Row]) -> String {
+    let mut out = String::new();
+    let verdict = |met: bool| if met { "met" } else { "NOT met" };
+    for row in rows {
+        match (&row.ours, &row.agenda, &row.ceiling) {
+            (Cell::Throughput(o), agenda, ceiling) => {
+                match agenda {
+                    Cell::Throughput(a) if a.done == 0 => {
+                        out += &format!(
+                            "- ≥5× agenda, {}: agenda finished no job within the cap — met\n",
+                            row.name
+                        );
+                    }
+                    Cell::Throughput(a) => {
+                        let x = o.per_second() / a.per_second();
+                        out += &format!(
+                            "- ≥5× agenda, {}: ×{x:.1} — {}\n",
+                            row.name,
+                            verdict(x >= 5.0)
+                        );
+                    }
+                    _ => {}
+                }
+                if let Cell::Throughput(c) = ceiling {
+                    let share = o.per_second() / c.per_second();
+                    out += &format!(
+                        "- ≥50 % of the raw ceiling, {}: {:.0} % — {}\n",
+                        row.name,
+                        100.0 * share,
+                        verdict(share >= 0.5)
+                    );
+                }
+            }
+            (Cell::Latency(l), _, _) => {
+                out += &format!(
+                    "- p50 ≤ 20 ms with idle workers, {}: {:.0} ms — {}\n",
+                    row.name,
+                    l.p50,
+                    verdict(l.p50 <= 20.0)
+                );
+            }
+            (Cell::Memory(m), _, _) => {
+                out += &format!(
+                    "- worker RSS ≤ 50 MB, {}: peak {:.1} MB — {}\n",
+                    row.name,
+                    m.peak_mb,
+                    verdict(m.peak_mb <= 50.0)
+                );
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// Facts about the machine the figures come from.
+pub struct Machine {
+    cores: usize,
+    cpu: String,
+    memory: String,
+    load: String,
+    node: String,
+}
+
+impl Machine {
+    pub async fn read() -> Machine {
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+        let field = |text: &str, name: &str| {
+            text.lines()
+                .find(|l| l.starts_with(name))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_string())
+                .unwrap_or_else(|| "unknown".into())
+        };
+        let node = tokio::process::Command::new("node")
+            .arg("--version")
+            .output()
+            .await
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .unwrap_or_else(|_| "unknown".into());
+        Machine {
+            cores: std::thread::available_parallelism().map_or(0, |n| n.get()),
+            cpu: field(&cpuinfo, "model name"),
+            memory: field(&meminfo, "MemTotal"),
+            load: std::fs::read_to_string("/proc/loadavg")
+                .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+                .unwrap_or_else(|_| "unknown".into()),
+            node,
+        }
+    }
+}
+
+/// The whole of `docs/benchmarks.md`: how it was made, the table, the targets, and the
+/// explanation (`bench/src/explanation.md`, which states no figures of its own).
+pub fn markdown(
+    rows: &[Row],
+    machine: &Machine,
+    revision: &str,
+    elapsed: Duration,
+    cap_secs: u64,
+) -> String {
+    let date = mongodb::bson::DateTime::now()
+        .try_to_rfc3339_string()
+        .unwrap_or_default();
+    format!(
+        "# Benchmarks\n\n\
+         Produced by one command, `./scripts/bench`, which writes this file. Measured {date} at\n\
+         revision `{revision}`; the run took {:.0} s. One repetition per cell: treat differences of\n\
+         a few per cent as noise. Drains slower than {cap_secs} s are stopped there and reported at\n\
+         the rate they reached (marked *capped*).\n\n\
+         Machine: {} cores ({}), {} of memory, shared with other work (load average {} when the\n\
+         run began); node {}; devdb (mongo-java-server 1.47.0, in memory) as the server for every\n\
+         peer. **These are the stand's figures, not MongoDB's**: compare the columns, not the\n\
+         absolute numbers (README, \"Its cost model\").\n\n\
+         ## Results\n\n{}\n{}",
+        elapsed.as_secs_f64(),
+        machine.cores,
+        machine.cpu,
+        machine.memory,
+        machine.load,
+        machine.node,
+        table(rows),
+        include_str!("explanation.md"),
+    )
+}
+
+/// `12345` → `12,345`.
+pub fn thousands(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}

@@ -32,6 +32,10 @@ pub struct WorkerArgs {
     /// A tighter limit for one kind, as KIND=N; repeatable.
     #[arg(long = "kind-limit", value_parser = parse_kind_limit)]
     kind_limits: Vec<(String, usize)>,
+    /// At most this many jobs leased beyond the running ones, and only as many as the worker
+    /// expects to start within a quarter second given how long its jobs run; 0 turns it off.
+    #[arg(long, default_value_t = 256)]
+    claim_ahead: usize,
     /// Lease time to live, in milliseconds; heartbeats renew it every third of it.
     #[arg(long, default_value_t = 30_000)]
     lease_ttl_ms: u64,
@@ -121,6 +125,7 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<()> {
     config.poll_max = Duration::from_millis(args.poll_max_ms.max(args.poll_min_ms));
     config.change_streams = args.change_streams == ChangeStreams::Auto;
     config.grace = Duration::from_millis(args.grace_ms);
+    config.claim_ahead_max = args.claim_ahead;
 
     let mut registry = Registry::with_prefix("sv0");
     queue.metrics().register(&mut registry);

@@ -9,8 +9,9 @@
 //! 3. read the candidates back by `_id` and keep those carrying this call's nonce.
 //!
 //! On the stand this costs two collection scans per batch instead of one sorted scan per job (a
-//! sorted scan costs 22–77 ms at 10,000 queued jobs; see DESIGN.md §8); on MongoDB every step is
-//! served by an index and the batch saves round trips.
+//! sorted scan costs 22–77 ms at 10,000 queued jobs; see DESIGN.md §8), and the re-check is
+//! written so that its scan stays cheap (see [`recheck`]); on MongoDB every step is served by an
+//! index and the batch saves round trips.
 
 use std::time::{Duration, Instant};
 
@@ -38,7 +39,12 @@ impl Queue {
     /// Claims up to `request.limit` due jobs. An empty result means none was due, or every
     /// candidate was taken by another worker first.
     pub async fn claim(&self, request: &ClaimRequest) -> Result<Vec<Claimed>> {
-        let candidates = self.candidates(&request.kinds, request.limit).await?;
+        let candidates: Vec<ObjectId> = self
+            .candidates(&request.kinds, request.limit)
+            .await?
+            .into_iter()
+            .map(|c| c.id)
+            .collect();
         self.claim_candidates(request, &candidates).await
     }
 
@@ -46,7 +52,7 @@ impl Queue {
     /// candidates than it can run now and claim them over several calls of
     /// [`Queue::claim_candidates`]: the sorted query is the dearest step, and the re-check makes
     /// stale candidates harmless (a job taken meanwhile is simply not claimed).
-    pub async fn candidates(&self, kinds: &[String], limit: usize) -> Result<Vec<ObjectId>> {
+    pub async fn candidates(&self, kinds: &[String], limit: usize) -> Result<Vec<Candidate>> {
         if kinds.is_empty() || limit == 0 {
             return Err(QueueError::Invalid(
                 "a claim needs at least one kind and a limit above 0".into(),
@@ -57,9 +63,14 @@ impl Queue {
             .find(due(kinds, DateTime::now()))
             .sort(doc! {"priority": -1, "run_at": 1})
             .limit(limit as i64)
-            .projection(doc! {"_id": 1})
+            .projection(doc! {"_id": 1, "priority": 1})
             .await?
-            .try_filter_map(|d| async move { Ok(d.get_object_id("_id").ok()) })
+            .try_filter_map(|d| async move {
+                Ok(d.get_object_id("_id").ok().map(|id| Candidate {
+                    id,
+                    priority: d.get_i32("priority").unwrap_or_default(),
+                }))
+            })
             .try_collect()
             .await?)
     }
@@ -82,12 +93,10 @@ impl Queue {
         }
         let now = DateTime::now();
         let nonce = ObjectId::new();
-        let mut recheck = due(&request.kinds, now);
-        recheck.insert("_id", doc! {"$in": candidates});
         let claimed = self
             .jobs
             .update_many(
-                recheck,
+                recheck(candidates, &request.kinds, now),
                 doc! {
                     "$set": {
                         "status": JobStatus::Running.as_str(),
@@ -133,6 +142,26 @@ impl Queue {
             })
             .collect())
     }
+}
+
+/// The claim filter over `candidates`, `_id` first and bounded by the candidates' range. The stand
+/// evaluates a filter's keys in order and an `$in` by comparing with each element, so with `_id $in`
+/// last every queued job was compared with every candidate (200 ms for 256 candidates among
+/// 10,000 jobs); the range check first lets all the others fail in two comparisons (17 ms).
+/// MongoDB intersects the range with the `$in` bounds on the `_id` index: the plan of `$in` alone.
+fn recheck(candidates: &[ObjectId], kinds: &[String], now: DateTime) -> Document {
+    let lowest = candidates.iter().min();
+    let highest = candidates.iter().max();
+    let mut filter = doc! {"_id": {"$gte": lowest, "$lte": highest, "$in": candidates}};
+    filter.extend(due(kinds, now));
+    filter
+}
+
+/// A due job found by [`Queue::candidates`], with the priority it is ordered by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Candidate {
+    pub id: ObjectId,
+    pub priority: i32,
 }
 
 /// The claim filter: queued, of one of `kinds`, due by `now`. The `claim` index serves it with the

@@ -65,15 +65,28 @@ fn fence(lease: &LeaseRef) -> Document {
     }
 }
 
+/// The fence of a batch. `status` and, when the leases share it, the owner come first: the stand
+/// evaluates a filter's keys in order, so a job that is not running, or not this holder's, fails
+/// at once instead of being compared with every branch of the `$or`. On MongoDB the extra
+/// predicate costs nothing; the `$or` branches are planned on the `_id` index.
 fn fence_all(leases: &[&LeaseRef]) -> Document {
-    if let [single] = leases {
-        return fence(single);
+    let [first, rest @ ..] = leases else {
+        // An empty batch fences nothing in.
+        return doc! {"_id": {"$in": []}};
+    };
+    if rest.is_empty() {
+        return fence(first);
+    }
+    let mut filter = doc! {"status": JobStatus::Running.as_str()};
+    if rest.iter().all(|l| l.owner == first.owner) {
+        filter.insert("lease.owner", &first.owner);
     }
     let branches: Vec<Document> = leases
         .iter()
         .map(|l| doc! {"_id": l.job_id, "lease.owner": &l.owner, "lease.token": l.token})
         .collect();
-    doc! {"status": JobStatus::Running.as_str(), "$or": branches}
+    filter.insert("$or", branches);
+    filter
 }
 
 impl Queue {

@@ -26,7 +26,7 @@ mod queue;
 
 pub use backoff::RetryPolicy;
 pub use cancel::{CancelOutcome, GroupCancel};
-pub use claim::ClaimRequest;
+pub use claim::{Candidate, ClaimRequest};
 pub use enqueue::{Enqueued, NewJob};
 pub use error::{QueueError, Result};
 pub use fence::{Commit, FailOutcome, Failure, LeaseState};

@@ -5,7 +5,8 @@
 use sv0_queue::{Claimed, Commit, Queue, QueueError};
 use tokio::sync::{mpsc, oneshot};
 
-const MAX_BATCH: usize = 64;
+/// Large enough for a worker's whole claim-ahead room; the batch is one write either way.
+const MAX_BATCH: usize = 512;
 
 type Request = (Claimed, oneshot::Sender<Result<Commit, String>>);
 

@@ -1,14 +1,16 @@
-//! One job's run in a worker: the handler under `with_retry`, raced against its cancellation
-//! token, then the outcome written through the queue's fenced calls.
+//! One job's run in a worker: a slot (in claim order), the handler under `with_retry`, raced
+//! against its cancellation token, then the outcome written through the queue's fenced calls.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use sv0_queue::{Claimed, Commit, FailOutcome, Failure, QueueError};
 use tokio_util::sync::CancellationToken;
 
 use crate::completions::Completions;
 use crate::runtime::{Inner, StopReason};
+use crate::slots::Place;
 use crate::{HandlerError, JobContext, with_retry};
 
 /// How long an outcome write keeps retrying a database that is away. Past the lease's life the
@@ -17,14 +19,25 @@ fn write_deadline(inner: &Inner) -> Duration {
     inner.config.lease_ttl
 }
 
+/// A claimed job, its place in line for a slot, and what can stop it.
+pub(crate) struct Run {
+    pub(crate) job: Claimed,
+    pub(crate) place: Place,
+    pub(crate) cancel: CancellationToken,
+    pub(crate) stop: Arc<OnceLock<StopReason>>,
+    /// Set once the job has its slot.
+    pub(crate) started: Arc<AtomicBool>,
+}
+
 impl Inner {
-    pub(crate) async fn run_job(
-        self: &Arc<Self>,
-        job: Claimed,
-        cancel: CancellationToken,
-        stop: Arc<OnceLock<StopReason>>,
-        completions: Completions,
-    ) {
+    pub(crate) async fn run_job(self: &Arc<Self>, run: Run, completions: Completions) {
+        let Run {
+            mut job,
+            place,
+            cancel,
+            stop,
+            started,
+        } = run;
         let Some(handler) = self.handlers.get(job.kind()) else {
             // Claims only ask for registered kinds; a missing handler is a bug, not a job error.
             tracing::error!(kind = job.kind(), "no handler for a claimed kind");
@@ -35,9 +48,26 @@ impl Inner {
             cancel: cancel.clone(),
             worker_id: self.id.clone(),
         };
-        let outcome = tokio::select! {
-            result = with_retry(&cancel, || handler.run(&context)) => Some(result),
+        // A job stopped while it waits for a slot never runs: the stop's reason decides below.
+        let slot = tokio::select! {
+            biased;
             _ = cancel.cancelled() => None,
+            slot = place.slot() => Some(slot),
+        };
+        let outcome = match slot {
+            None => None,
+            Some(_slot) => {
+                started.store(true, Ordering::Release);
+                // The duration histogram measures the run, not the wait for a slot.
+                job.claimed_at = Instant::now();
+                let outcome = tokio::select! {
+                    result = with_retry(&cancel, || handler.run(&context)) => Some(result),
+                    _ = cancel.cancelled() => None,
+                };
+                self.claim_ahead.record(job.claimed_at.elapsed());
+                // The slot is free for the next job while this one's outcome is written.
+                outcome
+            }
         };
         // A handler that returns as its token fires (as it should) was stopped, whatever it
         // returned: the stop's reason decides what is written.

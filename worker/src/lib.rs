@@ -7,6 +7,7 @@
 //! (`/metrics`, `/healthz`). It must not write the `jobs` collection except through the queue's API,
 //! and it knows nothing of what a handler does.
 
+mod claim_ahead;
 mod completions;
 pub mod diagnostics;
 mod handler;
@@ -15,6 +16,7 @@ mod job_task;
 mod registry;
 mod retry;
 mod runtime;
+mod slots;
 mod status_server;
 mod wakeup;
 

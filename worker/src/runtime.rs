@@ -3,23 +3,28 @@
 //!
 //! The claim loop claims again at once after work; when a claim finds nothing it waits on a
 //! wake-up (change stream) or a timer that stays short while work was recent and then doubles up
-//! to `poll_max`. On shutdown it stops claiming, lets running jobs finish within `grace`, then
-//! cancels the rest and releases their leases so other workers take them at once.
+//! to `poll_max`. It may lease a few jobs ahead of its free slots (`claim_ahead`); those wait for
+//! a slot in claim order (`slots`). On shutdown it stops claiming, gives back the jobs still
+//! waiting, lets running jobs finish within `grace`, then cancels the rest and releases their
+//! leases so other workers take them at once.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use mongodb::Database;
 use mongodb::bson::oid::ObjectId;
 use mongodb::bson::{DateTime, Document};
-use sv0_queue::{ClaimRequest, Claimed, LeaseRef, Queue};
+use sv0_queue::{Candidate, ClaimRequest, Claimed, LeaseRef, Queue};
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::claim_ahead::ClaimAhead;
 use crate::completions::Completions;
 use crate::registry::WorkerRecord;
+use crate::slots::Slots;
 use crate::{HandlerSet, Health};
 
 /// How a worker runs. `WorkerConfig::new` gives production defaults.
@@ -43,6 +48,10 @@ pub struct WorkerConfig {
     /// `prefetch_max_age` (which bounds how long a newer, higher-priority job can be passed over).
     pub prefetch: usize,
     pub prefetch_max_age: Duration,
+    /// At most this many jobs leased beyond the running ones, and only as many as the worker
+    /// expects to start within `claim_ahead_horizon` (see `claim_ahead`); 0 turns it off.
+    pub claim_ahead_max: usize,
+    pub claim_ahead_horizon: Duration,
     /// How long a draining worker lets running jobs finish before it cancels them.
     pub grace: Duration,
 }
@@ -50,6 +59,7 @@ pub struct WorkerConfig {
 impl WorkerConfig {
     pub fn new(concurrency: usize) -> WorkerConfig {
         let lease_ttl = Duration::from_secs(30);
+        let claim_ahead_max = 256;
         WorkerConfig {
             concurrency,
             kind_limits: HashMap::new(),
@@ -59,8 +69,10 @@ impl WorkerConfig {
             poll_max: Duration::from_secs(1),
             busy_window: Duration::from_secs(1),
             change_streams: true,
-            prefetch: (concurrency * 4).clamp(32, 512),
+            prefetch: ((concurrency + claim_ahead_max) * 2).clamp(32, 1024),
             prefetch_max_age: Duration::from_millis(250),
+            claim_ahead_max,
+            claim_ahead_horizon: Duration::from_millis(250),
             grace: Duration::from_secs(30),
         }
     }
@@ -74,13 +86,15 @@ pub(crate) enum StopReason {
     Shutdown,
 }
 
-/// A job this worker is running.
+/// A job this worker holds a lease on: running, waiting for a slot, or writing its outcome.
 #[derive(Debug)]
 pub(crate) struct Held {
     pub(crate) lease: LeaseRef,
     pub(crate) kind: String,
     pub(crate) cancel: CancellationToken,
     pub(crate) stop: Arc<OnceLock<StopReason>>,
+    /// Set once the job has a slot and its handler runs.
+    pub(crate) started: Arc<AtomicBool>,
 }
 
 impl Held {
@@ -99,7 +113,8 @@ pub(crate) struct Inner {
     pub(crate) handlers: HandlerSet,
     pub(crate) config: WorkerConfig,
     pub(crate) held: Mutex<HashMap<ObjectId, Held>>,
-    pub(crate) capacity_freed: Notify,
+    pub(crate) slots: Slots,
+    pub(crate) claim_ahead: ClaimAhead,
     pub(crate) wake: Arc<Notify>,
     pub(crate) health: Health,
 }
@@ -130,9 +145,10 @@ impl Worker {
                 queue,
                 db,
                 handlers,
-                config,
                 held: Mutex::new(HashMap::new()),
-                capacity_freed: Notify::new(),
+                slots: Slots::new(config.concurrency),
+                claim_ahead: ClaimAhead::new(config.claim_ahead_max, config.claim_ahead_horizon),
+                config,
                 wake: Arc::new(Notify::new()),
                 health: Health::default(),
             }),
@@ -188,7 +204,8 @@ impl Worker {
 
         inner.health.set_state("draining");
         let _ = WorkerRecord::touch(&inner.db, &inner.id, "draining").await;
-        tracing::info!(worker = %inner.id, running = inner.held().len(), "draining");
+        let waiting = inner.give_back_waiting();
+        tracing::info!(worker = %inner.id, held = inner.held().len(), waiting, "draining");
         if tokio::time::timeout(inner.config.grace, drain(&mut tasks))
             .await
             .is_err()
@@ -234,7 +251,7 @@ impl Inner {
             while tasks.try_join_next().is_some() {}
             let Some((kinds, limit)) = self.free_slots() else {
                 tokio::select! {
-                    _ = self.capacity_freed.notified() => {}
+                    _ = self.slots.one_left() => {}
                     _ = shutdown.cancelled() => {}
                     // A lost notification must not stall the loop.
                     _ = tokio::time::sleep(self.config.poll_max) => {}
@@ -254,7 +271,7 @@ impl Inner {
                     }
                 }
             }
-            let batch = candidates.take(limit);
+            let batch = candidates.take(limit, fastrand::usize(..));
             if !batch.is_empty() {
                 let request = ClaimRequest {
                     owner: self.id.clone(),
@@ -295,15 +312,19 @@ impl Inner {
         }
     }
 
-    /// The kinds with a free slot and how many jobs to claim, or `None` when the worker should
-    /// wait for more of its jobs to finish. A busy worker claims only once half its slots are
+    /// The kinds with room and how many jobs to claim, or `None` when the worker should wait for
+    /// more of its jobs to finish. Room is the slots plus the jobs to lease ahead, less the jobs
+    /// in line or running; kinds with a limit of their own get no lease ahead, and count every job
+    /// of theirs the worker holds. A busy worker claims only once half its room is
     /// free: each claim scans the queue, so claiming one job per freed slot would pay a scan per
     /// job (on the stand, a scan of the whole collection).
     fn free_slots(&self) -> Option<(Vec<String>, usize)> {
         let held = self.held();
-        let free = self.config.concurrency.saturating_sub(held.len());
-        let threshold = self.config.concurrency.div_ceil(2);
-        if free == 0 || (!held.is_empty() && free < threshold) {
+        let room = self.config.concurrency + self.claim_ahead.jobs(self.config.concurrency);
+        let occupied = self.slots.occupied();
+        let free = room.saturating_sub(occupied);
+        let threshold = room.div_ceil(2);
+        if free == 0 || (occupied > 0 && free < threshold) {
             return None;
         }
         let mut limit = free;
@@ -323,9 +344,24 @@ impl Inner {
         (!kinds.is_empty()).then_some((kinds, limit))
     }
 
+    /// Gives back, at once, the jobs leased ahead that have no slot yet; returns how many.
+    fn give_back_waiting(&self) -> usize {
+        let held = self.held();
+        let waiting: Vec<&Held> = held
+            .values()
+            .filter(|job| !job.started.load(Ordering::Acquire))
+            .collect();
+        for job in &waiting {
+            job.stop(StopReason::Shutdown);
+        }
+        waiting.len()
+    }
+
+    /// Lines the job up for a slot and spawns its task; call in claim order.
     fn start(self: &Arc<Self>, job: Claimed, completions: &Completions, tasks: &mut JoinSet<()>) {
         let cancel = CancellationToken::new();
         let stop = Arc::new(OnceLock::new());
+        let started = Arc::new(AtomicBool::new(false));
         self.held().insert(
             job.lease.job_id,
             Held {
@@ -333,15 +369,24 @@ impl Inner {
                 kind: job.kind().to_string(),
                 cancel: cancel.clone(),
                 stop: stop.clone(),
+                started: started.clone(),
             },
         );
+        let place = self.slots.line_up();
         let inner = self.clone();
         let completions = completions.clone();
         tasks.spawn(async move {
             let id = job.lease.job_id;
-            inner.run_job(job, cancel, stop, completions).await;
+            let run = crate::job_task::Run {
+                job,
+                place,
+                cancel,
+                stop,
+                started,
+            };
+            inner.run_job(run, completions).await;
             inner.held().remove(&id);
-            inner.capacity_freed.notify_one();
+            inner.slots.wake_claimer();
         });
     }
 }
@@ -353,25 +398,81 @@ fn host_name() -> String {
         .unwrap_or_else(|| "unknown-host".into())
 }
 
-/// Claim candidates from one sorted query, taken from the front.
+/// Claim candidates from one sorted query.
 #[derive(Debug, Default)]
 struct Candidates {
-    ids: VecDeque<ObjectId>,
+    list: VecDeque<Candidate>,
     fetched_at: Option<Instant>,
 }
 
 impl Candidates {
     fn stale(&self, max_age: Duration) -> bool {
-        self.ids.is_empty() || self.fetched_at.is_none_or(|at| at.elapsed() > max_age)
+        self.list.is_empty() || self.fetched_at.is_none_or(|at| at.elapsed() > max_age)
     }
 
-    fn refill(&mut self, ids: Vec<ObjectId>) {
-        self.ids = ids.into();
+    fn refill(&mut self, list: Vec<Candidate>) {
+        self.list = list.into();
         self.fetched_at = Some(Instant::now());
     }
 
-    fn take(&mut self, n: usize) -> Vec<ObjectId> {
-        let n = n.min(self.ids.len());
-        self.ids.drain(..n).collect()
+    /// Takes up to `n` candidates for one claim: a whole batch of `n` from the run of candidates
+    /// that share the head's priority, the `pick`-th batch modulo their number. Workers fetch the
+    /// same sorted list; taking from its front, they would race for the same jobs in lockstep,
+    /// and each lost race costs a claim. A random pick spreads them apart while priority order
+    /// still holds between priorities (within one, order between workers is loose anyway).
+    fn take(&mut self, n: usize, pick: usize) -> Vec<ObjectId> {
+        let Some(head) = self.list.front().map(|c| c.priority) else {
+            return Vec::new();
+        };
+        let n = n.max(1);
+        let same_priority = self.list.iter().take_while(|c| c.priority == head).count();
+        let batches = (same_priority / n).max(1);
+        let start = (pick % batches) * n;
+        let end = (start + n).min(self.list.len());
+        self.list.drain(start..end).map(|c| c.id).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn list(priorities: &[i32]) -> (Candidates, Vec<ObjectId>) {
+        let list: Vec<Candidate> = priorities
+            .iter()
+            .map(|&priority| Candidate {
+                id: ObjectId::new(),
+                priority,
+            })
+            .collect();
+        let ids = list.iter().map(|c| c.id).collect();
+        let mut candidates = Candidates::default();
+        candidates.refill(list);
+        (candidates, ids)
+    }
+
+    #[test]
+    fn a_take_stays_within_the_head_priority() {
+        let (mut candidates, ids) = list(&[9, 5, 5, 5, 5, 1]);
+        assert_eq!(
+            candidates.take(1, 7),
+            ids[..1],
+            "the 9 alone heads the list"
+        );
+        assert_eq!(candidates.take(2, 1), ids[3..5], "second batch of the 5s");
+        assert_eq!(candidates.take(2, 0), ids[1..3], "first batch of the 5s");
+        assert_eq!(candidates.take(2, 3), ids[5..], "the 1 is all that is left");
+        assert!(candidates.take(2, 0).is_empty());
+    }
+
+    #[test]
+    fn different_picks_take_disjoint_batches() {
+        let (mut a, ids) = list(&[0; 64]);
+        let mut b = Candidates::default();
+        b.refill(a.list.iter().copied().collect());
+        let first = a.take(16, 0);
+        let second = b.take(16, 1);
+        assert_eq!(first, ids[..16]);
+        assert_eq!(second, ids[16..32]);
     }
 }

@@ -1,0 +1,121 @@
+//! Leasing ahead, across a real worker process: short jobs are leased beyond the free slots and
+//! wait in line for one; long jobs are not; a draining worker gives the waiting ones back at once.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{WorkerProcess, count, job, wait_count};
+use mongodb::bson::doc;
+use nix::sys::signal::Signal;
+use sv0_queue::{NewJob, Queue};
+use sv0_testkit::TestDb;
+
+async fn setup(label: &str) -> (TestDb, Queue) {
+    let test = TestDb::new(label).await;
+    let queue = Queue::new(&test.db);
+    queue.ensure_indexes().await.unwrap();
+    (test, queue)
+}
+
+fn probes(n: usize, sleep_ms: i64, priority: i32) -> Vec<NewJob> {
+    (0..n)
+        .map(|_| NewJob::new("probe", doc! {"sleep_ms": sleep_ms}).priority(priority))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn short_jobs_are_leased_ahead_and_given_back_at_once_on_sigterm() {
+    let (test, queue) = setup("ahead_give_back").await;
+    // Five quick jobs teach the worker that its jobs are short; then one long job takes its
+    // only slot while twenty more wait in line behind it.
+    queue.enqueue_many(probes(5, 0, 10)).await.unwrap();
+    let long = queue.enqueue_many(probes(1, 8_000, 5)).await.unwrap()[0].id;
+    let waiting: Vec<_> = queue
+        .enqueue_many(probes(20, 0, 1))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.id)
+        .collect();
+    let mut worker = WorkerProcess::start(
+        test.uri(),
+        test.name(),
+        &["--concurrency", "1", "--grace-ms", "30000"],
+    );
+    wait_count(
+        &test.db,
+        "probe_runs",
+        doc! {"job_id": long},
+        1,
+        Duration::from_secs(20),
+    )
+    .await;
+
+    assert_eq!(
+        count(&test.db, "jobs", doc! {"status": "running"}).await,
+        21,
+        "the long job runs and the twenty short ones are leased ahead of a free slot"
+    );
+    assert_eq!(
+        count(&test.db, "probe_runs", doc! {}).await,
+        6,
+        "only the quick jobs and the long one ran: the rest wait for the one slot"
+    );
+
+    worker.signal(Signal::SIGTERM);
+    let signalled = Instant::now();
+    wait_count(
+        &test.db,
+        "jobs",
+        doc! {"_id": {"$in": &waiting}, "status": "queued", "attempts": 0},
+        20,
+        Duration::from_secs(4),
+    )
+    .await;
+    assert_eq!(
+        job(&test.db, long).await.get_str("status").unwrap(),
+        "running",
+        "the waiting jobs came back {:?} after SIGTERM, while the long one still ran",
+        signalled.elapsed()
+    );
+    let status = worker.wait_exit(Duration::from_secs(30));
+    assert!(status.success(), "{status}");
+    assert_eq!(
+        job(&test.db, long).await.get_str("status").unwrap(),
+        "succeeded",
+        "the running job finished within the grace"
+    );
+    assert_eq!(
+        count(&test.db, "probe_runs", doc! {"job_id": {"$in": &waiting}}).await,
+        0,
+        "jobs given back never ran here"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_worker_whose_jobs_run_long_leases_no_more_than_it_runs() {
+    let (test, queue) = setup("ahead_long_jobs").await;
+    queue.enqueue_many(probes(8, 700, 0)).await.unwrap();
+    let _worker = WorkerProcess::start(test.uri(), test.name(), &["--concurrency", "2"]);
+    wait_count(&test.db, "probe_runs", doc! {}, 2, Duration::from_secs(20)).await;
+
+    let mut most_held = 0;
+    let until = Instant::now() + Duration::from_millis(2_500);
+    while Instant::now() < until {
+        most_held = most_held.max(count(&test.db, "jobs", doc! {"status": "running"}).await);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        most_held, 2,
+        "at most the two running jobs are leased while jobs take 700 ms"
+    );
+    wait_count(
+        &test.db,
+        "jobs",
+        doc! {"status": "succeeded"},
+        8,
+        Duration::from_secs(20),
+    )
+    .await;
+}

@@ -7,18 +7,13 @@ use std::collections::HashSet;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{SV0, WorkerProcess, all, count, eventually, job, wait_count};
+use common::{
+    SV0, WorkerProcess, all, count, eventually, job, setup, setup_on, start_latency_ms, wait_count,
+};
 use mongodb::bson::{Document, doc};
 use nix::sys::signal::Signal;
-use sv0_queue::{CancelOutcome, NewJob, Queue};
+use sv0_queue::{CancelOutcome, NewJob};
 use sv0_testkit::{TestDb, oplog_stand};
-
-async fn setup(label: &str) -> (TestDb, Queue) {
-    let test = TestDb::new(label).await;
-    let queue = Queue::new(&test.db);
-    queue.ensure_indexes().await.unwrap();
-    (test, queue)
-}
 
 async fn wait_status(
     test: &TestDb,
@@ -268,9 +263,7 @@ async fn sigterm_drains_finishes_short_jobs_and_releases_long_ones() {
 /// With the idle poll capped at 10 s, only a change stream can start a job within a second.
 #[tokio::test(flavor = "multi_thread")]
 async fn an_idle_worker_wakes_on_the_change_stream() {
-    let test = TestDb::on(oplog_stand(), "behaviour_change_stream").await;
-    let queue = Queue::new(&test.db);
-    queue.ensure_indexes().await.unwrap();
+    let (test, queue) = setup_on(oplog_stand(), "behaviour_change_stream").await;
     let worker = WorkerProcess::start(
         test.uri(),
         test.name(),
@@ -287,15 +280,7 @@ async fn an_idle_worker_wakes_on_the_change_stream() {
         .unwrap()
         .id;
     wait_status(&test, id, "succeeded", Duration::from_secs(20)).await;
-    let stored = job(&test.db, id).await;
-    let latency = stored
-        .get_datetime("started_at")
-        .unwrap()
-        .timestamp_millis()
-        - stored
-            .get_datetime("created_at")
-            .unwrap()
-            .timestamp_millis();
+    let latency = start_latency_ms(&test.db, id).await;
     assert!(
         latency < 1_000,
         "woken by the change stream, not the 10 s poll: {latency} ms"
@@ -321,15 +306,7 @@ async fn without_a_change_stream_the_worker_falls_back_to_polling() {
         .unwrap()
         .id;
     wait_status(&test, id, "succeeded", Duration::from_secs(10)).await;
-    let stored = job(&test.db, id).await;
-    let latency = stored
-        .get_datetime("started_at")
-        .unwrap()
-        .timestamp_millis()
-        - stored
-            .get_datetime("created_at")
-            .unwrap()
-            .timestamp_millis();
+    let latency = start_latency_ms(&test.db, id).await;
     assert!(
         latency < 2_000,
         "picked up by the 300 ms poll: {latency} ms"

@@ -5,18 +5,10 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{WorkerProcess, count, job, wait_count};
+use common::{WorkerProcess, count, job, setup, wait_count};
 use mongodb::bson::doc;
 use nix::sys::signal::Signal;
-use sv0_queue::{NewJob, Queue};
-use sv0_testkit::TestDb;
-
-async fn setup(label: &str) -> (TestDb, Queue) {
-    let test = TestDb::new(label).await;
-    let queue = Queue::new(&test.db);
-    queue.ensure_indexes().await.unwrap();
-    (test, queue)
-}
+use sv0_queue::NewJob;
 
 fn probes(n: usize, sleep_ms: i64, priority: i32) -> Vec<NewJob> {
     (0..n)

@@ -7,18 +7,15 @@ mod common;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use common::{WorkerProcess, count, wait_count};
+use common::{WorkerProcess, count, setup, wait_count};
 use mongodb::bson::doc;
-use sv0_queue::{NewJob, Queue};
-use sv0_testkit::TestDb;
+use sv0_queue::NewJob;
 
 const JOBS: usize = 5_000;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn four_workers_drain_5000_jobs_and_each_commits_exactly_once() {
-    let test = TestDb::new("worker_drain").await;
-    let queue = Queue::new(&test.db);
-    queue.ensure_indexes().await.unwrap();
+    let (test, queue) = setup("worker_drain").await;
     let jobs: Vec<NewJob> = (0..JOBS)
         .map(|n| NewJob::new("probe", doc! {"n": n as i64}))
         .collect();

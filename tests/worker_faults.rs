@@ -5,17 +5,15 @@ mod common;
 
 use std::time::Duration;
 
-use common::{WorkerProcess, all, job, wait_count};
+use common::{WorkerProcess, all, job, setup, wait_count};
 use mongodb::bson::doc;
 use nix::sys::signal::Signal;
-use sv0_queue::{NewJob, Queue};
-use sv0_testkit::{FaultProxy, TestDb, stand};
+use sv0_queue::NewJob;
+use sv0_testkit::{FaultProxy, stand};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn jobs_of_a_sigkilled_worker_are_reclaimed_after_the_lease_ttl_and_complete() {
-    let test = TestDb::new("worker_sigkill").await;
-    let queue = Queue::new(&test.db);
-    queue.ensure_indexes().await.unwrap();
+    let (test, queue) = setup("worker_sigkill").await;
     let jobs: Vec<NewJob> = (0..6)
         .map(|_| NewJob::new("probe", doc! {"sleep_ms": 5_000_i64}))
         .collect();
@@ -81,9 +79,7 @@ async fn jobs_of_a_sigkilled_worker_are_reclaimed_after_the_lease_ttl_and_comple
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_partitioned_worker_is_fenced_out_and_the_second_workers_commit_stands() {
-    let test = TestDb::new("worker_partition").await;
-    let queue = Queue::new(&test.db);
-    queue.ensure_indexes().await.unwrap();
+    let (test, queue) = setup("worker_partition").await;
     let id = queue
         .enqueue(NewJob::new("probe", doc! {"sleep_ms": 1_500_i64}))
         .await

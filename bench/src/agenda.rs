@@ -55,12 +55,8 @@ impl Agenda {
             let command = self.peer(db, "worker", &[concurrency.to_string()]);
             workers.push(Proc::spawn(format!("agenda worker #{i}"), command)?);
         }
-        let mut first = None::<SystemTime>;
-        for worker in &mut workers {
-            let ready = worker.wait_for("ready", START_TIMEOUT).await?;
-            first = Some(first.map_or(ready, |f| f.min(ready)));
-        }
-        Ok((workers, first.context("no agenda worker started")?))
+        let first = procs::first_ready(&mut workers, "ready", START_TIMEOUT).await?;
+        Ok((workers, first))
     }
 
     pub async fn drain(
@@ -80,18 +76,14 @@ impl Agenda {
 
         let (workers, start) = self.start(db, processes, concurrency).await?;
         let coll = db.collection::<Document>(COLLECTION);
-        measure::wait_until_done(cap, || unfinished(&coll)).await?;
-        // Counted before the workers stop, so a capped run counts what it did within the cap.
-        let (finished, last) = finished(&coll).await?;
-        let counted_at = SystemTime::now();
-        procs::stop_all(workers).await?;
-        Ok(measure::throughput(
+        measure::end_drain(
+            workers,
             start,
-            last,
-            counted_at,
-            finished - history,
-            jobs,
-        ))
+            (jobs, history, cap),
+            || unfinished(&coll),
+            || finished(&coll),
+        )
+        .await
     }
 
     /// `count` jobs enqueued through agenda at `per_second` to idle workers (2 × 8); the spread

@@ -6,6 +6,8 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::Result;
 use mongodb::bson::DateTime;
 
+use crate::procs::{self, Proc};
+
 /// How often a drain is checked for completion. Each check is a collection scan on the stand,
 /// serialized with the workers' own operations, so not too often; the end time itself comes from
 /// the jobs' timestamps, not from this poll.
@@ -111,4 +113,28 @@ pub async fn pace(start: Instant, i: usize, per_second: f64) {
 /// A date a day ago: the finished time of the pre-filled history, well before any measured job.
 pub fn a_day_ago() -> DateTime {
     DateTime::from_millis(DateTime::now().timestamp_millis() - 86_400_000)
+}
+
+/// Ends a drain that started at `start`: waits until `unfinished` says none is left or `cap`
+/// passes, counts the `finished` jobs (with the last one's finish time) before the workers stop,
+/// so a capped run counts what it did within the cap, then stops them. `history` finished jobs
+/// were there before and do not count.
+pub async fn end_drain<U, UF, C, CF>(
+    workers: Vec<Proc>,
+    start: SystemTime,
+    (jobs, history, cap): (usize, usize, Duration),
+    unfinished: U,
+    finished: C,
+) -> Result<Throughput>
+where
+    U: FnMut() -> UF,
+    UF: Future<Output = Result<u64>>,
+    C: FnOnce() -> CF,
+    CF: Future<Output = Result<(usize, Option<DateTime>)>>,
+{
+    wait_until_done(cap, unfinished).await?;
+    let (done, last) = finished().await?;
+    let counted_at = SystemTime::now();
+    procs::stop_all(workers).await?;
+    Ok(throughput(start, last, counted_at, done - history, jobs))
 }

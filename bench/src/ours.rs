@@ -54,12 +54,8 @@ impl Ours {
                 ]);
             workers.push(Proc::spawn(format!("sv0 worker #{i}"), command)?);
         }
-        let mut first = None::<SystemTime>;
-        for worker in &mut workers {
-            let ready = worker.wait_for(READY, START_TIMEOUT).await?;
-            first = Some(first.map_or(ready, |f| f.min(ready)));
-        }
-        Ok((workers, first.context("no worker started")?))
+        let first = procs::first_ready(&mut workers, READY, START_TIMEOUT).await?;
+        Ok((workers, first))
     }
 
     /// Pre-enqueues `jobs` no-op jobs (after `history` finished ones), then drains them with
@@ -79,18 +75,14 @@ impl Ours {
 
         let (workers, start) = self.start(db, processes, concurrency, false).await?;
         let jobs_coll = db.collection::<Document>("jobs");
-        measure::wait_until_done(cap, || unfinished(&jobs_coll)).await?;
-        // Counted before the workers stop, so a capped run counts what it did within the cap.
-        let (succeeded, last) = succeeded(&jobs_coll).await?;
-        let counted_at = SystemTime::now();
-        procs::stop_all(workers).await?;
-        Ok(measure::throughput(
+        measure::end_drain(
+            workers,
             start,
-            last,
-            counted_at,
-            succeeded - history,
-            jobs,
-        ))
+            (jobs, history, cap),
+            || unfinished(&jobs_coll),
+            || succeeded(&jobs_coll),
+        )
+        .await
     }
 
     /// Enqueues `count` jobs one by one at `per_second` to idle workers (2 × 8) and returns the

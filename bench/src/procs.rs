@@ -160,6 +160,20 @@ fn forward(
 }
 
 /// Stops every process, all of them even when one fails; reports the first failure.
+/// Waits until every process printed `marker`; returns when the first of them did.
+pub async fn first_ready(
+    procs: &mut [Proc],
+    marker: &str,
+    timeout: Duration,
+) -> Result<SystemTime> {
+    let mut first = None::<SystemTime>;
+    for proc in procs.iter_mut() {
+        let ready = proc.wait_for(marker, timeout).await?;
+        first = Some(first.map_or(ready, |f| f.min(ready)));
+    }
+    first.context("no process to wait for")
+}
+
 pub async fn stop_all(procs: Vec<Proc>) -> Result<()> {
     let mut first_error = None;
     for proc in procs {

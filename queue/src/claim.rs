@@ -144,15 +144,20 @@ impl Queue {
     }
 }
 
-/// The claim filter over `candidates`, `_id` first and bounded by the candidates' range. The stand
-/// evaluates a filter's keys in order and an `$in` by comparing with each element, so with `_id $in`
-/// last every queued job was compared with every candidate (200 ms for 256 candidates among
-/// 10,000 jobs); the range check first lets all the others fail in two comparisons (17 ms).
-/// MongoDB intersects the range with the `$in` bounds on the `_id` index: the plan of `$in` alone.
+/// The claim filter over `candidates`, in an order chosen for the stand, which evaluates a
+/// filter's keys in order and scans: `status` first, a string comparison that turns away finished
+/// jobs at once; then `_id`, bounded by the candidates' range before the `$in`, because the stand
+/// compares a value with each element of an `$in` (with `_id $in` last, every queued job was
+/// compared with every candidate: 200 ms for 256 candidates among 10,000 jobs, 17 ms with the
+/// range). MongoDB plans the same filter on the `_id` index, intersecting the range with the
+/// `$in`: key order and the range cost it nothing.
 fn recheck(candidates: &[ObjectId], kinds: &[String], now: DateTime) -> Document {
     let lowest = candidates.iter().min();
     let highest = candidates.iter().max();
-    let mut filter = doc! {"_id": {"$gte": lowest, "$lte": highest, "$in": candidates}};
+    let mut filter = doc! {
+        "status": JobStatus::Queued.as_str(),
+        "_id": {"$gte": lowest, "$lte": highest, "$in": candidates},
+    };
     filter.extend(due(kinds, now));
     filter
 }

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{claim_one, job, queue, request};
+use common::{claim_one, job, queue, request, stored_job};
 use mongodb::bson::{DateTime, doc};
 use sv0_queue::{
     CancelOutcome, Commit, FailOutcome, Failure, JobStatus, LeaseState, NewJob, QueueError,
@@ -27,7 +27,7 @@ async fn a_claimed_job_is_running_under_a_fresh_lease_and_completes_once() {
     assert_eq!(claimed.lease.token, 1, "the first claim takes token 1");
     assert_eq!(claimed.attempt(), 1);
     assert_eq!(claimed.job.tenant_id.as_deref(), Some("acme"));
-    let stored = queue.get(id).await.unwrap().unwrap();
+    let stored = stored_job(&queue, id).await;
     assert_eq!(stored.status, JobStatus::Running);
     assert_eq!(stored.lease.owner.as_deref(), Some("w1"));
     assert!(stored.lease.expires_at.unwrap() > DateTime::now());
@@ -40,7 +40,7 @@ async fn a_claimed_job_is_running_under_a_fresh_lease_and_completes_once() {
             .is_empty()
     );
     assert_eq!(queue.complete(&claimed).await.unwrap(), Commit::Committed);
-    let done = queue.get(id).await.unwrap().unwrap();
+    let done = stored_job(&queue, id).await;
     assert_eq!(done.status, JobStatus::Succeeded);
     assert!(done.finished_at.is_some());
     assert_eq!(
@@ -48,11 +48,7 @@ async fn a_claimed_job_is_running_under_a_fresh_lease_and_completes_once() {
         Commit::Committed,
         "the holder repeating its commit (a lost reply) is told it landed"
     );
-    assert_eq!(
-        queue.get(id).await.unwrap().unwrap(),
-        done,
-        "and nothing changes"
-    );
+    assert_eq!(stored_job(&queue, id).await, done, "and nothing changes");
 }
 
 #[tokio::test]
@@ -146,7 +142,7 @@ async fn a_retryable_failure_requeues_with_the_backoff_until_attempts_are_spent(
         (9_900..=10_500).contains(&waited),
         "first backoff is the base, 10 s: {waited} ms"
     );
-    let stored = queue.get(id).await.unwrap().unwrap();
+    let stored = stored_job(&queue, id).await;
     assert_eq!(
         (stored.status, stored.last_error.as_deref()),
         (JobStatus::Queued, Some("boom 1"))
@@ -174,7 +170,7 @@ async fn a_retryable_failure_requeues_with_the_backoff_until_attempts_are_spent(
             .unwrap(),
         FailOutcome::Dead
     );
-    let stored = queue.get(id).await.unwrap().unwrap();
+    let stored = stored_job(&queue, id).await;
     assert_eq!(
         (stored.status, stored.last_error.as_deref()),
         (JobStatus::Dead, Some("boom 2"))
@@ -193,10 +189,7 @@ async fn a_permanent_failure_fails_the_job_at_once() {
             .unwrap(),
         FailOutcome::Failed
     );
-    assert_eq!(
-        queue.get(id).await.unwrap().unwrap().status,
-        JobStatus::Failed
-    );
+    assert_eq!(stored_job(&queue, id).await.status, JobStatus::Failed);
 }
 
 #[tokio::test]
@@ -223,7 +216,7 @@ async fn stale_holders_writes_change_nothing_after_a_reap_and_a_reclaim() {
         stale.lease.token + 2,
         "reap and claim each bump the token"
     );
-    let before = queue.get(id).await.unwrap().unwrap();
+    let before = stored_job(&queue, id).await;
     assert_eq!(queue.complete(&stale).await.unwrap(), Commit::LeaseLost);
     assert_eq!(
         queue
@@ -238,7 +231,7 @@ async fn stale_holders_writes_change_nothing_after_a_reap_and_a_reclaim() {
     );
     assert_eq!(queue.release(&[&stale.lease]).await.unwrap(), 0);
     assert_eq!(
-        queue.get(id).await.unwrap().unwrap(),
+        stored_job(&queue, id).await,
         before,
         "the stale holder changed nothing"
     );
@@ -291,7 +284,7 @@ async fn the_reaper_requeues_kills_spent_jobs_and_cancels_those_asked_to_stop() 
     assert_eq!((report.requeued, report.dead, report.cancelled), (1, 1, 1));
     let status = |id| {
         let queue = queue.clone();
-        async move { queue.get(id).await.unwrap().unwrap().status }
+        async move { stored_job(&queue, id).await.status }
     };
     assert_eq!(status(requeue).await, JobStatus::Queued);
     assert_eq!(status(spent).await, JobStatus::Dead);
@@ -355,10 +348,7 @@ async fn heartbeats_extend_the_lease_and_report_a_cancel_request() {
         queue.finish_cancelled(&claimed).await.unwrap(),
         Commit::Committed
     );
-    assert_eq!(
-        queue.get(id).await.unwrap().unwrap().status,
-        JobStatus::Cancelled
-    );
+    assert_eq!(stored_job(&queue, id).await.status, JobStatus::Cancelled);
 }
 
 #[tokio::test]
@@ -400,10 +390,7 @@ async fn cancelling_a_group_cancels_queued_and_asks_running_to_stop() {
 
     let result = queue.cancel_group("run-1").await.unwrap();
     assert_eq!((result.cancelled, result.requested), (1, 1));
-    assert_eq!(
-        queue.get(other).await.unwrap().unwrap().status,
-        JobStatus::Queued
-    );
+    assert_eq!(stored_job(&queue, other).await.status, JobStatus::Queued);
 }
 
 #[tokio::test]

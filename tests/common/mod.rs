@@ -14,6 +14,8 @@ use mongodb::bson::{Document, doc};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::Value;
+use sv0_queue::Queue;
+use sv0_testkit::{Stand, TestDb, stand};
 
 pub const SV0: &str = env!("CARGO_BIN_EXE_sv0");
 
@@ -47,6 +49,8 @@ impl WorkerProcess {
                 command.args([flag, value]);
             }
         }
+        // The per-job "job committed" line is at debug; the tests count commits by it.
+        command.env("RUST_LOG", "info,sv0_worker=debug");
         let mut child = command
             .args(extra)
             .stdout(Stdio::piped())
@@ -196,4 +200,24 @@ pub async fn job(db: &Database, id: ObjectId) -> Document {
         .await
         .unwrap()
         .expect("the job exists")
+}
+
+/// A fresh test database on the shared stand, with the queue's indexes made.
+pub async fn setup(label: &str) -> (TestDb, Queue) {
+    setup_on(stand(), label).await
+}
+
+/// The same on a given stand (say, the one with an oplog).
+pub async fn setup_on(stand: &Stand, label: &str) -> (TestDb, Queue) {
+    let test = TestDb::on(stand, label).await;
+    let queue = Queue::new(&test.db);
+    queue.ensure_indexes().await.unwrap();
+    (test, queue)
+}
+
+/// How long a job waited between its enqueue and its claim, in milliseconds.
+pub async fn start_latency_ms(db: &Database, id: ObjectId) -> i64 {
+    let stored = job(db, id).await;
+    let at = |field| stored.get_datetime(field).unwrap().timestamp_millis();
+    at("started_at") - at("created_at")
 }

@@ -85,7 +85,8 @@ impl Inner {
                     })
                     .await;
                 match commit {
-                    Some(Commit::Committed) => tracing::info!(job_id, kind, "job committed"),
+                    // One line per job is the busiest line a worker writes: debug, so that it is opt-in.
+                    Some(Commit::Committed) => tracing::debug!(job_id, kind, "job committed"),
                     Some(Commit::LeaseLost) => {
                         tracing::warn!(job_id, kind, during = "complete", "lease lost")
                     }

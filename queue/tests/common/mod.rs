@@ -3,7 +3,8 @@
 use std::time::Duration;
 
 use mongodb::bson::doc;
-use sv0_queue::{ClaimRequest, Claimed, NewJob, Queue, RetryPolicy};
+use mongodb::bson::oid::ObjectId;
+use sv0_queue::{ClaimRequest, Claimed, JobDoc, NewJob, Queue, RetryPolicy};
 use sv0_testkit::TestDb;
 
 pub async fn queue(label: &str) -> (TestDb, Queue) {
@@ -33,4 +34,9 @@ pub async fn claim_one(queue: &Queue, owner: &str, ttl: Duration) -> Claimed {
     let mut claimed = queue.claim(&request(owner, &["k"], 1, ttl)).await.unwrap();
     assert_eq!(claimed.len(), 1, "one job claimed");
     claimed.remove(0)
+}
+
+/// The stored job; it must exist.
+pub async fn stored_job(queue: &Queue, id: ObjectId) -> JobDoc {
+    queue.get(id).await.unwrap().expect("the job exists")
 }

@@ -5,6 +5,7 @@ import de.bwaldvogel.mongo.MongoServer;
 import de.bwaldvogel.mongo.MongoVersion;
 import de.bwaldvogel.mongo.backend.h2.H2Backend;
 import de.bwaldvogel.mongo.backend.memory.MemoryBackend;
+import de.bwaldvogel.mongo.oplog.Oplog;
 
 import java.io.IOException;
 import java.io.InputStream;
@@ -17,7 +18,8 @@ import java.util.concurrent.CountDownLatch;
  *
  * <p>It embeds mongo-java-server and adds only what a test harness needs: a listen address whose
  * bound port is printed as one line on stdout, an optional persistent H2 file, an optional oplog
- * (change streams), and a clean stop on SIGTERM that flushes the H2 file.
+ * (change streams, with one race closed: {@link InsertSafeOplog}), and a clean stop on SIGTERM that
+ * flushes the H2 file.
  */
 public final class DevDb {
 
@@ -97,7 +99,17 @@ public final class DevDb {
         System.setProperty("org.slf4j.simpleLogger.defaultLogLevel", verbose ? "info" : "error");
         System.setProperty("org.slf4j.simpleLogger.logFile", "System.err");
 
-        MongoBackend backend = dataFile == null ? new MemoryBackend() : new H2Backend(dataFile);
+        MongoBackend backend = dataFile == null ? new MemoryBackend() {
+            @Override
+            protected Oplog createOplog() {
+                return new InsertSafeOplog(super.createOplog(), this);
+            }
+        } : new H2Backend(dataFile) {
+            @Override
+            protected Oplog createOplog() {
+                return new InsertSafeOplog(super.createOplog(), this);
+            }
+        };
         backend.version(REPORTED_VERSION);
         MongoServer server = new MongoServer(backend);
         if (oplog) {

@@ -74,6 +74,11 @@ async fn short_jobs_are_leased_ahead_and_given_back_at_once_on_sigterm() {
     let status = worker.wait_exit(Duration::from_secs(30));
     assert!(status.success(), "{status}");
     assert_eq!(
+        worker.events("draining")[0]["given_back"],
+        20,
+        "given back in one write by the draining worker"
+    );
+    assert_eq!(
         job(&test.db, long).await.get_str("status").unwrap(),
         "succeeded",
         "the running job finished within the grace"

@@ -135,6 +135,9 @@ impl Inner {
                     .await;
                 tracing::info!(job_id, kind, ?done, "job cancelled on request");
             }
+            (None, Some(StopReason::GivenBack)) => {
+                tracing::debug!(job_id, kind, "job given back unrun on shutdown");
+            }
             (None, Some(StopReason::Shutdown)) => {
                 let released = self
                     .persist("release", || {

@@ -84,6 +84,8 @@ pub(crate) enum StopReason {
     LeaseLost,
     CancelRequested,
     Shutdown,
+    /// The worker released the lease itself, with others in one write: the task writes nothing.
+    GivenBack,
 }
 
 /// A job this worker holds a lease on: running, waiting for a slot, or writing its outcome.
@@ -98,10 +100,12 @@ pub(crate) struct Held {
 }
 
 impl Held {
-    /// Fires the job's token; the first reason given is the one that counts.
-    pub(crate) fn stop(&self, reason: StopReason) {
-        let _ = self.stop.set(reason);
+    /// Fires the job's token; the first reason given is the one that counts. Returns whether
+    /// this one did.
+    pub(crate) fn stop(&self, reason: StopReason) -> bool {
+        let first = self.stop.set(reason).is_ok();
         self.cancel.cancel();
+        first
     }
 }
 
@@ -204,8 +208,8 @@ impl Worker {
 
         inner.health.set_state("draining");
         let _ = WorkerRecord::touch(&inner.db, &inner.id, "draining").await;
-        let waiting = inner.give_back_waiting();
-        tracing::info!(worker = %inner.id, held = inner.held().len(), waiting, "draining");
+        let given_back = inner.give_back_waiting().await;
+        tracing::info!(worker = %inner.id, held = inner.held().len(), given_back, "draining");
         if tokio::time::timeout(inner.config.grace, drain(&mut tasks))
             .await
             .is_err()
@@ -344,17 +348,27 @@ impl Inner {
         (!kinds.is_empty()).then_some((kinds, limit))
     }
 
-    /// Gives back, at once, the jobs leased ahead that have no slot yet; returns how many.
-    fn give_back_waiting(&self) -> usize {
-        let held = self.held();
-        let waiting: Vec<&Held> = held
-            .values()
-            .filter(|job| !job.started.load(Ordering::Acquire))
-            .collect();
-        for job in &waiting {
-            job.stop(StopReason::Shutdown);
+    /// Gives back the jobs leased ahead that have no slot yet, at once and in one write, so other
+    /// workers can take them; returns how many were released. A job stopped for another reason
+    /// first is left to its own task.
+    async fn give_back_waiting(&self) -> u64 {
+        let mut leases = Vec::new();
+        for job in self.held().values() {
+            if !job.started.load(Ordering::Acquire) && job.stop(StopReason::GivenBack) {
+                leases.push(job.lease.clone());
+            }
         }
-        waiting.len()
+        if leases.is_empty() {
+            return 0;
+        }
+        let refs: Vec<&LeaseRef> = leases.iter().collect();
+        match self.queue.release(&refs).await {
+            Ok(released) => released,
+            Err(error) => {
+                tracing::warn!(%error, waiting = leases.len(), "giving back the waiting jobs failed; their leases will expire");
+                0
+            }
+        }
     }
 
     /// Lines the job up for a slot and spawns its task; call in claim order.

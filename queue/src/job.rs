@@ -83,6 +83,7 @@ pub struct JobDoc {
     pub cancel_requested: bool,
     pub created_at: DateTime,
     pub updated_at: DateTime,
+    /// When the latest claim leased the job (a worker may lease a job shortly before it runs).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started_at: Option<DateTime>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -8,7 +8,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::{
-    SV0, WorkerProcess, all, count, eventually, job, setup, setup_on, start_latency_ms, wait_count,
+    SV0, WorkerProcess, all, count, enqueue_ids, eventually, job, setup, setup_on,
+    start_latency_ms, wait_count,
 };
 use mongodb::bson::{Document, doc};
 use nix::sys::signal::Signal;
@@ -209,13 +210,7 @@ async fn sigterm_drains_finishes_short_jobs_and_releases_long_ones() {
         .map(|_| NewJob::new("probe", doc! {"sleep_ms": 60_000_i64}))
         .collect();
     queue.enqueue_many(short).await.unwrap();
-    let long_ids: Vec<_> = queue
-        .enqueue_many(long)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|e| e.id)
-        .collect();
+    let long_ids = enqueue_ids(&queue, long).await;
     let mut worker = WorkerProcess::start(
         test.uri(),
         test.name(),

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{WorkerProcess, count, job, setup, wait_count};
+use common::{WorkerProcess, count, enqueue_ids, job, setup, wait_count};
 use mongodb::bson::doc;
 use nix::sys::signal::Signal;
 use sv0_queue::NewJob;
@@ -23,13 +23,7 @@ async fn short_jobs_are_leased_ahead_and_given_back_at_once_on_sigterm() {
     // only slot while twenty more wait in line behind it.
     queue.enqueue_many(probes(5, 0, 10)).await.unwrap();
     let long = queue.enqueue_many(probes(1, 8_000, 5)).await.unwrap()[0].id;
-    let waiting: Vec<_> = queue
-        .enqueue_many(probes(20, 0, 1))
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|e| e.id)
-        .collect();
+    let waiting = enqueue_ids(&queue, probes(20, 0, 1)).await;
     let mut worker = WorkerProcess::start(
         test.uri(),
         test.name(),

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{WorkerProcess, all, job, setup, wait_count};
+use common::{WorkerProcess, all, enqueue_ids, job, setup, wait_count};
 use mongodb::bson::doc;
 use nix::sys::signal::Signal;
 use sv0_queue::NewJob;
@@ -17,13 +17,7 @@ async fn jobs_of_a_sigkilled_worker_are_reclaimed_after_the_lease_ttl_and_comple
     let jobs: Vec<NewJob> = (0..6)
         .map(|_| NewJob::new("probe", doc! {"sleep_ms": 5_000_i64}))
         .collect();
-    let ids: Vec<_> = queue
-        .enqueue_many(jobs)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|e| e.id)
-        .collect();
+    let ids = enqueue_ids(&queue, jobs).await;
 
     let first = WorkerProcess::start(
         test.uri(),

@@ -14,7 +14,7 @@ use mongodb::bson::{Document, doc};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::Value;
-use sv0_queue::Queue;
+use sv0_queue::{NewJob, Queue};
 use sv0_testkit::{Stand, TestDb, stand};
 
 pub const SV0: &str = env!("CARGO_BIN_EXE_sv0");
@@ -220,4 +220,10 @@ pub async fn start_latency_ms(db: &Database, id: ObjectId) -> i64 {
     let stored = job(db, id).await;
     let at = |field| stored.get_datetime(field).unwrap().timestamp_millis();
     at("started_at") - at("created_at")
+}
+
+/// Enqueues `jobs` in one call and returns their ids, in order.
+pub async fn enqueue_ids(queue: &Queue, jobs: Vec<NewJob>) -> Vec<ObjectId> {
+    let enqueued = queue.enqueue_many(jobs).await.unwrap();
+    enqueued.into_iter().map(|e| e.id).collect()
 }

@@ -37,11 +37,27 @@ async fn short_jobs_are_leased_ahead_and_given_back_at_once_on_sigterm() {
         Duration::from_secs(20),
     )
     .await;
+    // The quick jobs' commits may still be on their way while the long job starts.
+    wait_count(
+        &test.db,
+        "jobs",
+        doc! {"status": "succeeded"},
+        5,
+        Duration::from_secs(5),
+    )
+    .await;
 
-    assert_eq!(
-        count(&test.db, "jobs", doc! {"status": "running"}).await,
-        21,
-        "the long job runs and the twenty short ones are leased ahead of a free slot"
+    // How many are leased ahead depends on how fast the quick jobs ran (on an idle machine, all
+    // twenty); some must be.
+    let leased_ahead = count(
+        &test.db,
+        "jobs",
+        doc! {"_id": {"$in": &waiting}, "status": "running"},
+    )
+    .await;
+    assert!(
+        leased_ahead >= 1,
+        "short jobs are leased ahead while the long one holds the only slot"
     );
     assert_eq!(
         count(&test.db, "probe_runs", doc! {}).await,
@@ -67,10 +83,10 @@ async fn short_jobs_are_leased_ahead_and_given_back_at_once_on_sigterm() {
     );
     let status = worker.wait_exit(Duration::from_secs(30));
     assert!(status.success(), "{status}");
-    assert_eq!(
-        worker.events("draining")[0]["given_back"],
-        20,
-        "given back in one write by the draining worker"
+    let given_back = worker.events("draining")[0]["given_back"].as_u64().unwrap();
+    assert!(
+        (leased_ahead..=20).contains(&given_back),
+        "{given_back} given back in one write by the draining worker, {leased_ahead} seen leased"
     );
     assert_eq!(
         job(&test.db, long).await.get_str("status").unwrap(),
@@ -97,9 +113,11 @@ async fn a_worker_whose_jobs_run_long_leases_no_more_than_it_runs() {
         most_held = most_held.max(count(&test.db, "jobs", doc! {"status": "running"}).await);
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(
-        most_held, 2,
-        "at most the two running jobs are leased while jobs take 700 ms"
+    // Two running, and at most two more whose commits are still on their way (the worker
+    // claims again as soon as a handler returns); leasing ahead would show all eight.
+    assert!(
+        (2..=4).contains(&most_held),
+        "{most_held} leased at once while jobs take 700 ms"
     );
     wait_count(
         &test.db,

@@ -95,6 +95,9 @@ async fn a_partitioned_worker_is_fenced_out_and_the_second_workers_commit_stands
     .await;
 
     wait_count(&test.db, "probe_runs", doc! {}, 1, Duration::from_secs(20)).await;
+    // The run is recorded; let its reply reach the worker, whose handler then sleeps 1.5 s (cut
+    // off sooner, the handler itself would wait out the partition and be stopped unfinished).
+    tokio::time::sleep(Duration::from_millis(300)).await;
     // Cut the first worker off; its handler finishes during the partition, and its completion
     // and heartbeat writes are held in the black hole.
     proxy.black_hole();

@@ -75,6 +75,18 @@ pub struct Row {
 }
 
 impl Row {
+    /// The row's cells, in the table's column order.
+    fn cells(&self) -> [String; 6] {
+        [
+            self.name.clone(),
+            self.ours.to_string(),
+            self.agenda.to_string(),
+            self.ceiling.to_string(),
+            self.vs_agenda(),
+            self.vs_ceiling(),
+        ]
+    }
+
     /// Every failure's message, for the end of the run.
     pub fn errors(&self) -> Vec<String> {
         [
@@ -118,14 +130,9 @@ impl Row {
 
 /// Progress output: a row as soon as it is measured.
 pub fn print_row(row: &Row) {
+    let [name, ours, agenda, ceiling, vs_agenda, vs_ceiling] = row.cells();
     eprintln!(
-        "== {} | ours {} | agenda {} | ceiling {} | ours/agenda {} | ours/ceiling {}",
-        row.name,
-        row.ours,
-        row.agenda,
-        row.ceiling,
-        row.vs_agenda(),
-        row.vs_ceiling()
+        "== {name} | ours {ours} | agenda {agenda} | ceiling {ceiling} | ours/agenda {vs_agenda} | ours/ceiling {vs_ceiling}"
     );
 }
 
@@ -136,15 +143,7 @@ pub fn table(rows: &[Row]) -> String {
          | --- | --- | --- | --- | --- | --- |\n",
     );
     for row in rows {
-        out += &format!(
-            "| {} | {} | {} | {} | {} | {} |\n",
-            row.name,
-            row.ours,
-            row.agenda,
-            row.ceiling,
-            row.vs_agenda(),
-            row.vs_ceiling()
-        );
+        out += &format!("| {} |\n", row.cells().join(" | "));
     }
     out += "\nTargets (issue 7):\n\n";
     out += &targets(rows);

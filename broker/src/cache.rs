@@ -56,11 +56,11 @@ impl BundleCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::secret::SecretValue;
+    use crate::secret::{BundleName, SecretValue};
 
     fn bundle(v: &str) -> SecretBundle {
         let mut b = SecretBundle::default();
-        b.insert("K".into(), SecretValue::new(v.into()));
+        b.insert(BundleName::parse("K").unwrap(), SecretValue::new(v.into()));
         b
     }
 

@@ -1,8 +1,9 @@
-//! The `env` provider: bundles from variables named `SV0_TENANT_{SLUG}_{REF}_{NAME}`.
+//! The `env` provider: bundles from variables named `SV0_TENANT_{TENANT SLUG}_{REF SLUG}_{NAME}`
+//! (see [`crate::naming`]).
 
 use crate::error::BrokerError;
 use crate::naming::{Ref, TenantId, env_prefix};
-use crate::secret::{SecretBundle, SecretValue};
+use crate::secret::{BundleName, SecretBundle, SecretValue};
 use std::ffi::OsString;
 
 /// Every variable the provider may ever return starts with this; nothing else is kept.
@@ -51,16 +52,21 @@ impl EnvProvider {
         Self::from_vars(utf8)
     }
 
-    /// Every variable under `SV0_TENANT_{SLUG}_{REF}_`, prefix stripped. A variable named exactly
-    /// the prefix has no bundle name and is skipped.
+    /// Every variable under [`env_prefix`], prefix stripped. A variable named exactly the prefix
+    /// has no bundle name and is skipped; one whose bundle name is reserved fails the resolve.
     pub fn resolve(&self, tenant: &TenantId, reference: &Ref) -> Result<SecretBundle, BrokerError> {
         let prefix = env_prefix(tenant, reference);
         let mut bundle = SecretBundle::default();
         for (name, value) in &self.vars {
-            match name.strip_prefix(&prefix) {
-                Some(rest) if !rest.is_empty() => bundle.insert(rest.to_owned(), value.clone()),
-                _ => {}
-            }
+            let Some(rest) = name.strip_prefix(&prefix).filter(|rest| !rest.is_empty()) else {
+                continue;
+            };
+            let bundle_name =
+                BundleName::parse(rest).map_err(|reason| BrokerError::ReservedName {
+                    secret: name.clone(),
+                    reason,
+                })?;
+            bundle.insert(bundle_name, value.clone());
         }
         if bundle.is_empty() {
             return Err(BrokerError::NotFound {

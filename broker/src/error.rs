@@ -3,6 +3,7 @@
 
 use crate::Provider;
 use crate::naming::Refusal;
+use crate::secret::ReservedName;
 use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
@@ -29,10 +30,24 @@ pub enum BrokerError {
         looked_for: String,
     },
 
+    /// A secret (an env variable or a Key Vault secret, named here) maps to a bundle name the
+    /// connector's own environment reserves: `PATH`, `LD_PRELOAD` and the like.
+    #[error("secret `{secret}` refused: {reason}")]
+    ReservedName {
+        secret: String,
+        reason: ReservedName,
+    },
+
     /// The vault answered, and retrying will not change the answer (403, 404, 401 after
     /// authenticating, a refused authentication challenge, a malformed response).
     #[error("key vault refused {what}: {detail}")]
     Vault { what: String, detail: String },
+
+    /// The credential got no token, and retrying will not change that: the token endpoint
+    /// answered 400 (for IMDS: no such identity here), 401 or 403, or the credential gave up
+    /// before asking any endpoint (no identity or developer login configured).
+    #[error("the credential refused a token for {what}: {detail}")]
+    Credential { what: String, detail: String },
 
     #[error(transparent)]
     Transient(#[from] TransientError),
@@ -45,7 +60,8 @@ impl BrokerError {
     }
 }
 
-/// A failure that may go away by itself: throttling, a server error, a timeout, a lost connection.
+/// A failure that may go away by itself: throttling, a server error, a timeout, a lost connection,
+/// a token the credential could not get yet.
 #[derive(Debug, thiserror::Error)]
 pub enum TransientError {
     #[error("key vault throttled {what} (HTTP 429) after the client's retries")]
@@ -59,4 +75,10 @@ pub enum TransientError {
 
     #[error("key vault unreachable for {what}: {detail}")]
     Connection { what: String, detail: String },
+
+    /// The credential got no token, for a reason that may pass (a managed-identity outage): the
+    /// token endpoint failed with another status after the credential's own retries, could not
+    /// be reached, or answered something unreadable.
+    #[error("no access token for {what} yet: {detail}")]
+    Token { what: String, detail: String },
 }

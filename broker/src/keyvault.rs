@@ -1,10 +1,11 @@
 //! The `azure_keyvault` provider: a tenant's bundle is every enabled secret whose name starts with
-//! `tenants-{slug}-connector-{kind}-` (see [`crate::naming`]), read with the official Azure SDK.
+//! `tenants-{tenant slug}-connector-{ref slug}-` (see [`crate::naming`]), read with the official
+//! Azure SDK.
 
 use crate::cache::BundleCache;
 use crate::error::{BrokerError, TransientError};
 use crate::naming::{Ref, TenantId, key_vault_bundle_name, key_vault_prefix};
-use crate::secret::{SecretBundle, SecretValue};
+use crate::secret::{BundleName, SecretBundle, SecretValue};
 use azure_core::credentials::TokenCredential;
 use azure_core::error::ErrorKind;
 use azure_core::http::{ClientOptions, ExponentialRetryOptions, RetryOptions, Url};
@@ -159,7 +160,8 @@ impl KeyVaultProvider {
     }
 
     /// Lists the vault (following `nextLink`), keeps the enabled secrets under `prefix`, then
-    /// reads the current version of each.
+    /// reads the current version of each. A reserved bundle name fails the resolve from the
+    /// listing, before any value is read.
     async fn fetch(&self, prefix: &str) -> Result<SecretBundle, BrokerError> {
         let listing = "listing secrets";
         let mut pager = self
@@ -177,9 +179,15 @@ impl KeyVaultProvider {
                 .resource_id()
                 .map_err(|e| classify(e, listing))?
                 .name;
-            if let (true, Some(bundle_name)) = (enabled, key_vault_bundle_name(&name, prefix)) {
-                wanted.push((name, bundle_name));
-            }
+            let Some(bundle_name) = key_vault_bundle_name(&name, prefix).filter(|_| enabled) else {
+                continue;
+            };
+            let bundle_name =
+                BundleName::parse(&bundle_name).map_err(|reason| BrokerError::ReservedName {
+                    secret: name.clone(),
+                    reason,
+                })?;
+            wanted.push((name, bundle_name));
         }
         tracing::debug!(prefix, secrets = wanted.len(), "key vault listing done");
 
@@ -210,6 +218,7 @@ impl KeyVaultProvider {
 fn classify(err: azure_core::Error, what: &str) -> BrokerError {
     let what = what.to_owned();
     match err.kind() {
+        ErrorKind::Credential => classify_token_failure(&err, what),
         ErrorKind::HttpResponse {
             status, error_code, ..
         } => {
@@ -240,6 +249,63 @@ fn classify(err: azure_core::Error, what: &str) -> BrokerError {
             detail: message_chain(&err),
         },
     }
+}
+
+/// Sorts a credential's failure (no token, so no request reached the vault) by its cause: the
+/// outermost SDK error below it that is an HTTP status, a transport failure or unreadable data.
+/// Transient unless the cause is clearly permanent:
+/// - the token endpoint answered 400 (IMDS: this identity is not on this machine), 401 or 403;
+/// - there is no such cause: the credential gave up before asking any endpoint (no managed
+///   identity configured, `az` missing or logged out); its own message is kept.
+///
+/// For an HTTP cause only the status and error code are kept: the SDK quotes the token endpoint's
+/// response body in its messages (IMDS' `The request failed: {body}`), and bodies are never kept.
+fn classify_token_failure(err: &azure_core::Error, what: String) -> BrokerError {
+    let cause = sdk_chain(err).find(|e| {
+        matches!(
+            e.kind(),
+            ErrorKind::HttpResponse { .. }
+                | ErrorKind::Io
+                | ErrorKind::Connection
+                | ErrorKind::DataConversion
+        )
+    });
+    let Some(cause) = cause else {
+        // The innermost error: the credential's own words, without the wrappers' repeats.
+        let detail = sdk_chain(err).last().unwrap_or(err).to_string();
+        return BrokerError::Credential { what, detail };
+    };
+    let detail = match cause.kind() {
+        ErrorKind::HttpResponse {
+            status, error_code, ..
+        } => {
+            let status = u16::from(*status);
+            let code = error_code.as_deref().map(|c| format!(" {c}"));
+            let detail = format!(
+                "the token endpoint answered HTTP {status}{}",
+                code.unwrap_or_default()
+            );
+            if matches!(status, 400 | 401 | 403) {
+                return BrokerError::Credential { what, detail };
+            }
+            detail
+        }
+        ErrorKind::DataConversion => "the token endpoint's answer is malformed".to_owned(),
+        // Io or Connection: no response was received, so no body can be in the transport's words.
+        _ => format!(
+            "the token endpoint is unreachable: {}",
+            message_chain(cause)
+        ),
+    };
+    TransientError::Token { what, detail }.into()
+}
+
+/// `err` and the SDK errors it wraps, outermost first (the chain stops at the first source that
+/// is not an SDK error, e.g. the HTTP client's own).
+fn sdk_chain(err: &azure_core::Error) -> impl Iterator<Item = &azure_core::Error> {
+    std::iter::successors(Some(err), |e| {
+        std::error::Error::source(*e)?.downcast_ref::<azure_core::Error>()
+    })
 }
 
 /// The error's message and its sources' (the SDK's retry policy wraps the cause, e.g. a refused

@@ -8,7 +8,8 @@
 //!
 //! It must not: log, print, serialize or put into an error any secret value (values live in
 //! [`SecretValue`], which always formats as [`REDACTED`]); write anything to MongoDB; let a ref
-//! name a tenant; touch the queue, the workers or the scheduler.
+//! name a tenant, or reach another ref's secrets; let a bundle set the connector's OS variables
+//! or the loader's (see [`BundleName`]); touch the queue, the workers or the scheduler.
 
 mod cache;
 mod env;
@@ -24,7 +25,10 @@ pub use keyvault::{
     CREDENTIAL_VAR, ConfigError, KeyVaultConfig, KeyVaultProvider, VAULT_URL_VAR, VaultCredential,
 };
 pub use metrics::BrokerMetrics;
-pub use secret::{OS_ENV_ALLOWLIST, REDACTED, SecretBundle, SecretValue};
+pub use secret::{
+    BundleName, LOADER_PREFIXES, OS_ENV_ALLOWLIST, REDACTED, ReservedName, SecretBundle,
+    SecretValue,
+};
 
 use naming::{Ref, TenantId};
 use serde::{Deserialize, Serialize};

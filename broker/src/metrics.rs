@@ -77,7 +77,9 @@ fn outcome(result: &Result<crate::SecretBundle, BrokerError>) -> &'static str {
         Err(BrokerError::InvalidTenantId(_) | BrokerError::InvalidRef(_)) => "invalid",
         Err(BrokerError::ProviderRefused { .. } | BrokerError::NotConfigured(_)) => "refused",
         Err(BrokerError::NotFound { .. }) => "not_found",
+        Err(BrokerError::ReservedName { .. }) => "reserved_name",
         Err(BrokerError::Vault { .. }) => "vault_error",
+        Err(BrokerError::Credential { .. }) => "credential_error",
         Err(BrokerError::Transient(_)) => "transient",
     }
 }

@@ -5,17 +5,28 @@
 //! - **Tenant id**: 1–63 ASCII characters from `a-z 0-9 - _`, starting with a letter or digit.
 //!   Upper case is refused rather than folded (folding would merge `Acme` and `acme` into one
 //!   namespace); so is anything non-ASCII.
-//! - **Tenant slug**: the tenant id with `x` written `xx`, `-` written `xd` and `_` written `xu`;
-//!   every other character stays. No code word is a prefix of another, so the slug is injective,
-//!   and it contains neither `_` nor `-`: it can never run into the separator that follows it.
-//!   `acme-corp` → `acmexdcorp`, `a_b` → `axub`, `xbox` → `xxboxx`.
 //! - **Ref**: 1–64 characters from `A-Z 0-9 _`, starting with a letter or digit; `/`, `\`, `..`
 //!   and `tenant` (any case) are named explicitly in the refusal.
-//! - **env**: variable prefix `SV0_TENANT_{SLUG}_{REF}_` (slug upper-cased); the bundle name is the
-//!   rest of the variable name.
+//! - **Slug** (of a tenant id, or of a ref lower-cased): `x` written `xx`, `-` written `xd` and
+//!   `_` written `xu`; every other character stays. `acme-corp` → `acmexdcorp`, `a_b` → `axub`,
+//!   `xbox` → `xxboxx`; ref `AWS_PRIMARY` → `awsxuprimary`.
+//! - **env**: variable prefix `SV0_TENANT_{TENANT SLUG}_{REF SLUG}_` (slugs upper-cased); the
+//!   bundle name is the rest of the variable name. `SV0_TENANT_ACMEXDCORP_AWSXUPRIMARY_`.
 //! - **Key Vault**: the ADR's path `tenants/{tenant}/connector/{kind}/{name}` becomes the secret name
-//!   `tenants-{slug}-connector-{kind}-{name}`, where `kind` is the ref lower-cased with `_` → `-`;
-//!   the bundle name is `{name}` upper-cased with `-` → `_`.
+//!   `tenants-{tenant slug}-connector-{ref slug}-{name}`; the bundle name is `{name}` upper-cased
+//!   with `-` → `_`. `tenants-acmexdcorp-connector-awsxuprimary-access-key-id` → `ACCESS_KEY_ID`.
+//!
+//! Why slugs: a lookup matches every name that *starts with* its prefix, so no prefix may be a
+//! prefix of another's, or one (tenant, ref) reads another's secrets (ref `AWS` would read ref
+//! `AWS_PRIMARY`'s as `PRIMARY_…`). No code word of the slug is a prefix of another, so a slug names
+//! exactly one id or ref; and a slug holds neither `_` nor `-`, so each segment ends at the first
+//! separator after it. Two prefixes therefore agree up to the end of the tenant segment only if
+//! the tenants are the same, then up to the end of the ref segment only if the refs are the same:
+//! for two different (tenant, ref) pairs, neither prefix starts the other. Slugs are `a-z 0-9`, so
+//! env names stay `A-Z 0-9 _` and Key Vault names letters, digits and `-`; and as a slug has one
+//! case only, Key Vault's case-insensitive names merge no two of them. Key Vault names are at most
+//! 127 characters: a tenant and ref whose prefix leaves no room for a name can hold no secret, and
+//! resolve as not found.
 
 use std::fmt;
 
@@ -72,16 +83,7 @@ impl TenantId {
 
     /// The injective slug (see the module docs), lower case: `a-z 0-9` only.
     pub fn slug(&self) -> String {
-        let mut slug = String::with_capacity(self.0.len() * 2);
-        for c in self.0.chars() {
-            match c {
-                'x' => slug.push_str("xx"),
-                '-' => slug.push_str("xd"),
-                '_' => slug.push_str("xu"),
-                c => slug.push(c),
-            }
-        }
-        slug
+        slug(&self.0)
     }
 }
 
@@ -118,9 +120,10 @@ impl Ref {
         &self.0
     }
 
-    /// The Key Vault `kind` segment: lower case, `_` → `-` (a bijection on valid refs).
-    pub fn kind(&self) -> String {
-        self.0.to_ascii_lowercase().replace('_', "-")
+    /// The injective slug of the ref lower-cased (see the module docs): `a-z 0-9` only.
+    /// Lower-casing merges no two refs, as a ref has no lower case letters.
+    pub fn slug(&self) -> String {
+        slug(&self.0.to_ascii_lowercase())
     }
 }
 
@@ -128,6 +131,20 @@ impl fmt::Display for Ref {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
     }
+}
+
+/// `x` → `xx`, `-` → `xd`, `_` → `xu`, anything else unchanged: see the module docs.
+fn slug(s: &str) -> String {
+    let mut slug = String::with_capacity(s.len() * 2);
+    for c in s.chars() {
+        match c {
+            'x' => slug.push_str("xx"),
+            '-' => slug.push_str("xd"),
+            '_' => slug.push_str("xu"),
+            c => slug.push(c),
+        }
+    }
+    slug
 }
 
 fn check_shape(
@@ -152,18 +169,20 @@ fn check_shape(
     Ok(())
 }
 
-/// `SV0_TENANT_{SLUG}_{REF}_`: every variable of this tenant and ref starts with it.
+/// `SV0_TENANT_{TENANT SLUG}_{REF SLUG}_`: every variable of this tenant and ref starts with it,
+/// and no variable of another tenant or ref does.
 pub fn env_prefix(tenant: &TenantId, reference: &Ref) -> String {
     format!(
         "SV0_TENANT_{}_{}_",
         tenant.slug().to_ascii_uppercase(),
-        reference.as_str()
+        reference.slug().to_ascii_uppercase()
     )
 }
 
-/// `tenants-{slug}-connector-{kind}-`: every Key Vault secret of this tenant and ref starts with it.
+/// `tenants-{tenant slug}-connector-{ref slug}-`: every Key Vault secret of this tenant and ref
+/// starts with it, and no secret of another tenant or ref does.
 pub fn key_vault_prefix(tenant: &TenantId, reference: &Ref) -> String {
-    format!("tenants-{}-connector-{}-", tenant.slug(), reference.kind())
+    format!("tenants-{}-connector-{}-", tenant.slug(), reference.slug())
 }
 
 /// The bundle name for a Key Vault secret name, or `None` when the name is outside `prefix` or
@@ -195,22 +214,32 @@ mod tests {
     }
 
     #[test]
+    fn ref_slug_escapes_x_and_underscore() {
+        let slug = |r: &str| Ref::parse(r).unwrap().slug();
+        assert_eq!(slug("AWS"), "aws");
+        assert_eq!(slug("AWS_PRIMARY"), "awsxuprimary");
+        assert_eq!(slug("XBOX"), "xxboxx");
+        assert_eq!(slug("A__B"), "axuxub");
+        assert_eq!(slug("X_"), "xxxu");
+    }
+
+    #[test]
     fn key_vault_bundle_name_maps_and_ignores_case() {
-        let prefix = "tenants-acme-connector-aws-primary-";
+        let prefix = "tenants-acme-connector-awsxuprimary-";
         assert_eq!(
-            key_vault_bundle_name("tenants-acme-connector-aws-primary-access-key-id", prefix),
+            key_vault_bundle_name("tenants-acme-connector-awsxuprimary-access-key-id", prefix),
             Some("ACCESS_KEY_ID".to_owned())
         );
         assert_eq!(
-            key_vault_bundle_name("Tenants-ACME-connector-AWS-primary-Key", prefix),
+            key_vault_bundle_name("Tenants-ACME-connector-AWSxuPRIMARY-Key", prefix),
             Some("KEY".to_owned())
         );
         assert_eq!(
-            key_vault_bundle_name("tenants-acme-connector-aws-primary-", prefix),
+            key_vault_bundle_name("tenants-acme-connector-awsxuprimary-", prefix),
             None
         );
         assert_eq!(
-            key_vault_bundle_name("tenants-acmexdcorp-connector-aws-primary-key", prefix),
+            key_vault_bundle_name("tenants-acmexdcorp-connector-awsxuprimary-key", prefix),
             None
         );
     }

@@ -10,8 +10,45 @@ use zeroize::Zeroizing;
 pub const REDACTED: &str = "[REDACTED]";
 
 /// The OS variables a connector inherits from its parent; everything else comes from the bundle
-/// (ADR-027 §b, DESIGN §7).
+/// (ADR-027 §b, DESIGN §7). A bundle may not set them (see [`BundleName`]).
 pub const OS_ENV_ALLOWLIST: [&str; 5] = ["PATH", "HOME", "TMPDIR", "LANG", "LC_ALL"];
+
+/// Prefixes of the dynamic loader's variables (glibc's `LD_*`, macOS's `DYLD_*`): whoever sets
+/// `LD_PRELOAD` or `DYLD_INSERT_LIBRARIES` chooses code that runs inside the connector. A bundle may
+/// not set them (see [`BundleName`]).
+pub const LOADER_PREFIXES: [&str; 2] = ["LD_", "DYLD_"];
+
+/// The name of a bundle entry, i.e. of a variable in the connector's environment. Never one of
+/// [`OS_ENV_ALLOWLIST`] nor a name starting with one of [`LOADER_PREFIXES`]: a store's secret could
+/// otherwise replace the connector's `PATH` or `HOME`, or preload a library into it. Compared
+/// without case, as Windows' environment ignores case and no connector needs a lower-case `path`.
+/// [`BundleName::parse`] is the only way to make one, and [`SecretBundle::insert`] takes only this.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BundleName(String);
+
+impl BundleName {
+    pub fn parse(name: &str) -> Result<Self, ReservedName> {
+        let upper = name.to_ascii_uppercase();
+        let reserved = OS_ENV_ALLOWLIST.contains(&upper.as_str())
+            || LOADER_PREFIXES.iter().any(|p| upper.starts_with(p));
+        if reserved {
+            return Err(ReservedName {
+                name: name.to_owned(),
+            });
+        }
+        Ok(BundleName(name.to_owned()))
+    }
+}
+
+/// A bundle name that [`BundleName::parse`] refused. It holds the name only: names are not secret.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "bundle name `{name}` is reserved (a bundle may not set the OS allowlist's variables or the \
+     loader's `LD_*`/`DYLD_*`)"
+)]
+pub struct ReservedName {
+    pub name: String,
+}
 
 /// One secret value. `Debug`, `Display` and `Serialize` print [`REDACTED`]; the bytes are
 /// overwritten when the value is dropped. Read it only with [`SecretValue::expose`], at the point
@@ -54,8 +91,8 @@ impl Serialize for SecretValue {
 pub struct SecretBundle(BTreeMap<String, SecretValue>);
 
 impl SecretBundle {
-    pub fn insert(&mut self, name: String, value: SecretValue) {
-        self.0.insert(name, value);
+    pub fn insert(&mut self, name: BundleName, value: SecretValue) {
+        self.0.insert(name.0, value);
     }
 
     pub fn get(&self, name: &str) -> Option<&SecretValue> {
@@ -79,8 +116,9 @@ impl SecretBundle {
     }
 
     /// Gives `command` exactly the connector environment: cleared, then the [`OS_ENV_ALLOWLIST`]
-    /// variables this process has, then the bundle layered on top (ADR-027 §b). The values are
-    /// copied into `command`, which does not wipe them; keep the command short-lived.
+    /// variables this process has, then the bundle (ADR-027 §b), whose names never overlap the
+    /// allowlist's (see [`BundleName`]). The values are copied into `command`, which does not wipe
+    /// them; keep the command short-lived.
     pub fn apply_to_command(&self, command: &mut Command) {
         command.env_clear();
         for name in OS_ENV_ALLOWLIST {
@@ -97,5 +135,39 @@ impl SecretBundle {
 impl fmt::Debug for SecretBundle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_map().entries(self.0.iter()).finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bundle_names_refuse_the_allowlist_and_the_loaders_variables_in_any_case() {
+        for name in OS_ENV_ALLOWLIST.into_iter().chain([
+            "LD_PRELOAD",
+            "LD_",
+            "DYLD_INSERT_LIBRARIES",
+            "path",
+            "Ld_Preload",
+            "dyld_x",
+        ]) {
+            assert_eq!(
+                BundleName::parse(name),
+                Err(ReservedName {
+                    name: name.to_owned()
+                })
+            );
+        }
+        for name in [
+            "PATHS",
+            "OLD_PATH",
+            "LD",
+            "MY_LD_PRELOAD",
+            "LANGUAGE",
+            "KEY",
+        ] {
+            assert_eq!(BundleName::parse(name), Ok(BundleName(name.to_owned())));
+        }
     }
 }

@@ -24,6 +24,7 @@ async fn canary_never_leaks() {
     vault.set_secret("tenants-acme-connector-broken-canary", CANARY);
     vault.set_secret("tenants-acme-connector-broken-denied", "x");
     vault.forbid("tenants-acme-connector-broken-denied");
+    vault.set_secret("tenants-acme-connector-preload-ld-preload", CANARY);
 
     let mut registry = Registry::default();
     let key_vault = KeyVaultProvider::with_credential(
@@ -33,10 +34,10 @@ async fn canary_never_leaks() {
     )
     .unwrap();
     let broker = CredentialBroker::new(BrokerMetrics::new(&mut registry))
-        .with_env(EnvProvider::from_vars([(
-            "SV0_TENANT_ACME_AWS_CANARY",
-            CANARY,
-        )]))
+        .with_env(EnvProvider::from_vars([
+            ("SV0_TENANT_ACME_AWS_CANARY", CANARY),
+            ("SV0_TENANT_ACME_PRELOAD_LD_PRELOAD", CANARY),
+        ]))
         .with_key_vault(key_vault);
     let reference = |provider, reference: &str| CredentialsRef {
         provider,
@@ -63,6 +64,16 @@ async fn canary_never_leaks() {
         .await
         .unwrap_err();
     seen.push(format!("{err} {err:?}"));
+    // issue 12 item 14: the canary under a reserved bundle name (`LD_PRELOAD`), in both providers:
+    // refused by the secret's name, the value never shown.
+    for provider in [Provider::Env, Provider::AzureKeyvault] {
+        let err = broker
+            .resolve("acme", &reference(provider, "PRELOAD"))
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("LD_PRELOAD"), "{err}");
+        seen.push(format!("{err} {err:?}"));
+    }
     // A ref holding the canary itself is refused without echoing it.
     let pasted = format!("AWS/{CANARY}");
     let err = broker

@@ -4,6 +4,7 @@ use prometheus_client::encoding::text::encode;
 use prometheus_client::registry::Registry;
 use std::collections::BTreeMap;
 use std::process::Command;
+use sv0_broker::naming::{Ref, TenantId, env_prefix};
 use sv0_broker::{
     BrokerError, BrokerMetrics, CredentialBroker, CredentialsRef, EnvProvider, OS_ENV_ALLOWLIST,
     Provider,
@@ -31,13 +32,20 @@ fn plain(bundle: &sv0_broker::SecretBundle) -> Vec<(String, String)> {
 #[tokio::test]
 async fn prefix_is_stripped_and_nothing_else_is_taken() {
     let broker = broker(&[
-        ("SV0_TENANT_ACME_AWS_PRIMARY_ACCESS_KEY_ID", "id"),
-        ("SV0_TENANT_ACME_AWS_PRIMARY_SECRET_ACCESS_KEY", "key"),
-        ("SV0_TENANT_ACME_AWS_PRIMARY_", "no name: skipped"),
-        ("SV0_TENANT_ACME_AWS_SECONDARY_KEY", "other ref"),
-        ("SV0_TENANT_ACME_ENTRA_DEFAULT_CLIENT_ID", "other connector"),
+        ("SV0_TENANT_ACME_AWSXUPRIMARY_ACCESS_KEY_ID", "id"),
+        ("SV0_TENANT_ACME_AWSXUPRIMARY_SECRET_ACCESS_KEY", "key"),
+        ("SV0_TENANT_ACME_AWSXUPRIMARY_", "no name: skipped"),
         (
-            "sv0_tenant_acme_aws_primary_lower",
+            "SV0_TENANT_ACME_AWS_PRIMARY_KEY",
+            "ref AWS's (name PRIMARY_KEY)",
+        ),
+        ("SV0_TENANT_ACME_AWSXUSECONDARY_KEY", "other ref"),
+        (
+            "SV0_TENANT_ACME_ENTRAXUDEFAULT_CLIENT_ID",
+            "other connector",
+        ),
+        (
+            "sv0_tenant_acme_awsxuprimary_lower",
             "names are case-sensitive",
         ),
         ("AWS_PRIMARY_ACCESS_KEY_ID", "not a tenant variable"),
@@ -58,12 +66,12 @@ async fn prefix_is_stripped_and_nothing_else_is_taken() {
 #[tokio::test]
 async fn overlapping_tenant_names_never_see_each_others_variables() {
     let broker = broker(&[
-        ("SV0_TENANT_ACME_CORP_X_KEY", "acme, ref CORP_X"),
-        ("SV0_TENANT_ACMEXDCORP_X_KEY", "acme-corp, ref X"),
+        ("SV0_TENANT_ACME_CORPXUXX_KEY", "acme, ref CORP_X"),
+        ("SV0_TENANT_ACMEXDCORP_XX_KEY", "acme-corp, ref X"),
         ("SV0_TENANT_AXDB_AWS_KEY", "a-b"),
         ("SV0_TENANT_AXUB_AWS_KEY", "a_b"),
-        // What a naive `-`/`_` → `_` slug would have produced for a-b and a_b: nobody's.
-        ("SV0_TENANT_A_B_AWS_KEY", "nobody"),
+        // What a naive `-`/`_` → `_` slug would have produced for a-b and a_b: tenant a's, ref B's.
+        ("SV0_TENANT_A_B_AWS_KEY", "a, ref B"),
     ]);
     let get = |bundle: &sv0_broker::SecretBundle| bundle.get("KEY").unwrap().expose().to_owned();
     let acme = broker.resolve("acme", &env_ref("CORP_X")).await.unwrap();
@@ -79,9 +87,47 @@ async fn overlapping_tenant_names_never_see_each_others_variables() {
     assert_eq!((get(&a_dash), a_dash.len()), ("a-b".to_owned(), 1));
     assert_eq!((get(&a_under), a_under.len()), ("a_b".to_owned(), 1));
 
-    // `a` with ref `B_AWS` would read `SV0_TENANT_A_B_AWS_*` — its own namespace, not a-b's or a_b's.
-    let a = broker.resolve("a", &env_ref("B_AWS")).await.unwrap();
-    assert_eq!(get(&a), "nobody");
+    let a = broker.resolve("a", &env_ref("B")).await.unwrap();
+    assert_eq!(plain(&a), [("AWS_KEY".to_owned(), "a, ref B".to_owned())]);
+}
+
+/// issue 12 item 12: refs of one tenant can read each other's secrets. Ref `AWS` used to match
+/// `SV0_TENANT_ACME_AWS_*`, and so read ref `AWS_PRIMARY`'s variables too (as `PRIMARY_…`). The
+/// variables are named by `env_prefix`, so the test holds for whatever the encoding spells.
+#[tokio::test]
+async fn refs_of_one_tenant_never_see_each_others_variables() {
+    let acme = TenantId::parse("acme").unwrap();
+    let var = |reference: &str, name: &str| {
+        format!(
+            "{}{name}",
+            env_prefix(&acme, &Ref::parse(reference).unwrap())
+        )
+    };
+    let vars = [
+        (var("AWS", "KEY"), "aws"),
+        (var("AWS_PRIMARY", "KEY"), "aws-primary"),
+        (var("AWS_PRIMARY_2", "KEY"), "aws-primary-2"),
+        (var("AWSX", "KEY"), "awsx"),
+    ];
+    let broker = broker(
+        &vars
+            .iter()
+            .map(|(k, v)| (k.as_str(), *v))
+            .collect::<Vec<_>>(),
+    );
+    for (reference, value) in [
+        ("AWS", "aws"),
+        ("AWS_PRIMARY", "aws-primary"),
+        ("AWS_PRIMARY_2", "aws-primary-2"),
+        ("AWSX", "awsx"),
+    ] {
+        let bundle = broker.resolve("acme", &env_ref(reference)).await.unwrap();
+        assert_eq!(
+            plain(&bundle),
+            [("KEY".to_owned(), value.to_owned())],
+            "ref {reference}"
+        );
+    }
 }
 
 #[tokio::test]
@@ -205,4 +251,46 @@ async fn bundle_reaches_a_child_process_and_nothing_else_does() {
     expected.insert("SECRET".into(), "s3cr3t with spaces=and equals".into());
     assert!(expected.contains_key("PATH"), "PATH is inherited");
     assert_eq!(child, expected);
+}
+
+/// issue 12 item 14: a bundle must not be able to set `PATH`, `HOME`, `LD_PRELOAD` … A variable
+/// `SV0_TENANT_ACME_AWS_LD_PRELOAD` used to reach the connector as `LD_PRELOAD`. Now the resolve
+/// fails, naming the variable and never its value; names that merely contain a reserved one pass.
+#[tokio::test]
+async fn a_bundle_may_not_set_os_or_loader_variables() {
+    let value = "hunter2-not-for-the-loader";
+    for name in OS_ENV_ALLOWLIST.into_iter().chain([
+        "LD_PRELOAD",
+        "LD_LIBRARY_PATH",
+        "LD_AUDIT",
+        "DYLD_INSERT_LIBRARIES",
+        "ld_preload",
+        "Path",
+    ]) {
+        let var = format!("SV0_TENANT_ACME_AWS_{name}");
+        let broker = broker(&[(&var, value), ("SV0_TENANT_ACME_AWS_KEY", "fine")]);
+        let err = broker.resolve("acme", &env_ref("AWS")).await.unwrap_err();
+        assert!(!err.is_transient(), "{err}");
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "secret `{var}` refused: bundle name `{name}` is reserved (a bundle may not set \
+                 the OS allowlist's variables or the loader's `LD_*`/`DYLD_*`)"
+            )
+        );
+        assert!(!format!("{err:?}").contains(value), "{err:?}");
+    }
+
+    let broker = broker(&[
+        ("SV0_TENANT_ACME_AWS_OLD_PATH", "a"),
+        ("SV0_TENANT_ACME_AWS_MY_LD_PRELOAD", "b"),
+        ("SV0_TENANT_ACME_AWS_PATHS", "c"),
+        ("SV0_TENANT_ACME_AWS_LD", "d"),
+        ("SV0_TENANT_ACME_AWS_LANGUAGE", "e"),
+    ]);
+    let bundle = broker.resolve("acme", &env_ref("AWS")).await.unwrap();
+    assert_eq!(
+        bundle.names().collect::<Vec<_>>(),
+        ["LANGUAGE", "LD", "MY_LD_PRELOAD", "OLD_PATH", "PATHS"]
+    );
 }

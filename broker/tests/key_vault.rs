@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use support::TestCredential;
 use support::fake_vault::{FakeVault, Fault, REAL_RESOURCE, TOKEN};
+use sv0_broker::naming::{Ref, TenantId, key_vault_prefix};
 use sv0_broker::{
     BrokerError, BrokerMetrics, CredentialBroker, CredentialsRef, KeyVaultConfig, KeyVaultProvider,
     Provider, TransientError,
@@ -50,23 +51,23 @@ async fn bundle_is_every_secret_under_the_prefix_across_pages() {
     let vault = FakeVault::start().await;
     vault.set_page_size(2);
     vault.set_secret(
-        "tenants-acme-connector-aws-primary-access-key-id",
+        "tenants-acme-connector-awsxuprimary-access-key-id",
         "AKIA-acme",
     );
     vault.set_secret(
-        "tenants-acme-connector-aws-primary-secret-access-key",
+        "tenants-acme-connector-awsxuprimary-secret-access-key",
         "old",
     );
     vault.set_secret(
-        "tenants-acme-connector-aws-primary-secret-access-key",
+        "tenants-acme-connector-awsxuprimary-secret-access-key",
         "new",
     );
-    vault.set_secret("Tenants-Acme-Connector-Aws-Primary-Region", "eu-west-1");
-    vault.set_secret("tenants-acme-connector-aws-primary-disabled", "never");
-    vault.disable("tenants-acme-connector-aws-primary-disabled");
-    vault.set_secret("tenants-acme-connector-aws-secondary-key", "other-ref");
+    vault.set_secret("Tenants-Acme-Connector-AwsXuPrimary-Region", "eu-west-1");
+    vault.set_secret("tenants-acme-connector-awsxuprimary-disabled", "never");
+    vault.disable("tenants-acme-connector-awsxuprimary-disabled");
+    vault.set_secret("tenants-acme-connector-awsxusecondary-key", "other-ref");
     vault.set_secret(
-        "tenants-acme-connector-entra-default-client-id",
+        "tenants-acme-connector-entraxudefault-client-id",
         "other-kind",
     );
     vault.set_secret("unrelated", "x");
@@ -120,8 +121,8 @@ async fn bundles_are_cached_until_the_ttl() {
 #[tokio::test]
 async fn tenants_with_overlapping_names_never_see_each_others_secrets() {
     let vault = FakeVault::start().await;
-    vault.set_secret("tenants-acme-connector-corp-x-key", "acme-corp-x");
-    vault.set_secret("tenants-acmexdcorp-connector-x-key", "acme-corp's");
+    vault.set_secret("tenants-acme-connector-corpxuxx-key", "acme-corp-x");
+    vault.set_secret("tenants-acmexdcorp-connector-xx-key", "acme-corp's");
     vault.set_secret("tenants-axdb-connector-aws-key", "a-b's");
     vault.set_secret("tenants-axub-connector-aws-key", "a_b's");
     let (broker, _) = broker(&vault);
@@ -141,6 +142,65 @@ async fn tenants_with_overlapping_names_never_see_each_others_secrets() {
     // `acme` cannot reach `acme-corp`'s secret through any spelling of the ref.
     let err = broker.resolve("acme", &kv_ref("X")).await.unwrap_err();
     assert!(matches!(err, BrokerError::NotFound { .. }), "{err}");
+}
+
+/// issue 12 item 12: refs of one tenant can read each other's secrets. Ref `AWS` used to list
+/// every `tenants-acme-connector-aws-*` secret, ref `AWS_PRIMARY`'s included. The secrets are named
+/// by `key_vault_prefix`, so the test holds for whatever the encoding spells.
+#[tokio::test]
+async fn refs_of_one_tenant_never_see_each_others_secrets() {
+    let vault = FakeVault::start().await;
+    let acme = TenantId::parse("acme").unwrap();
+    let refs = ["AWS", "AWS_PRIMARY", "AWS_PRIMARY_2", "AWSX"];
+    for reference in refs {
+        let prefix = key_vault_prefix(&acme, &Ref::parse(reference).unwrap());
+        vault.set_secret(&format!("{prefix}key"), reference);
+    }
+    let (broker, _) = broker(&vault);
+    for reference in refs {
+        let bundle = broker.resolve("acme", &kv_ref(reference)).await.unwrap();
+        let got: Vec<(&str, &str)> = bundle.iter().map(|(k, v)| (k, v.expose())).collect();
+        assert_eq!(got, [("KEY", reference)], "ref {reference}");
+    }
+}
+
+/// issue 12 item 14: a bundle must not be able to set `PATH`, `HOME`, `LD_PRELOAD` … A secret
+/// named `…-ld-preload` used to become `LD_PRELOAD` for the connector. Now the resolve fails,
+/// naming the secret, and the secret is refused from the listing: its value is never read.
+#[tokio::test]
+async fn a_secret_named_like_an_os_or_loader_variable_is_refused_unread() {
+    let value = "hunter2-not-for-the-loader";
+    for (secret, name) in [
+        ("tenants-acme-connector-aws-ld-preload", "LD_PRELOAD"),
+        ("tenants-acme-connector-aws-path", "PATH"),
+        ("tenants-acme-connector-aws-home", "HOME"),
+        ("tenants-acme-connector-aws-lc-all", "LC_ALL"),
+        (
+            "Tenants-Acme-Connector-Aws-Dyld-Insert-Libraries",
+            "DYLD_INSERT_LIBRARIES",
+        ),
+    ] {
+        let vault = FakeVault::start().await;
+        vault.set_secret("tenants-acme-connector-aws-key", "fine");
+        vault.set_secret(secret, value);
+        let (broker, _) = broker(&vault);
+
+        let err = broker.resolve("acme", &kv_ref("AWS")).await.unwrap_err();
+        assert!(!err.is_transient(), "{err}");
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "secret `{secret}` refused: bundle name `{name}` is reserved (a bundle may not set \
+                 the OS allowlist's variables or the loader's `LD_*`/`DYLD_*`)"
+            )
+        );
+        assert!(!format!("{err:?}").contains(value), "{err:?}");
+        let read = vault
+            .requests()
+            .into_iter()
+            .find(|r| r.starts_with(&format!("GET /secrets/{secret}")));
+        assert_eq!(read, None, "the reserved secret was read");
+    }
 }
 
 #[tokio::test]

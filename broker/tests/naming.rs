@@ -3,7 +3,9 @@
 
 use prometheus_client::registry::Registry;
 use proptest::prelude::*;
-use sv0_broker::naming::{Ref, Refusal, TenantId, env_prefix, key_vault_prefix};
+use sv0_broker::naming::{
+    Ref, Refusal, TenantId, env_prefix, key_vault_bundle_name, key_vault_prefix,
+};
 use sv0_broker::{
     BrokerError, BrokerMetrics, CredentialBroker, CredentialsRef, EnvProvider, Provider,
 };
@@ -95,18 +97,43 @@ fn tenant_id_edge_cases() {
     }
 }
 
+/// issue 12 item 12: the ref is escaped like the tenant (`_` → `XU`, `X` → `XX`), so its segment
+/// ends at the separator after it, as the tenant's does.
 #[test]
 fn lookup_names_follow_the_documented_mapping() {
-    let tenant = TenantId::parse("acme-corp").unwrap();
-    let reference = Ref::parse("AWS_PRIMARY").unwrap();
-    assert_eq!(
-        env_prefix(&tenant, &reference),
-        "SV0_TENANT_ACMEXDCORP_AWS_PRIMARY_"
-    );
-    assert_eq!(
-        key_vault_prefix(&tenant, &reference),
-        "tenants-acmexdcorp-connector-aws-primary-"
-    );
+    let names = |tenant: &str, reference: &str| {
+        let (t, r) = (
+            TenantId::parse(tenant).unwrap(),
+            Ref::parse(reference).unwrap(),
+        );
+        (env_prefix(&t, &r), key_vault_prefix(&t, &r))
+    };
+    let table = [
+        (
+            "acme",
+            "AWS",
+            "SV0_TENANT_ACME_AWS_",
+            "tenants-acme-connector-aws-",
+        ),
+        (
+            "acme-corp",
+            "AWS_PRIMARY",
+            "SV0_TENANT_ACMEXDCORP_AWSXUPRIMARY_",
+            "tenants-acmexdcorp-connector-awsxuprimary-",
+        ),
+        (
+            "acme",
+            "XBOX_2",
+            "SV0_TENANT_ACME_XXBOXXXU2_",
+            "tenants-acme-connector-xxboxxxu2-",
+        ),
+    ];
+    for (tenant, reference, env, key_vault) in table {
+        assert_eq!(
+            names(tenant, reference),
+            (env.to_owned(), key_vault.to_owned())
+        );
+    }
 }
 
 #[tokio::test]
@@ -169,22 +196,72 @@ fn refs() -> impl Strategy<Value = String> {
     ]
 }
 
+/// Two refs, often one of them the other extended (`AWS` and `AWS_PRIMARY`): the pairs that
+/// collide under a plain prefix.
+fn ref_pairs() -> impl Strategy<Value = (String, String)> {
+    prop_oneof![
+        (refs(), refs()),
+        (refs(), "[_X][AX_]{0,6}").prop_map(|(r, tail)| (r.clone(), r + &tail)),
+    ]
+}
+
 proptest! {
     /// For any tenant id and any accepted ref, both lookup prefixes sit inside the tenant's own
-    /// namespace: the segment after the fixed head decodes back to that tenant id.
+    /// namespace: the segment after the fixed head decodes back to that tenant id, and the next
+    /// one back to the ref (issue 12 item 12: the ref's segment ends where the ref does).
     #[test]
     fn accepted_refs_stay_in_their_tenant(tenant in tenant_ids(), reference in refs()) {
         let (Ok(tenant), Ok(reference)) = (TenantId::parse(&tenant), Ref::parse(&reference)) else {
             return Ok(());
         };
+        let unslug_ref = |segment: &str| unslug(&segment.to_ascii_lowercase()).map(|r| r.to_ascii_uppercase());
         let env = env_prefix(&tenant, &reference);
-        let segment = env.strip_prefix("SV0_TENANT_").unwrap().split('_').next().unwrap();
-        prop_assert_eq!(unslug(&segment.to_ascii_lowercase()), Some(tenant.to_string()));
+        prop_assert!(env.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_'));
+        let segments: Vec<&str> = env.strip_prefix("SV0_TENANT_").unwrap().split('_').collect();
+        prop_assert_eq!(segments.len(), 3, "{}", env);
+        prop_assert_eq!(unslug(&segments[0].to_ascii_lowercase()), Some(tenant.to_string()));
+        prop_assert_eq!(unslug_ref(segments[1]), Some(reference.to_string()));
 
         let kv = key_vault_prefix(&tenant, &reference);
-        let segment = kv.strip_prefix("tenants-").unwrap().split('-').next().unwrap();
-        prop_assert_eq!(unslug(segment), Some(tenant.to_string()));
         prop_assert!(kv.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'));
+        let segments: Vec<&str> = kv.strip_prefix("tenants-").unwrap().split('-').collect();
+        prop_assert_eq!(segments.len(), 4, "{}", kv);
+        prop_assert_eq!(unslug(segments[0]), Some(tenant.to_string()));
+        prop_assert_eq!(segments[1], "connector");
+        prop_assert_eq!(unslug_ref(segments[2]), Some(reference.to_string()));
+    }
+
+    /// issue 12 item 12: refs of one tenant can read each other's secrets. For one tenant and two
+    /// different refs, no variable or secret name is matched by both: neither lookup prefix is a
+    /// prefix of the other, and a name under one ref is found by neither the env provider nor the
+    /// Key Vault name mapping under the other.
+    #[test]
+    fn refs_of_one_tenant_never_share_a_name(
+        tenant in tenant_ids(),
+        (r1, r2) in ref_pairs(),
+        env_key in "[A-Z0-9_]{1,8}",
+        kv_key in "[A-Za-z0-9-]{1,8}",
+    ) {
+        let (Ok(t), Ok(r1), Ok(r2)) = (TenantId::parse(&tenant), Ref::parse(&r1), Ref::parse(&r2))
+        else {
+            return Ok(());
+        };
+        prop_assume!(r1 != r2);
+        let (e1, e2) = (env_prefix(&t, &r1), env_prefix(&t, &r2));
+        prop_assert!(!e1.starts_with(&e2) && !e2.starts_with(&e1), "{} / {}", e1, e2);
+        let (k1, k2) = (key_vault_prefix(&t, &r1), key_vault_prefix(&t, &r2));
+        prop_assert!(!k1.starts_with(&k2) && !k2.starts_with(&k1), "{} / {}", k1, k2);
+
+        for (mine, theirs, e_theirs, k_mine, k_theirs) in
+            [(&r1, &r2, &e2, &k1, &k2), (&r2, &r1, &e1, &k2, &k1)]
+        {
+            let provider = EnvProvider::from_vars([(format!("{e_theirs}{env_key}"), "theirs")]);
+            let got = provider.resolve(&t, mine);
+            let not_found = matches!(got, Err(BrokerError::NotFound { .. }));
+            prop_assert!(not_found, "{} read {}'s variable: {:?}", mine, theirs, got);
+            let secret = format!("{k_theirs}{kv_key}");
+            prop_assert_eq!(key_vault_bundle_name(&secret, k_mine), None, "{} read {}", mine, secret);
+        }
     }
 
     /// Accepted refs never carry a separator, `..` or `tenant`.

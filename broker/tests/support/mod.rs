@@ -2,6 +2,7 @@
 
 #![allow(dead_code)] // each test binary uses its own part of this module
 
+pub mod fake_identity;
 pub mod fake_vault;
 
 use azure_core::credentials::{AccessToken, Secret, TokenCredential, TokenRequestOptions};

@@ -5,6 +5,7 @@ import de.bwaldvogel.mongo.MongoServer;
 import de.bwaldvogel.mongo.MongoVersion;
 import de.bwaldvogel.mongo.backend.h2.H2Backend;
 import de.bwaldvogel.mongo.backend.memory.MemoryBackend;
+import de.bwaldvogel.mongo.backend.memory.MemoryDatabase;
 import de.bwaldvogel.mongo.oplog.Oplog;
 
 import java.io.IOException;
@@ -18,8 +19,9 @@ import java.util.concurrent.CountDownLatch;
  *
  * <p>It embeds mongo-java-server and adds only what a test harness needs: a listen address whose
  * bound port is printed as one line on stdout, an optional persistent H2 file, an optional oplog
- * (change streams, with one race closed: {@link InsertSafeOplog}), and a clean stop on SIGTERM that
- * flushes the H2 file.
+ * (change streams, with one race closed: {@link InsertSafeOplog}), in-memory collections whose
+ * updates never change a document a reply is still encoding ({@link ReadSafeMemoryCollection}),
+ * and a clean stop on SIGTERM that flushes the H2 file.
  */
 public final class DevDb {
 
@@ -100,6 +102,11 @@ public final class DevDb {
         System.setProperty("org.slf4j.simpleLogger.logFile", "System.err");
 
         MongoBackend backend = dataFile == null ? new MemoryBackend() {
+            @Override
+            public MemoryDatabase openOrCreateDatabase(String databaseName) {
+                return ReadSafeMemoryCollection.database(databaseName, getCursorRegistry());
+            }
+
             @Override
             protected Oplog createOplog() {
                 return new InsertSafeOplog(super.createOplog(), this);

@@ -45,10 +45,12 @@ async fn main() -> anyhow::Result<()> {
 /// Where the queue and the pipeline's collections live; shared by every subcommand that uses them.
 #[derive(Debug, clap::Args)]
 struct DbArgs {
-    /// The MongoDB connection string.
+    /// The MongoDB connection string. `--help` never prints its value from the environment: it
+    /// may hold a password.
     #[arg(
         long,
         env = "SV0_MONGODB_URI",
+        hide_env_values = true,
         default_value = "mongodb://127.0.0.1:27017/"
     )]
     mongodb_uri: String,

@@ -11,7 +11,7 @@ use anyhow::Context;
 use prometheus_client::registry::Registry;
 use sv0_queue::maintenance::{DepthSampler, Pruner, Reaper};
 use sv0_queue::{Queue, RetryPolicy};
-use sv0_worker::{HandlerSet, Worker, WorkerConfig, diagnostics, serve_status};
+use sv0_worker::{HandlerSet, MAX_CONCURRENCY, Worker, WorkerConfig, diagnostics, serve_status};
 use tokio_util::sync::CancellationToken;
 
 use crate::telemetry::LogFormat;
@@ -26,39 +26,47 @@ pub struct WorkerArgs {
     /// Also serve the diagnostic kinds `noop` and `probe`.
     #[arg(long)]
     diagnostics: bool,
-    /// Jobs run at once.
-    #[arg(long, default_value_t = 16)]
-    concurrency: usize,
-    /// A tighter limit for one kind, as KIND=N; repeatable.
+    /// Jobs run at once (1 to 10000).
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=MAX_CONCURRENCY as i64))]
+    concurrency: u16,
+    /// A tighter limit for one kind, as KIND=N (N at least 1); repeatable. The kind must be
+    /// one this worker serves.
     #[arg(long = "kind-limit", value_parser = parse_kind_limit)]
     kind_limits: Vec<(String, usize)>,
+    /// The longest one attempt of a kind may run, as KIND=SECONDS (1 to 604800); past it the
+    /// handler is cancelled and the attempt fails as timed out. A job's own timeout wins.
+    /// Repeatable.
+    #[arg(long = "kind-timeout", value_parser = parse_kind_timeout)]
+    kind_timeouts: Vec<(String, Duration)>,
     /// At most this many jobs leased beyond the running ones, and only as many as the worker
     /// expects to start within a quarter second given how long its jobs run; 0 turns it off.
     #[arg(long, default_value_t = 256)]
     claim_ahead: usize,
-    /// Lease time to live, in milliseconds; heartbeats renew it every third of it.
-    #[arg(long, default_value_t = 30_000)]
+    /// Lease time to live, in milliseconds (300 to 86400000); heartbeats renew it every third of
+    /// it, and a worker that could not renew a lease for four fifths of it stops that job itself.
+    #[arg(long, default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(300..=DAY_MS))]
     lease_ttl_ms: u64,
-    /// The idle poll's floor and cap, in milliseconds.
-    #[arg(long, default_value_t = 5)]
+    /// The idle poll's floor and cap, in milliseconds (1 to 600000; the cap at least the floor).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=600_000))]
     poll_min_ms: u64,
-    #[arg(long, default_value_t = 1_000)]
+    #[arg(long, default_value_t = 1_000, value_parser = clap::value_parser!(u64).range(1..=600_000))]
     poll_max_ms: u64,
     /// Wake on a change stream where the server has one (`auto`), or poll only (`off`).
     #[arg(long, value_enum, default_value = "auto")]
     change_streams: ChangeStreams,
-    /// How long a draining worker lets running jobs finish, in milliseconds.
-    #[arg(long, default_value_t = 30_000)]
+    /// How long a draining worker lets running jobs finish, in milliseconds (0 to 86400000).
+    #[arg(long, default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(0..=DAY_MS))]
     grace_ms: u64,
-    /// The backoff after a failed attempt: this many milliseconds, doubling per attempt, capped
-    /// at 10 minutes.
-    #[arg(long, default_value_t = 5_000)]
+    /// The backoff after a failed attempt: this many milliseconds (1 to 600000), doubling per
+    /// attempt, capped at 10 minutes.
+    #[arg(long, default_value_t = 5_000, value_parser = clap::value_parser!(u64).range(1..=600_000))]
     retry_base_ms: u64,
-    /// Reaper period, in milliseconds.
-    #[arg(long, default_value_t = 5_000)]
+    /// Reaper period, in milliseconds (10 to 3600000).
+    #[arg(long, default_value_t = 5_000, value_parser = clap::value_parser!(u64).range(10..=3_600_000))]
     reap_every_ms: u64,
-    /// Finished jobs are pruned this many seconds after they finished.
-    #[arg(long, default_value_t = 7 * 24 * 3600)]
+    /// Finished jobs are pruned this many seconds after they finished (60 to 315360000, ten
+    /// years). Their dedup keys are free again from then on.
+    #[arg(long, default_value_t = 7 * 24 * 3600, value_parser = clap::value_parser!(u64).range(60..=TEN_YEARS_S))]
     retention_s: u64,
     /// Where to serve /metrics and /healthz; port 0 picks a free one (logged).
     #[arg(long, default_value = "127.0.0.1:9464")]
@@ -73,6 +81,25 @@ enum ChangeStreams {
     Off,
 }
 
+const DAY_MS: u64 = 24 * 3600 * 1000;
+const TEN_YEARS_S: u64 = 10 * 365 * 24 * 3600;
+
+fn parse_kind_timeout(text: &str) -> Result<(String, Duration), String> {
+    let (kind, seconds) = text
+        .split_once('=')
+        .ok_or_else(|| format!("--kind-timeout: expected KIND=SECONDS, got {text:?}"))?;
+    let seconds: u64 = seconds
+        .parse()
+        .map_err(|_| format!("--kind-timeout: {seconds:?} is not a whole number of seconds"))?;
+    let max = sv0_queue::MAX_JOB_TIMEOUT.as_secs();
+    if kind.is_empty() || !(1..=max).contains(&seconds) {
+        return Err(format!(
+            "--kind-timeout: expected a kind and 1 to {max} seconds, got {text:?}"
+        ));
+    }
+    Ok((kind.to_string(), Duration::from_secs(seconds)))
+}
+
 fn parse_kind_limit(text: &str) -> Result<(String, usize), String> {
     let (kind, limit) = text
         .split_once('=')
@@ -80,19 +107,20 @@ fn parse_kind_limit(text: &str) -> Result<(String, usize), String> {
     let limit: usize = limit
         .parse()
         .map_err(|_| format!("--kind-limit: {limit:?} is not a number"))?;
-    if kind.is_empty() || limit == 0 {
+    if kind.is_empty() || !(1..=MAX_CONCURRENCY).contains(&limit) {
         return Err(format!(
-            "--kind-limit: expected a kind and a limit above 0, got {text:?}"
+            "--kind-limit: expected a kind and a limit of 1 to {MAX_CONCURRENCY}, got {text:?}"
         ));
     }
     Ok((kind.to_string(), limit))
 }
 
 pub async fn run(args: WorkerArgs) -> anyhow::Result<()> {
-    anyhow::ensure!(args.concurrency > 0, "--concurrency must be at least 1");
     anyhow::ensure!(
-        args.lease_ttl_ms >= 300,
-        "--lease-ttl-ms must be at least 300"
+        args.poll_max_ms >= args.poll_min_ms,
+        "--poll-max-ms ({}) must be at least --poll-min-ms ({})",
+        args.poll_max_ms,
+        args.poll_min_ms
     );
     let db = args.db.connect().await?;
     let queue = Queue::new(&db).with_retry_policy(RetryPolicy {
@@ -111,18 +139,36 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<()> {
     if !args.kinds.is_empty() {
         handlers = handlers.only(&args.kinds).context("--kinds")?;
     }
+    let served = handlers.kinds();
     anyhow::ensure!(
-        !handlers.kinds().is_empty(),
+        !served.is_empty(),
         "no job kinds to serve: this build has no pipeline stages yet; pass --diagnostics"
     );
+    for (flag, kind) in args
+        .kind_limits
+        .iter()
+        .map(|(kind, _)| ("--kind-limit", kind))
+        .chain(
+            args.kind_timeouts
+                .iter()
+                .map(|(kind, _)| ("--kind-timeout", kind)),
+        )
+    {
+        anyhow::ensure!(
+            served.contains(kind),
+            "{flag}: this worker does not serve kind {kind:?} (it serves {served:?})"
+        );
+    }
 
     let lease_ttl = Duration::from_millis(args.lease_ttl_ms);
-    let mut config = WorkerConfig::new(args.concurrency);
+    let mut config = WorkerConfig::new(usize::from(args.concurrency));
     config.kind_limits = args.kind_limits.into_iter().collect::<HashMap<_, _>>();
+    config.kind_timeouts = args.kind_timeouts.into_iter().collect::<HashMap<_, _>>();
     config.lease_ttl = lease_ttl;
     config.heartbeat_every = lease_ttl / 3;
+    config.self_fence_margin = lease_ttl / 5;
     config.poll_min = Duration::from_millis(args.poll_min_ms);
-    config.poll_max = Duration::from_millis(args.poll_max_ms.max(args.poll_min_ms));
+    config.poll_max = Duration::from_millis(args.poll_max_ms);
     config.change_streams = args.change_streams == ChangeStreams::Auto;
     config.grace = Duration::from_millis(args.grace_ms);
     config.claim_ahead_max = args.claim_ahead;
@@ -130,6 +176,7 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<()> {
     let mut registry = Registry::with_prefix("sv0");
     queue.metrics().register(&mut registry);
     let worker = Worker::new(queue.clone(), db, handlers, config);
+    worker.metrics().register(&mut registry);
 
     let shutdown = CancellationToken::new();
     let maintenance = CancellationToken::new();

@@ -8,7 +8,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::{
-    SV0, WorkerProcess, all, count, enqueue_ids, eventually, job, setup, setup_on,
+    SV0, WorkerProcess, all, count, enqueue_ids, eventually, http_get, job, setup, setup_on,
     start_latency_ms, wait_count,
 };
 use mongodb::bson::{Document, doc};
@@ -309,20 +309,6 @@ async fn without_a_change_stream_the_worker_falls_back_to_polling() {
 }
 
 /// `GET path` on a plain HTTP server; returns the status code and the body.
-fn http_get(addr: &str, path: &str) -> (u16, String) {
-    use std::io::{Read, Write};
-    let mut socket = std::net::TcpStream::connect(addr).unwrap();
-    write!(socket, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
-    let mut response = String::new();
-    socket.read_to_string(&mut response).unwrap();
-    let status = response.split(' ').nth(1).unwrap().parse().unwrap();
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (status, body)
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn the_worker_serves_its_metrics_and_health() {
     let (test, queue) = setup("behaviour_status").await;

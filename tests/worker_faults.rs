@@ -34,6 +34,8 @@ async fn jobs_of_a_sigkilled_worker_are_reclaimed_after_the_lease_ttl_and_comple
     )
     .await;
     wait_count(&test.db, "probe_runs", doc! {}, 6, Duration::from_secs(20)).await;
+    // A first run records its start (spends its attempt) once it has run 100 ms.
+    tokio::time::sleep(Duration::from_millis(500)).await;
     first.signal(Signal::SIGKILL);
 
     let second = WorkerProcess::start(
@@ -82,7 +84,9 @@ async fn a_partitioned_worker_is_fenced_out_and_the_second_workers_commit_stands
 
     let proxy = FaultProxy::start(stand().addr()).unwrap();
     let through_proxy = stand().uri_via(proxy.addr());
-    let ttl = ["--lease-ttl-ms", "1500"];
+    // The handler (1.5 s) ends well inside the TTL less the self-fence margin (3 s − 0.6 s), so
+    // it finishes during the partition instead of being stopped by its own worker.
+    let ttl = ["--lease-ttl-ms", "3000"];
     let first = WorkerProcess::start(&through_proxy, test.name(), &ttl);
     let first_id = first.id();
     wait_count(

@@ -184,6 +184,8 @@ pub async fn insert_history(db: &Database, count: usize) -> Result<()> {
                 run_at: at,
                 attempts: 1,
                 max_attempts: 5,
+                claims: 1,
+                timeout_ms: None,
                 lease: LeaseDoc {
                     owner: Some("history".into()),
                     token: 1,

@@ -35,66 +35,83 @@ fn request_cancel(now: DateTime) -> Document {
     doc! {"$set": {"cancel_requested": true, "updated_at": now}}
 }
 
+/// Jobs that may still run: queued, or running under a lease.
+fn unfinished() -> Document {
+    doc! {"$in": [JobStatus::Queued.as_str(), JobStatus::Running.as_str()]}
+}
+
 impl Queue {
-    /// Cancels one job.
+    /// Cancels one job. Two writes, in an order that leaves no gap: first the job is marked
+    /// `cancel_requested` whether queued or running (a marked job is never claimed, and a running
+    /// one that fails, is given back or is reaped ends `cancelled` instead of queued), then a
+    /// queued job is cancelled outright.
     pub async fn cancel(&self, id: ObjectId) -> Result<CancelOutcome> {
-        // A job can move between queued and running while we look (claimed, or released); each
-        // step is atomic, so a few rounds settle it.
-        for _ in 0..5 {
-            let now = DateTime::now();
-            let queued = doc! {"_id": id, "status": JobStatus::Queued.as_str()};
-            if self
-                .jobs
-                .update_one(queued, cancel_queued(now))
-                .await?
-                .matched_count
-                == 1
-            {
-                return Ok(CancelOutcome::Cancelled);
-            }
-            let running = doc! {"_id": id, "status": JobStatus::Running.as_str()};
-            if self
-                .jobs
-                .update_one(running, request_cancel(now))
-                .await?
-                .matched_count
-                == 1
-            {
-                return Ok(CancelOutcome::Requested);
-            }
-            match self.get(id).await? {
-                None => return Ok(CancelOutcome::NotFound),
-                Some(job) if job.status.is_final() => {
-                    return Ok(CancelOutcome::AlreadyFinished(job.status));
-                }
-                Some(_) => continue,
-            }
+        let now = DateTime::now();
+        let marked = self
+            .jobs
+            .update_one(
+                doc! {"_id": id, "status": unfinished()},
+                request_cancel(now),
+            )
+            .await?
+            .matched_count;
+        if marked == 0 {
+            return Ok(match self.get(id).await? {
+                Some(job) => CancelOutcome::AlreadyFinished(job.status),
+                None => CancelOutcome::NotFound,
+            });
         }
-        Ok(CancelOutcome::Requested)
+        let queued = doc! {"_id": id, "status": JobStatus::Queued.as_str()};
+        let cancelled = self
+            .jobs
+            .update_one(queued, cancel_queued(now))
+            .await?
+            .matched_count;
+        Ok(if cancelled == 1 {
+            CancelOutcome::Cancelled
+        } else {
+            CancelOutcome::Requested
+        })
     }
 
-    /// Cancels every unfinished job of a group (e.g. all stages of one run).
+    /// Cancels every unfinished job of a group (e.g. all stages of one run), in the same two
+    /// steps as [`Queue::cancel`], so a job that moves between queued and running meanwhile is
+    /// still caught.
     pub async fn cancel_group(&self, group_id: &str) -> Result<GroupCancel> {
         let now = DateTime::now();
+        let marked = self
+            .jobs
+            .update_many(
+                doc! {"group_id": group_id, "status": unfinished()},
+                request_cancel(now),
+            )
+            .await?
+            .matched_count;
         let cancelled = self
             .jobs
             .update_many(
-                doc! {"group_id": group_id, "status": JobStatus::Queued.as_str()},
+                doc! {"group_id": group_id, "status": JobStatus::Queued.as_str(), "cancel_requested": true},
                 cancel_queued(now),
-            )
-            .await?
-            .modified_count;
-        let requested = self
-            .jobs
-            .update_many(
-                doc! {"group_id": group_id, "status": JobStatus::Running.as_str()},
-                request_cancel(now),
             )
             .await?
             .modified_count;
         Ok(GroupCancel {
             cancelled,
-            requested,
+            requested: marked.saturating_sub(cancelled),
         })
+    }
+
+    /// Cancels queued jobs that were marked but not yet cancelled (a canceller that stopped
+    /// between its two writes); the reaper calls it. Returns how many.
+    pub(crate) async fn cancel_marked_queued(&self) -> Result<u64> {
+        let now = DateTime::now();
+        Ok(self
+            .jobs
+            .update_many(
+                doc! {"status": JobStatus::Queued.as_str(), "cancel_requested": true},
+                cancel_queued(now),
+            )
+            .await?
+            .modified_count)
     }
 }

@@ -25,7 +25,11 @@ pub struct NewJob {
     dedup_key: Option<String>,
     tenant_id: Option<String>,
     group_id: Option<String>,
+    timeout: Option<Duration>,
 }
+
+/// The longest per-job time bound accepted.
+pub const MAX_JOB_TIMEOUT: Duration = Duration::from_secs(7 * 24 * 3600);
 
 impl NewJob {
     pub fn new(kind: impl Into<String>, payload: Document) -> NewJob {
@@ -39,6 +43,7 @@ impl NewJob {
             dedup_key: None,
             tenant_id: None,
             group_id: None,
+            timeout: None,
         }
     }
 
@@ -66,8 +71,13 @@ impl NewJob {
         self
     }
 
-    /// While a job with this key exists in the queue (until pruned), enqueueing another with the
-    /// same key returns the existing job instead.
+    /// Idempotency. The key is global to the queue collection: across kinds and tenants, so
+    /// put the kind and tenant in it when they matter (`"execute_scan:acme:2026-11-29T10:00"`).
+    /// It is held by the job that carries it for as long as that job is stored, whatever its
+    /// status: queued, running, and also finished (succeeded, failed, dead, cancelled) until the
+    /// pruner deletes it after the retention. Meanwhile an enqueue with the same key creates
+    /// nothing and returns that job, with `created: false` and the job's status, so a producer
+    /// can tell "already queued" from "already failed".
     pub fn dedup_key(mut self, key: impl Into<String>) -> Self {
         self.dedup_key = Some(key.into());
         self
@@ -83,6 +93,13 @@ impl NewJob {
         self
     }
 
+    /// How long one attempt may run; past it the worker cancels the handler and the attempt
+    /// fails as timed out. Overrides the worker's per-kind bound.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
     /// Checks the job without touching the database; `enqueue` does this too.
     pub fn validate(&self) -> Result<()> {
         if self.kind.is_empty() || self.kind.len() > 100 {
@@ -92,6 +109,14 @@ impl NewJob {
             return Err(QueueError::Invalid(format!(
                 "max_attempts must be at least 1, got {}",
                 self.max_attempts
+            )));
+        }
+        if let Some(timeout) = self.timeout
+            && (timeout.is_zero() || timeout > MAX_JOB_TIMEOUT)
+        {
+            return Err(QueueError::Invalid(format!(
+                "timeout must be above 0 and at most {} s",
+                MAX_JOB_TIMEOUT.as_secs()
             )));
         }
         if let Some(key) = &self.dedup_key
@@ -116,6 +141,8 @@ impl NewJob {
             priority: self.priority,
             attempts: 0,
             max_attempts: self.max_attempts,
+            claims: 0,
+            timeout_ms: self.timeout.map(|t| t.as_millis() as i64),
             lease: LeaseDoc::default(),
             dedup_key: self.dedup_key,
             last_error: None,
@@ -128,12 +155,13 @@ impl NewJob {
     }
 }
 
-/// What an enqueue did: `created` is false when a job with the same dedup key already existed,
-/// and `id` is then that job's.
+/// What an enqueue did: `created` is false when a job with the same dedup key already existed;
+/// `id` and `status` are then that job's (which may have finished: see [`NewJob::dedup_key`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Enqueued {
     pub id: ObjectId,
     pub created: bool,
+    pub status: JobStatus,
 }
 
 impl Queue {
@@ -159,6 +187,7 @@ impl Queue {
             .map(|d| Enqueued {
                 id: d.id,
                 created: true,
+                status: JobStatus::Queued,
             })
             .collect();
 
@@ -185,8 +214,12 @@ impl Queue {
             for i in duplicates {
                 let key = docs[i].dedup_key.as_deref();
                 match key.and_then(|k| existing.get(k)) {
-                    Some(&id) => {
-                        results[i] = Enqueued { id, created: false };
+                    Some(&(id, status)) => {
+                        results[i] = Enqueued {
+                            id,
+                            created: false,
+                            status,
+                        };
                     }
                     None => pending.push(i),
                 }
@@ -204,7 +237,7 @@ impl Queue {
         &self,
         positions: &[usize],
         docs: &[JobDoc],
-    ) -> Result<HashMap<String, ObjectId>> {
+    ) -> Result<HashMap<String, (ObjectId, JobStatus)>> {
         let keys: Vec<&str> = positions
             .iter()
             .filter_map(|&i| docs[i].dedup_key.as_deref())
@@ -215,16 +248,17 @@ impl Queue {
         let found: Vec<Document> = self
             .collection()
             .find(doc! {"dedup_key": {"$in": keys}})
-            .projection(doc! {"dedup_key": 1})
+            .projection(doc! {"dedup_key": 1, "status": 1})
             .await?
             .try_collect()
             .await?;
         Ok(found
             .into_iter()
             .filter_map(|d| {
+                let status = mongodb::bson::from_bson(d.get("status")?.clone()).ok()?;
                 Some((
                     d.get_str("dedup_key").ok()?.to_string(),
-                    d.get_object_id("_id").ok()?,
+                    (d.get_object_id("_id").ok()?, status),
                 ))
             })
             .collect())

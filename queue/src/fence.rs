@@ -5,7 +5,7 @@
 //! nothing, changes nothing, and is told its lease is gone. Batches use one `$or` of per-job
 //! fences, then read the jobs back by `_id` to learn which landed — only when some did not.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use futures::TryStreamExt;
@@ -53,6 +53,8 @@ pub enum FailOutcome {
     Dead,
     /// A permanent failure.
     Failed,
+    /// A cancel was requested while the attempt ran: the job ends `cancelled`, never queued again.
+    Cancelled,
     LeaseLost,
 }
 
@@ -120,22 +122,60 @@ impl Queue {
         Ok(self.complete_many(&[job]).await?.remove(0))
     }
 
-    /// Marks many jobs `succeeded` with one write; each commits only under its own lease. A
+    /// Marks many jobs `succeeded` with one write per attempt number (one in the common case);
+    /// each commits only under its own lease, and records its attempt as started, so a first run
+    /// whose start was not written yet (see [`Queue::record_starts`]) costs no write of its own. A
     /// holder repeating its own commit (say, after a lost reply) is told `Committed` again.
     pub async fn complete_many(&self, jobs: &[&Claimed]) -> Result<Vec<Commit>> {
-        let leases: Vec<&LeaseRef> = jobs.iter().map(|j| &j.lease).collect();
-        let landed = self
-            .finish(
-                &leases,
-                JobStatus::Succeeded,
-                doc! {"status": JobStatus::Succeeded.as_str()},
-            )
-            .await?;
-        Ok(jobs
-            .iter()
-            .zip(landed)
-            .map(|(job, landed)| self.count_finish(job, landed, "succeeded"))
-            .collect())
+        let mut commits = vec![Commit::LeaseLost; jobs.len()];
+        for (attempt, positions) in by_attempt(jobs) {
+            let leases: Vec<&LeaseRef> = positions.iter().map(|&i| &jobs[i].lease).collect();
+            let landed = self
+                .finish(
+                    &leases,
+                    JobStatus::Succeeded,
+                    doc! {"status": JobStatus::Succeeded.as_str(), "attempts": attempt},
+                )
+                .await?;
+            for (i, landed) in positions.into_iter().zip(landed) {
+                commits[i] = self.count_finish(jobs[i], landed, "succeeded");
+            }
+        }
+        Ok(commits)
+    }
+
+    /// Records that these held jobs started: each one's attempt ([`Claimed::attempt`]) is spent
+    /// from now on, so a worker that dies while running it costs the job that attempt. Fenced like
+    /// every holder's write, one write per attempt number, and idempotent (it sets the number, it
+    /// does not add to it). A claim spends nothing, so jobs leased ahead and never started cost
+    /// nothing when they are given back or reaped.
+    pub async fn record_starts(&self, jobs: &[&Claimed]) -> Result<Vec<Commit>> {
+        let mut commits = vec![Commit::LeaseLost; jobs.len()];
+        for (attempt, positions) in by_attempt(jobs) {
+            let leases: Vec<&LeaseRef> = positions.iter().map(|&i| &jobs[i].lease).collect();
+            let written = self
+                .jobs
+                .update_many(fence_all(&leases), doc! {"$set": {"attempts": attempt}})
+                .await?;
+            let all_landed = written.modified_count == leases.len() as u64;
+            let stored = if all_landed {
+                HashMap::new()
+            } else {
+                self.read_back(&leases).await?
+            };
+            for (i, lease) in positions.into_iter().zip(&leases) {
+                let landed = all_landed
+                    || stored.get(&lease.job_id).is_some_and(|s| {
+                        s.holds(lease, JobStatus::Running) && s.attempts == Some(attempt)
+                    });
+                commits[i] = if landed {
+                    Commit::Committed
+                } else {
+                    Commit::LeaseLost
+                };
+            }
+        }
+        Ok(commits)
     }
 
     /// Records a failed attempt: queued again after the backoff, `dead` when attempts are spent,
@@ -143,25 +183,27 @@ impl Queue {
     pub async fn fail(&self, job: &Claimed, error: &str, failure: Failure) -> Result<FailOutcome> {
         let now = DateTime::now();
         let error = truncate_error(error);
+        let attempt = job.attempt();
         let (update, outcome, label) = match failure {
             Failure::Permanent => (
-                finished_update(JobStatus::Failed, now, &error),
+                finished_update(JobStatus::Failed, now, &error, attempt),
                 FailOutcome::Failed,
                 "failed",
             ),
-            Failure::Retryable if job.attempt() >= job.job.max_attempts => (
-                finished_update(JobStatus::Dead, now, &error),
+            Failure::Retryable if attempt >= job.job.max_attempts => (
+                finished_update(JobStatus::Dead, now, &error, attempt),
                 FailOutcome::Dead,
                 "dead",
             ),
             Failure::Retryable => {
-                let run_at = after(now, self.retry.delay_after(job.attempt()));
+                let run_at = after(now, self.retry.delay_after(attempt));
                 (
                     doc! {
                         "$set": {
                             "status": JobStatus::Queued.as_str(),
                             "run_at": run_at,
                             "last_error": &error,
+                            "attempts": attempt,
                             "updated_at": now,
                         },
                         "$unset": {"lease.expires_at": ""},
@@ -171,16 +213,45 @@ impl Queue {
                 )
             }
         };
-        let result = self.jobs.update_one(fence(&job.lease), update).await?;
-        if result.matched_count == 0 {
-            self.metrics.lease_lost(job.kind());
-            return Ok(FailOutcome::LeaseLost);
+        let requeue = matches!(outcome, FailOutcome::Retrying { .. });
+        let mut filter = fence(&job.lease);
+        if requeue {
+            filter.insert("cancel_requested", doc! {"$ne": true});
         }
+        if self.jobs.update_one(filter, update).await?.matched_count == 1 {
+            self.count_failure(job, label);
+            return Ok(outcome);
+        }
+        if requeue {
+            // A cancel was requested during the attempt: end the job rather than run it again.
+            let mut asked = fence(&job.lease);
+            asked.insert("cancel_requested", true);
+            let cancelled = finished_update(JobStatus::Cancelled, now, &error, attempt);
+            if self.jobs.update_one(asked, cancelled).await?.matched_count == 1 {
+                self.count_failure(job, "cancelled");
+                return Ok(FailOutcome::Cancelled);
+            }
+        }
+        // Nothing matched: this holder's own failure may have landed already (a retry after a
+        // lost reply). Only this holding's fenced writes leave its owner and token in place.
+        let stored = self.read_back(&[&job.lease]).await?;
+        let landed = stored
+            .get(&job.lease.job_id)
+            .filter(|s| s.is_holding(&job.lease) && s.status.as_deref() != Some("running"));
+        Ok(match landed.and_then(StoredLease::fail_outcome) {
+            Some(outcome) => outcome,
+            None => {
+                self.metrics.lease_lost(job.kind());
+                FailOutcome::LeaseLost
+            }
+        })
+    }
+
+    fn count_failure(&self, job: &Claimed, label: &'static str) {
         self.metrics.finished(job, label);
         if label == "retrying" {
             self.metrics.retried(job.kind());
         }
-        Ok(outcome)
     }
 
     /// Marks a job whose cancellation its holder honoured as `cancelled`.
@@ -205,25 +276,65 @@ impl Queue {
         landed.into()
     }
 
-    /// Gives leases back without spending an attempt (a worker draining on shutdown), so another
-    /// worker can take the jobs at once. Returns how many were released.
+    /// Gives back leases of jobs that never started (a draining worker's jobs leased ahead), so
+    /// another worker can take them at once; they have spent no attempt. A job asked to cancel is
+    /// cancelled instead of queued again. Returns how many leases were given up.
     pub async fn release(&self, leases: &[&LeaseRef]) -> Result<u64> {
+        self.give_up(leases, doc! {}).await
+    }
+
+    /// Gives back a started job whose run was interrupted by its worker (the drain's grace ran
+    /// out), refunding the attempt: the job did not fail, its worker went away. Fenced like every
+    /// holder's write, so a start recorded late cannot charge the attempt again afterwards.
+    pub async fn release_started(&self, job: &Claimed) -> Result<u64> {
+        self.give_up(&[&job.lease], doc! {"attempts": job.job.attempts})
+            .await
+    }
+
+    async fn give_up(&self, leases: &[&LeaseRef], mut set: Document) -> Result<u64> {
         if leases.is_empty() {
             return Ok(0);
         }
         let now = DateTime::now();
-        let result = self
+        set.insert("updated_at", now);
+        let mut not_asked = fence_all(leases);
+        not_asked.insert("cancel_requested", doc! {"$ne": true});
+        let mut requeue = set.clone();
+        requeue.insert("status", JobStatus::Queued.as_str());
+        requeue.insert("run_at", now);
+        let released = self
             .jobs
             .update_many(
-                fence_all(leases),
+                not_asked,
                 doc! {
-                    "$set": {"status": JobStatus::Queued.as_str(), "run_at": now, "updated_at": now},
+                    "$set": requeue,
                     "$unset": {"lease.expires_at": ""},
-                    "$inc": {"lease.token": 1_i64, "attempts": -1},
+                    "$inc": {"lease.token": 1_i64},
                 },
             )
-            .await?;
-        Ok(result.modified_count)
+            .await?
+            .modified_count;
+        if released == leases.len() as u64 {
+            return Ok(released);
+        }
+        let mut asked = fence_all(leases);
+        asked.insert("cancel_requested", true);
+        let mut cancel = set;
+        cancel.insert("status", JobStatus::Cancelled.as_str());
+        cancel.insert("finished_at", now);
+        let cancelled = self
+            .jobs
+            .update_many(
+                asked,
+                doc! {
+                    "$set": cancel,
+                    "$unset": {"lease.expires_at": ""},
+                    "$inc": {"lease.token": 1_i64},
+                },
+            )
+            .await?
+            .modified_count;
+        Ok(released + cancelled)
     }
 
     /// Moves fenced jobs to a final `status`, setting `set` too.
@@ -265,7 +376,10 @@ impl Queue {
         let docs: Vec<Document> = self
             .collection()
             .find(doc! {"_id": {"$in": ids}})
-            .projection(doc! {"status": 1, "lease": 1, "cancel_requested": 1, "finished_at": 1})
+            .projection(doc! {
+                "status": 1, "lease": 1, "cancel_requested": 1, "finished_at": 1, "run_at": 1,
+                "attempts": 1,
+            })
             .await?
             .try_collect()
             .await?;
@@ -294,11 +408,12 @@ impl From<Landed> for Commit {
     }
 }
 
-fn finished_update(status: JobStatus, now: DateTime, error: &str) -> Document {
+fn finished_update(status: JobStatus, now: DateTime, error: &str, attempt: i32) -> Document {
     doc! {
         "$set": {
             "status": status.as_str(),
             "last_error": error,
+            "attempts": attempt,
             "finished_at": now,
             "updated_at": now,
         },
@@ -314,6 +429,8 @@ struct StoredLease {
     token: Option<i64>,
     cancel_requested: bool,
     finished_at: Option<DateTime>,
+    run_at: Option<DateTime>,
+    attempts: Option<i32>,
 }
 
 impl StoredLease {
@@ -327,13 +444,40 @@ impl StoredLease {
             token: lease.and_then(|l| l.get_i64("token").ok()),
             cancel_requested: d.get_bool("cancel_requested").unwrap_or(false),
             finished_at: d.get_datetime("finished_at").ok().copied(),
+            run_at: d.get_datetime("run_at").ok().copied(),
+            attempts: d.get_i32("attempts").ok(),
+        }
+    }
+
+    /// True when the stored lease is this holding's (whatever the status).
+    fn is_holding(&self, lease: &LeaseRef) -> bool {
+        self.owner.as_deref() == Some(lease.owner.as_str()) && self.token == Some(lease.token)
+    }
+
+    /// The outcome a holder's own landed `fail` left behind.
+    fn fail_outcome(&self) -> Option<FailOutcome> {
+        match self.status.as_deref()? {
+            "queued" => Some(FailOutcome::Retrying {
+                run_at: self.run_at?,
+            }),
+            "dead" => Some(FailOutcome::Dead),
+            "failed" => Some(FailOutcome::Failed),
+            "cancelled" => Some(FailOutcome::Cancelled),
+            _ => None,
         }
     }
 
     /// True when this holding of the lease is the one stored, in `status`.
     fn holds(&self, lease: &LeaseRef, status: JobStatus) -> bool {
-        self.status.as_deref() == Some(status.as_str())
-            && self.owner.as_deref() == Some(lease.owner.as_str())
-            && self.token == Some(lease.token)
+        self.status.as_deref() == Some(status.as_str()) && self.is_holding(lease)
     }
+}
+
+/// Positions of `jobs` grouped by the attempt each runs, so that one write serves each group.
+fn by_attempt(jobs: &[&Claimed]) -> BTreeMap<i32, Vec<usize>> {
+    let mut groups: BTreeMap<i32, Vec<usize>> = BTreeMap::new();
+    for (i, job) in jobs.iter().enumerate() {
+        groups.entry(job.attempt()).or_default().push(i);
+    }
+    groups
 }

@@ -71,8 +71,15 @@ pub struct JobDoc {
     pub status: JobStatus,
     pub priority: i32,
     pub run_at: DateTime,
+    /// Attempts started (a lease taken ahead and given back, or reaped unstarted, is none).
     pub attempts: i32,
     pub max_attempts: i32,
+    /// Times the job was claimed, started or not.
+    #[serde(default)]
+    pub claims: i32,
+    /// How long one attempt may run, in milliseconds, before it is cancelled and fails.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<i64>,
     #[serde(default)]
     pub lease: LeaseDoc,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -88,6 +95,17 @@ pub struct JobDoc {
     pub started_at: Option<DateTime>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finished_at: Option<DateTime>,
+}
+
+impl JobDoc {
+    /// Reads a stored job, naming the field that does not fit (`priority: invalid type …`).
+    pub fn from_raw(raw: Document) -> std::result::Result<JobDoc, String> {
+        let deserializer = mongodb::bson::Deserializer::new(mongodb::bson::Bson::Document(raw));
+        serde_path_to_error::deserialize(deserializer).map_err(|error| {
+            let path = error.path().to_string();
+            format!("field `{path}`: {}", error.into_inner())
+        })
+    }
 }
 
 /// One holding of one job: what every fenced write names.
@@ -112,8 +130,16 @@ impl Claimed {
         &self.job.kind
     }
 
-    /// This attempt's number, 1 for the first.
+    /// The number of the attempt this holding runs (or would run), 1 for the first: the
+    /// attempts started before it, plus this one. A claim spends none; see `record_starts`.
     pub fn attempt(&self) -> i32 {
-        self.job.attempts
+        self.job.attempts + 1
+    }
+
+    /// This holding's time bound, if the job carries one.
+    pub fn timeout(&self) -> Option<std::time::Duration> {
+        self.job
+            .timeout_ms
+            .map(|ms| std::time::Duration::from_millis(ms.max(0) as u64))
     }
 }

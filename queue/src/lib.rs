@@ -27,7 +27,7 @@ mod queue;
 pub use backoff::RetryPolicy;
 pub use cancel::{CancelOutcome, GroupCancel};
 pub use claim::{Candidate, ClaimRequest};
-pub use enqueue::{Enqueued, NewJob};
+pub use enqueue::{Enqueued, MAX_JOB_TIMEOUT, NewJob};
 pub use error::{QueueError, Result};
 pub use fence::{Commit, FailOutcome, Failure, LeaseState};
 pub use job::{Claimed, JobDoc, JobStatus, LeaseDoc, LeaseRef};

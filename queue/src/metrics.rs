@@ -42,6 +42,8 @@ pub struct QueueMetrics {
     retried: Family<KindLabel, Counter>,
     reaped: Family<ReapLabel, Counter>,
     lease_lost: Family<KindLabel, Counter>,
+    claim_queries: Counter,
+    malformed: Counter,
     duration: Family<KindLabel, Histogram, fn() -> Histogram>,
     depth: Family<KindLabel, Gauge>,
     oldest_age: Family<KindLabel, Gauge<f64, AtomicU64>>,
@@ -56,6 +58,8 @@ impl Default for QueueMetrics {
             retried: Family::default(),
             reaped: Family::default(),
             lease_lost: Family::default(),
+            claim_queries: Counter::default(),
+            malformed: Counter::default(),
             duration: Family::new_with_constructor(job_duration_histogram),
             depth: Family::default(),
             oldest_age: Family::default(),
@@ -104,6 +108,16 @@ impl QueueMetrics {
             self.lease_lost.clone(),
         );
         r.register(
+            "claim_queries",
+            "Queries a claim made (candidate look-ups and claim writes); bounded while idle",
+            self.claim_queries.clone(),
+        );
+        r.register(
+            "jobs_malformed",
+            "Claimed jobs that did not read back into the job type, failed on their own",
+            self.malformed.clone(),
+        );
+        r.register(
             "job_duration_seconds",
             "From claim to the end of the attempt, by kind",
             self.duration.clone(),
@@ -130,6 +144,14 @@ impl QueueMetrics {
 
     pub(crate) fn retried(&self, k: &str) {
         self.retried.get_or_create(&kind(k)).inc();
+    }
+
+    pub(crate) fn claim_query(&self) {
+        self.claim_queries.inc();
+    }
+
+    pub(crate) fn malformed(&self) {
+        self.malformed.inc();
     }
 
     pub(crate) fn lease_lost(&self, k: &str) {

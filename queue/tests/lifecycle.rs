@@ -276,6 +276,9 @@ async fn the_reaper_requeues_kills_spent_jobs_and_cancels_those_asked_to_stop() 
         .await
         .unwrap();
     assert_eq!(expired.len(), 3);
+    // Only a started attempt is spent: the job on its last attempt started.
+    let last_attempt: Vec<_> = expired.iter().filter(|c| c.lease.job_id == spent).collect();
+    queue.record_starts(&last_attempt).await.unwrap();
     let held = claim_one(&queue, "w", HOUR).await;
     assert_eq!(held.lease.job_id, alive);
     assert_eq!(queue.cancel(asked).await.unwrap(), CancelOutcome::Requested);

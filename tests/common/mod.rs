@@ -29,6 +29,16 @@ impl WorkerProcess {
     /// Starts `sv0 worker --diagnostics` on `uri`/`database` with `extra` arguments, and
     /// test-friendly defaults for the flags `extra` does not set.
     pub fn start(uri: &str, database: &str, extra: &[&str]) -> WorkerProcess {
+        WorkerProcess::start_with_env(uri, database, extra, &[])
+    }
+
+    /// The same, with extra environment variables for the process.
+    pub fn start_with_env(
+        uri: &str,
+        database: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> WorkerProcess {
         let defaults = [
             ("--metrics-addr", "127.0.0.1:0"),
             ("--change-streams", "off"),
@@ -51,6 +61,7 @@ impl WorkerProcess {
         }
         // The per-job "job committed" line is at debug; the tests count commits by it.
         command.env("RUST_LOG", "info,sv0_worker=debug");
+        command.envs(env.iter().copied());
         let mut child = command
             .args(extra)
             .stdout(Stdio::piped())
@@ -105,6 +116,20 @@ impl WorkerProcess {
         }
     }
 
+    /// Where it serves /metrics and /healthz.
+    pub fn status_addr(&self) -> String {
+        let serving = self.wait_for_event("serving /metrics and /healthz", Duration::from_secs(20));
+        serving["addr"].as_str().unwrap().to_string()
+    }
+
+    /// The value of one series on its /metrics (0 when absent).
+    pub fn metric(&self, series: &str) -> f64 {
+        let (_, text) = http_get(&self.status_addr(), "/metrics");
+        text.lines()
+            .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+            .map_or(0.0, |value| value.trim().parse().unwrap())
+    }
+
     /// The worker id (the lease owner it writes).
     pub fn id(&self) -> String {
         let started = self.wait_for_event("worker started", Duration::from_secs(20));
@@ -143,6 +168,21 @@ impl Drop for WorkerProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A plain HTTP/1.0 GET: the status code and the body.
+pub fn http_get(addr: &str, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut socket = std::net::TcpStream::connect(addr).unwrap();
+    write!(socket, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut response = String::new();
+    socket.read_to_string(&mut response).unwrap();
+    let status = response.split(' ').nth(1).unwrap().parse().unwrap();
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
 }
 
 /// Polls `probe` until it returns true; panics with `what` after `timeout`.

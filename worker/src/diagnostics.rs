@@ -4,8 +4,10 @@
 //!
 //! - `noop`: returns at once.
 //! - `probe`: records each run in the `probe_runs` collection (job id, worker, attempt), waits
-//!   `sleep_ms` (honouring cancellation), then ends as `outcome` says: `ok` (default), `transient`
-//!   or `permanent`. With `fail_runs: N` its first N runs of a job fail transiently.
+//!   `sleep_ms` (honouring cancellation), then ends as `outcome` says: `ok` (default), `transient`,
+//!   `permanent`, `panic` (the handler panics with the message `probe asked for a panic`), or
+//!   `abort` (the whole worker process aborts, as a poison job that crashes its worker would).
+//!   With `fail_runs: N` its first N runs of a job fail transiently.
 
 use std::time::Duration;
 
@@ -76,6 +78,11 @@ impl JobHandler for Probe {
             "permanent" => Err(HandlerError::permanent(anyhow::anyhow!(
                 "probe asked for a permanent failure"
             ))),
+            "panic" => panic!("probe asked for a panic"),
+            "abort" => {
+                tracing::error!(job_id = %job.job_id(), "probe asked for an abort");
+                std::process::abort()
+            }
             other => Err(HandlerError::permanent(anyhow::anyhow!(
                 "probe: unknown outcome {other:?}"
             ))),

@@ -1,14 +1,23 @@
 //! The live-worker registry: one document per worker process in `workers`, with its own
 //! heartbeat, so operators can count live workers and see what each serves.
+//!
+//! A record not seen for `registry_stale_after` (its process killed, its machine gone) is marked
+//! `gone` by any live worker; `stopped` and `gone` records are deleted once they have not been
+//! seen for the retention, so the collection holds the live workers and the recent past, not a
+//! document for every process start ever.
 
 use std::time::Duration;
 
 use futures::TryStreamExt;
 use mongodb::Database;
 use mongodb::bson::{DateTime, doc};
+use mongodb::options::ReturnDocument;
 use serde::{Deserialize, Serialize};
 
 pub(crate) const COLLECTION: &str = "workers";
+
+/// States of a worker that is no more.
+const ENDED: [&str; 2] = ["stopped", "gone"];
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WorkerRecord {
@@ -18,10 +27,13 @@ pub struct WorkerRecord {
     pub pid: u32,
     pub kinds: Vec<String>,
     pub concurrency: i64,
-    /// `running`, `draining` or `stopped`.
+    /// `running`, `draining`, `stopped`, or `gone` (not seen for a while: killed, or cut off).
     pub state: String,
     pub started_at: DateTime,
     pub last_seen_at: DateTime,
+    /// The database server's time at the last touch (for measuring this host's clock skew).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_seen_at: Option<DateTime>,
 }
 
 impl WorkerRecord {
@@ -33,26 +45,64 @@ impl WorkerRecord {
         Ok(())
     }
 
-    pub(crate) async fn touch(db: &Database, id: &str, state: &str) -> mongodb::error::Result<()> {
-        db.collection::<WorkerRecord>(COLLECTION)
-            .update_one(
+    /// Marks the record seen, in `state`; returns the server's time stamped on it.
+    pub(crate) async fn touch(
+        db: &Database,
+        id: &str,
+        state: &str,
+    ) -> mongodb::error::Result<Option<DateTime>> {
+        let touched = db
+            .collection::<WorkerRecord>(COLLECTION)
+            .find_one_and_update(
                 doc! {"_id": id},
-                doc! {"$set": {"last_seen_at": DateTime::now(), "state": state}},
+                doc! {
+                    "$set": {"last_seen_at": DateTime::now(), "state": state},
+                    "$currentDate": {"server_seen_at": true},
+                },
+            )
+            .return_document(ReturnDocument::After)
+            .await?;
+        Ok(touched.and_then(|record| record.server_seen_at))
+    }
+
+    /// Marks records not seen for `stale_after` as `gone`, and deletes ended records not seen for
+    /// `retention`. Safe from every worker at once.
+    pub(crate) async fn sweep(
+        db: &Database,
+        stale_after: Duration,
+        retention: Duration,
+    ) -> mongodb::error::Result<()> {
+        let workers = db.collection::<WorkerRecord>(COLLECTION);
+        workers
+            .update_many(
+                doc! {"state": {"$nin": ENDED.as_slice()}, "last_seen_at": {"$lt": ago(stale_after)}},
+                doc! {"$set": {"state": "gone"}},
+            )
+            .await?;
+        workers
+            .delete_many(
+                doc! {"state": {"$in": ENDED.as_slice()}, "last_seen_at": {"$lt": ago(retention)}},
             )
             .await?;
         Ok(())
     }
 }
 
-/// Workers seen within `within` and not stopped.
+fn ago(span: Duration) -> DateTime {
+    DateTime::from_millis(
+        DateTime::now()
+            .timestamp_millis()
+            .saturating_sub(span.as_millis().min(i64::MAX as u128) as i64),
+    )
+}
+
+/// Workers seen within `within` and neither stopped nor gone.
 pub async fn live_workers(
     db: &Database,
     within: Duration,
 ) -> mongodb::error::Result<Vec<WorkerRecord>> {
-    let since =
-        DateTime::from_millis(DateTime::now().timestamp_millis() - within.as_millis() as i64);
     db.collection::<WorkerRecord>(COLLECTION)
-        .find(doc! {"last_seen_at": {"$gte": since}, "state": {"$ne": "stopped"}})
+        .find(doc! {"last_seen_at": {"$gte": ago(within)}, "state": {"$nin": ENDED.as_slice()}})
         .await?
         .try_collect()
         .await

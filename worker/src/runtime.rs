@@ -1,15 +1,17 @@
 //! The worker: claims jobs of its kinds within its concurrency limits, runs each under a lease,
 //! and writes the outcome through the queue's fenced calls.
 //!
-//! The claim loop claims again at once after work; when a claim finds nothing it waits on a
-//! wake-up (change stream) or a timer that stays short while work was recent and then doubles up
-//! to `poll_max`. It may lease a few jobs ahead of its free slots (`claim_ahead`); those wait for
-//! a slot in claim order (`slots`). On shutdown it stops claiming, gives back the jobs still
-//! waiting, lets running jobs finish within `grace`, then cancels the rest and releases their
-//! leases so other workers take them at once.
+//! The claim loop claims again at once after work; when a claim finds nothing, or wins nothing, it
+//! waits on a wake-up (change stream) or a timer that stays short while work was recent and then
+//! doubles up to `poll_max`. It asks only for kinds with room under their limits, so a kind at its
+//! limit can neither make it spin nor hide other kinds' jobs. It may lease a few jobs ahead of its
+//! free slots (`claim_ahead`); those wait for a slot in claim order (`slots`), and are given back
+//! if they have not started within four horizons (`watchdog`). On shutdown it stops claiming,
+//! gives back the jobs still waiting, lets running jobs finish within `grace`, then cancels the
+//! rest and releases their leases so other workers take them at once.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -21,11 +23,15 @@ use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::batcher::Batcher;
 use crate::claim_ahead::ClaimAhead;
-use crate::completions::Completions;
+use crate::clock::Clock;
 use crate::registry::WorkerRecord;
 use crate::slots::Slots;
-use crate::{HandlerSet, Health};
+use crate::{HandlerSet, Health, WorkerMetrics};
+
+/// The most jobs one worker runs at once; beyond it, a typo rather than a plan.
+pub const MAX_CONCURRENCY: usize = 10_000;
 
 /// How a worker runs. `WorkerConfig::new` gives production defaults.
 #[derive(Debug, Clone)]
@@ -54,6 +60,22 @@ pub struct WorkerConfig {
     pub claim_ahead_horizon: Duration,
     /// How long a draining worker lets running jobs finish before it cancels them.
     pub grace: Duration,
+    /// The longest one attempt of a kind may run before it is cancelled and fails as timed out;
+    /// a job's own `timeout` takes precedence.
+    pub kind_timeouts: HashMap<String, Duration>,
+    /// A lease this worker has not renewed for `lease_ttl − self_fence_margin` is treated as
+    /// lost and its handler stopped, before any reaper can hand the job to another worker.
+    pub self_fence_margin: Duration,
+    /// A first run records its start (spending its attempt) once it has run this long, or with
+    /// its outcome if it ends sooner: short jobs pay no write of their own for it. A job that
+    /// ran before records its start before its handler runs.
+    pub start_linger: Duration,
+    /// How long the completion batcher, when idle, waits for more completions before writing.
+    pub completion_linger: Duration,
+    /// A `workers` record not seen for this long is marked `gone`; stopped and gone records are
+    /// deleted `registry_retention` after they were last seen.
+    pub registry_stale_after: Duration,
+    pub registry_retention: Duration,
 }
 
 impl WorkerConfig {
@@ -74,18 +96,93 @@ impl WorkerConfig {
             claim_ahead_max,
             claim_ahead_horizon: Duration::from_millis(250),
             grace: Duration::from_secs(30),
+            kind_timeouts: HashMap::new(),
+            self_fence_margin: lease_ttl / 5,
+            start_linger: Duration::from_millis(100),
+            completion_linger: Duration::from_millis(1),
+            registry_stale_after: Duration::from_secs(300),
+            registry_retention: Duration::from_secs(24 * 3600),
         }
+    }
+
+    /// Checks the settings against each other; the message names the setting.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            (1..=MAX_CONCURRENCY).contains(&self.concurrency),
+            "concurrency must be 1 to {MAX_CONCURRENCY}, got {}",
+            self.concurrency
+        );
+        anyhow::ensure!(
+            self.heartbeat_every < self.lease_ttl.saturating_sub(self.self_fence_margin),
+            "the heartbeat ({:?}) must come well inside the lease TTL ({:?}) less the self-fence margin ({:?})",
+            self.heartbeat_every,
+            self.lease_ttl,
+            self.self_fence_margin
+        );
+        anyhow::ensure!(
+            !self.poll_min.is_zero(),
+            "the idle poll floor must be above 0"
+        );
+        anyhow::ensure!(
+            self.poll_max >= self.poll_min,
+            "the idle poll cap must be at least its floor"
+        );
+        for (kind, &limit) in &self.kind_limits {
+            anyhow::ensure!(limit > 0, "the limit for kind {kind:?} must be above 0");
+        }
+        for (kind, timeout) in &self.kind_timeouts {
+            anyhow::ensure!(
+                !timeout.is_zero(),
+                "the timeout for kind {kind:?} must be above 0"
+            );
+        }
+        Ok(())
     }
 }
 
 /// Why a running job's token fired.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum StopReason {
+    /// A heartbeat found the lease gone, or the worker could not renew it in time (self-fenced).
     LeaseLost,
     CancelRequested,
     Shutdown,
     /// The worker released the lease itself, with others in one write: the task writes nothing.
     GivenBack,
+    /// The attempt ran past its time bound.
+    TimedOut,
+}
+
+/// Where a held job is: waiting for a slot, started, or given back unstarted. Starting and giving
+/// back race (a slot frees as the drain gives waiting jobs back); exactly one of them wins, so a
+/// job given back never has its handler polled.
+#[derive(Debug, Default)]
+pub(crate) struct Phase(AtomicU8);
+
+impl Phase {
+    const WAITING: u8 = 0;
+    const STARTED: u8 = 1;
+    const GIVEN_BACK: u8 = 2;
+
+    fn move_from_waiting(&self, to: u8) -> bool {
+        self.0
+            .compare_exchange(Self::WAITING, to, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+
+    /// True when the job may run: it was still waiting, and is now started.
+    pub(crate) fn start(&self) -> bool {
+        self.move_from_waiting(Self::STARTED)
+    }
+
+    /// True when the job may be given back: it was still waiting, and will never start.
+    pub(crate) fn give_back(&self) -> bool {
+        self.move_from_waiting(Self::GIVEN_BACK)
+    }
+
+    pub(crate) fn waiting(&self) -> bool {
+        self.0.load(Ordering::Acquire) == Self::WAITING
+    }
 }
 
 /// A job this worker holds a lease on: running, waiting for a slot, or writing its outcome.
@@ -95,8 +192,12 @@ pub(crate) struct Held {
     pub(crate) kind: String,
     pub(crate) cancel: CancellationToken,
     pub(crate) stop: Arc<OnceLock<StopReason>>,
-    /// Set once the job has a slot and its handler runs.
-    pub(crate) started: Arc<AtomicBool>,
+    pub(crate) phase: Arc<Phase>,
+    /// When the claim that leased it was sent.
+    pub(crate) leased_at: Instant,
+    /// When the last write that extended the lease (the claim, then each heartbeat) was sent:
+    /// the lease runs at least `lease_ttl` from then.
+    pub(crate) renewed_at: Instant,
 }
 
 impl Held {
@@ -121,6 +222,8 @@ pub(crate) struct Inner {
     pub(crate) claim_ahead: ClaimAhead,
     pub(crate) wake: Arc<Notify>,
     pub(crate) health: Health,
+    pub(crate) metrics: WorkerMetrics,
+    pub(crate) clock: Clock,
 }
 
 impl Inner {
@@ -152,11 +255,18 @@ impl Worker {
                 held: Mutex::new(HashMap::new()),
                 slots: Slots::new(config.concurrency),
                 claim_ahead: ClaimAhead::new(config.claim_ahead_max, config.claim_ahead_horizon),
+                clock: Clock::new(config.lease_ttl),
                 config,
                 wake: Arc::new(Notify::new()),
                 health: Health::default(),
+                metrics: WorkerMetrics::default(),
             }),
         }
+    }
+
+    /// The worker's own series; register them once per process.
+    pub fn metrics(&self) -> &WorkerMetrics {
+        &self.inner.metrics
     }
 
     pub fn id(&self) -> &str {
@@ -176,10 +286,19 @@ impl Worker {
             !inner.handlers.kinds().is_empty(),
             "the worker has no job kinds to serve"
         );
-        anyhow::ensure!(
-            inner.config.concurrency > 0,
-            "concurrency must be at least 1"
-        );
+        inner.config.validate()?;
+        let kinds = inner.handlers.kinds();
+        for limited in inner
+            .config
+            .kind_limits
+            .keys()
+            .chain(inner.config.kind_timeouts.keys())
+        {
+            anyhow::ensure!(
+                kinds.contains(limited),
+                "a limit or timeout is set for kind {limited:?}, which this worker does not serve (it serves {kinds:?})"
+            );
+        }
         let record = WorkerRecord {
             id: inner.id.clone(),
             host: host_name(),
@@ -189,12 +308,15 @@ impl Worker {
             state: "running".into(),
             started_at: DateTime::now(),
             last_seen_at: DateTime::now(),
+            server_seen_at: None,
         };
         record.save(&inner.db).await?;
+        inner.touch_registry("running").await;
         tracing::info!(worker = %inner.id, kinds = ?record.kinds, concurrency = inner.config.concurrency, "worker started");
 
         let background = CancellationToken::new();
         tokio::spawn(inner.clone().heartbeat_loop(background.clone()));
+        tokio::spawn(inner.clone().watchdog_loop(background.clone()));
         if inner.config.change_streams {
             tokio::spawn(crate::wakeup::watch_jobs(
                 inner.queue_collection(),
@@ -202,13 +324,13 @@ impl Worker {
                 background.clone(),
             ));
         }
-        let completions = Completions::start(inner.queue.clone());
+        let writes = Writes::start(&inner);
         let mut tasks = JoinSet::new();
-        inner.claim_loop(&completions, &mut tasks, &shutdown).await;
+        inner.claim_loop(&writes, &mut tasks, &shutdown).await;
 
         inner.health.set_state("draining");
-        let _ = WorkerRecord::touch(&inner.db, &inner.id, "draining").await;
-        let given_back = inner.give_back_waiting().await;
+        inner.touch_registry("draining").await;
+        let given_back = inner.give_back(|_| true).await;
         tracing::info!(worker = %inner.id, held = inner.held().len(), given_back, "draining");
         if tokio::time::timeout(inner.config.grace, drain(&mut tasks))
             .await
@@ -226,14 +348,66 @@ impl Worker {
         drain(&mut tasks).await;
         background.cancel();
         inner.health.set_state("stopped");
-        let _ = WorkerRecord::touch(&inner.db, &inner.id, "stopped").await;
+        inner.touch_registry("stopped").await;
         tracing::info!(worker = %inner.id, "worker stopped");
         Ok(())
     }
 }
 
 async fn drain(tasks: &mut JoinSet<()>) {
-    while tasks.join_next().await.is_some() {}
+    while let Some(joined) = tasks.join_next().await {
+        log_task_panic(joined);
+    }
+}
+
+/// A job task catches its handler's panic; one that still panics is a bug in the runtime, and
+/// its guard has already let the job go.
+fn log_task_panic(joined: Result<(), tokio::task::JoinError>) {
+    if let Err(error) = joined
+        && error.is_panic()
+    {
+        tracing::error!(%error, "a job task panicked outside its handler");
+    }
+}
+
+/// The batched holder writes a worker's job tasks share.
+#[derive(Debug, Clone)]
+pub(crate) struct Writes {
+    pub(crate) completions: Batcher,
+    pub(crate) starts: Batcher,
+}
+
+impl Writes {
+    fn start(inner: &Inner) -> Writes {
+        let queue = inner.queue.clone();
+        let completions = Batcher::start(inner.config.completion_linger, move |jobs| {
+            let queue = queue.clone();
+            async move { queue.complete_many(&jobs.iter().collect::<Vec<_>>()).await }
+        });
+        let queue = inner.queue.clone();
+        let starts = Batcher::start(Duration::ZERO, move |jobs| {
+            let queue = queue.clone();
+            async move { queue.record_starts(&jobs.iter().collect::<Vec<_>>()).await }
+        });
+        Writes {
+            completions,
+            starts,
+        }
+    }
+}
+
+/// Lets a job go when its task ends, however it ends (a panic unwinding included): the job leaves
+/// `held`, so its lease is no longer heartbeated, and the claimer is woken for the freed room.
+struct Release {
+    inner: Arc<Inner>,
+    id: ObjectId,
+}
+
+impl Drop for Release {
+    fn drop(&mut self) {
+        self.inner.held().remove(&self.id);
+        self.inner.slots.wake_claimer();
+    }
 }
 
 impl Inner {
@@ -243,7 +417,7 @@ impl Inner {
 
     async fn claim_loop(
         self: &Arc<Self>,
-        completions: &Completions,
+        writes: &Writes,
         tasks: &mut JoinSet<()>,
         shutdown: &CancellationToken,
     ) {
@@ -252,8 +426,15 @@ impl Inner {
         let mut candidates = Candidates::default();
         while !shutdown.is_cancelled() {
             self.health.beat();
-            while tasks.try_join_next().is_some() {}
-            let Some((kinds, limit)) = self.free_slots() else {
+            while let Some(joined) = tasks.try_join_next() {
+                log_task_panic(joined);
+            }
+            let room = if self.clock.refuses_claims() {
+                None
+            } else {
+                self.room()
+            };
+            let Some(room) = room else {
                 tokio::select! {
                     _ = self.slots.one_left() => {}
                     _ = shutdown.cancelled() => {}
@@ -262,39 +443,48 @@ impl Inner {
                 }
                 continue;
             };
-            if candidates.stale(self.config.prefetch_max_age) {
+            if candidates.stale(self.config.prefetch_max_age, &room.kinds) {
                 match self
                     .queue
-                    .candidates(&self.handlers.kinds(), self.config.prefetch)
+                    .candidates(&room.kinds, self.config.prefetch)
                     .await
                 {
-                    Ok(ids) => candidates.refill(ids),
+                    Ok(list) => candidates.refill(list, &room.kinds),
                     Err(error) => {
                         tracing::warn!(%error, "fetching claim candidates failed");
                         idle_delay = self.config.poll_max;
                     }
                 }
             }
-            let batch = candidates.take(limit, fastrand::usize(..));
+            let ahead = |kind: &str| {
+                if self.config.kind_limits.contains_key(kind) {
+                    0
+                } else {
+                    self.claim_ahead.jobs(kind, self.config.concurrency)
+                }
+            };
+            let batch = candidates.take(room.now, room.limit, ahead, fastrand::usize(..));
             if !batch.is_empty() {
                 let request = ClaimRequest {
                     owner: self.id.clone(),
-                    kinds,
-                    limit,
+                    kinds: room.kinds,
+                    limit: room.limit,
                     lease_ttl: self.config.lease_ttl,
                 };
+                let sent = Instant::now();
                 match self.queue.claim_candidates(&request, &batch).await {
-                    Ok(claimed) => {
-                        if !claimed.is_empty() {
-                            last_work = Some(Instant::now());
-                            idle_delay = self.config.poll_min;
-                        }
+                    Ok(claimed) if !claimed.is_empty() => {
+                        last_work = Some(Instant::now());
+                        idle_delay = self.config.poll_min;
                         for job in claimed {
-                            self.start(job, completions, tasks);
+                            self.start(job, sent, writes, tasks);
                         }
-                        // Candidates may remain, or others took these: look again at once.
+                        // Candidates may remain: claim again at once.
                         continue;
                     }
+                    // Other workers took these: the list is stale. Look again after a pause,
+                    // never at once, so that nothing can make this loop spin.
+                    Ok(_) => candidates = Candidates::default(),
                     Err(error) => {
                         tracing::warn!(%error, "claim failed");
                         idle_delay = self.config.poll_max;
@@ -316,15 +506,16 @@ impl Inner {
         }
     }
 
-    /// The kinds with room and how many jobs to claim, or `None` when the worker should wait for
-    /// more of its jobs to finish. Room is the slots plus the jobs to lease ahead, less the jobs
-    /// in line or running; kinds with a limit of their own get no lease ahead, and count every job
-    /// of theirs the worker holds. A busy worker claims only once half its room is
-    /// free: each claim scans the queue, so claiming one job per freed slot would pay a scan per
-    /// job (on the stand, a scan of the whole collection).
-    fn free_slots(&self) -> Option<(Vec<String>, usize)> {
+    /// What the worker may claim now, or `None` when it should wait for more of its jobs to
+    /// finish. Room is the slots plus the most jobs any kind may lease ahead, less the jobs in
+    /// line or running; a kind with a limit of its own counts every job of it the worker holds,
+    /// and a kind at its limit is not asked for at all. A busy worker claims only once half its
+    /// room is free: each claim scans the queue, so claiming one job per freed slot would pay a
+    /// scan per job (on the stand, a scan of the whole collection).
+    fn room(&self) -> Option<Room> {
         let held = self.held();
-        let room = self.config.concurrency + self.claim_ahead.jobs(self.config.concurrency);
+        let concurrency = self.config.concurrency;
+        let room = concurrency + self.claim_ahead.most(concurrency);
         let occupied = self.slots.occupied();
         let free = room.saturating_sub(occupied);
         let threshold = room.div_ceil(2);
@@ -345,16 +536,20 @@ impl Inner {
                 None => kinds.push(kind),
             }
         }
-        (!kinds.is_empty()).then_some((kinds, limit))
+        (!kinds.is_empty()).then_some(Room {
+            kinds,
+            now: concurrency.saturating_sub(occupied),
+            limit,
+        })
     }
 
-    /// Gives back the jobs leased ahead that have no slot yet, at once and in one write, so other
-    /// workers can take them; returns how many were released. A job stopped for another reason
-    /// first is left to its own task.
-    async fn give_back_waiting(&self) -> u64 {
+    /// Gives back, at once and in one write, the jobs leased ahead that have no slot yet and
+    /// match `which`, so other workers can take them; returns how many were released. A job
+    /// stopped for another reason first is left to its own task.
+    pub(crate) async fn give_back(&self, which: impl Fn(&Held) -> bool) -> u64 {
         let mut leases = Vec::new();
         for job in self.held().values() {
-            if !job.started.load(Ordering::Acquire) && job.stop(StopReason::GivenBack) {
+            if which(job) && job.phase.give_back() && job.stop(StopReason::GivenBack) {
                 leases.push(job.lease.clone());
             }
         }
@@ -371,38 +566,60 @@ impl Inner {
         }
     }
 
-    /// Lines the job up for a slot and spawns its task; call in claim order.
-    fn start(self: &Arc<Self>, job: Claimed, completions: &Completions, tasks: &mut JoinSet<()>) {
+    /// Lines the job up for a slot and spawns its task; call in claim order. `sent` is when the
+    /// claim that leased it was sent.
+    fn start(
+        self: &Arc<Self>,
+        job: Claimed,
+        sent: Instant,
+        writes: &Writes,
+        tasks: &mut JoinSet<()>,
+    ) {
         let cancel = CancellationToken::new();
         let stop = Arc::new(OnceLock::new());
-        let started = Arc::new(AtomicBool::new(false));
+        let phase = Arc::new(Phase::default());
+        let id = job.lease.job_id;
         self.held().insert(
-            job.lease.job_id,
+            id,
             Held {
                 lease: job.lease.clone(),
                 kind: job.kind().to_string(),
                 cancel: cancel.clone(),
                 stop: stop.clone(),
-                started: started.clone(),
+                phase: phase.clone(),
+                leased_at: sent,
+                renewed_at: sent,
             },
         );
         let place = self.slots.line_up();
-        let inner = self.clone();
-        let completions = completions.clone();
+        let release = Release {
+            inner: self.clone(),
+            id,
+        };
+        let writes = writes.clone();
         tasks.spawn(async move {
-            let id = job.lease.job_id;
             let run = crate::job_task::Run {
                 job,
                 place,
                 cancel,
                 stop,
-                started,
+                phase,
             };
-            inner.run_job(run, completions).await;
-            inner.held().remove(&id);
-            inner.slots.wake_claimer();
+            release.inner.run_job(run, writes).await;
+            drop(release);
         });
     }
+}
+
+/// What one claim may take.
+#[derive(Debug)]
+struct Room {
+    /// Kinds with room under their limits.
+    kinds: Vec<String>,
+    /// Free slots: jobs that start as soon as they are claimed.
+    now: usize,
+    /// The most jobs to claim, those leased ahead included.
+    limit: usize,
 }
 
 fn host_name() -> String {
@@ -416,34 +633,78 @@ fn host_name() -> String {
 #[derive(Debug, Default)]
 struct Candidates {
     list: VecDeque<Candidate>,
+    /// The kinds the query asked for.
+    kinds: Vec<String>,
     fetched_at: Option<Instant>,
 }
 
 impl Candidates {
-    fn stale(&self, max_age: Duration) -> bool {
+    /// True when the list must be fetched again: old, used up, or fetched for other kinds than
+    /// `kinds` (a kind that regained room would be missing from it).
+    fn stale(&mut self, max_age: Duration, kinds: &[String]) -> bool {
+        if kinds.iter().any(|k| !self.kinds.contains(k)) {
+            return true;
+        }
+        // Kinds at their limit now: their candidates wait in the queue, not in this list.
+        self.list.retain(|c| kinds.contains(&c.kind));
         self.list.is_empty() || self.fetched_at.is_none_or(|at| at.elapsed() > max_age)
     }
 
-    fn refill(&mut self, list: Vec<Candidate>) {
+    fn refill(&mut self, list: Vec<Candidate>, kinds: &[String]) {
         self.list = list.into();
+        self.kinds = kinds.to_vec();
         self.fetched_at = Some(Instant::now());
     }
 
-    /// Takes up to `n` candidates for one claim: a whole batch of `n` from the run of candidates
-    /// that share the head's priority, the `pick`-th batch modulo their number. Workers fetch the
-    /// same sorted list; taking from its front, they would race for the same jobs in lockstep,
-    /// and each lost race costs a claim. A random pick spreads them apart while priority order
-    /// still holds between priorities (within one, order between workers is loose anyway).
-    fn take(&mut self, n: usize, pick: usize) -> Vec<ObjectId> {
+    /// Takes up to `limit` candidates for one claim: the first `now` as they come (they start at
+    /// once), then only those whose kind may still be leased ahead (`ahead(kind)` of each kind).
+    /// It starts at the `pick`-th batch of the run of candidates that share the head's priority,
+    /// modulo their number. Workers fetch the same sorted list; taking from its front, they would
+    /// race for the same jobs in lockstep, and each lost race costs a claim. A random pick spreads
+    /// them apart while priority order still holds between priorities (within one, order between
+    /// workers is loose anyway).
+    fn take(
+        &mut self,
+        now: usize,
+        limit: usize,
+        ahead: impl Fn(&str) -> usize,
+        pick: usize,
+    ) -> Vec<ObjectId> {
         let Some(head) = self.list.front().map(|c| c.priority) else {
             return Vec::new();
         };
-        let n = n.max(1);
+        let n = limit.max(1);
         let same_priority = self.list.iter().take_while(|c| c.priority == head).count();
         let batches = (same_priority / n).max(1);
         let start = (pick % batches) * n;
-        let end = (start + n).min(self.list.len());
-        self.list.drain(start..end).map(|c| c.id).collect()
+        let mut budgets: HashMap<String, usize> = HashMap::new();
+        let mut now_left = now;
+        let mut taken = Vec::new();
+        let mut kept = VecDeque::with_capacity(self.list.len());
+        for (i, candidate) in self.list.drain(..).enumerate() {
+            let mut take = || {
+                if i < start || taken.len() == n {
+                    return false;
+                }
+                if now_left > 0 {
+                    now_left -= 1;
+                    return true;
+                }
+                let budget = budgets
+                    .entry(candidate.kind.clone())
+                    .or_insert_with(|| ahead(&candidate.kind));
+                let fits = *budget > 0;
+                *budget = budget.saturating_sub(1);
+                fits
+            };
+            if take() {
+                taken.push(candidate.id);
+            } else {
+                kept.push_back(candidate);
+            }
+        }
+        self.list = kept;
+        taken
     }
 }
 
@@ -451,42 +712,88 @@ impl Candidates {
 mod tests {
     use super::*;
 
-    fn list(priorities: &[i32]) -> (Candidates, Vec<ObjectId>) {
-        let list: Vec<Candidate> = priorities
+    fn list(kinds_and_priorities: &[(&str, i32)]) -> (Candidates, Vec<ObjectId>) {
+        let list: Vec<Candidate> = kinds_and_priorities
             .iter()
-            .map(|&priority| Candidate {
+            .map(|&(kind, priority)| Candidate {
                 id: ObjectId::new(),
+                kind: kind.to_string(),
                 priority,
             })
             .collect();
         let ids = list.iter().map(|c| c.id).collect();
         let mut candidates = Candidates::default();
-        candidates.refill(list);
+        candidates.refill(list, &["k".to_string(), "slow".to_string()]);
         (candidates, ids)
+    }
+
+    fn all(ahead: usize) -> impl Fn(&str) -> usize {
+        move |_| ahead
     }
 
     #[test]
     fn a_take_stays_within_the_head_priority() {
-        let (mut candidates, ids) = list(&[9, 5, 5, 5, 5, 1]);
+        let (mut candidates, ids) =
+            list(&[("k", 9), ("k", 5), ("k", 5), ("k", 5), ("k", 5), ("k", 1)]);
         assert_eq!(
-            candidates.take(1, 7),
+            candidates.take(1, 1, all(0), 7),
             ids[..1],
             "the 9 alone heads the list"
         );
-        assert_eq!(candidates.take(2, 1), ids[3..5], "second batch of the 5s");
-        assert_eq!(candidates.take(2, 0), ids[1..3], "first batch of the 5s");
-        assert_eq!(candidates.take(2, 3), ids[5..], "the 1 is all that is left");
-        assert!(candidates.take(2, 0).is_empty());
+        assert_eq!(
+            candidates.take(2, 2, all(0), 1),
+            ids[3..5],
+            "second batch of the 5s"
+        );
+        assert_eq!(
+            candidates.take(2, 2, all(0), 0),
+            ids[1..3],
+            "first batch of the 5s"
+        );
+        assert_eq!(
+            candidates.take(2, 2, all(0), 3),
+            ids[5..],
+            "the 1 is all that is left"
+        );
+        assert!(candidates.take(2, 2, all(0), 0).is_empty());
     }
 
     #[test]
     fn different_picks_take_disjoint_batches() {
-        let (mut a, ids) = list(&[0; 64]);
+        let (mut a, ids) = list(&[("k", 0); 64]);
         let mut b = Candidates::default();
-        b.refill(a.list.iter().copied().collect());
-        let first = a.take(16, 0);
-        let second = b.take(16, 1);
+        b.refill(a.list.iter().cloned().collect(), &a.kinds.clone());
+        let first = a.take(16, 16, all(0), 0);
+        let second = b.take(16, 16, all(0), 1);
         assert_eq!(first, ids[..16]);
         assert_eq!(second, ids[16..32]);
+    }
+
+    /// Issue 12 item 7: beyond the free slots, only kinds that may be leased ahead are taken.
+    #[test]
+    fn jobs_leased_ahead_are_only_of_kinds_that_may_be() {
+        let (mut candidates, ids) = list(&[("k", 0), ("slow", 0), ("k", 0), ("slow", 0), ("k", 0)]);
+        let ahead = |kind: &str| if kind == "k" { 1 } else { 0 };
+        let taken = candidates.take(1, 5, ahead, 0);
+        assert_eq!(
+            taken,
+            vec![ids[0], ids[2]],
+            "one to run now, one fast one ahead"
+        );
+        assert_eq!(candidates.list.len(), 3, "the rest stay candidates");
+    }
+
+    /// Issue 12 item 2: candidates of a kind that reached its limit are dropped, and a kind that
+    /// regained room makes the list stale.
+    #[test]
+    fn the_list_follows_the_kinds_with_room() {
+        let (mut candidates, ids) = list(&[("slow", 0), ("k", 0)]);
+        assert!(!candidates.stale(Duration::from_secs(60), &["k".to_string()]));
+        assert_eq!(candidates.take(1, 1, all(0), 0), vec![ids[1]]);
+        assert!(
+            candidates.stale(Duration::from_secs(60), &["k".to_string()]),
+            "only the limited kind's candidates were left: look again"
+        );
+        assert!(candidates.stale(Duration::from_secs(60), &["other".to_string()]));
     }
 }

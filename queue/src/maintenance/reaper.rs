@@ -34,7 +34,8 @@ impl Reaper {
 impl Queue {
     /// One reaper pass. Three bulk updates, each re-checking expiry, so reapers in every process
     /// can run at once: a job moves once, and each move increments the fencing token, so the old
-    /// holder's writes match nothing afterwards.
+    /// holder's writes match nothing afterwards. A job is `dead` only when its recorded attempts
+    /// (starts) are spent: one leased ahead and never started goes back to the queue unspent.
     pub async fn reap_expired(&self) -> Result<ReapReport> {
         let now = DateTime::now();
         let expired = || {
@@ -57,6 +58,10 @@ impl Queue {
             doc! {"$set": set, "$unset": {"lease.expires_at": ""}, "$inc": {"lease.token": 1_i64}}
         };
 
+        // Queued jobs marked for cancelling whose canceller stopped before cancelling them: no
+        // claim takes them, so without this they would wait forever.
+        let marked = self.cancel_marked_queued().await?;
+
         // The common pass finds nothing: one indexed look (on the stand, one scan that stops at
         // the first match) instead of three bulk updates.
         let any = self
@@ -65,7 +70,13 @@ impl Queue {
             .projection(doc! {"_id": 1})
             .await?;
         if any.is_none() {
-            return Ok(ReapReport::default());
+            if marked > 0 {
+                self.metrics.reaped("cancelled", marked);
+            }
+            return Ok(ReapReport {
+                cancelled: marked,
+                ..ReapReport::default()
+            });
         }
 
         let mut asked_to_cancel = expired();
@@ -96,6 +107,7 @@ impl Queue {
             .await?
             .modified_count;
 
+        let cancelled = cancelled + marked;
         let report = ReapReport {
             requeued,
             dead,

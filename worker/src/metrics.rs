@@ -1,0 +1,83 @@
+//! The worker's own Prometheus series (the queue's are `sv0_queue_*`): what went wrong inside
+//! handlers and leases, and how far this host's clock is from the database server's.
+
+use std::sync::atomic::AtomicU64;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabel {
+    kind: String,
+}
+
+/// Every series the worker reports. Cloning shares the series.
+#[derive(Debug, Clone, Default)]
+pub struct WorkerMetrics {
+    panics: Family<KindLabel, Counter>,
+    timeouts: Family<KindLabel, Counter>,
+    self_fenced: Family<KindLabel, Counter>,
+    given_back: Counter,
+    clock_skew: Gauge<f64, AtomicU64>,
+}
+
+fn kind(kind: &str) -> KindLabel {
+    KindLabel {
+        kind: kind.to_string(),
+    }
+}
+
+impl WorkerMetrics {
+    /// Adds every series to `registry` (names are prefixed `worker_`).
+    pub fn register(&self, registry: &mut Registry) {
+        let r = registry.sub_registry_with_prefix("worker");
+        r.register(
+            "handler_panics",
+            "Handler runs that panicked (each a failed attempt), by kind",
+            self.panics.clone(),
+        );
+        r.register(
+            "timeouts",
+            "Handler runs stopped at their time bound (each a failed attempt), by kind",
+            self.timeouts.clone(),
+        );
+        r.register(
+            "self_fenced",
+            "Handlers this worker stopped because it could not renew their lease in time, by kind",
+            self.self_fenced.clone(),
+        );
+        r.register(
+            "leased_ahead_given_back",
+            "Jobs leased ahead that had not started within the horizon and were given back",
+            self.given_back.clone(),
+        );
+        r.register(
+            "clock_skew_seconds",
+            "This host's clock minus the database server's, as last measured",
+            self.clock_skew.clone(),
+        );
+    }
+
+    pub(crate) fn panicked(&self, k: &str) {
+        self.panics.get_or_create(&kind(k)).inc();
+    }
+
+    pub(crate) fn timed_out(&self, k: &str) {
+        self.timeouts.get_or_create(&kind(k)).inc();
+    }
+
+    pub(crate) fn self_fenced(&self, k: &str) {
+        self.self_fenced.get_or_create(&kind(k)).inc();
+    }
+
+    pub(crate) fn given_back(&self, n: u64) {
+        self.given_back.inc_by(n);
+    }
+
+    pub(crate) fn set_clock_skew(&self, seconds: f64) {
+        self.clock_skew.set(seconds);
+    }
+}

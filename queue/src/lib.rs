@@ -7,6 +7,12 @@
 //! is fenced on `(_id, owner, token)`, so a holder whose lease was reaped can never overwrite the
 //! job's new state: execution is at least once, the commit exactly once.
 //!
+//! Two semantics a producer must know. An attempt is spent when a job *starts*
+//! ([`Queue::record_starts`], or the outcome of a run), never when it is claimed: a job leased
+//! ahead and given back or reaped unstarted costs nothing. A `dedup_key` is global to the queue
+//! collection and held by its job until the pruner deletes it, whatever the job's status; an
+//! enqueue that finds it returns that job with `created: false` and its status.
+//!
 //! It must stay generic: no knowledge of what a job does. Kinds and payloads are opaque, and the
 //! two grouping fields (`tenant_id`, `group_id`) are labels it stores and filters by, nothing more.
 //! It uses no multi-document transactions and no pipeline-style updates, so it runs on a

@@ -769,6 +769,27 @@ mod tests {
         assert_eq!(second, ids[16..32]);
     }
 
+    /// Issue 12 item 10: a job given back while leased ahead used to be able to start anyway (its
+    /// slot came free between the give-back's check and its stop), and its handler was polled.
+    /// Starting and giving back are now one atomic step each: exactly one of them wins.
+    #[test]
+    fn a_job_either_starts_or_is_given_back_never_both() {
+        for _ in 0..1_000 {
+            let phase = Arc::new(Phase::default());
+            let giver = {
+                let phase = phase.clone();
+                std::thread::spawn(move || phase.give_back())
+            };
+            let started = phase.start();
+            let given_back = giver.join().unwrap();
+            assert!(
+                started != given_back,
+                "started {started}, given back {given_back}"
+            );
+            assert!(!phase.waiting());
+        }
+    }
+
     /// Issue 12 item 7: beyond the free slots, only kinds that may be leased ahead are taken.
     #[test]
     fn jobs_leased_ahead_are_only_of_kinds_that_may_be() {

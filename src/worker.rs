@@ -49,7 +49,9 @@ pub struct WorkerArgs {
     /// The idle poll's floor and cap, in milliseconds (1 to 600000; the cap at least the floor).
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=600_000))]
     poll_min_ms: u64,
-    #[arg(long, default_value_t = 1_000, value_parser = clap::value_parser!(u64).range(1..=600_000))]
+    /// The cap bounds how long a job enqueued into an idle queue waits (on average half of it);
+    /// each poll is one indexed query.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=600_000))]
     poll_max_ms: u64,
     /// Wake on a change stream where the server has one (`auto`), or poll only (`off`).
     #[arg(long, value_enum, default_value = "auto")]

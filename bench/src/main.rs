@@ -70,7 +70,7 @@ const fn drain(jobs: usize, history: usize, processes: usize) -> Drain {
     }
 }
 /// The latency runs: this many jobs, one at a time, at this rate.
-const LATENCY_JOBS: usize = 400;
+const LATENCY_JOBS: usize = 1_000;
 const LATENCY_RATE: f64 = 20.0;
 /// The memory run: one worker of this concurrency drains this many jobs.
 const MEMORY_CONCURRENCY: usize = 32;

@@ -37,6 +37,7 @@ impl Throughput {
 pub struct Latency {
     pub p50: f64,
     pub p99: f64,
+    pub p999: f64,
     pub samples: usize,
 }
 
@@ -49,6 +50,7 @@ impl Latency {
         Ok(Latency {
             p50: rank(0.50),
             p99: rank(0.99),
+            p999: rank(0.999),
             samples: samples_ms.len(),
         })
     }

@@ -219,13 +219,10 @@ impl Queue {
             )
             .await;
         match result {
-            Ok(given) if given.modified_count > 0 => {
-                tracing::warn!(
-                    jobs = given.modified_count,
-                    "a claim failed after its write; its batch was given back"
-                )
-            }
-            Ok(_) => {}
+            Ok(given) => tracing::warn!(
+                jobs = given.modified_count,
+                "a claim failed after its write; its batch was given back"
+            ),
             Err(error) => {
                 tracing::warn!(%error, "a claim failed after its write and giving its batch back failed too; the leases will expire")
             }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use futures::TryStreamExt;
 use mongodb::bson::oid::ObjectId;
 use mongodb::bson::{DateTime, Document, doc};
-use mongodb::error::{ErrorKind, WriteFailure};
+use mongodb::error::ErrorKind;
 
 use crate::queue::after;
 use crate::{JobDoc, JobStatus, LeaseDoc, Queue, QueueError, Result};
@@ -275,7 +275,6 @@ fn duplicate_positions(error: &mongodb::error::Error) -> Option<Vec<usize>> {
                 .map(|e| (e.code == DUPLICATE_KEY).then_some(e.index))
                 .collect()
         }
-        ErrorKind::Write(WriteFailure::WriteError(e)) if e.code == DUPLICATE_KEY => Some(vec![0]),
         _ => None,
     }
 }

@@ -88,7 +88,7 @@ impl WorkerConfig {
             lease_ttl,
             heartbeat_every: lease_ttl / 3,
             poll_min: Duration::from_millis(5),
-            poll_max: Duration::from_secs(1),
+            poll_max: Duration::from_millis(100),
             busy_window: Duration::from_secs(1),
             change_streams: true,
             prefetch: ((concurrency + claim_ahead_max) * 2).clamp(32, 1024),

@@ -158,20 +158,28 @@ impl Queue {
         candidates: &[ObjectId],
         nonce: ObjectId,
     ) -> Result<Vec<JobDoc>> {
+        // By `_id` alone: the stand serves a query from the unique `_id` index only when `_id` is
+        // its one key (with the nonce in the filter it would scan the collection); jobs others
+        // won are told apart by their nonce below.
         let stored: Vec<Document> = self
             .collection()
-            .find(doc! {"_id": {"$in": candidates}, "lease.claim": nonce})
+            .find(doc! {"_id": {"$in": candidates}})
             .await?
             .try_collect()
             .await?;
         let mut won = Vec::with_capacity(stored.len());
         for raw in stored {
+            let claim = raw
+                .get_document("lease")
+                .and_then(|l| l.get_object_id("claim"));
+            let ours =
+                raw.get_str("status") == Ok(JobStatus::Running.as_str()) && claim == Ok(nonce);
+            if !ours {
+                continue;
+            }
             let id = raw.get("_id").cloned().unwrap_or(Bson::Null);
             match JobDoc::from_raw(raw) {
-                Ok(job) if job.status == JobStatus::Running && job.lease.claim == Some(nonce) => {
-                    won.push(job)
-                }
-                Ok(_) => {}
+                Ok(job) => won.push(job),
                 Err(reason) => self.fail_malformed(&id, nonce, &reason).await?,
             }
         }

@@ -83,11 +83,6 @@ impl DevDbBuilder {
         }
         let mut command = Command::new("java");
         command
-            // G1's young-generation pauses (20–150 ms on these 2 cores, every few seconds under
-            // load) stalled every client of the stand at once and made up most of the tail
-            // latency of an idle queue (docs/benchmarks.md); ZGC's pauses stay under a
-            // millisecond. Every peer is measured on the same server, so the comparison holds.
-            .arg("-XX:+UseZGC")
             .arg("-jar")
             .arg(&jar)
             .arg("--listen")

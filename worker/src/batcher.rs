@@ -100,3 +100,89 @@ async fn batch_loop(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use mongodb::bson::oid::ObjectId;
+    use mongodb::bson::{DateTime, doc};
+    use sv0_queue::{JobDoc, JobStatus, LeaseDoc, LeaseRef};
+
+    use super::*;
+
+    fn claimed() -> Claimed {
+        let now = DateTime::now();
+        let id = ObjectId::new();
+        Claimed {
+            lease: LeaseRef {
+                job_id: id,
+                owner: "w".into(),
+                token: 1,
+            },
+            job: JobDoc {
+                id,
+                kind: "k".into(),
+                tenant_id: None,
+                group_id: None,
+                payload: doc! {},
+                status: JobStatus::Running,
+                priority: 0,
+                run_at: now,
+                attempts: 0,
+                max_attempts: 1,
+                claims: 1,
+                timeout_ms: None,
+                lease: LeaseDoc::default(),
+                dedup_key: None,
+                last_error: None,
+                cancel_requested: false,
+                created_at: now,
+                updated_at: now,
+                started_at: None,
+                finished_at: None,
+            },
+            claimed_at: std::time::Instant::now(),
+        }
+    }
+
+    /// The sizes of the batches written when five jobs arrive a moment apart, the first alone.
+    async fn batch_sizes(linger: Duration) -> Vec<usize> {
+        let sizes = Arc::new(Mutex::new(Vec::new()));
+        let recorded = sizes.clone();
+        let batcher = Batcher::start(linger, move |jobs: Vec<Claimed>| {
+            recorded.lock().unwrap().push(jobs.len());
+            async move { Ok(vec![Commit::Committed; jobs.len()]) }
+        });
+        let first = tokio::spawn({
+            let batcher = batcher.clone();
+            async move { batcher.write(claimed()).await }
+        });
+        tokio::task::yield_now().await;
+        tokio::time::sleep(Duration::from_micros(200)).await;
+        let rest: Vec<_> = (0..4)
+            .map(|_| {
+                let batcher = batcher.clone();
+                tokio::spawn(async move { batcher.write(claimed()).await })
+            })
+            .collect();
+        first.await.unwrap().unwrap();
+        for write in rest {
+            write.await.unwrap().unwrap();
+        }
+        sizes.lock().unwrap().clone()
+    }
+
+    /// Issue 12 item 10: the first completion of a burst used to go out alone (one fenced write,
+    /// on the stand a scan of the collection, for one job), the rest in a second write. Now an
+    /// idle batcher waits a short linger for the others.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_first_job_of_a_burst_waits_for_the_others() {
+        assert_eq!(batch_sizes(Duration::from_millis(20)).await, vec![5]);
+        let unlingered = batch_sizes(Duration::ZERO).await;
+        assert!(
+            unlingered[0] == 1 && unlingered.len() > 1,
+            "without a linger the first goes alone: {unlingered:?}"
+        );
+    }
+}

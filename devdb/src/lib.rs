@@ -83,6 +83,10 @@ impl DevDbBuilder {
         }
         let mut command = Command::new("java");
         command
+            // G1's default 200 ms pause target let young collections stall every client of the
+            // stand for 20–150 ms, the tail of an idle queue's latency (docs/benchmarks.md); ZGC
+            // removed the pauses but slowed the stand's scans by half.
+            .arg("-XX:MaxGCPauseMillis=5")
             .arg("-jar")
             .arg(&jar)
             .arg("--listen")

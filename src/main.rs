@@ -1,6 +1,7 @@
 //! `sv0`: the one binary of sv0 pipeline. Each subcommand runs one role. Errors are reported
 //! here, at the edge, with their context.
 
+mod demo;
 mod dev;
 mod enqueue;
 mod telemetry;
@@ -22,6 +23,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// The main job: a demo tenant scanned end to end, every stage, on the local stand.
+    Demo(demo::DemoArgs),
     /// Start the local stand (devdb), print its URI and version, check a write and a read.
     Dev(dev::DevArgs),
     /// Enqueue jobs (one JSON line per job on stdout).
@@ -33,6 +36,7 @@ enum Command {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
+        Command::Demo(args) => demo::run(args).await,
         Command::Dev(args) => dev::run(args).await,
         Command::Enqueue(args) => enqueue::run(args).await,
         Command::Worker(args) => {
@@ -66,6 +70,22 @@ impl DbArgs {
             .context("--mongodb-uri")?;
         Ok(client.database(&self.database))
     }
+}
+
+/// The credential broker as the environment configures it (broker/README.md): the `env`
+/// provider always, Azure Key Vault when `SV0_KEYVAULT_URL` is set.
+fn broker_from_env(
+    registry: &mut prometheus_client::registry::Registry,
+) -> anyhow::Result<sv0_broker::CredentialBroker> {
+    use sv0_broker::{
+        BrokerMetrics, CredentialBroker, EnvProvider, KeyVaultConfig, KeyVaultProvider,
+    };
+    let mut broker = CredentialBroker::new(BrokerMetrics::new(registry))
+        .with_env(EnvProvider::from_process_env());
+    if let Some(config) = KeyVaultConfig::from_env(|name| std::env::var(name).ok())? {
+        broker = broker.with_key_vault(KeyVaultProvider::connect(config)?);
+    }
+    Ok(broker)
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

@@ -9,9 +9,11 @@ use std::time::Duration;
 
 use anyhow::Context;
 use prometheus_client::registry::Registry;
+use sv0_domain::Domain;
+use sv0_pipeline::Pipeline;
 use sv0_queue::maintenance::{DepthSampler, Pruner, Reaper};
 use sv0_queue::{Queue, RetryPolicy};
-use sv0_worker::{HandlerSet, MAX_CONCURRENCY, Worker, WorkerConfig, diagnostics, serve_status};
+use sv0_worker::{MAX_CONCURRENCY, Worker, WorkerConfig, diagnostics, serve_status};
 use tokio_util::sync::CancellationToken;
 
 use crate::telemetry::LogFormat;
@@ -20,7 +22,8 @@ use crate::telemetry::LogFormat;
 pub struct WorkerArgs {
     #[command(flatten)]
     db: crate::DbArgs,
-    /// Serve only these kinds (comma-separated); default: every kind this binary has.
+    /// Serve only these kinds (comma-separated); default: every pipeline kind (and the
+    /// diagnostic ones with --diagnostics).
     #[arg(long, value_delimiter = ',')]
     kinds: Vec<String>,
     /// Also serve the diagnostic kinds `noop` and `probe`.
@@ -134,18 +137,22 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<()> {
         .await
         .context("creating the queue's indexes")?;
 
-    let mut handlers = HandlerSet::new();
+    let mut registry = Registry::with_prefix("sv0");
+    let domain = Domain::new(&db);
+    domain
+        .ensure_indexes()
+        .await
+        .context("creating the domain's indexes")?;
+    let broker = crate::broker_from_env(&mut registry)?;
+    let pipeline = Arc::new(Pipeline::new(domain, queue.clone(), broker));
+    let mut handlers = sv0_pipeline::handlers(pipeline);
     if args.diagnostics {
-        handlers = diagnostics::handlers(&db);
+        handlers.extend(diagnostics::handlers(&db));
     }
     if !args.kinds.is_empty() {
         handlers = handlers.only(&args.kinds).context("--kinds")?;
     }
     let served = handlers.kinds();
-    anyhow::ensure!(
-        !served.is_empty(),
-        "no job kinds to serve: this build has no pipeline stages yet; pass --diagnostics"
-    );
     for (flag, kind) in args
         .kind_limits
         .iter()
@@ -175,7 +182,6 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<()> {
     config.grace = Duration::from_millis(args.grace_ms);
     config.claim_ahead_max = args.claim_ahead;
 
-    let mut registry = Registry::with_prefix("sv0");
     queue.metrics().register(&mut registry);
     let worker = Worker::new(queue.clone(), db, handlers, config);
     worker.metrics().register(&mut registry);

@@ -8,6 +8,7 @@ mod agenda;
 mod ceiling;
 mod measure;
 mod ours;
+mod pipeline;
 mod procs;
 mod report;
 
@@ -27,6 +28,10 @@ struct Args {
     /// The `sv0` binary (release build).
     #[arg(long)]
     sv0: PathBuf,
+    /// Another `sv0` binary (say, a release build of an earlier revision) to measure in the same
+    /// run, next to `--sv0` in every row of ours: adds a "this build against the baseline" table.
+    #[arg(long)]
+    baseline: Option<PathBuf>,
     /// The agenda peer's directory (holds peer.mjs and its node_modules).
     #[arg(long)]
     agenda_dir: PathBuf,
@@ -95,6 +100,10 @@ async fn main() -> Result<()> {
         bin: args.sv0.clone(),
         uri: devdb.uri(),
     };
+    let baseline = args.baseline.as_ref().map(|bin| ours::Ours {
+        bin: bin.clone(),
+        uri: devdb.uri(),
+    });
     let agenda = agenda::Agenda {
         dir: args.agenda_dir.clone(),
         uri: devdb.uri(),
@@ -130,12 +139,20 @@ async fn main() -> Result<()> {
             continue;
         }
         let db = |peer: &str| scratch(&client, peer);
+        let base_db = db("baseline");
         let (jobs, history, procs) = (d.jobs, d.history, d.processes);
         let row = Row {
             ours: cell(
                 &name,
                 "ours",
                 ours.drain(&db("ours"), jobs, history, procs, per, cap),
+            )
+            .await,
+            baseline: baseline_cell(
+                &name,
+                baseline
+                    .as_ref()
+                    .map(|b| b.drain(&base_db, jobs, history, procs, per, cap)),
             )
             .await,
             agenda: cell(
@@ -156,6 +173,7 @@ async fn main() -> Result<()> {
         rows.push(row);
     }
 
+    let base_db = scratch(&client, "baseline");
     let name = "enqueue→start latency at 20 jobs/s, 2 × 8 idle, polling".to_string();
     if wanted(&name) {
         let row = Row {
@@ -163,6 +181,13 @@ async fn main() -> Result<()> {
                 &name,
                 "ours",
                 ours.latency(&scratch(&client, "ours"), LATENCY_JOBS, LATENCY_RATE, false),
+            )
+            .await,
+            baseline: baseline_cell(
+                &name,
+                baseline
+                    .as_ref()
+                    .map(|b| b.latency(&base_db, LATENCY_JOBS, LATENCY_RATE, false)),
             )
             .await,
             agenda: cell(
@@ -187,6 +212,13 @@ async fn main() -> Result<()> {
                 ours.memory(&scratch(&client, "ours"), MEMORY_JOBS, MEMORY_CONCURRENCY),
             )
             .await,
+            baseline: baseline_cell(
+                &name,
+                baseline
+                    .as_ref()
+                    .map(|b| b.memory(&base_db, MEMORY_JOBS, MEMORY_CONCURRENCY)),
+            )
+            .await,
             agenda: cell(
                 &name,
                 "agenda",
@@ -199,6 +231,22 @@ async fn main() -> Result<()> {
         report::print_row(&row);
         rows.push(row);
     }
+    let scan_name = "scan of a 10,000-entity graph, stage by stage";
+    let scan = if wanted(scan_name) {
+        eprintln!("[{scan_name}]…");
+        match pipeline::scan_costs(&args.sv0, &devdb.uri(), &scratch(&client, "pipeline")).await {
+            Ok(costs) => {
+                eprintln!("{}", report::scan_table(&costs));
+                Some(Ok(costs))
+            }
+            Err(e) => {
+                eprintln!("[{scan_name}] FAILED: {e:#}");
+                Some(Err(format!("[{scan_name}]: {e:#}")))
+            }
+        }
+    } else {
+        None
+    };
     drop(client);
     devdb.stop()?;
 
@@ -207,15 +255,27 @@ async fn main() -> Result<()> {
     if wanted(&name) {
         let oplog = DevDb::builder().oplog(true).start()?;
         let client = Client::with_uri_str(oplog.uri()).await?;
+        let base_db = scratch(&client, "baseline");
         let ours = ours::Ours {
             bin: args.sv0.clone(),
             uri: oplog.uri(),
         };
+        let baseline = args.baseline.as_ref().map(|bin| ours::Ours {
+            bin: bin.clone(),
+            uri: oplog.uri(),
+        });
         let row = Row {
             ours: cell(
                 &name,
                 "ours",
                 ours.latency(&scratch(&client, "ours"), LATENCY_JOBS, LATENCY_RATE, true),
+            )
+            .await,
+            baseline: baseline_cell(
+                &name,
+                baseline
+                    .as_ref()
+                    .map(|b| b.latency(&base_db, LATENCY_JOBS, LATENCY_RATE, true)),
             )
             .await,
             agenda: Cell::NotRun(
@@ -234,7 +294,18 @@ async fn main() -> Result<()> {
     let elapsed = began.elapsed();
     let text = report::table(&rows);
     println!("\n{text}");
-    let errors: Vec<String> = rows.iter().flat_map(Row::errors).collect();
+    let mut errors: Vec<String> = rows.iter().flat_map(Row::errors).collect();
+    let scan = match scan {
+        Some(Ok(costs)) => {
+            println!("{scan_name}:\n\n{}", report::scan_table(&costs));
+            Some(costs)
+        }
+        Some(Err(error)) => {
+            errors.push(error);
+            None
+        }
+        None => None,
+    };
     for error in &errors {
         eprintln!("FAILED {error}");
     }
@@ -243,7 +314,14 @@ async fn main() -> Result<()> {
         "some cells failed; the report was not written"
     );
     if let Some(path) = &args.markdown {
-        let markdown = report::markdown(&rows, &machine, &args.revision, elapsed, args.cap_secs);
+        let markdown = report::markdown(
+            &rows,
+            scan.as_deref(),
+            &machine,
+            &args.revision,
+            elapsed,
+            args.cap_secs,
+        );
         std::fs::write(path, markdown).with_context(|| format!("writing {}", path.display()))?;
         eprintln!("wrote {}", path.display());
     }
@@ -253,6 +331,17 @@ async fn main() -> Result<()> {
 /// A database of its own for one peer in one scenario; each measurement drops it first.
 fn scratch(client: &Client, peer: &str) -> Database {
     client.database(&format!("bench_{peer}"))
+}
+
+/// The baseline binary's cell in a row, when `--baseline` was given.
+async fn baseline_cell<T: Into<Cell>>(
+    row: &str,
+    run: Option<impl Future<Output = Result<T>>>,
+) -> Option<Cell> {
+    match run {
+        Some(run) => Some(cell(row, "baseline", run).await),
+        None => None,
+    }
 }
 
 /// Runs one measurement, logging its progress; a failure becomes a failed cell, not the end of

@@ -5,6 +5,7 @@ use std::fmt;
 use std::time::Duration;
 
 use crate::measure::{Latency, Memory, Throughput};
+use crate::pipeline::StageCost;
 
 /// One measurement of one peer in one scenario.
 #[derive(Debug, Clone)]
@@ -70,6 +71,8 @@ impl fmt::Display for Cell {
 pub struct Row {
     pub name: String,
     pub ours: Cell,
+    /// The `--baseline` binary's cell, when one was given.
+    pub baseline: Option<Cell>,
     pub agenda: Cell,
     pub ceiling: Cell,
 }
@@ -90,11 +93,13 @@ impl Row {
     /// Every failure's message, for the end of the run.
     pub fn errors(&self) -> Vec<String> {
         [
-            ("ours", &self.ours),
-            ("agenda", &self.agenda),
-            ("ceiling", &self.ceiling),
+            ("ours", Some(&self.ours)),
+            ("baseline", self.baseline.as_ref()),
+            ("agenda", Some(&self.agenda)),
+            ("ceiling", Some(&self.ceiling)),
         ]
         .into_iter()
+        .filter_map(|(peer, cell)| Some((peer, cell?)))
         .filter_map(|(peer, cell)| match cell {
             Cell::Failed(e) => Some(format!("[{}] {peer}: {e}", self.name)),
             _ => None,
@@ -131,8 +136,12 @@ impl Row {
 /// Progress output: a row as soon as it is measured.
 pub fn print_row(row: &Row) {
     let [name, ours, agenda, ceiling, vs_agenda, vs_ceiling] = row.cells();
+    let baseline = match &row.baseline {
+        Some(cell) => format!(" | baseline {cell}"),
+        None => String::new(),
+    };
     eprintln!(
-        "== {name} | ours {ours} | agenda {agenda} | ceiling {ceiling} | ours/agenda {vs_agenda} | ours/ceiling {vs_ceiling}"
+        "== {name} | ours {ours}{baseline} | agenda {agenda} | ceiling {ceiling} | ours/agenda {vs_agenda} | ours/ceiling {vs_ceiling}"
     );
 }
 
@@ -147,6 +156,51 @@ pub fn table(rows: &[Row]) -> String {
     }
     out += "\nTargets (issues 7 and 12):\n\n";
     out += &targets(rows);
+    if rows.iter().any(|r| r.baseline.is_some()) {
+        out += "\n";
+        out += &against_baseline(rows);
+    }
+    out
+}
+
+/// This build next to the `--baseline` build, measured in the same run on the same server: how
+/// much slower (or bigger) this build is in each row, and whether it stays within 10 %.
+fn against_baseline(rows: &[Row]) -> String {
+    let mut out = String::from(
+        "This build against the baseline build (`--baseline`), same run, same server\n\
+         (issue 12: no row more than 10 % worse):\n\n\
+         | scenario | this build | baseline | this / baseline | within 10 % |\n\
+         | --- | --- | --- | --- | --- |\n",
+    );
+    for row in rows {
+        let Some(base) = &row.baseline else { continue };
+        // How much worse this build is, as a factor ≥ 1 when worse: rates fall, times and
+        // memory rise.
+        let (ratio, worse) = match (&row.ours, base) {
+            (Cell::Throughput(o), Cell::Throughput(b)) => {
+                let r = o.per_second() / b.per_second();
+                (format!("×{r:.2} (rate)"), Some(1.0 / r))
+            }
+            (Cell::Latency(o), Cell::Latency(b)) => (
+                format!("p50 ×{:.2}, p99 ×{:.2}", o.p50 / b.p50, o.p99 / b.p99),
+                Some(o.p99 / b.p99),
+            ),
+            (Cell::Memory(o), Cell::Memory(b)) => {
+                let r = o.peak_mb / b.peak_mb;
+                (format!("peak ×{r:.2}"), Some(r))
+            }
+            _ => ("—".into(), None),
+        };
+        let verdict = match worse {
+            Some(w) if w <= 1.10 => "yes",
+            Some(_) => "NO",
+            None => "—",
+        };
+        out += &format!(
+            "| {} | {} | {base} | {ratio} | {verdict} |\n",
+            row.name, row.ours
+        );
+    }
     out
 }
 
@@ -254,6 +308,7 @@ impl Machine {
 /// explanation (`bench/src/explanation.md`, which states no figures of its own).
 pub fn markdown(
     rows: &[Row],
+    scan: Option<&[StageCost]>,
     machine: &Machine,
     revision: &str,
     elapsed: Duration,
@@ -272,7 +327,7 @@ pub fn markdown(
          run began); node {}; devdb (mongo-java-server 1.47.0, in memory) as the server for every\n\
          peer. **These are the stand's figures, not MongoDB's**: compare the columns, not the\n\
          absolute numbers (README, \"Its cost model\").\n\n\
-         ## Results\n\n{}\n{}",
+         ## Results\n\n{}\n{}\n{}",
         elapsed.as_secs_f64(),
         machine.cores,
         machine.cpu,
@@ -280,8 +335,39 @@ pub fn markdown(
         machine.load,
         machine.node,
         table(rows),
+        scan.map_or(String::new(), |costs| format!(
+            "## A scan, stage by stage\n\n\
+             The demo connector's graph of {} entities (two clouds of {}), scanned by one \
+             `sv0 worker`, then scanned again unchanged (see \"A scan's cost\" below):\n\n{}",
+            thousands(2 * crate::pipeline::SIZE_PER_CLOUD as usize),
+            thousands(crate::pipeline::SIZE_PER_CLOUD as usize),
+            scan_table(costs)
+        )),
         include_str!("explanation.md"),
     )
+}
+
+/// The Markdown table of the costs.
+pub fn scan_table(costs: &[StageCost]) -> String {
+    let mut out = String::from(
+        "| stage | first scan: time | first scan: documents written | unchanged re-scan: time | re-scan: documents written (`last_seen_at` only) |\n\
+         | --- | --- | --- | --- | --- |\n",
+    );
+    let (mut first, mut again) = (0.0, 0.0);
+    for c in costs {
+        first += c.first.seconds;
+        again += c.again.seconds;
+        out += &format!(
+            "| {} | {:.2} s | {} | {:.2} s | {} |\n",
+            c.stage,
+            c.first.seconds,
+            thousands(c.first.written as usize),
+            c.again.seconds,
+            thousands(c.again.written as usize),
+        );
+    }
+    out += &format!("| **all stages** | **{first:.2} s** | | **{again:.2} s** | |\n");
+    out
 }
 
 /// `12345` → `12,345`.

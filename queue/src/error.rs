@@ -38,8 +38,8 @@ impl From<MongoError> for QueueError {
 }
 
 /// Network failures, pool resets, server selection timeouts, and anything the server labels as
-/// retryable.
-fn is_transient(error: &MongoError) -> bool {
+/// retryable. Public so that the crates above classify their own storage errors the same way.
+pub fn is_transient(error: &MongoError) -> bool {
     const LABELS: [&str; 3] = [
         "RetryableWriteError",
         "TransientTransactionError",

@@ -2,6 +2,8 @@
 //! lines collected for assertions.
 #![allow(dead_code)] // each test file uses a different part of this
 
+pub mod pipeline;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};

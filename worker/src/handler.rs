@@ -115,6 +115,12 @@ impl HandlerSet {
         self
     }
 
+    /// Adds every handler of `other`; a kind both have gets `other`'s.
+    pub fn extend(&mut self, other: HandlerSet) -> &mut Self {
+        self.handlers.extend(other.handlers);
+        self
+    }
+
     pub fn get(&self, kind: &str) -> Option<Arc<dyn JobHandler>> {
         self.handlers.get(kind).cloned()
     }

@@ -1,0 +1,76 @@
+//! Many upserts in one round trip: one `update` command with many statements, sent with
+//! `run_command`. The driver's `Client::bulk_write` would do the same but needs MongoDB 8.0 (the
+//! stand reports 6.0); the plain `update` command with a list of statements works on every
+//! server and on the stand.
+
+use mongodb::Database;
+use mongodb::bson::{Bson, Document, doc};
+
+use crate::error::{DomainError, Result};
+
+/// At most this many statements per command (MongoDB's own limit is 100,000)…
+const MAX_STATEMENTS: usize = 1_000;
+/// …and about this many bytes, well under the 16 MiB a command may carry.
+const MAX_BYTES: usize = 4 * 1024 * 1024;
+
+/// One statement of an `update` command.
+pub(crate) fn statement(filter: Document, update: Document, upsert: bool) -> Document {
+    doc! { "q": filter, "u": update, "upsert": upsert }
+}
+
+/// Sends `statements` to `collection`, unordered, in as few commands as the limits allow. A
+/// statement's error fails the call; a duplicate-key error (two upserts of one key racing) and a
+/// write-concern error are transient: the same statements may be sent again.
+pub(crate) async fn update_all(
+    db: &Database,
+    collection: &str,
+    statements: Vec<Document>,
+) -> Result<()> {
+    let mut chunk = Vec::new();
+    let mut bytes = 0;
+    for statement in statements {
+        let size = mongodb::bson::to_vec(&statement).map_or(0, |v| v.len());
+        if !chunk.is_empty() && (chunk.len() == MAX_STATEMENTS || bytes + size > MAX_BYTES) {
+            send(db, collection, std::mem::take(&mut chunk)).await?;
+            bytes = 0;
+        }
+        bytes += size;
+        chunk.push(statement);
+    }
+    if !chunk.is_empty() {
+        send(db, collection, chunk).await?;
+    }
+    Ok(())
+}
+
+async fn send(db: &Database, collection: &str, statements: Vec<Document>) -> Result<()> {
+    let count = statements.len();
+    let reply = db
+        .run_command(doc! {
+            "update": collection,
+            "updates": statements.into_iter().map(Bson::Document).collect::<Vec<_>>(),
+            "ordered": false,
+        })
+        .await?;
+    if let Ok(errors) = reply.get_array("writeErrors")
+        && let Some(Bson::Document(first)) = errors.first()
+    {
+        let code = first.get_i32("code").unwrap_or_default();
+        let message = first.get_str("errmsg").unwrap_or("no message");
+        let text = format!(
+            "{} of {count} writes to {collection} failed; the first: code {code}: {message}",
+            errors.len()
+        );
+        return Err(if code == 11000 {
+            DomainError::Race(text)
+        } else {
+            DomainError::Write(text)
+        });
+    }
+    if let Ok(error) = reply.get_document("writeConcernError") {
+        return Err(DomainError::Race(format!(
+            "write concern error on {collection}: {error}"
+        )));
+    }
+    Ok(())
+}

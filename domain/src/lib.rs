@@ -1,0 +1,166 @@
+//! sv0 pipeline's domain: what a scan is and where its results live.
+//!
+//! This crate owns the domain's types and collections: `scan_runs` (the pipeline-run root, with
+//! its category cells, ADR-027 §a), `tenants`, `connector_instances`, `scan_scopes`,
+//! `connector_syncs`, `entities`, `findings`, `chains`, `stitched_paths` and `evidence_packs`, their
+//! indexes, and every write to them; the category-name rule; the connector's graph format. Every
+//! document of a tenant carries `tenant_id`, and every query of a tenant's data filters by it.
+//!
+//! It must not run anything: no job kinds, no connector processes, no credentials (the pipeline
+//! crate does those), and it never writes the queue's `jobs` collection.
+
+mod batch;
+pub mod category;
+mod entities;
+mod error;
+mod findings;
+pub mod graph;
+mod materialize;
+pub mod run;
+mod runs;
+mod syncs;
+mod tenancy;
+
+pub use category::{CategoryName, CategoryNameError};
+pub use entities::{Edge, Entity};
+pub use error::{DomainError, Result};
+pub use findings::{Chain, Finding, Keyed, Severity, StitchedPath};
+pub use graph::{EdgeType, EntityType, Graph, GraphEdge, GraphEntity};
+pub use materialize::{Counts, content_hash};
+pub use run::{
+    Budget, CategoryResult, CellStatus, MAX_RUNTIME_SECONDS, Materializer, RunStatus, ScanRun,
+    Trigger,
+};
+pub use syncs::{ConnectorSync, EvidencePack, PackItem};
+pub use tenancy::{
+    ConnectorInstance, InstanceStatus, ScanScope, Tenant, TenantStatus, validate_budget,
+    validate_tenant_id,
+};
+
+use mongodb::bson::{Document, doc};
+use mongodb::options::IndexOptions;
+use mongodb::{Collection, Database, IndexModel};
+
+/// The domain's collections in one database.
+#[derive(Debug, Clone)]
+pub struct Domain {
+    db: Database,
+}
+
+impl Domain {
+    pub fn new(db: &Database) -> Domain {
+        Domain { db: db.clone() }
+    }
+
+    fn runs(&self) -> Collection<ScanRun> {
+        self.db.collection("scan_runs")
+    }
+    fn tenants(&self) -> Collection<Tenant> {
+        self.db.collection("tenants")
+    }
+    fn instances(&self) -> Collection<ConnectorInstance> {
+        self.db.collection("connector_instances")
+    }
+    fn scopes(&self) -> Collection<ScanScope> {
+        self.db.collection("scan_scopes")
+    }
+    fn syncs(&self) -> Collection<ConnectorSync> {
+        self.db.collection("connector_syncs")
+    }
+    fn packs(&self) -> Collection<EvidencePack> {
+        self.db.collection("evidence_packs")
+    }
+
+    /// Creates every index the domain's queries use (idempotent; run at start-up). Each names
+    /// the query it serves. Unique indexes carry the idempotency of the stages' writes; on the
+    /// stand, they are also the only ones it uses (DESIGN §8), which is why every write by key
+    /// filters on exactly a unique index's fields.
+    pub async fn ensure_indexes(&self) -> Result<()> {
+        let unique = |keys: Document| {
+            IndexModel::builder()
+                .keys(keys)
+                .options(IndexOptions::builder().unique(true).build())
+                .build()
+        };
+        let plain = |keys: Document| IndexModel::builder().keys(keys).build();
+        let sets: [(&str, Vec<IndexModel>); 9] = [
+            (
+                "scan_runs",
+                vec![
+                    // Run creation is idempotent per (scope, slot) and per (deploy, tenant); most
+                    // runs have no key, hence sparse.
+                    IndexModel::builder()
+                        .keys(doc! { "dedup_key": 1 })
+                        .options(IndexOptions::builder().unique(true).sparse(true).build())
+                        .build(),
+                    // A tenant's runs, newest first (the runs list).
+                    plain(doc! { "tenant_id": 1, "created_at": -1 }),
+                    // The orphaned-run reaper: running runs by when they were last taken up.
+                    plain(doc! { "status": 1, "last_claimed_at": 1 }),
+                ],
+            ),
+            // A tenant's instances and scopes (lists, the scheduler's scope lookups).
+            ("connector_instances", vec![plain(doc! { "tenant_id": 1 })]),
+            (
+                "scan_scopes",
+                vec![plain(doc! { "tenant_id": 1, "instance_id": 1 })],
+            ),
+            (
+                "connector_syncs",
+                vec![
+                    // One sync per run: a replayed execute_scan finds the first one's.
+                    unique(doc! { "scan_run_id": 1 }),
+                    // A source's latest sync (the stitch stage's fan-out).
+                    plain(doc! { "tenant_id": 1, "source": 1, "created_at": -1 }),
+                ],
+            ),
+            (
+                "entities",
+                vec![
+                    // Upsert by external id.
+                    unique(doc! { "tenant_id": 1, "external_id": 1 }),
+                    // A source's full state (the sync's read before it writes).
+                    plain(doc! { "tenant_id": 1, "source": 1 }),
+                    // The tenant's live entities (rules, chains).
+                    plain(doc! { "tenant_id": 1, "status": 1 }),
+                ],
+            ),
+            (
+                "findings",
+                vec![
+                    unique(doc! { "tenant_id": 1, "key": 1 }),
+                    plain(doc! { "tenant_id": 1, "status": 1 }),
+                ],
+            ),
+            (
+                "chains",
+                vec![
+                    unique(doc! { "tenant_id": 1, "key": 1 }),
+                    plain(doc! { "tenant_id": 1, "status": 1 }),
+                ],
+            ),
+            (
+                "stitched_paths",
+                vec![
+                    unique(doc! { "tenant_id": 1, "key": 1 }),
+                    plain(doc! { "tenant_id": 1, "status": 1 }),
+                ],
+            ),
+            (
+                "evidence_packs",
+                vec![
+                    // One pack per run.
+                    unique(doc! { "scan_run_id": 1 }),
+                    plain(doc! { "tenant_id": 1, "created_at": -1 }),
+                ],
+            ),
+        ];
+        for (collection, indexes) in sets {
+            self.db
+                .collection::<Document>(collection)
+                .create_indexes(indexes)
+                .await?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,165 @@
+//! The writes that move a scan run through its life: created (once per dedup key), started,
+//! cells stamped, finished. A finished run's status never changes again; only a `__stitch`
+//! cell may still be added to it, by a later run whose stitch it took part in.
+
+use mongodb::bson::oid::ObjectId;
+use mongodb::bson::{self, DateTime, doc};
+
+use crate::Domain;
+use crate::category::CategoryName;
+use crate::error::{DomainError, Result};
+use crate::run::{CategoryResult, RunStatus, ScanRun, cell_update};
+use crate::syncs::is_duplicate;
+
+impl Domain {
+    /// Inserts `run`; if its `dedup_key` is taken, returns the run holding it instead, with
+    /// `false`.
+    pub async fn insert_run(&self, run: &ScanRun) -> Result<(ScanRun, bool)> {
+        match self.runs().insert_one(run).await {
+            Ok(_) => Ok((run.clone(), true)),
+            Err(e) if is_duplicate(&e) && run.dedup_key.is_some() => {
+                let existing = self
+                    .runs()
+                    .find_one(doc! { "dedup_key": &run.dedup_key })
+                    .await?
+                    .ok_or_else(|| {
+                        DomainError::Race(format!(
+                            "run dedup key {:?} was taken and then freed",
+                            run.dedup_key
+                        ))
+                    })?;
+                if existing.tenant_id != run.tenant_id {
+                    return Err(DomainError::Conflict(format!(
+                        "dedup key {:?} belongs to another tenant's run",
+                        run.dedup_key
+                    )));
+                }
+                Ok((existing, false))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub async fn run(&self, tenant_id: &str, id: ObjectId) -> Result<ScanRun> {
+        self.runs()
+            .find_one(doc! { "_id": id, "tenant_id": tenant_id })
+            .await?
+            .ok_or_else(|| DomainError::not_found("scan run", id, tenant_id))
+    }
+
+    /// A worker takes up one of the run's stages: a queued run becomes running, and
+    /// `last_claimed_at` is stamped either way. Returns the run as it is now.
+    pub async fn start_run(&self, tenant_id: &str, id: ObjectId) -> Result<ScanRun> {
+        let now = DateTime::now();
+        let started = self
+            .runs()
+            .update_one(
+                doc! { "_id": id, "tenant_id": tenant_id, "status": "queued" },
+                doc! { "$set": {
+                    "status": "running", "started_at": now, "last_claimed_at": now, "updated_at": now,
+                } },
+            )
+            .await?;
+        if started.matched_count == 0 {
+            self.runs()
+                .update_one(
+                    doc! { "_id": id, "tenant_id": tenant_id, "status": "running" },
+                    doc! { "$set": { "last_claimed_at": now, "updated_at": now } },
+                )
+                .await?;
+        }
+        self.run(tenant_id, id).await
+    }
+
+    /// Writes one cell of the run.
+    pub async fn stamp_cell(
+        &self,
+        tenant_id: &str,
+        id: ObjectId,
+        name: &CategoryName,
+        cell: &CategoryResult,
+    ) -> Result<()> {
+        let found = self
+            .runs()
+            .update_one(
+                doc! { "_id": id, "tenant_id": tenant_id },
+                doc! { "$set": cell_update(name, cell)? },
+            )
+            .await?;
+        if found.matched_count == 0 {
+            return Err(DomainError::not_found("scan run", id, tenant_id));
+        }
+        Ok(())
+    }
+
+    /// Writes several cells at once (a connector's categories).
+    pub async fn stamp_cells<'a>(
+        &self,
+        tenant_id: &str,
+        id: ObjectId,
+        cells: impl IntoIterator<Item = (&'a CategoryName, &'a CategoryResult)>,
+    ) -> Result<()> {
+        let mut set = doc! { "updated_at": DateTime::now() };
+        for (name, cell) in cells {
+            set.insert(format!("category_results.{name}"), bson::to_bson(cell)?);
+        }
+        self.runs()
+            .update_one(
+                doc! { "_id": id, "tenant_id": tenant_id },
+                doc! { "$set": set },
+            )
+            .await?;
+        Ok(())
+    }
+
+    pub async fn set_run_sync(
+        &self,
+        tenant_id: &str,
+        id: ObjectId,
+        sync_id: ObjectId,
+    ) -> Result<()> {
+        self.runs()
+            .update_one(
+                doc! { "_id": id, "tenant_id": tenant_id },
+                doc! { "$set": { "sync_id": sync_id, "updated_at": DateTime::now() } },
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Finishes an unfinished run with `status`; a finished run is left as it is. Returns whether
+    /// this call finished it.
+    pub async fn finish_run(
+        &self,
+        tenant_id: &str,
+        id: ObjectId,
+        status: RunStatus,
+        error: Option<String>,
+    ) -> Result<bool> {
+        if !status.is_finished() {
+            return Err(DomainError::invalid(
+                "status",
+                format!("{} is not a final status", status.as_str()),
+            ));
+        }
+        let now = DateTime::now();
+        let finished = self
+            .runs()
+            .update_one(
+                doc! { "_id": id, "tenant_id": tenant_id, "status": { "$in": ["queued", "running"] } },
+                doc! { "$set": {
+                    "status": status.as_str(), "error": error, "finished_at": now, "updated_at": now,
+                } },
+            )
+            .await?;
+        Ok(finished.modified_count == 1)
+    }
+
+    /// Finishes the run with the status its cells add up to ([`ScanRun::outcome`]).
+    pub async fn complete_run(&self, tenant_id: &str, id: ObjectId) -> Result<ScanRun> {
+        let run = self.run(tenant_id, id).await?;
+        let (status, error) = run.outcome();
+        self.finish_run(tenant_id, id, status, error).await?;
+        self.run(tenant_id, id).await
+    }
+}

@@ -1,0 +1,224 @@
+//! Who is scanned and how: `tenants`, `connector_instances` (a connector configured for a
+//! tenant, with where its credentials live) and `scan_scopes` (what one scan of an instance
+//! covers, its schedule and its budget).
+
+use mongodb::bson::oid::ObjectId;
+use mongodb::bson::{DateTime, Document, doc};
+use serde::{Deserialize, Serialize};
+use sv0_broker::CredentialsRef;
+use sv0_broker::naming::TenantId;
+
+use crate::Domain;
+use crate::error::{DomainError, Result};
+use crate::run::{Budget, MAX_RUNTIME_SECONDS};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TenantStatus {
+    Active,
+    /// Kept, but nothing new runs for it: no scheduled scans, no rematerializations.
+    Suspended,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Tenant {
+    /// The tenant id itself: what every other document's `tenant_id` holds.
+    #[serde(rename = "_id")]
+    pub id: String,
+    pub name: String,
+    pub status: TenantStatus,
+    pub created_at: DateTime,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InstanceStatus {
+    Active,
+    Disabled,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConnectorInstance {
+    #[serde(rename = "_id")]
+    pub id: ObjectId,
+    pub tenant_id: String,
+    pub name: String,
+    /// The connector's kind (`demo`, `aws`, …): part of where Key Vault looks for its secrets.
+    pub kind: String,
+    /// The connector executable and its fixed arguments; the driver appends the contract's three.
+    pub command: Vec<String>,
+    pub credentials_ref: CredentialsRef,
+    pub status: InstanceStatus,
+    pub created_at: DateTime,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScanScope {
+    #[serde(rename = "_id")]
+    pub id: ObjectId,
+    pub tenant_id: String,
+    pub instance_id: ObjectId,
+    pub name: String,
+    /// What to scan, in the connector's own terms: handed to it as `scope.json`.
+    pub scope: Document,
+    /// The schedule (interval or cron) and its policies: the scheduler's to fill and read.
+    #[serde(default)]
+    pub schedule: Option<Document>,
+    #[serde(default)]
+    pub paused: bool,
+    pub budget: Budget,
+    pub created_at: DateTime,
+}
+
+impl Tenant {
+    pub fn new(id: &str, name: &str) -> Result<Tenant> {
+        validate_tenant_id(id)?;
+        Ok(Tenant {
+            id: id.to_string(),
+            name: name.to_string(),
+            status: TenantStatus::Active,
+            created_at: DateTime::now(),
+        })
+    }
+}
+
+impl ConnectorInstance {
+    pub fn new(
+        tenant_id: &str,
+        name: &str,
+        kind: &str,
+        command: Vec<String>,
+        credentials_ref: CredentialsRef,
+    ) -> Result<ConnectorInstance> {
+        validate_tenant_id(tenant_id)?;
+        if command.first().is_none_or(|program| program.is_empty()) {
+            return Err(DomainError::invalid(
+                "command",
+                "must name the connector executable first",
+            ));
+        }
+        if kind.is_empty()
+            || !kind
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        {
+            return Err(DomainError::invalid(
+                "kind",
+                "must be lower-case letters, digits and `_`",
+            ));
+        }
+        // The broker refuses a bad ref at resolve time; refusing it here too means the mistake
+        // is reported when the instance is made, not at 3 a.m. by the first scheduled scan.
+        sv0_broker::naming::Ref::parse(&credentials_ref.reference)
+            .map_err(|refusal| DomainError::invalid("credentials_ref.ref", refusal.to_string()))?;
+        Ok(ConnectorInstance {
+            id: ObjectId::new(),
+            tenant_id: tenant_id.to_string(),
+            name: name.to_string(),
+            kind: kind.to_string(),
+            command,
+            credentials_ref,
+            status: InstanceStatus::Active,
+            created_at: DateTime::now(),
+        })
+    }
+}
+
+impl ScanScope {
+    pub fn new(
+        instance: &ConnectorInstance,
+        name: &str,
+        scope: Document,
+        budget: Budget,
+    ) -> Result<ScanScope> {
+        validate_budget(&budget)?;
+        Ok(ScanScope {
+            id: ObjectId::new(),
+            tenant_id: instance.tenant_id.clone(),
+            instance_id: instance.id,
+            name: name.to_string(),
+            scope,
+            schedule: None,
+            paused: false,
+            budget,
+            created_at: DateTime::now(),
+        })
+    }
+}
+
+pub fn validate_tenant_id(id: &str) -> Result<()> {
+    TenantId::parse(id)
+        .map(|_| ())
+        .map_err(|refusal| DomainError::invalid("tenant_id", refusal.to_string()))
+}
+
+pub fn validate_budget(budget: &Budget) -> Result<()> {
+    if !(1..=MAX_RUNTIME_SECONDS).contains(&budget.max_runtime_seconds) {
+        return Err(DomainError::invalid(
+            "budget.max_runtime_seconds",
+            format!("must be 1 to {MAX_RUNTIME_SECONDS}"),
+        ));
+    }
+    Ok(())
+}
+
+impl Domain {
+    /// Creates the tenant, or updates its name and status if it exists.
+    pub async fn put_tenant(&self, tenant: &Tenant) -> Result<()> {
+        self.tenants()
+            .update_one(
+                doc! { "_id": &tenant.id },
+                doc! {
+                    "$set": { "name": &tenant.name, "status": mongodb::bson::to_bson(&tenant.status)? },
+                    "$setOnInsert": { "created_at": tenant.created_at },
+                },
+            )
+            .upsert(true)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn tenant(&self, tenant_id: &str) -> Result<Tenant> {
+        self.tenants()
+            .find_one(doc! { "_id": tenant_id })
+            .await?
+            .ok_or_else(|| DomainError::not_found("tenant", tenant_id, tenant_id))
+    }
+
+    pub async fn active_tenants(&self) -> Result<Vec<Tenant>> {
+        use futures::TryStreamExt;
+        Ok(self
+            .tenants()
+            .find(doc! { "status": "active" })
+            .sort(doc! { "_id": 1 })
+            .await?
+            .try_collect()
+            .await?)
+    }
+
+    pub async fn insert_instance(&self, instance: &ConnectorInstance) -> Result<()> {
+        self.tenant(&instance.tenant_id).await?;
+        self.instances().insert_one(instance).await?;
+        Ok(())
+    }
+
+    pub async fn instance(&self, tenant_id: &str, id: ObjectId) -> Result<ConnectorInstance> {
+        self.instances()
+            .find_one(doc! { "_id": id, "tenant_id": tenant_id })
+            .await?
+            .ok_or_else(|| DomainError::not_found("connector instance", id, tenant_id))
+    }
+
+    pub async fn insert_scope(&self, scope: &ScanScope) -> Result<()> {
+        self.instance(&scope.tenant_id, scope.instance_id).await?;
+        self.scopes().insert_one(scope).await?;
+        Ok(())
+    }
+
+    pub async fn scope(&self, tenant_id: &str, id: ObjectId) -> Result<ScanScope> {
+        self.scopes()
+            .find_one(doc! { "_id": id, "tenant_id": tenant_id })
+            .await?
+            .ok_or_else(|| DomainError::not_found("scan scope", id, tenant_id))
+    }
+}

@@ -1,0 +1,227 @@
+//! The keyed sets the stages rewrite in full (entities per source, findings per tenant), on the
+//! stand: what a rewrite creates, updates, leaves alone and retires, and that a replay of the
+//! same write converges on the same documents.
+
+use futures::TryStreamExt;
+use mongodb::bson::{Document, doc};
+use sv0_domain::{Counts, Domain, Finding, Graph, Severity};
+use sv0_testkit::TestDb;
+
+async fn setup(label: &str) -> (TestDb, Domain) {
+    let tdb = TestDb::new(label).await;
+    let domain = Domain::new(&tdb.db);
+    domain.ensure_indexes().await.unwrap();
+    (tdb, domain)
+}
+
+fn finding(entity: &str, severity: Severity) -> Finding {
+    Finding {
+        rule: "public_storage".into(),
+        entity_id: entity.into(),
+        severity,
+        title: format!("storage {entity} is readable by anyone"),
+    }
+}
+
+async fn docs(tdb: &TestDb, collection: &str, filter: Document) -> Vec<Document> {
+    tdb.db
+        .collection::<Document>(collection)
+        .find(filter)
+        .sort(doc! {"key": 1, "external_id": 1})
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap()
+}
+
+fn counts(created: u64, updated: u64, unchanged: u64, retired: u64) -> Counts {
+    Counts {
+        created,
+        updated,
+        unchanged,
+        retired,
+    }
+}
+
+#[tokio::test]
+async fn a_rewrite_creates_updates_keeps_and_resolves_findings() {
+    let (tdb, domain) = setup("findings_rewrite").await;
+    let first = [
+        finding("a", Severity::Medium),
+        finding("b", Severity::Medium),
+        finding("c", Severity::Medium),
+    ];
+    assert_eq!(
+        domain.write_findings("t", &first).await.unwrap(),
+        counts(3, 0, 0, 0)
+    );
+    let before = docs(&tdb, "findings", doc! {"key": "public_storage:a"}).await;
+
+    // a unchanged, b changed, c gone, d new.
+    let second = [
+        finding("a", Severity::Medium),
+        finding("b", Severity::Critical),
+        finding("d", Severity::Medium),
+    ];
+    assert_eq!(
+        domain.write_findings("t", &second).await.unwrap(),
+        counts(1, 1, 1, 1)
+    );
+    let after = docs(&tdb, "findings", doc! {}).await;
+    let status: Vec<(&str, &str)> = after
+        .iter()
+        .map(|d| (d.get_str("key").unwrap(), d.get_str("status").unwrap()))
+        .collect();
+    assert_eq!(
+        status,
+        vec![
+            ("public_storage:a", "open"),
+            ("public_storage:b", "open"),
+            ("public_storage:c", "resolved"),
+            ("public_storage:d", "open"),
+        ]
+    );
+    // The unchanged finding: only last_seen_at moved.
+    let mut a_before = before[0].clone();
+    let mut a_after = after[0].clone();
+    assert_ne!(
+        a_before.remove("last_seen_at"),
+        a_after.remove("last_seen_at")
+    );
+    assert_eq!(a_before, a_after);
+    assert_eq!(
+        after[1]
+            .get_document("data")
+            .unwrap()
+            .get_str("severity")
+            .unwrap(),
+        "critical"
+    );
+    assert!(after[2].get_datetime("resolved_at").is_ok());
+
+    // The same write again (a replayed stage): nothing but last_seen_at changes.
+    assert_eq!(
+        domain.write_findings("t", &second).await.unwrap(),
+        counts(0, 0, 3, 0)
+    );
+    // c fires again: it reopens (an update of the same finding, not a new one).
+    let third = [
+        finding("a", Severity::Medium),
+        finding("b", Severity::Critical),
+        finding("c", Severity::Medium),
+        finding("d", Severity::Medium),
+    ];
+    assert_eq!(
+        domain.write_findings("t", &third).await.unwrap(),
+        counts(0, 1, 3, 0)
+    );
+    let c = docs(&tdb, "findings", doc! {"key": "public_storage:c"}).await;
+    assert_eq!(c[0].get_str("status").unwrap(), "open");
+    assert!(
+        c[0].get("resolved_at").is_none(),
+        "reopened: no resolved_at"
+    );
+    assert_eq!(c[0].get_object_id("_id"), after[2].get_object_id("_id"));
+}
+
+#[tokio::test]
+async fn each_tenant_has_its_own_set() {
+    let (tdb, domain) = setup("findings_tenants").await;
+    domain
+        .write_findings("t1", &[finding("a", Severity::Low)])
+        .await
+        .unwrap();
+    // t2's full set is empty: t1's finding is not t2's to resolve.
+    assert_eq!(
+        domain.write_findings("t2", &[]).await.unwrap(),
+        counts(0, 0, 0, 0)
+    );
+    assert_eq!(
+        domain
+            .write_findings("t2", &[finding("a", Severity::Low)])
+            .await
+            .unwrap(),
+        counts(1, 0, 0, 0)
+    );
+    let all = docs(&tdb, "findings", doc! {"status": "open"}).await;
+    assert_eq!(all.len(), 2, "the same key in two tenants is two findings");
+}
+
+#[tokio::test]
+async fn a_sync_is_its_sources_full_state() {
+    let (tdb, domain) = setup("entities_full_state").await;
+    let graph = |ids: &[&str]| {
+        let entities: Vec<String> = ids
+            .iter()
+            .map(|id| {
+                format!(r#"{{"id": "{id}", "type": "machine", "cloud": "aws", "name": "{id}"}}"#)
+            })
+            .collect();
+        Graph::from_json(format!(r#"{{"entities": [{}]}}"#, entities.join(",")).as_bytes()).unwrap()
+    };
+    assert_eq!(
+        domain
+            .write_entities("t", "src-1", &graph(&["m1", "m2"]))
+            .await
+            .unwrap(),
+        counts(2, 0, 0, 0)
+    );
+    assert_eq!(
+        domain
+            .write_entities("t", "src-2", &graph(&["x1"]))
+            .await
+            .unwrap(),
+        counts(1, 0, 0, 0)
+    );
+    // src-1 no longer has m2: gone. src-2's entity is not src-1's to retire.
+    assert_eq!(
+        domain
+            .write_entities("t", "src-1", &graph(&["m1", "m3"]))
+            .await
+            .unwrap(),
+        counts(1, 0, 1, 1)
+    );
+    let status: Vec<(String, String)> = docs(&tdb, "entities", doc! {})
+        .await
+        .iter()
+        .map(|d| {
+            (
+                d.get_str("external_id").unwrap().into(),
+                d.get_str("status").unwrap().into(),
+            )
+        })
+        .collect();
+    let expected = [
+        ("m1", "live"),
+        ("m2", "gone"),
+        ("m3", "live"),
+        ("x1", "live"),
+    ];
+    assert_eq!(
+        status,
+        expected.map(|(a, b)| (a.to_string(), b.to_string()))
+    );
+    assert_eq!(domain.count_live_entities("t", "src-1").await.unwrap(), 2);
+    let live: Vec<String> = domain
+        .live_entities("t")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.external_id)
+        .collect();
+    assert_eq!(live, vec!["m1", "m3", "x1"]);
+}
+
+#[tokio::test]
+async fn one_set_may_not_name_a_key_twice() {
+    let (_tdb, domain) = setup("findings_twice").await;
+    let error = domain
+        .write_findings(
+            "t",
+            &[finding("a", Severity::Low), finding("a", Severity::High)],
+        )
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("appears twice"), "{error}");
+}

@@ -1,0 +1,237 @@
+//! The entry points that start runs, for the admin API, the scheduler and the demo: create a
+//! scan run, retry a run, ingest a normalized graph, rematerialize after a deploy. Each writes the
+//! run first and then enqueues its first job with a dedup key of `(run, kind)`, so a caller that
+//! retries after a lost reply never starts a run's work twice.
+
+use std::time::Duration;
+
+use mongodb::bson::oid::ObjectId;
+use sv0_domain::{
+    ConnectorSync, DomainError, Graph, InstanceStatus, Materializer, Result, ScanRun, TenantStatus,
+    Trigger,
+};
+
+use crate::{Pipeline, kinds, stage};
+
+/// A scan run asked for through the admin API.
+#[derive(Debug, Clone)]
+pub struct RunRequest {
+    pub tenant_id: String,
+    pub scope_id: ObjectId,
+    /// Only `manual_api` and `iac_lifecycle` (ADR-027 §e): retries, deploy-gate and scheduled
+    /// runs have their own entry points.
+    pub trigger: Trigger,
+}
+
+/// The deploy a rematerialization is for: runs are idempotent per `(deploy id, tenant)`.
+#[derive(Debug, Clone)]
+pub struct Deploy {
+    pub id: String,
+    pub commit: Option<String>,
+}
+
+/// How much longer than its budget an `execute_scan` attempt may hold its job: the connector
+/// is killed at the budget, and the rest of the attempt is bookkeeping.
+const SCAN_JOB_MARGIN: Duration = Duration::from_secs(60);
+
+impl Pipeline {
+    /// Creates a `manual_api` or `iac_lifecycle` run of a scope and enqueues its scan.
+    pub async fn create_run(&self, request: RunRequest) -> Result<ScanRun> {
+        match request.trigger {
+            Trigger::ManualApi { .. } | Trigger::IacLifecycle { .. } => {}
+            other => {
+                return Err(DomainError::invalid(
+                    "trigger.type",
+                    format!(
+                        "{:?} runs are not created here: only manual_api and iac_lifecycle are \
+                         (retries go through the run's retry, deploy_gate runs through rematerialize, \
+                         scheduled runs through the scheduler)",
+                        other.type_name()
+                    ),
+                ));
+            }
+        }
+        self.start_scan(&request.tenant_id, request.scope_id, request.trigger, None)
+            .await
+            .map(|(run, _)| run)
+    }
+
+    /// Creates a run of `scope_id` with `trigger` and enqueues its `execute_scan`. With a
+    /// `dedup_key` (the scheduler's `(scope, slot)`), a second call returns the first run and
+    /// `false`. The tenant must be active and the scope's instance enabled.
+    pub async fn start_scan(
+        &self,
+        tenant_id: &str,
+        scope_id: ObjectId,
+        trigger: Trigger,
+        dedup_key: Option<String>,
+    ) -> Result<(ScanRun, bool)> {
+        self.require_active(tenant_id).await?;
+        let scope = self.domain.scope(tenant_id, scope_id).await?;
+        let instance = self.domain.instance(tenant_id, scope.instance_id).await?;
+        if instance.status != InstanceStatus::Active {
+            return Err(DomainError::Conflict(format!(
+                "connector instance {} is disabled",
+                instance.id
+            )));
+        }
+        let mut run = ScanRun::new(tenant_id, trigger, scope.budget);
+        run.scope_id = Some(scope.id);
+        run.instance_id = Some(instance.id);
+        run.dedup_key = dedup_key;
+        let (run, created) = self.domain.insert_run(&run).await?;
+        let budget = Duration::from_secs(run.budget.max_runtime_seconds as u64);
+        let job = stage::stage_job(tenant_id, run.id, kinds::EXECUTE_SCAN)
+            .timeout(budget + SCAN_JOB_MARGIN);
+        self.queue.enqueue(job).await.map_err(DomainError::from)?;
+        Ok((run, created))
+    }
+
+    /// A new run doing what `run_id` did (`trigger.type = retry`, `retry_of`). The run must be
+    /// finished.
+    pub async fn retry_run(&self, tenant_id: &str, run_id: ObjectId) -> Result<ScanRun> {
+        let original = self.domain.run(tenant_id, run_id).await?;
+        if !original.status.is_finished() {
+            return Err(DomainError::Conflict(format!(
+                "run {run_id} is {}; only a finished run can be retried",
+                original.status.as_str()
+            )));
+        }
+        let trigger = Trigger::Retry { retry_of: run_id };
+        if let Some(scope_id) = original.scope_id {
+            return self
+                .start_scan(tenant_id, scope_id, trigger, None)
+                .await
+                .map(|(run, _)| run);
+        }
+        if let Some(stages) = original.rematerialize {
+            let run = ScanRun::new(tenant_id, trigger, original.budget);
+            return self.start_rematerialize(run, &stages).await;
+        }
+        // An ingest: the same graph again, under a new run.
+        let sync = self.domain.sync_of_run(tenant_id, run_id).await?;
+        self.start_ingest(tenant_id, trigger, sync.source, sync.graph)
+            .await
+    }
+
+    /// Ingests a normalized graph as `source`'s full state (ADR-027, last paragraph): a
+    /// synthesised `manual_api` run whose pipeline starts at `sync_ingestion`.
+    pub async fn ingest_graph(
+        &self,
+        tenant_id: &str,
+        source: &str,
+        graph: Graph,
+    ) -> Result<ScanRun> {
+        if source.is_empty()
+            || source.len() > 64
+            || !source
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
+        {
+            return Err(DomainError::invalid(
+                "source",
+                "must be 1 to 64 letters, digits, `_`, `-` or `.`",
+            ));
+        }
+        graph.validate()?;
+        let trigger = Trigger::ManualApi { requested_by: None };
+        self.start_ingest(tenant_id, trigger, format!("ingest:{source}"), graph)
+            .await
+    }
+
+    async fn start_ingest(
+        &self,
+        tenant_id: &str,
+        trigger: Trigger,
+        source: String,
+        graph: Graph,
+    ) -> Result<ScanRun> {
+        self.require_active(tenant_id).await?;
+        let run = ScanRun::new(tenant_id, trigger, Default::default());
+        let (run, _) = self.domain.insert_run(&run).await?;
+        let sync = self
+            .domain
+            .record_sync(&ConnectorSync::new(tenant_id, run.id, source, None, graph))
+            .await?;
+        self.domain.set_run_sync(tenant_id, run.id, sync.id).await?;
+        self.queue
+            .enqueue(stage::stage_job(tenant_id, run.id, kinds::SYNC_INGESTION))
+            .await
+            .map_err(DomainError::from)?;
+        self.domain.run(tenant_id, run.id).await
+    }
+
+    /// One `deploy_gate` run per tenant (default: every active tenant) rebuilding `stages`.
+    /// Idempotent per `(deploy id, tenant)`: called again for the same deploy, it creates nothing
+    /// and returns the same runs.
+    pub async fn rematerialize(
+        &self,
+        stages: &[Materializer],
+        tenants: Option<&[String]>,
+        deploy: &Deploy,
+    ) -> Result<Vec<ScanRun>> {
+        if stages.is_empty() {
+            return Err(DomainError::invalid(
+                "stages",
+                "name at least one of chains, stitched_paths",
+            ));
+        }
+        if deploy.id.is_empty() || deploy.id.len() > 200 {
+            return Err(DomainError::invalid(
+                "deploy.id",
+                "must be 1 to 200 characters",
+            ));
+        }
+        let tenant_ids = match tenants {
+            Some(ids) => ids.to_vec(),
+            None => self
+                .domain
+                .active_tenants()
+                .await?
+                .into_iter()
+                .map(|t| t.id)
+                .collect(),
+        };
+        let mut runs = Vec::with_capacity(tenant_ids.len());
+        for tenant_id in tenant_ids {
+            self.require_active(&tenant_id).await?;
+            let trigger = Trigger::DeployGate {
+                deploy_id: deploy.id.clone(),
+                commit: deploy.commit.clone(),
+            };
+            let mut run = ScanRun::new(&tenant_id, trigger, Default::default());
+            run.dedup_key = Some(format!("deploy_gate:{}:{tenant_id}", deploy.id));
+            runs.push(self.start_rematerialize(run, stages).await?);
+        }
+        Ok(runs)
+    }
+
+    /// Inserts `run` with the stages it rebuilds and enqueues its `rematerialize` job.
+    async fn start_rematerialize(
+        &self,
+        mut run: ScanRun,
+        stages: &[Materializer],
+    ) -> Result<ScanRun> {
+        run.rematerialize = Some(stages.to_vec());
+        let (run, _) = self.domain.insert_run(&run).await?;
+        self.queue
+            .enqueue(stage::stage_job(
+                &run.tenant_id,
+                run.id,
+                kinds::REMATERIALIZE,
+            ))
+            .await
+            .map_err(DomainError::from)?;
+        Ok(run)
+    }
+
+    async fn require_active(&self, tenant_id: &str) -> Result<()> {
+        let tenant = self.domain.tenant(tenant_id).await?;
+        if tenant.status != TenantStatus::Active {
+            return Err(DomainError::Conflict(format!(
+                "tenant {tenant_id:?} is suspended"
+            )));
+        }
+        Ok(())
+    }
+}

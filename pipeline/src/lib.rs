@@ -1,0 +1,131 @@
+//! sv0 pipeline's stages (ADR-027 §a–§c, DESIGN §5): the connector driver, the `execute_scan`
+//! job and every stage after it, `rematerialize`, and the entry points that start runs.
+//!
+//! It owns the pipeline's job kinds and what each does; the connector driver (the only code that
+//! starts a connector, with a cleared environment plus the broker's bundle); the finding rules,
+//! chain assembly and stitching. It must not write the domain's collections except through
+//! `sv0-domain`, nor the queue's except through `sv0-queue`, and it never logs, stores or returns a
+//! secret value.
+
+pub mod chains;
+pub mod driver;
+mod entry;
+mod rematerialize;
+pub mod rules;
+mod scan;
+mod stage;
+mod stages;
+
+use std::sync::Arc;
+
+use mongodb::bson::oid::ObjectId;
+use sv0_broker::CredentialBroker;
+use sv0_domain::Domain;
+use sv0_queue::Queue;
+use sv0_worker::{HandlerError, HandlerSet};
+
+pub use entry::{Deploy, RunRequest};
+pub use stage::Stage;
+
+/// The pipeline's job kinds, in pipeline order, then the deploy gate's.
+pub mod kinds {
+    pub const EXECUTE_SCAN: &str = "execute_scan";
+    pub const SYNC_INGESTION: &str = "sync_ingestion";
+    pub const EVALUATE_FINDINGS: &str = "evaluate_findings";
+    pub const ASSEMBLE_CHAINS: &str = "assemble_chains";
+    pub const STITCH_PATHS: &str = "stitch_paths";
+    pub const BUILD_EVIDENCE_PACK: &str = "build_evidence_pack";
+    pub const REMATERIALIZE: &str = "rematerialize";
+    pub const ALL: [&str; 7] = [
+        EXECUTE_SCAN,
+        SYNC_INGESTION,
+        EVALUATE_FINDINGS,
+        ASSEMBLE_CHAINS,
+        STITCH_PATHS,
+        BUILD_EVIDENCE_PACK,
+        REMATERIALIZE,
+    ];
+}
+
+/// What the stages and the entry points share: the domain's collections, the queue, and the
+/// credential broker (used by `execute_scan` only).
+pub struct Pipeline {
+    pub domain: Domain,
+    pub queue: Queue,
+    pub broker: CredentialBroker,
+}
+
+impl Pipeline {
+    pub fn new(domain: Domain, queue: Queue, broker: CredentialBroker) -> Pipeline {
+        Pipeline {
+            domain,
+            queue,
+            broker,
+        }
+    }
+
+    /// Enqueues stage `kind` of a run, once: a replay finds the first enqueue's job.
+    pub(crate) async fn enqueue_stage(
+        &self,
+        tenant_id: &str,
+        run_id: ObjectId,
+        kind: &str,
+    ) -> Result<(), HandlerError> {
+        self.queue
+            .enqueue(stage::stage_job(tenant_id, run_id, kind))
+            .await?;
+        Ok(())
+    }
+}
+
+/// Every pipeline kind's handler, sharing `pipeline`.
+pub fn handlers(pipeline: Arc<Pipeline>) -> HandlerSet {
+    use stage::StageHandler;
+    let mut set = HandlerSet::new();
+    set.register(
+        kinds::EXECUTE_SCAN,
+        scan::ExecuteScan {
+            pipeline: pipeline.clone(),
+        },
+    )
+    .register(
+        kinds::SYNC_INGESTION,
+        StageHandler {
+            pipeline: pipeline.clone(),
+            stage: stages::SyncIngestion,
+        },
+    )
+    .register(
+        kinds::EVALUATE_FINDINGS,
+        StageHandler {
+            pipeline: pipeline.clone(),
+            stage: stages::EvaluateFindings,
+        },
+    )
+    .register(
+        kinds::ASSEMBLE_CHAINS,
+        StageHandler {
+            pipeline: pipeline.clone(),
+            stage: stages::AssembleChains,
+        },
+    )
+    .register(
+        kinds::STITCH_PATHS,
+        StageHandler {
+            pipeline: pipeline.clone(),
+            stage: stages::StitchPaths,
+        },
+    )
+    .register(
+        kinds::BUILD_EVIDENCE_PACK,
+        StageHandler {
+            pipeline: pipeline.clone(),
+            stage: stages::BuildEvidencePack,
+        },
+    )
+    .register(
+        kinds::REMATERIALIZE,
+        rematerialize::Rematerialize { pipeline },
+    );
+    set
+}

@@ -1,0 +1,87 @@
+//! `rematerialize` (ADR-027 §c, the deploy gate): for one tenant's `deploy_gate` run, rebuild the
+//! chains and/or the stitched paths from the entities as they are, stamp `__chain` / `__stitch`,
+//! and finish the run. Both upsert by content hash, so on an unchanged graph nothing changes but
+//! `last_seen_at`.
+
+use std::sync::Arc;
+
+use mongodb::bson::DateTime;
+use sv0_domain::category::{CHAIN, STITCH};
+use sv0_domain::{CategoryName, CategoryResult, Materializer};
+use sv0_worker::{HandlerError, JobContext, JobHandler, with_retry};
+
+use crate::Pipeline;
+use crate::stage::{fail_stage, into_handler, run_of, running};
+use crate::stages::{materialize_chains, materialize_stitched};
+
+pub struct Rematerialize {
+    pub pipeline: Arc<Pipeline>,
+}
+
+#[async_trait::async_trait]
+impl JobHandler for Rematerialize {
+    async fn run(&self, job: &JobContext) -> Result<(), HandlerError> {
+        let (tenant_id, run_id) = run_of(job)?;
+        let pipeline = &self.pipeline;
+        let domain = &pipeline.domain;
+        let run = domain
+            .start_run(&tenant_id, run_id)
+            .await
+            .map_err(into_handler)?;
+        if run.status.is_finished() {
+            return Ok(());
+        }
+        let Some(stages) = &run.rematerialize else {
+            return Err(HandlerError::permanent(anyhow::anyhow!(
+                "run {run_id} ({}) names nothing to rematerialize",
+                run.trigger.type_name()
+            )));
+        };
+        // Chains first: stitching reads them.
+        for materializer in [Materializer::Chains, Materializer::StitchedPaths] {
+            if !stages.contains(&materializer) {
+                continue;
+            }
+            let name = match materializer {
+                Materializer::Chains => CHAIN,
+                Materializer::StitchedPaths => STITCH,
+            };
+            let cell = CategoryName::parse(name).expect("a stage cell");
+            let started = DateTime::now();
+            domain
+                .stamp_cell(&tenant_id, run_id, &cell, &running(started))
+                .await
+                .map_err(into_handler)?;
+            let outcome = with_retry(&job.cancel, || async {
+                match materializer {
+                    Materializer::Chains => materialize_chains(pipeline, &tenant_id).await,
+                    Materializer::StitchedPaths => materialize_stitched(pipeline, &tenant_id)
+                        .await
+                        .map(|by_source| by_source.get("").copied().unwrap_or_default()),
+                }
+            })
+            .await;
+            match outcome {
+                Ok(items) => domain
+                    .stamp_cell(
+                        &tenant_id,
+                        run_id,
+                        &cell,
+                        &CategoryResult::succeeded(items, started),
+                    )
+                    .await
+                    .map_err(into_handler)?,
+                Err(error) => {
+                    fail_stage(pipeline, job, &tenant_id, run_id, &cell, started, &error).await?;
+                    return Err(error);
+                }
+            }
+        }
+        let run = domain
+            .complete_run(&tenant_id, run_id)
+            .await
+            .map_err(into_handler)?;
+        tracing::info!(%run_id, tenant_id, status = run.status.as_str(), "rematerialized");
+        Ok(())
+    }
+}

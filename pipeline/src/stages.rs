@@ -1,0 +1,273 @@
+//! The five platform stages after the connector (DESIGN §5), each a job kind stamping one cell;
+//! what each cell's `items_scanned` counts is ADR-027 §a's table.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use mongodb::bson::DateTime;
+use mongodb::bson::oid::ObjectId;
+use sv0_domain::category::{CHAIN, EVAL, EVIDENCE, STITCH, SYNC};
+use sv0_domain::{
+    CategoryName, CategoryResult, EvidencePack, Keyed, PackItem, ScanRun, content_hash,
+};
+use sv0_worker::HandlerError;
+
+use crate::stage::{Stage, into_handler};
+use crate::{Pipeline, chains, kinds, rules};
+
+/// `sync_ingestion` → `__sync`: the run's graph written as its source's full state. Counts the
+/// entities upserted (new, changed and unchanged alike).
+pub struct SyncIngestion;
+
+#[async_trait::async_trait]
+impl Stage for SyncIngestion {
+    fn kind(&self) -> &'static str {
+        kinds::SYNC_INGESTION
+    }
+    fn cell(&self) -> &'static str {
+        SYNC
+    }
+    fn next(&self) -> Option<&'static str> {
+        Some(kinds::EVALUATE_FINDINGS)
+    }
+    async fn work(&self, pipeline: &Pipeline, run: &ScanRun) -> Result<u64, HandlerError> {
+        let domain = &pipeline.domain;
+        let sync = domain
+            .sync_of_run(&run.tenant_id, run.id)
+            .await
+            .map_err(into_handler)?;
+        let counts = domain
+            .write_entities(&run.tenant_id, &sync.source, &sync.graph)
+            .await
+            .map_err(into_handler)?;
+        tracing::info!(run_id = %run.id, source = sync.source, ?counts, "entities synced");
+        Ok(counts.current())
+    }
+}
+
+/// `evaluate_findings` → `__eval`: the rules over the tenant's live entities. Counts findings
+/// created, updated and resolved.
+pub struct EvaluateFindings;
+
+#[async_trait::async_trait]
+impl Stage for EvaluateFindings {
+    fn kind(&self) -> &'static str {
+        kinds::EVALUATE_FINDINGS
+    }
+    fn cell(&self) -> &'static str {
+        EVAL
+    }
+    fn next(&self) -> Option<&'static str> {
+        Some(kinds::ASSEMBLE_CHAINS)
+    }
+    async fn work(&self, pipeline: &Pipeline, run: &ScanRun) -> Result<u64, HandlerError> {
+        let domain = &pipeline.domain;
+        let entities = domain
+            .live_entities(&run.tenant_id)
+            .await
+            .map_err(into_handler)?;
+        let findings = rules::evaluate(&entities);
+        let counts = domain
+            .write_findings(&run.tenant_id, &findings)
+            .await
+            .map_err(into_handler)?;
+        Ok(counts.created + counts.updated + counts.retired)
+    }
+}
+
+/// `assemble_chains` → `__chain`. Counts chains created and updated.
+pub struct AssembleChains;
+
+#[async_trait::async_trait]
+impl Stage for AssembleChains {
+    fn kind(&self) -> &'static str {
+        kinds::ASSEMBLE_CHAINS
+    }
+    fn cell(&self) -> &'static str {
+        CHAIN
+    }
+    fn next(&self) -> Option<&'static str> {
+        Some(kinds::STITCH_PATHS)
+    }
+    async fn work(&self, pipeline: &Pipeline, run: &ScanRun) -> Result<u64, HandlerError> {
+        materialize_chains(pipeline, &run.tenant_id).await
+    }
+}
+
+pub(crate) async fn materialize_chains(
+    pipeline: &Pipeline,
+    tenant_id: &str,
+) -> Result<u64, HandlerError> {
+    let domain = &pipeline.domain;
+    let entities = domain
+        .live_entities(tenant_id)
+        .await
+        .map_err(into_handler)?;
+    let counts = domain
+        .write_chains(tenant_id, &chains::assemble(&entities))
+        .await
+        .map_err(into_handler)?;
+    Ok(counts.created + counts.updated)
+}
+
+/// `stitch_paths` → `__stitch`. Counts the stitched paths materialized; the cell is also
+/// stamped on every other run whose sync contributed a joined chain (ADR-027's recommended
+/// fan-out), with the paths its source takes part in.
+pub struct StitchPaths;
+
+#[async_trait::async_trait]
+impl Stage for StitchPaths {
+    fn kind(&self) -> &'static str {
+        kinds::STITCH_PATHS
+    }
+    fn cell(&self) -> &'static str {
+        STITCH
+    }
+    fn next(&self) -> Option<&'static str> {
+        Some(kinds::BUILD_EVIDENCE_PACK)
+    }
+    async fn work(&self, pipeline: &Pipeline, run: &ScanRun) -> Result<u64, HandlerError> {
+        let started = DateTime::now();
+        let by_source = materialize_stitched(pipeline, &run.tenant_id).await?;
+        let total = by_source.get("").copied().unwrap_or_default();
+        fan_out(pipeline, run, &by_source, started).await?;
+        Ok(total)
+    }
+}
+
+/// Writes the tenant's stitched paths; returns how many there are (key `""`) and how many each
+/// source takes part in.
+pub(crate) async fn materialize_stitched(
+    pipeline: &Pipeline,
+    tenant_id: &str,
+) -> Result<BTreeMap<String, u64>, HandlerError> {
+    let domain = &pipeline.domain;
+    let entities = domain
+        .live_entities(tenant_id)
+        .await
+        .map_err(into_handler)?;
+    let chains = domain.live_chains(tenant_id).await.map_err(into_handler)?;
+    let paths = chains::stitch(&chains, &entities);
+    let counts = domain
+        .write_stitched_paths(tenant_id, &paths)
+        .await
+        .map_err(into_handler)?;
+    // The sources (connector instances, ingests) whose entities each path runs through.
+    let source_of: HashMap<&str, &str> = entities
+        .iter()
+        .map(|e| (e.external_id.as_str(), e.source.as_str()))
+        .collect();
+    let mut by_source = BTreeMap::from([(String::new(), counts.current())]);
+    for path in &paths {
+        let sources: BTreeSet<&str> = path
+            .path
+            .iter()
+            .filter_map(|id| source_of.get(id.as_str()).copied())
+            .collect();
+        for source in sources {
+            *by_source.entry(source.to_string()).or_default() += 1;
+        }
+    }
+    Ok(by_source)
+}
+
+/// Stamps `__stitch` on the other runs whose syncs last delivered a source that takes part.
+async fn fan_out(
+    pipeline: &Pipeline,
+    run: &ScanRun,
+    by_source: &BTreeMap<String, u64>,
+    started: DateTime,
+) -> Result<(), HandlerError> {
+    let domain = &pipeline.domain;
+    let cell = CategoryName::parse(STITCH).expect("a stage cell");
+    let mut participants: BTreeMap<ObjectId, u64> = BTreeMap::new();
+    for (source, paths) in by_source.iter().filter(|(s, _)| !s.is_empty()) {
+        if let Some(other) = domain
+            .latest_sync_run(&run.tenant_id, source)
+            .await
+            .map_err(into_handler)?
+            .filter(|other| *other != run.id)
+        {
+            *participants.entry(other).or_default() += paths;
+        }
+    }
+    for (other, paths) in participants {
+        domain
+            .stamp_cell(
+                &run.tenant_id,
+                other,
+                &cell,
+                &CategoryResult::succeeded(paths, started),
+            )
+            .await
+            .map_err(into_handler)?;
+        tracing::info!(run_id = %run.id, participant = %other, paths, "__stitch stamped on a participating run");
+    }
+    Ok(())
+}
+
+/// `build_evidence_pack` → `__evidence`: one pack per run, listing the tenant's open findings,
+/// live chains and stitched paths with their hashes. Counts the run's pack: 1 (a replay finds the
+/// pack the first try stored and keeps it).
+pub struct BuildEvidencePack;
+
+#[async_trait::async_trait]
+impl Stage for BuildEvidencePack {
+    fn kind(&self) -> &'static str {
+        kinds::BUILD_EVIDENCE_PACK
+    }
+    fn cell(&self) -> &'static str {
+        EVIDENCE
+    }
+    fn next(&self) -> Option<&'static str> {
+        None
+    }
+    async fn work(&self, pipeline: &Pipeline, run: &ScanRun) -> Result<u64, HandlerError> {
+        let domain = &pipeline.domain;
+        let tenant = &run.tenant_id;
+        let findings = items(domain.open_findings(tenant).await.map_err(into_handler)?);
+        let chains = items(domain.live_chains(tenant).await.map_err(into_handler)?);
+        let stitched_paths = items(
+            domain
+                .live_stitched_paths(tenant)
+                .await
+                .map_err(into_handler)?,
+        );
+        let listed = mongodb::bson::to_document(&PackContent {
+            findings: &findings,
+            chains: &chains,
+            stitched_paths: &stitched_paths,
+        })
+        .map_err(HandlerError::permanent)?;
+        let pack = EvidencePack {
+            id: ObjectId::new(),
+            tenant_id: tenant.clone(),
+            scan_run_id: run.id,
+            hash: content_hash(&listed),
+            findings,
+            chains,
+            stitched_paths,
+            created_at: DateTime::now(),
+        };
+        let stored = domain
+            .put_evidence_pack(&pack)
+            .await
+            .map_err(into_handler)?;
+        tracing::info!(run_id = %run.id, pack = %stored.id, hash = stored.hash, "evidence pack built");
+        Ok(1)
+    }
+}
+
+#[derive(serde::Serialize)]
+struct PackContent<'a> {
+    findings: &'a [PackItem],
+    chains: &'a [PackItem],
+    stitched_paths: &'a [PackItem],
+}
+
+fn items<T>(keyed: Vec<Keyed<T>>) -> Vec<PackItem> {
+    let sorted: BTreeSet<(String, String)> = keyed.into_iter().map(|k| (k.key, k.hash)).collect();
+    sorted
+        .into_iter()
+        .map(|(key, hash)| PackItem { key, hash })
+        .collect()
+}

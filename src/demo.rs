@@ -1,0 +1,376 @@
+//! `sv0 demo`: the main job. Starts the stand, provisions a demo tenant (credentials from the
+//! environment, through the broker), a connector instance and a scope, starts two worker
+//! processes, runs one scan through every stage, and prints the run cell by cell with what it
+//! found. Then it scans the unchanged clouds again and rematerializes as CI would after a deploy,
+//! to show that both change nothing. `--serve` keeps the stand and the workers up afterwards.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use mongodb::bson::doc;
+use mongodb::bson::oid::ObjectId;
+use sv0_broker::naming::{Ref, TenantId, env_prefix};
+use sv0_broker::{CredentialsRef, Provider};
+use sv0_devdb::DevDb;
+use sv0_domain::{
+    Budget, ConnectorInstance, Domain, Materializer, RunStatus, ScanRun, ScanScope, Tenant, Trigger,
+};
+use sv0_pipeline::{Deploy, Pipeline, RunRequest};
+use sv0_queue::Queue;
+use tokio::process::{Child, Command};
+
+#[derive(Debug, clap::Args)]
+pub struct DemoArgs {
+    /// Entities per cloud in the demo connector's synthetic graph (8 to 12500).
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u32).range(8..=12_500))]
+    size: u32,
+    /// Worker processes (1 to 8).
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(1..=8))]
+    workers: u8,
+    /// The demo connector executable; default: `sv0-demo-connector` beside this binary.
+    #[arg(long)]
+    connector: Option<PathBuf>,
+    /// Where the workers' logs go.
+    #[arg(long, default_value = "target/demo")]
+    logs: PathBuf,
+    /// Keep the stand and the workers up afterwards, until Ctrl-C.
+    #[arg(long)]
+    serve: bool,
+}
+
+const TENANT: &str = "demo";
+const CREDENTIALS_REF: &str = "DEMO_CLOUD";
+/// The variable the demo connector refuses to run without.
+const CONNECTOR_CREDENTIAL: &str = "DEMO_CLOUD_TOKEN";
+const DATABASE: &str = "sv0_demo";
+const RUN_TIMEOUT: Duration = Duration::from_secs(90);
+
+pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
+    let connector = match &args.connector {
+        Some(path) => path.clone(),
+        None => std::env::current_exe()?.with_file_name("sv0-demo-connector"),
+    };
+    anyhow::ensure!(
+        connector.is_file(),
+        "--connector: {} does not exist (build it: cargo build -p sv0-demo-connector)",
+        connector.display()
+    );
+    println!("sv0 pipeline demo: one tenant scanned end to end, every stage, on the local stand\n");
+
+    let devdb = DevDb::builder().start().context("starting devdb")?;
+    let uri = devdb.uri();
+    let client = mongodb::Client::with_uri_str(&uri).await?;
+    let db = client.database(DATABASE);
+    let domain = Domain::new(&db);
+    let queue = Queue::new(&db);
+    domain.ensure_indexes().await?;
+    queue.ensure_indexes().await?;
+    println!("stand      devdb at {uri}, database {DATABASE}");
+
+    // The tenant, its connector instance and a scope of two clouds.
+    let tenant = Tenant::new(TENANT, "Demo Corp")?;
+    domain.put_tenant(&tenant).await?;
+    let instance = ConnectorInstance::new(
+        TENANT,
+        "demo-clouds",
+        "demo",
+        vec![connector.display().to_string()],
+        CredentialsRef {
+            provider: Provider::Env,
+            reference: CREDENTIALS_REF.into(),
+        },
+    )?;
+    domain.insert_instance(&instance).await?;
+    let scope = ScanScope::new(
+        &instance,
+        "all of aws and azure",
+        doc! { "clouds": ["aws", "azure"], "size": args.size as i64, "seed": 7_i64 },
+        Budget {
+            max_runtime_seconds: 120,
+        },
+    )?;
+    domain.insert_scope(&scope).await?;
+    println!("tenant     {TENANT} ({}), active", tenant.name);
+    println!(
+        "instance   {}: {} with credentials_ref {{provider: env, ref: {CREDENTIALS_REF}}}",
+        instance.name,
+        connector.file_name().unwrap_or_default().to_string_lossy()
+    );
+    println!(
+        "scope      {}: {} entities per cloud, seed 7, budget 120 s",
+        scope.name, args.size
+    );
+
+    // The credential lives only in the workers' environment, where the broker's env provider
+    // finds it by the tenant's computed prefix; the demo itself never prints it.
+    let variable = format!(
+        "{}{CONNECTOR_CREDENTIAL}",
+        env_prefix(
+            &TenantId::parse(TENANT).map_err(anyhow::Error::msg)?,
+            &Ref::parse(CREDENTIALS_REF).map_err(anyhow::Error::msg)?
+        )
+    );
+    let token = format!("demo-token-{}", ObjectId::new().to_hex());
+    std::fs::create_dir_all(&args.logs)
+        .with_context(|| format!("--logs {}", args.logs.display()))?;
+    let mut workers = Vec::new();
+    for n in 1..=args.workers {
+        workers.push(start_worker(n, &uri, &args.logs, &variable, &token)?);
+    }
+    println!(
+        "workers    {} processes (logs in {}/worker-N.log); the credential reaches them as {variable}\n",
+        workers.len(),
+        args.logs.display()
+    );
+
+    let broker = sv0_broker::CredentialBroker::new(sv0_broker::BrokerMetrics::new(
+        &mut prometheus_client::registry::Registry::default(),
+    ));
+    let pipeline = Arc::new(Pipeline::new(domain.clone(), queue, broker));
+    let result = scenario(&pipeline, &domain, scope.id).await;
+
+    if args.serve && result.is_ok() {
+        println!(
+            "\nserving: devdb at {uri}, {} workers; Ctrl-C stops everything",
+            workers.len()
+        );
+        crate::shutdown_signal().await?;
+    }
+    for worker in &mut workers {
+        stop(worker).await;
+    }
+    drop(client);
+    devdb.stop().context("stopping devdb")?;
+    result
+}
+
+async fn scenario(pipeline: &Pipeline, domain: &Domain, scope_id: ObjectId) -> anyhow::Result<()> {
+    let began = Instant::now();
+    let run = pipeline
+        .create_run(RunRequest {
+            tenant_id: TENANT.into(),
+            scope_id,
+            trigger: Trigger::ManualApi {
+                requested_by: Some("sv0 demo".into()),
+            },
+        })
+        .await?;
+    println!(
+        "scan run {} (trigger manual_api) enqueued: execute_scan → sync_ingestion → evaluate_findings → assemble_chains → stitch_paths → build_evidence_pack",
+        run.id
+    );
+    let run = wait(domain, run.id).await?;
+    print_run(&run, began.elapsed());
+    print_results(domain, &run).await?;
+    if run.status != RunStatus::Succeeded {
+        bail!(
+            "the demo scan did not succeed: {}",
+            run.error.unwrap_or_default()
+        );
+    }
+
+    println!("\nThe same clouds scanned again: nothing changed, so nothing is rewritten.");
+    let began = Instant::now();
+    let again = pipeline
+        .create_run(RunRequest {
+            tenant_id: TENANT.into(),
+            scope_id,
+            trigger: Trigger::ManualApi {
+                requested_by: Some("sv0 demo".into()),
+            },
+        })
+        .await?;
+    let again = wait(domain, again.id).await?;
+    print_run(&again, began.elapsed());
+
+    println!("\nCI after a deploy: rematerialize chains and stitched paths (deploy gate).");
+    let began = Instant::now();
+    let deploy = Deploy {
+        id: "demo-deploy-1".into(),
+        commit: Some("0a1b2c3".into()),
+    };
+    let stages = [Materializer::Chains, Materializer::StitchedPaths];
+    let runs = pipeline.rematerialize(&stages, None, &deploy).await?;
+    for run in runs {
+        let run = wait(domain, run.id).await?;
+        print_run(&run, began.elapsed());
+    }
+    Ok(())
+}
+
+async fn wait(domain: &Domain, run_id: ObjectId) -> anyhow::Result<ScanRun> {
+    let deadline = Instant::now() + RUN_TIMEOUT;
+    loop {
+        let run = domain.run(TENANT, run_id).await?;
+        if run.status.is_finished() {
+            return Ok(run);
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "run {run_id} still {} after {RUN_TIMEOUT:?}",
+                run.status.as_str()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// What each cell counts, for the table.
+fn meaning(cell: &str) -> &'static str {
+    match cell {
+        "__sync" => "entities upserted",
+        "__eval" => "findings created + updated + resolved",
+        "__chain" => "chains created + updated",
+        "__stitch" => "stitched paths materialized",
+        "__evidence" => "evidence packs built",
+        "__driver__" => "the connector driver",
+        _ => "connector category: items scanned",
+    }
+}
+
+fn print_run(run: &ScanRun, took: Duration) {
+    println!(
+        "\nrun {}  trigger {}  status {}  ({:.2} s from enqueue)",
+        run.id,
+        run.trigger.type_name(),
+        run.status.as_str(),
+        took.as_secs_f64()
+    );
+    if let Some(error) = &run.error {
+        println!("  error: {error}");
+    }
+    println!(
+        "  {:<12} {:<10} {:>7} {:>9}  counts",
+        "cell", "status", "items", "duration"
+    );
+    // Connector categories first, then the stages in pipeline order.
+    let order = |name: &str| {
+        sv0_domain::category::STAGE_CELLS
+            .iter()
+            .position(|s| *s == name)
+            .map_or(0, |i| i + 1)
+    };
+    let mut cells: Vec<_> = run.category_results.iter().collect();
+    cells.sort_by_key(|(name, _)| (order(name.as_str()), name.as_str().to_string()));
+    for (name, cell) in cells {
+        let duration = cell.ended_at.map(|end| {
+            (end.timestamp_millis() - cell.started_at.timestamp_millis()) as f64 / 1000.0
+        });
+        println!(
+            "  {:<12} {:<10} {:>7} {:>9}  {}",
+            name.as_str(),
+            format!("{:?}", cell.status).to_lowercase(),
+            cell.items_scanned,
+            duration.map_or("—".into(), |d| format!("{d:.2} s")),
+            meaning(name.as_str())
+        );
+        for error in &cell.errors {
+            println!(
+                "               ! {}",
+                error.lines().next().unwrap_or_default()
+            );
+        }
+    }
+}
+
+async fn print_results(domain: &Domain, run: &ScanRun) -> anyhow::Result<()> {
+    let findings = domain.open_findings(TENANT).await?;
+    println!("\nfindings: {} open", findings.len());
+    let mut sorted: Vec<_> = findings.iter().map(|k| &k.item).collect();
+    sorted.sort_by(|a, b| {
+        b.severity
+            .cmp(&a.severity)
+            .then(a.entity_id.cmp(&b.entity_id))
+    });
+    for finding in sorted.iter().take(8) {
+        println!(
+            "  {:<9} {:<27} {}",
+            format!("{:?}", finding.severity).to_lowercase(),
+            finding.rule,
+            finding.title
+        );
+    }
+    if sorted.len() > 8 {
+        println!("  … and {} more", sorted.len() - 8);
+    }
+    let mut chains = domain.live_chains(TENANT).await?;
+    chains.sort_by(|a, b| a.item.path.cmp(&b.item.path));
+    println!(
+        "\nchains (internet-exposed machine → identity → role → sensitive storage): {}",
+        chains.len()
+    );
+    for chain in chains.iter().take(5) {
+        println!("  {}", chain.item.path.join(" → "));
+    }
+    if chains.len() > 5 {
+        println!("  … and {} more", chains.len() - 5);
+    }
+    let mut stitched = domain.live_stitched_paths(TENANT).await?;
+    stitched.sort_by(|a, b| a.item.path.cmp(&b.item.path));
+    println!(
+        "\nstitched paths (across clouds, through one principal): {}",
+        stitched.len()
+    );
+    for path in stitched.iter().take(5) {
+        let p = &path.item.path;
+        println!(
+            "  {} → {} ⇒ {} (as {})",
+            p[0],
+            p[1],
+            p[2..].join(" → "),
+            path.item.principal
+        );
+    }
+    if stitched.len() > 5 {
+        println!("  … and {} more", stitched.len() - 5);
+    }
+    if let Some(pack) = domain.evidence_pack_of_run(TENANT, run.id).await? {
+        println!(
+            "\nevidence pack {}: {} findings, {} chains, {} stitched paths, sha256 {}",
+            pack.id,
+            pack.findings.len(),
+            pack.chains.len(),
+            pack.stitched_paths.len(),
+            &pack.hash[..16]
+        );
+    }
+    Ok(())
+}
+
+fn start_worker(
+    n: u8,
+    uri: &str,
+    logs: &std::path::Path,
+    variable: &str,
+    token: &str,
+) -> anyhow::Result<Child> {
+    let log = std::fs::File::create(logs.join(format!("worker-{n}.log")))?;
+    let child = Command::new(std::env::current_exe()?)
+        .arg("worker")
+        .args(["--mongodb-uri", uri, "--database", DATABASE])
+        .args(["--metrics-addr", "127.0.0.1:0"])
+        // The stand runs without an oplog here: polling only (DESIGN.md §8).
+        .args(["--change-streams", "off"])
+        .env(variable, token)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()
+        .context("starting a worker")?;
+    Ok(child)
+}
+
+/// SIGTERM (the worker drains), then wait a little; `kill_on_drop` covers the rest.
+async fn stop(worker: &mut Child) {
+    if let Some(pid) = worker.id() {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(10), worker.wait()).await;
+}

@@ -1,0 +1,599 @@
+//! The scan pipeline end to end (issue 13): real `sv0 worker` processes, the demo connector (and
+//! `tests/connectors/wrap.sh` around it for the failure cases), the stand.
+
+mod common;
+
+use std::time::Duration;
+
+use common::pipeline::{Bench, canary, dump, wrapped};
+use common::{all, count};
+use mongodb::bson::doc;
+use nix::sys::signal::Signal;
+use sv0_domain::category::{CHAIN, DRIVER, EVAL, EVIDENCE, STAGE_CELLS, STITCH, SYNC};
+use sv0_domain::{CellStatus, Materializer, RunStatus, ScanRun, Trigger};
+use sv0_pipeline::{Deploy, RunRequest};
+
+const RUN_TIMEOUT: Duration = Duration::from_secs(60);
+
+fn demo_scope(size: i64, seed: i64) -> mongodb::bson::Document {
+    doc! { "clouds": ["aws", "azure"], "size": size, "seed": seed }
+}
+
+fn cell<'a>(run: &'a ScanRun, name: &str) -> &'a sv0_domain::CategoryResult {
+    run.cell(name)
+        .unwrap_or_else(|| panic!("run has no {name} cell: {run:#?}"))
+}
+
+/// A scan from enqueue to `succeeded`: the connector's categories and the five stage cells, each
+/// `items_scanned` equal to what the collections hold.
+#[tokio::test]
+async fn a_demo_scan_runs_every_stage_and_each_cell_counts_what_is_stored() {
+    let bench = Bench::new("demo_scan").await;
+    let scope = bench
+        .provision("acme", wrapped("ok"), demo_scope(60, 3), 60)
+        .await;
+    let _worker = bench.worker(&["acme"], &[]);
+    let run = bench.scan(&scope).await;
+    let run = bench.finished("acme", run.id, RUN_TIMEOUT).await;
+    assert_eq!(run.status, RunStatus::Succeeded, "{run:#?}");
+    assert_eq!(run.error, None);
+
+    for name in STAGE_CELLS
+        .iter()
+        .chain(&["identities", "roles", "machines", "storage"])
+    {
+        assert_eq!(cell(&run, name).status, CellStatus::Succeeded, "{name}");
+        assert!(cell(&run, name).ended_at.is_some(), "{name}");
+    }
+    assert!(
+        run.cell(DRIVER).is_none(),
+        "no driver cell when the connector did its job"
+    );
+    let db = bench.db();
+    let live = |collection: &'static str, status: &'static str| async move {
+        count(db, collection, doc! {"tenant_id": "acme", "status": status}).await as i64
+    };
+    let sync = all(db, "connector_syncs", doc! {"scan_run_id": run.id}).await;
+    assert_eq!(sync.len(), 1);
+    assert_eq!(run.sync_id, Some(sync[0].get_object_id("_id").unwrap()));
+    let entities = live("entities", "live").await;
+    assert_eq!(entities, 120, "two clouds of 60");
+    assert_eq!(cell(&run, SYNC).items_scanned, entities);
+    assert_eq!(
+        cell(&run, EVAL).items_scanned,
+        live("findings", "open").await
+    );
+    assert_eq!(
+        cell(&run, CHAIN).items_scanned,
+        live("chains", "live").await
+    );
+    assert_eq!(
+        cell(&run, STITCH).items_scanned,
+        live("stitched_paths", "live").await
+    );
+    assert_eq!(cell(&run, EVIDENCE).items_scanned, 1);
+    assert_eq!(
+        count(db, "evidence_packs", doc! {"scan_run_id": run.id}).await,
+        1
+    );
+    for (collection, floor) in [("findings", "open"), ("chains", "live")] {
+        assert!(
+            live(collection, floor).await > 0,
+            "the demo graph has {collection}"
+        );
+    }
+    let categories: i64 = ["identities", "roles", "machines", "storage"]
+        .iter()
+        .map(|c| cell(&run, c).items_scanned)
+        .sum();
+    assert_eq!(
+        categories, entities,
+        "the connector's categories count its entities"
+    );
+    // Every stage job ran once and succeeded, deduplicated per (run, stage).
+    let jobs = all(db, "jobs", doc! {"group_id": run.id.to_hex()}).await;
+    assert_eq!(jobs.len(), 6, "{jobs:#?}");
+    assert!(jobs.iter().all(|j| j.get_str("status") == Ok("succeeded")));
+}
+
+/// A stage that fails fails the run with the stage named, and nothing after it is enqueued.
+#[tokio::test]
+async fn a_failing_stage_fails_the_run_naming_it_and_enqueues_nothing_after_it() {
+    let bench = Bench::new("failing_stage").await;
+    bench
+        .provision("acme", wrapped("ok"), demo_scope(20, 1), 60)
+        .await;
+    let graph = sv0_domain::Graph::from_json(
+        br#"{"entities": [{"id": "m", "type": "machine", "cloud": "aws", "name": "m"}]}"#,
+    )
+    .unwrap();
+    let run = bench
+        .pipeline
+        .ingest_graph("acme", "seed", graph)
+        .await
+        .unwrap();
+    // The sync's record vanishes before sync_ingestion runs: the stage cannot do its work.
+    bench
+        .db()
+        .collection::<mongodb::bson::Document>("connector_syncs")
+        .delete_many(doc! {"scan_run_id": run.id})
+        .await
+        .unwrap();
+    let _worker = bench.worker(&[], &[]);
+    let run = bench.finished("acme", run.id, RUN_TIMEOUT).await;
+    assert_eq!(run.status, RunStatus::Failed);
+    assert_eq!(cell(&run, SYNC).status, CellStatus::Failed);
+    let error = run.error.clone().unwrap();
+    assert!(error.starts_with("__sync failed: "), "{error}");
+    assert!(error.contains("connector sync of run"), "{error}");
+    assert!(run.cell(EVAL).is_none());
+    let jobs = all(bench.db(), "jobs", doc! {"group_id": run.id.to_hex()}).await;
+    let kinds: Vec<&str> = jobs.iter().map(|j| j.get_str("kind").unwrap()).collect();
+    assert_eq!(
+        kinds,
+        vec!["sync_ingestion"],
+        "nothing after the failed stage"
+    );
+    assert_eq!(jobs[0].get_str("status").unwrap(), "failed");
+}
+
+/// A connector past the run's budget: its whole process group is killed, the run times out, and
+/// the driver cell says so.
+#[tokio::test]
+async fn a_connector_past_its_budget_is_killed_and_the_run_times_out() {
+    let bench = Bench::new("connector_timeout").await;
+    let marker = tempfile::NamedTempFile::new().unwrap().into_temp_path();
+    let behaviour = format!("sleep:30:{}", marker.display());
+    let scope = bench
+        .provision("acme", wrapped(&behaviour), demo_scope(20, 1), 2)
+        .await;
+    let _worker = bench.worker(&["acme"], &[]);
+    let run = bench.scan(&scope).await;
+    let run = bench
+        .finished("acme", run.id, Duration::from_secs(30))
+        .await;
+    assert_eq!(run.status, RunStatus::Timeout, "{run:#?}");
+    let driver = cell(&run, DRIVER);
+    assert_eq!(driver.status, CellStatus::Failed);
+    assert!(
+        driver.errors[0].contains("timed out"),
+        "{:?}",
+        driver.errors
+    );
+    assert!(
+        run.error
+            .as_deref()
+            .unwrap()
+            .starts_with("__driver__ failed")
+    );
+    assert!(run.cell(SYNC).is_none());
+}
+
+/// Each connector mistake fails the run, with the reason in the driver cell.
+#[tokio::test]
+async fn connector_mistakes_fail_the_run_with_the_reason_in_the_driver_cell() {
+    let bench = Bench::new("connector_mistakes").await;
+    let _worker = bench.worker(&["acme"], &[]);
+    for (behaviour, expected) in [
+        ("exit", "exited"),
+        ("reserved", "reserved"),
+        ("invalid", "category_results"),
+    ] {
+        let scope = bench
+            .provision("acme", wrapped(behaviour), demo_scope(20, 1), 60)
+            .await;
+        let run = bench.scan(&scope).await;
+        let run = bench.finished("acme", run.id, RUN_TIMEOUT).await;
+        assert_eq!(run.status, RunStatus::Failed, "{behaviour}: {run:#?}");
+        let driver = cell(&run, DRIVER);
+        assert_eq!(driver.status, CellStatus::Failed, "{behaviour}");
+        assert!(
+            driver.errors[0].contains(expected),
+            "{behaviour}: {:?} should mention {expected:?}",
+            driver.errors
+        );
+        assert!(
+            run.cell(SYNC).is_none(),
+            "{behaviour}: no stage after a failed scan"
+        );
+        assert_eq!(
+            count(bench.db(), "connector_syncs", doc! {"scan_run_id": run.id}).await,
+            0
+        );
+    }
+}
+
+/// A connector that prints its credential: the stored stderr has it redacted, and the canary is
+/// nowhere in the database or the worker's log.
+#[tokio::test]
+async fn a_credential_printed_by_the_connector_is_stored_redacted_and_leaks_nowhere() {
+    let bench = Bench::new("credential_leak").await;
+    let scope = bench
+        .provision("acme", wrapped("leak"), demo_scope(20, 1), 60)
+        .await;
+    let worker = bench.worker(&["acme"], &[]);
+    let run = bench.scan(&scope).await;
+    let run = bench.finished("acme", run.id, RUN_TIMEOUT).await;
+    assert_eq!(run.status, RunStatus::Failed);
+    let errors = cell(&run, DRIVER).errors.join("\n");
+    assert!(errors.contains("my token is [REDACTED]"), "{errors}");
+    let secret = canary("acme");
+    assert!(
+        !dump(bench.db()).await.contains(&secret),
+        "the canary is in the database"
+    );
+    let log: String = worker.all_events().iter().map(|e| e.to_string()).collect();
+    assert!(log.contains("scan failed"), "the worker logged the failure");
+    assert!(!log.contains(&secret), "the canary is in the worker's log");
+}
+
+/// A worker without the tenant's credentials: the broker refuses (a permanent error), the
+/// connector never starts, and the run fails saying why.
+#[tokio::test]
+async fn a_scan_whose_credentials_cannot_be_resolved_fails_saying_so() {
+    let bench = Bench::new("credentials_missing").await;
+    let marker = tempfile::NamedTempFile::new().unwrap().into_temp_path();
+    std::fs::remove_file(&marker).unwrap();
+    let scope = bench
+        .provision(
+            "acme",
+            wrapped(&format!("sleep:0:{}", marker.display())),
+            demo_scope(20, 1),
+            60,
+        )
+        .await;
+    let _worker = bench.worker(&[], &[]);
+    let run = bench.scan(&scope).await;
+    let run = bench.finished("acme", run.id, RUN_TIMEOUT).await;
+    assert_eq!(run.status, RunStatus::Failed);
+    let error = &cell(&run, DRIVER).errors[0];
+    assert!(error.starts_with("credentials: "), "{error}");
+    assert!(!marker.exists(), "the connector never started");
+    let scans = all(bench.db(), "jobs", doc! {"kind": "execute_scan"}).await;
+    assert_eq!(
+        scans[0].get_str("status").unwrap(),
+        "failed",
+        "not retried: it would fail the same way"
+    );
+}
+
+/// The connector's environment is the OS allowlist plus its bundle, nothing else.
+#[tokio::test]
+async fn the_connector_sees_only_the_allowlist_and_its_bundle() {
+    let bench = Bench::new("connector_env").await;
+    let dumped = tempfile::NamedTempFile::new().unwrap().into_temp_path();
+    let scope = bench
+        .provision(
+            "acme",
+            wrapped(&format!("env:{}", dumped.display())),
+            demo_scope(20, 1),
+            60,
+        )
+        .await;
+    let _worker = bench.worker(&["acme"], &[]);
+    let run = bench.scan(&scope).await;
+    let run = bench.finished("acme", run.id, RUN_TIMEOUT).await;
+    assert_eq!(run.status, RunStatus::Succeeded, "{run:#?}");
+    let text = std::fs::read_to_string(&dumped).unwrap();
+    let mut names: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.split_once('=').map(|(k, _)| k))
+        // The shell running wrap.sh sets these itself.
+        .filter(|k| !["PWD", "OLDPWD", "SHLVL", "_"].contains(k))
+        .collect();
+    names.sort();
+    let allowed = [
+        "DEMO_CLOUD_TOKEN",
+        "HOME",
+        "LANG",
+        "LC_ALL",
+        "PATH",
+        "TMPDIR",
+    ];
+    assert!(names.contains(&"DEMO_CLOUD_TOKEN"), "{names:?}");
+    assert!(names.iter().all(|n| allowed.contains(n)), "{names:?}");
+    assert!(!names.iter().any(|n| n.starts_with("SV0_")), "{names:?}");
+}
+
+/// A worker SIGKILLed while the connector runs: another worker re-runs the scan once the lease
+/// expires, and the collections end up equal to a clean run's: nothing twice.
+#[tokio::test]
+async fn a_worker_killed_mid_scan_leaves_the_same_results_as_a_clean_run() {
+    let clean = Bench::new("kill_clean").await;
+    let scope = clean
+        .provision("acme", wrapped("ok"), demo_scope(40, 5), 60)
+        .await;
+    let _worker = clean.worker(&["acme"], &[]);
+    let run = clean.scan(&scope).await;
+    assert_eq!(
+        clean.finished("acme", run.id, RUN_TIMEOUT).await.status,
+        RunStatus::Succeeded
+    );
+
+    let bench = Bench::new("kill_mid_scan").await;
+    let marker = tempfile::NamedTempFile::new().unwrap().into_temp_path();
+    std::fs::remove_file(&marker).unwrap();
+    let slow = format!("sleep:3:{}", marker.display());
+    let scope = bench
+        .provision("acme", wrapped(&slow), demo_scope(40, 5), 60)
+        .await;
+    let mut first = bench.worker(&["acme"], &["--lease-ttl-ms", "1500"]);
+    let run = bench.scan(&scope).await;
+    common::eventually("the connector to start", RUN_TIMEOUT, || async {
+        marker.exists()
+    })
+    .await;
+    first.signal(Signal::SIGKILL);
+    first.wait_exit(Duration::from_secs(10));
+    let _second = bench.worker(&["acme"], &["--lease-ttl-ms", "1500"]);
+    let run = bench.finished("acme", run.id, RUN_TIMEOUT).await;
+    assert_eq!(run.status, RunStatus::Succeeded, "{run:#?}");
+    let scans = all(bench.db(), "jobs", doc! {"kind": "execute_scan"}).await;
+    assert_eq!(
+        scans[0].get_i32("claims").unwrap(),
+        2,
+        "the scan was taken up twice"
+    );
+    assert_eq!(bench.snapshot("acme").await, clean.snapshot("acme").await);
+}
+
+/// The deploy gate: idempotent per (deploy, tenant), and on an unchanged graph a second
+/// rematerialization changes nothing but `last_seen_at`.
+#[tokio::test]
+async fn rematerializing_an_unchanged_graph_changes_nothing_but_last_seen_at() {
+    let bench = Bench::new("rematerialize").await;
+    let scope = bench
+        .provision("acme", wrapped("ok"), demo_scope(40, 2), 60)
+        .await;
+    let _worker = bench.worker(&["acme"], &[]);
+    let run = bench.scan(&scope).await;
+    assert_eq!(
+        bench.finished("acme", run.id, RUN_TIMEOUT).await.status,
+        RunStatus::Succeeded
+    );
+
+    let stages = [Materializer::Chains, Materializer::StitchedPaths];
+    let deploy = |id: &str| Deploy {
+        id: id.into(),
+        commit: Some("abc123".into()),
+    };
+    let collections = [
+        "entities",
+        "findings",
+        "chains",
+        "stitched_paths",
+        "evidence_packs",
+    ];
+    let raw = |db: mongodb::Database| async move {
+        let mut all_docs = Vec::new();
+        for c in collections {
+            let mut docs = all(&db, c, doc! {}).await;
+            docs.sort_by_key(|d| d.get_object_id("_id").unwrap());
+            for mut d in docs {
+                d.remove("last_seen_at");
+                all_docs.push(d);
+            }
+        }
+        all_docs
+    };
+    let before = raw(bench.db().clone()).await;
+    for deploy_id in ["d1", "d2"] {
+        let runs = bench
+            .pipeline
+            .rematerialize(&stages, None, &deploy(deploy_id))
+            .await
+            .unwrap();
+        assert_eq!(runs.len(), 1);
+        let run = bench.finished("acme", runs[0].id, RUN_TIMEOUT).await;
+        assert_eq!(run.status, RunStatus::Succeeded, "{run:#?}");
+        assert!(matches!(&run.trigger, Trigger::DeployGate { deploy_id: d, .. } if d == deploy_id));
+        assert_eq!(
+            cell(&run, CHAIN).items_scanned,
+            0,
+            "no chain created or updated"
+        );
+        assert_eq!(cell(&run, CHAIN).status, CellStatus::Succeeded);
+        assert_eq!(cell(&run, STITCH).status, CellStatus::Succeeded);
+        assert!(run.cell(SYNC).is_none() && run.cell(EVAL).is_none());
+        assert_eq!(
+            raw(bench.db().clone()).await,
+            before,
+            "after deploy {deploy_id}"
+        );
+    }
+    // The same deploy again (CI retried its step): the same run, nothing new.
+    let again = bench
+        .pipeline
+        .rematerialize(&stages, None, &deploy("d1"))
+        .await
+        .unwrap();
+    let first = all(bench.db(), "scan_runs", doc! {"trigger.deploy_id": "d1"}).await;
+    assert_eq!(first.len(), 1);
+    assert_eq!(again[0].id, first[0].get_object_id("_id").unwrap());
+}
+
+/// Stitch fan-out: when a run's stitch joins chains from another instance's sync, the other
+/// run gets the `__stitch` cell too.
+#[tokio::test]
+async fn stitching_stamps_every_participating_run() {
+    let bench = Bench::new("stitch_fan_out").await;
+    let aws = bench
+        .provision(
+            "acme",
+            wrapped("ok"),
+            doc! {"clouds": ["aws"], "size": 60, "seed": 4},
+            60,
+        )
+        .await;
+    let azure = bench
+        .provision(
+            "acme",
+            wrapped("ok"),
+            doc! {"clouds": ["azure"], "size": 60, "seed": 4},
+            60,
+        )
+        .await;
+    let _worker = bench.worker(&["acme"], &[]);
+    let first = bench.scan(&aws).await;
+    let first = bench.finished("acme", first.id, RUN_TIMEOUT).await;
+    assert_eq!(
+        cell(&first, STITCH).items_scanned,
+        0,
+        "one cloud alone stitches nothing"
+    );
+    let second = bench.scan(&azure).await;
+    let second = bench.finished("acme", second.id, RUN_TIMEOUT).await;
+    assert_eq!(second.status, RunStatus::Succeeded);
+    let stitched = count(bench.db(), "stitched_paths", doc! {"status": "live"}).await as i64;
+    assert!(stitched > 0, "the two clouds share principals");
+    assert_eq!(cell(&second, STITCH).items_scanned, stitched);
+    let first = bench.domain.run("acme", first.id).await.unwrap();
+    assert_eq!(
+        cell(&first, STITCH).items_scanned,
+        stitched,
+        "every stitched path runs through the first run's source too"
+    );
+}
+
+/// A failed run retried: a new run with `trigger.type = retry` and `retry_of`, which succeeds
+/// once the cause is gone; the failed run stays as it was.
+#[tokio::test]
+async fn a_failed_run_retried_is_a_new_run_that_points_at_it() {
+    let bench = Bench::new("retry_run").await;
+    let marker = tempfile::NamedTempFile::new().unwrap().into_temp_path();
+    let scope = bench
+        .provision(
+            "acme",
+            wrapped(&format!("fail-if:{}", marker.display())),
+            demo_scope(20, 1),
+            60,
+        )
+        .await;
+    let _worker = bench.worker(&["acme"], &[]);
+    let failed = bench.scan(&scope).await;
+    let failed = bench.finished("acme", failed.id, RUN_TIMEOUT).await;
+    assert_eq!(failed.status, RunStatus::Failed);
+    std::fs::remove_file(&marker).unwrap();
+    let retry = bench.pipeline.retry_run("acme", failed.id).await.unwrap();
+    assert_eq!(
+        retry.trigger,
+        Trigger::Retry {
+            retry_of: failed.id
+        }
+    );
+    assert_ne!(retry.id, failed.id);
+    let retry = bench.finished("acme", retry.id, RUN_TIMEOUT).await;
+    assert_eq!(retry.status, RunStatus::Succeeded, "{retry:#?}");
+    assert_eq!(
+        bench.domain.run("acme", failed.id).await.unwrap().status,
+        RunStatus::Failed
+    );
+    // A run still going cannot be retried.
+    let running = bench.scan(&scope).await;
+    let refused = bench
+        .pipeline
+        .retry_run("acme", running.id)
+        .await
+        .unwrap_err();
+    assert!(
+        refused.to_string().contains("only a finished run"),
+        "{refused}"
+    );
+}
+
+/// Two tenants scanned at once: each one's documents are its own.
+#[tokio::test]
+async fn two_tenants_scanned_at_once_stay_apart() {
+    let bench = Bench::new("tenant_isolation").await;
+    let a = bench
+        .provision("alpha", wrapped("ok"), demo_scope(40, 11), 60)
+        .await;
+    let b = bench
+        .provision("bravo", wrapped("ok"), demo_scope(24, 12), 60)
+        .await;
+    let _one = bench.worker(&["alpha", "bravo"], &[]);
+    let _two = bench.worker(&["alpha", "bravo"], &[]);
+    let (ra, rb) = (bench.scan(&a).await, bench.scan(&b).await);
+    let ra = bench.finished("alpha", ra.id, RUN_TIMEOUT).await;
+    let rb = bench.finished("bravo", rb.id, RUN_TIMEOUT).await;
+    assert_eq!(
+        (ra.status, rb.status),
+        (RunStatus::Succeeded, RunStatus::Succeeded)
+    );
+    // The same ids exist in both graphs (aws:machine:0 …): each tenant has its own copy.
+    for (tenant, run, entities) in [("alpha", &ra, 80), ("bravo", &rb, 48)] {
+        let db = bench.db();
+        assert_eq!(
+            count(db, "entities", doc! {"tenant_id": tenant}).await,
+            entities
+        );
+        assert_eq!(cell(run, SYNC).items_scanned, entities as i64, "{tenant}");
+        let open = count(db, "findings", doc! {"tenant_id": tenant, "status": "open"}).await;
+        assert_eq!(cell(run, EVAL).items_scanned, open as i64, "{tenant}");
+        let pack = all(db, "evidence_packs", doc! {"scan_run_id": run.id}).await;
+        assert_eq!(pack[0].get_str("tenant_id").unwrap(), tenant);
+        assert_eq!(pack[0].get_array("findings").unwrap().len() as u64, open);
+    }
+    let tenants: Vec<String> = all(
+        bench.db(),
+        "entities",
+        doc! {"tenant_id": {"$nin": ["alpha", "bravo"]}},
+    )
+    .await
+    .iter()
+    .map(|d| d.to_string())
+    .collect();
+    assert!(tenants.is_empty(), "{tenants:?}");
+}
+
+/// The create entry point takes only `manual_api` and `iac_lifecycle` runs (ADR-027 §e), with a
+/// message naming the field; nothing is written for a refused one.
+#[tokio::test]
+async fn only_manual_and_iac_runs_are_created_through_the_api() {
+    let bench = Bench::new("create_run_triggers").await;
+    let scope = bench
+        .provision("acme", wrapped("ok"), demo_scope(20, 1), 60)
+        .await;
+    let refused = [
+        Trigger::Retry {
+            retry_of: mongodb::bson::oid::ObjectId::new(),
+        },
+        Trigger::DeployGate {
+            deploy_id: "d".into(),
+            commit: None,
+        },
+        Trigger::Scheduled {
+            scope_id: scope.id,
+            slot: mongodb::bson::DateTime::now(),
+        },
+    ];
+    for trigger in refused {
+        let error = bench
+            .pipeline
+            .create_run(RunRequest {
+                tenant_id: "acme".into(),
+                scope_id: scope.id,
+                trigger,
+            })
+            .await
+            .unwrap_err();
+        assert!(error.to_string().starts_with("trigger.type: "), "{error}");
+    }
+    assert_eq!(count(bench.db(), "scan_runs", doc! {}).await, 0);
+    let iac = bench
+        .pipeline
+        .create_run(RunRequest {
+            tenant_id: "acme".into(),
+            scope_id: scope.id,
+            trigger: Trigger::IacLifecycle {
+                event: Some("stack_created".into()),
+            },
+        })
+        .await
+        .unwrap();
+    assert_eq!(iac.status, RunStatus::Queued);
+    assert_eq!(
+        count(bench.db(), "jobs", doc! {"kind": "execute_scan"}).await,
+        1
+    );
+}

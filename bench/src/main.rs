@@ -44,6 +44,11 @@ struct Args {
     /// Run only the scenarios whose name contains this text.
     #[arg(long)]
     only: Option<String>,
+    /// With `--baseline`: each drain of ours and of the baseline runs this many times, the two
+    /// alternating, and each cell is the median run (one run of a drain varies by ±10 % on a
+    /// shared machine; the comparison needs less than that).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=15))]
+    repeat: u16,
     /// The longest a drain may run: a slower peer is reported at the rate it reached by then.
     #[arg(long, default_value_t = 45)]
     cap_secs: u64,
@@ -141,20 +146,31 @@ async fn main() -> Result<()> {
         let db = |peer: &str| scratch(&client, peer);
         let base_db = db("baseline");
         let (jobs, history, procs) = (d.jobs, d.history, d.processes);
+        let (ours_cell, base_cell) = match &baseline {
+            None => (
+                cell(
+                    &name,
+                    "ours",
+                    ours.drain(&db("ours"), jobs, history, procs, per, cap),
+                )
+                .await,
+                None,
+            ),
+            Some(b) => {
+                let (mut mine, mut theirs) = (Vec::new(), Vec::new());
+                let ours_db = db("ours");
+                for _ in 0..args.repeat {
+                    let run = ours.drain(&ours_db, jobs, history, procs, per, cap);
+                    mine.push(cell(&name, "ours", run).await);
+                    let run = b.drain(&base_db, jobs, history, procs, per, cap);
+                    theirs.push(cell(&name, "baseline", run).await);
+                }
+                (median(mine), Some(median(theirs)))
+            }
+        };
         let row = Row {
-            ours: cell(
-                &name,
-                "ours",
-                ours.drain(&db("ours"), jobs, history, procs, per, cap),
-            )
-            .await,
-            baseline: baseline_cell(
-                &name,
-                baseline
-                    .as_ref()
-                    .map(|b| b.drain(&base_db, jobs, history, procs, per, cap)),
-            )
-            .await,
+            ours: ours_cell,
+            baseline: base_cell,
             agenda: cell(
                 &name,
                 "agenda",
@@ -342,6 +358,19 @@ async fn baseline_cell<T: Into<Cell>>(
         Some(run) => Some(cell(row, "baseline", run).await),
         None => None,
     }
+}
+
+/// The median of repeated drain cells by rate; a failed run fails the cell.
+fn median(mut cells: Vec<Cell>) -> Cell {
+    if let Some(failed) = cells.iter().find(|c| matches!(c, Cell::Failed(_))) {
+        return failed.clone();
+    }
+    let rate = |c: &Cell| match c {
+        Cell::Throughput(t) => t.per_second(),
+        _ => 0.0,
+    };
+    cells.sort_by(|a, b| rate(a).total_cmp(&rate(b)));
+    cells.swap_remove(cells.len() / 2)
 }
 
 /// Runs one measurement, logging its progress; a failure becomes a failed cell, not the end of

@@ -265,6 +265,11 @@ fn recheck(candidates: &[ObjectId], kinds: &[String], now: DateTime) -> Document
         "_id": {"$gte": lowest, "$lte": highest, "$in": candidates},
     };
     filter.extend(due(kinds, now));
+    // A job marked for cancelling is never claimed. The mark is checked here, on the batch, and
+    // not in `due`: on the stand every predicate of the candidate query is evaluated on every
+    // queued job, and this one cost a tenth of the drain rate at 10,000 queued. A marked job is
+    // queued only for a moment (the canceller's second write, or the reaper, finishes it).
+    filter.insert("cancel_requested", doc! {"$ne": true});
     filter
 }
 
@@ -284,6 +289,5 @@ fn due(kinds: &[String], now: DateTime) -> Document {
         "status": JobStatus::Queued.as_str(),
         "kind": {"$in": kinds},
         "run_at": {"$lte": now},
-        "cancel_requested": {"$ne": true},
     }
 }

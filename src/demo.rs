@@ -149,15 +149,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
 
 async fn scenario(pipeline: &Pipeline, domain: &Domain, scope_id: ObjectId) -> anyhow::Result<()> {
     let began = Instant::now();
-    let run = pipeline
-        .create_run(RunRequest {
-            tenant_id: TENANT.into(),
-            scope_id,
-            trigger: Trigger::ManualApi {
-                requested_by: Some("sv0 demo".into()),
-            },
-        })
-        .await?;
+    let run = manual_scan(pipeline, scope_id).await?;
     println!(
         "scan run {} (trigger manual_api) enqueued: execute_scan → sync_ingestion → evaluate_findings → assemble_chains → stitch_paths → build_evidence_pack",
         run.id
@@ -174,15 +166,7 @@ async fn scenario(pipeline: &Pipeline, domain: &Domain, scope_id: ObjectId) -> a
 
     println!("\nThe same clouds scanned again: nothing changed, so nothing is rewritten.");
     let began = Instant::now();
-    let again = pipeline
-        .create_run(RunRequest {
-            tenant_id: TENANT.into(),
-            scope_id,
-            trigger: Trigger::ManualApi {
-                requested_by: Some("sv0 demo".into()),
-            },
-        })
-        .await?;
+    let again = manual_scan(pipeline, scope_id).await?;
     let again = wait(domain, again.id).await?;
     print_run(&again, began.elapsed());
 
@@ -199,6 +183,19 @@ async fn scenario(pipeline: &Pipeline, domain: &Domain, scope_id: ObjectId) -> a
         print_run(&run, began.elapsed());
     }
     Ok(())
+}
+
+/// A `manual_api` run of the demo scope, enqueued.
+async fn manual_scan(pipeline: &Pipeline, scope_id: ObjectId) -> anyhow::Result<ScanRun> {
+    Ok(pipeline
+        .create_run(RunRequest {
+            tenant_id: TENANT.into(),
+            scope_id,
+            trigger: Trigger::ManualApi {
+                requested_by: Some("sv0 demo".into()),
+            },
+        })
+        .await?)
 }
 
 async fn wait(domain: &Domain, run_id: ObjectId) -> anyhow::Result<ScanRun> {

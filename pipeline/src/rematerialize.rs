@@ -11,7 +11,7 @@ use sv0_domain::{CategoryName, CategoryResult, Materializer};
 use sv0_worker::{HandlerError, JobContext, JobHandler, with_retry};
 
 use crate::Pipeline;
-use crate::stage::{fail_stage, into_handler, run_of, running};
+use crate::stage::{fail_stage, into_handler, running, take_up};
 use crate::stages::{materialize_chains, materialize_stitched};
 
 pub struct Rematerialize {
@@ -21,16 +21,12 @@ pub struct Rematerialize {
 #[async_trait::async_trait]
 impl JobHandler for Rematerialize {
     async fn run(&self, job: &JobContext) -> Result<(), HandlerError> {
-        let (tenant_id, run_id) = run_of(job)?;
         let pipeline = &self.pipeline;
-        let domain = &pipeline.domain;
-        let run = domain
-            .start_run(&tenant_id, run_id)
-            .await
-            .map_err(into_handler)?;
-        if run.status.is_finished() {
+        let Some(run) = take_up(pipeline, job).await? else {
             return Ok(());
-        }
+        };
+        let (tenant_id, run_id) = (run.tenant_id.clone(), run.id);
+        let domain = &pipeline.domain;
         let Some(stages) = &run.rematerialize else {
             return Err(HandlerError::permanent(anyhow::anyhow!(
                 "run {run_id} ({}) names nothing to rematerialize",

@@ -12,7 +12,7 @@ use sv0_domain::{CategoryName, CategoryResult, ConnectorSync, InstanceStatus, Ru
 use sv0_worker::{HandlerError, JobContext, JobHandler};
 
 use crate::driver::{ConnectorRun, DriverError, run_connector};
-use crate::stage::{into_handler, run_of};
+use crate::stage::{into_handler, take_up};
 use crate::{Pipeline, kinds};
 
 pub struct ExecuteScan {
@@ -22,17 +22,12 @@ pub struct ExecuteScan {
 #[async_trait::async_trait]
 impl JobHandler for ExecuteScan {
     async fn run(&self, job: &JobContext) -> Result<(), HandlerError> {
-        let (tenant_id, run_id) = run_of(job)?;
         let pipeline = &self.pipeline;
-        let domain = &pipeline.domain;
-        let run = domain
-            .start_run(&tenant_id, run_id)
-            .await
-            .map_err(into_handler)?;
-        if run.status.is_finished() {
-            tracing::info!(%run_id, status = run.status.as_str(), "run is finished; scan skipped");
+        let Some(run) = take_up(pipeline, job).await? else {
             return Ok(());
-        }
+        };
+        let (tenant_id, run_id) = (run.tenant_id.clone(), run.id);
+        let domain = &pipeline.domain;
         // A replay after the sync was recorded: the connector's work is done, hand over again.
         if run.sync_id.is_some() {
             return pipeline

@@ -35,17 +35,11 @@ pub struct StageHandler<S> {
 #[async_trait::async_trait]
 impl<S: Stage> JobHandler for StageHandler<S> {
     async fn run(&self, job: &JobContext) -> Result<(), HandlerError> {
-        let (tenant_id, run_id) = run_of(job)?;
-        let domain = &self.pipeline.domain;
-        let run = domain
-            .start_run(&tenant_id, run_id)
-            .await
-            .map_err(into_handler)?;
-        if run.status.is_finished() {
-            // Cancelled or timed out meanwhile (or finished by an earlier try of this job).
-            tracing::info!(%run_id, status = run.status.as_str(), stage = self.stage.kind(), "run is finished; stage skipped");
+        let Some(run) = take_up(&self.pipeline, job).await? else {
             return Ok(());
-        }
+        };
+        let (tenant_id, run_id) = (run.tenant_id.clone(), run.id);
+        let domain = &self.pipeline.domain;
         let cell = CategoryName::parse(self.stage.cell()).expect("stage cells follow the rule");
         let started = DateTime::now();
         domain
@@ -145,8 +139,28 @@ pub(crate) fn running(started: DateTime) -> CategoryResult {
     }
 }
 
+/// Takes up the run a pipeline job is for (`last_claimed_at` stamped, a queued run started).
+/// `None` when the run is finished already (cancelled or timed out meanwhile, or finished by an
+/// earlier try of this job): the job then has nothing to do.
+pub(crate) async fn take_up(
+    pipeline: &Pipeline,
+    job: &JobContext,
+) -> Result<Option<ScanRun>, HandlerError> {
+    let (tenant_id, run_id) = run_of(job)?;
+    let run = pipeline
+        .domain
+        .start_run(&tenant_id, run_id)
+        .await
+        .map_err(into_handler)?;
+    if run.status.is_finished() {
+        tracing::info!(%run_id, status = run.status.as_str(), kind = job.kind(), "run is finished; job skipped");
+        return Ok(None);
+    }
+    Ok(Some(run))
+}
+
 /// The run a stage job is for: its tenant (the job's `tenant_id`) and `payload.scan_run_id`.
-pub(crate) fn run_of(job: &JobContext) -> Result<(String, ObjectId), HandlerError> {
+fn run_of(job: &JobContext) -> Result<(String, ObjectId), HandlerError> {
     let tenant_id = job
         .tenant_id()
         .ok_or_else(|| HandlerError::permanent(anyhow::anyhow!("job has no tenant_id")))?

@@ -515,3 +515,29 @@ async fn a_worker_whose_clock_is_far_off_claims_nothing() {
             .any(|e| e["level"] == "WARN" && e["skew_seconds"].as_f64().is_some())
     );
 }
+
+/// The skew measurement takes the server's stamp as read at the middle of the round trip: over a
+/// slow link (half a second each way, through the fault proxy) a worker on this host, whose clock
+/// is the server's, measures a skew near zero, not the round trip or half of it.
+#[tokio::test(flavor = "multi_thread")]
+async fn clock_skew_is_measured_from_the_middle_of_the_round_trip() {
+    if sv0_testkit::on_real_mongodb() {
+        return; // the server's clock is another host's there
+    }
+    let (test, _queue) = setup("hardening_skew_rtt").await;
+    let proxy = FaultProxy::start(stand().addr()).unwrap();
+    let worker = WorkerProcess::start(
+        &stand().uri_via(proxy.addr()),
+        test.name(),
+        &["--lease-ttl-ms", "3000"],
+    );
+    worker.wait_for_event("worker started", Duration::from_secs(20));
+    proxy.set_latency(Duration::from_millis(500));
+    // A few heartbeats (every second) over the slow link.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let skew = worker.metric("sv0_worker_clock_skew_seconds");
+    assert!(
+        skew.abs() < 0.3,
+        "measured skew {skew} over a 1 s round trip"
+    );
+}

@@ -23,15 +23,9 @@ type WriteFn = Arc<
         + Sync,
 >;
 
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub(crate) struct Batcher {
     sender: mpsc::UnboundedSender<(Claimed, Option<Reply>)>,
-}
-
-impl std::fmt::Debug for Batcher {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Batcher")
-    }
 }
 
 impl Batcher {
@@ -184,5 +178,83 @@ mod tests {
             unlingered[0] == 1 && unlingered.len() > 1,
             "without a linger the first goes alone: {unlingered:?}"
         );
+    }
+
+    fn recording(sizes: &Arc<Mutex<Vec<(usize, tokio::time::Instant)>>>) -> WriteFn {
+        let sizes = sizes.clone();
+        Arc::new(move |jobs: Vec<Claimed>| {
+            sizes
+                .lock()
+                .unwrap()
+                .push((jobs.len(), tokio::time::Instant::now()));
+            Box::pin(async move { Ok(vec![Commit::Committed; jobs.len()]) })
+        })
+    }
+
+    /// The loop ends once every sender is gone (the worker stopped), rather than spinning on a
+    /// closed channel.
+    #[test]
+    fn the_loop_ends_when_every_sender_is_gone() {
+        let (sender, receiver) = mpsc::unbounded_channel();
+        drop(sender);
+        let write = recording(&Arc::new(Mutex::new(Vec::new())));
+        let (done, ended) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .build()
+                .unwrap()
+                .block_on(batch_loop(Duration::from_millis(5), write, receiver));
+            let _ = done.send(());
+        });
+        ended
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the batch loop ended");
+    }
+
+    /// Jobs that arrived together go out at once: the linger is for a job that arrived alone.
+    #[tokio::test(start_paused = true)]
+    async fn a_batch_that_arrived_together_does_not_linger() {
+        let sizes = Arc::new(Mutex::new(Vec::new()));
+        let (sender, receiver) = mpsc::unbounded_channel();
+        let linger = Duration::from_secs(1);
+        let started = tokio::time::Instant::now();
+        for _ in 0..3 {
+            sender.send((claimed(), None)).unwrap();
+        }
+        let task = tokio::spawn(batch_loop(linger, recording(&sizes), receiver));
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        drop(sender);
+        task.await.unwrap();
+        let sizes = sizes.lock().unwrap().clone();
+        assert_eq!(sizes.len(), 1);
+        assert_eq!(sizes[0].0, 3);
+        assert!(
+            sizes[0].1 - started < linger,
+            "written after {:?}",
+            sizes[0].1 - started
+        );
+    }
+
+    /// A lingering batch takes in what arrives meanwhile, up to the batch size and no more.
+    #[tokio::test(start_paused = true)]
+    async fn a_lingering_batch_holds_at_most_the_batch_size() {
+        let sizes = Arc::new(Mutex::new(Vec::new()));
+        let (sender, receiver) = mpsc::unbounded_channel();
+        sender.send((claimed(), None)).unwrap();
+        let task = tokio::spawn(batch_loop(
+            Duration::from_secs(1),
+            recording(&sizes),
+            receiver,
+        ));
+        // The loop has the first job and lingers; a flood arrives meanwhile.
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        for _ in 0..MAX_BATCH + 5 {
+            sender.send((claimed(), None)).unwrap();
+        }
+        drop(sender);
+        task.await.unwrap();
+        let sizes: Vec<usize> = sizes.lock().unwrap().iter().map(|(n, _)| *n).collect();
+        assert_eq!(sizes, [MAX_BATCH, 6]);
     }
 }

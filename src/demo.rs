@@ -2,7 +2,9 @@
 //! environment, through the broker), a connector instance and a scope, starts two worker
 //! processes, runs one scan through every stage, and prints the run cell by cell with what it
 //! found. Then it scans the unchanged clouds again and rematerializes as CI would after a deploy,
-//! to show that both change nothing. `--serve` keeps the stand and the workers up afterwards.
+//! to show that both change nothing. Last, it puts the scope on a 5-second schedule and starts a
+//! scheduler process: scheduled runs appear one slot after another. `--serve` keeps the stand,
+//! the workers and the scheduler up afterwards.
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -16,7 +18,8 @@ use sv0_broker::naming::{Ref, TenantId, env_prefix};
 use sv0_broker::{CredentialsRef, Provider};
 use sv0_devdb::DevDb;
 use sv0_domain::{
-    Budget, ConnectorInstance, Domain, Materializer, RunStatus, ScanRun, ScanScope, Tenant, Trigger,
+    Budget, ConnectorInstance, Domain, Materializer, RunStatus, ScanRun, ScanScope, Schedule,
+    Tenant, Trigger,
 };
 use sv0_pipeline::{Deploy, Pipeline, RunRequest};
 use sv0_queue::Queue;
@@ -36,7 +39,7 @@ pub struct DemoArgs {
     /// Where the workers' logs go.
     #[arg(long, default_value = "target/demo")]
     logs: PathBuf,
-    /// Keep the stand and the workers up afterwards, until Ctrl-C.
+    /// Keep the stand, the workers and the scheduler up afterwards, until Ctrl-C.
     #[arg(long)]
     serve: bool,
 }
@@ -118,7 +121,15 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         .with_context(|| format!("--logs {}", args.logs.display()))?;
     let mut workers = Vec::new();
     for n in 1..=args.workers {
-        workers.push(start_worker(n, &uri, &args.logs, &variable, &token)?);
+        let worker = sv0_process(
+            &uri,
+            &args.logs,
+            &format!("worker-{n}"),
+            // The stand runs without an oplog here: polling only (DESIGN.md §8).
+            &["--change-streams", "off"],
+            Some((&variable, &token)),
+        )?;
+        workers.push(worker);
     }
     println!(
         "workers    {} processes (logs in {}/worker-N.log); the credential reaches them as {variable}\n",
@@ -130,17 +141,30 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         &mut prometheus_client::registry::Registry::default(),
     ));
     let pipeline = Arc::new(Pipeline::new(domain.clone(), queue, broker));
-    let result = scenario(&pipeline, &domain, scope.id).await;
+    let mut result = scenario(&pipeline, &domain, scope.id).await;
+    if result.is_ok() {
+        match sv0_process(&uri, &args.logs, "scheduler", &["--tick-ms", "1000"], None) {
+            Ok(scheduler) => workers.push(scheduler),
+            Err(error) => result = Err(error),
+        }
+    }
+    if result.is_ok() {
+        result = scheduled(&domain, scope.id).await;
+    }
 
     if args.serve && result.is_ok() {
+        let exe = std::env::current_exe()?;
         println!(
-            "\nserving: devdb at {uri}, {} workers; Ctrl-C stops everything",
-            workers.len()
+            "\nserving: devdb at {uri}, {} workers and a scheduler running the scope every 5 s.\n\
+             List its runs as they appear:\n  {} runs --mongodb-uri {uri} --database {DATABASE} --tenant {TENANT}\n\
+             Ctrl-C stops everything.",
+            args.workers,
+            exe.display()
         );
         crate::shutdown_signal().await?;
     }
-    for worker in &mut workers {
-        stop(worker).await;
+    for process in &mut workers {
+        stop(process).await;
     }
     drop(client);
     devdb.stop().context("stopping devdb")?;
@@ -181,6 +205,60 @@ async fn scenario(pipeline: &Pipeline, domain: &Domain, scope_id: ObjectId) -> a
     for run in runs {
         let run = wait(domain, run.id).await?;
         print_run(&run, began.elapsed());
+    }
+    Ok(())
+}
+
+/// The scope on a schedule: a scheduler process (started by the caller) turns its slots into
+/// runs; two of them are waited for and shown.
+async fn scheduled(domain: &Domain, scope_id: ObjectId) -> anyhow::Result<()> {
+    let scope = domain
+        .set_schedule(
+            TENANT,
+            scope_id,
+            Some(Schedule::every(5)),
+            mongodb::bson::DateTime::now(),
+        )
+        .await?;
+    println!(
+        "\nThe scope on a schedule: every 5 s (catch-up: the latest slot within a day; overlap: \
+         skip), run by a scheduler process."
+    );
+    let first = scope
+        .next_run_at
+        .context("a scheduled scope has a next slot")?;
+    let deadline = Instant::now() + RUN_TIMEOUT;
+    let mut shown = Vec::new();
+    while shown.len() < 2 {
+        // Oldest first, so slots print in order.
+        for run in domain.recent_runs(TENANT, 10).await?.into_iter().rev() {
+            let Trigger::Scheduled { slot, .. } = run.trigger else {
+                continue;
+            };
+            if slot < first || !run.status.is_finished() || shown.contains(&run.id) {
+                continue;
+            }
+            let lag = run.created_at.timestamp_millis() - slot.timestamp_millis();
+            let took = run.finished_at.map_or(0, |end| {
+                end.timestamp_millis() - run.created_at.timestamp_millis()
+            });
+            println!(
+                "  slot {}  run {}  created {} ms after its slot  {} in {:.2} s ({} cells)",
+                slot.try_to_rfc3339_string().unwrap_or_default(),
+                run.id,
+                lag,
+                run.status.as_str(),
+                took as f64 / 1000.0,
+                run.category_results.len()
+            );
+            shown.push(run.id);
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "the scheduler started no runs in {RUN_TIMEOUT:?} (see target/demo/scheduler.log)"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
     Ok(())
 }
@@ -337,31 +415,41 @@ async fn print_results(domain: &Domain, run: &ScanRun) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn start_worker(
-    n: u8,
+/// `sv0 worker` (`name` worker-N) or `sv0 scheduler` on the demo database, logging to
+/// `logs/NAME.log`, with `env` (the credential) in its environment.
+fn sv0_process(
     uri: &str,
     logs: &std::path::Path,
-    variable: &str,
-    token: &str,
+    name: &str,
+    extra: &[&str],
+    env: Option<(&str, &str)>,
 ) -> anyhow::Result<Child> {
-    let log = std::fs::File::create(logs.join(format!("worker-{n}.log")))?;
-    let child = Command::new(std::env::current_exe()?)
-        .arg("worker")
+    let role = if name.starts_with("worker") {
+        "worker"
+    } else {
+        "scheduler"
+    };
+    let log = std::fs::File::create(logs.join(format!("{name}.log")))?;
+    let mut command = Command::new(std::env::current_exe()?);
+    command
+        .arg(role)
         .args(["--mongodb-uri", uri, "--database", DATABASE])
         .args(["--metrics-addr", "127.0.0.1:0"])
-        // The stand runs without an oplog here: polling only (DESIGN.md §8).
-        .args(["--change-streams", "off"])
-        .env(variable, token)
+        .args(extra);
+    if let Some((variable, value)) = env {
+        command.env(variable, value);
+    }
+    let child = command
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log)
         .kill_on_drop(true)
         .spawn()
-        .context("starting a worker")?;
+        .with_context(|| format!("starting {name}"))?;
     Ok(child)
 }
 
-/// SIGTERM (the worker drains), then wait a little; `kill_on_drop` covers the rest.
+/// SIGTERM (a worker drains), then wait a little; `kill_on_drop` covers the rest.
 async fn stop(worker: &mut Child) {
     if let Some(pid) = worker.id() {
         let _ = nix::sys::signal::kill(

@@ -4,6 +4,8 @@
 mod demo;
 mod dev;
 mod enqueue;
+mod runs;
+mod scheduler;
 mod telemetry;
 mod worker;
 
@@ -31,6 +33,10 @@ enum Command {
     Enqueue(enqueue::EnqueueArgs),
     /// Run a worker: claim and run jobs of the served kinds; serve /metrics and /healthz.
     Worker(worker::WorkerArgs),
+    /// Run a scheduler replica: scan scopes' due slots become runs; orphaned runs time out.
+    Scheduler(scheduler::SchedulerArgs),
+    /// List a tenant's newest scan runs.
+    Runs(runs::RunsArgs),
 }
 
 #[tokio::main]
@@ -42,6 +48,11 @@ async fn main() -> anyhow::Result<()> {
         Command::Worker(args) => {
             telemetry::init(args.log_format);
             worker::run(args).await
+        }
+        Command::Runs(args) => runs::run(args).await,
+        Command::Scheduler(args) => {
+            telemetry::init(args.log_format);
+            scheduler::run(args).await
         }
     }
 }

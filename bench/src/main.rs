@@ -11,6 +11,7 @@ mod ours;
 mod pipeline;
 mod procs;
 mod report;
+mod scheduler;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -263,6 +264,22 @@ async fn main() -> Result<()> {
     } else {
         None
     };
+    let ticks_name = "scheduler tick, 10,000 due scopes, 1 and 3 replicas";
+    let ticks = if wanted(ticks_name) {
+        eprintln!("[{ticks_name}]…");
+        match scheduler::tick_costs(&scratch(&client, "scheduler")).await {
+            Ok(costs) => {
+                eprintln!("{}", report::tick_table(&costs));
+                Some(Ok(costs))
+            }
+            Err(e) => {
+                eprintln!("[{ticks_name}] FAILED: {e:#}");
+                Some(Err(format!("[{ticks_name}]: {e:#}")))
+            }
+        }
+    } else {
+        None
+    };
     drop(client);
     devdb.stop()?;
 
@@ -322,6 +339,17 @@ async fn main() -> Result<()> {
         }
         None => None,
     };
+    let ticks = match ticks {
+        Some(Ok(costs)) => {
+            println!("{ticks_name}:\n\n{}", report::tick_table(&costs));
+            Some(costs)
+        }
+        Some(Err(error)) => {
+            errors.push(error);
+            None
+        }
+        None => None,
+    };
     for error in &errors {
         eprintln!("FAILED {error}");
     }
@@ -333,6 +361,7 @@ async fn main() -> Result<()> {
         let markdown = report::markdown(
             &rows,
             scan.as_deref(),
+            ticks.as_deref(),
             &machine,
             &args.revision,
             elapsed,

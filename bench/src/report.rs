@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use crate::measure::{Latency, Memory, Throughput};
 use crate::pipeline::StageCost;
+use crate::scheduler::{self, TickCost};
 
 /// One measurement of one peer in one scenario.
 #[derive(Debug, Clone)]
@@ -315,6 +316,7 @@ impl Machine {
 pub fn markdown(
     rows: &[Row],
     scan: Option<&[StageCost]>,
+    ticks: Option<&[TickCost]>,
     machine: &Machine,
     revision: &str,
     elapsed: Duration,
@@ -333,7 +335,7 @@ pub fn markdown(
          run began); node {}; devdb (mongo-java-server 1.47.0, in memory) as the server for every\n\
          peer. **These are the stand's figures, not MongoDB's**: compare the columns, not the\n\
          absolute numbers (README, \"Its cost model\").\n\n\
-         ## Results\n\n{}\n{}\n{}",
+         ## Results\n\n{}\n{}\n{}\n{}",
         elapsed.as_secs_f64(),
         machine.cores,
         machine.cpu,
@@ -348,6 +350,27 @@ pub fn markdown(
             thousands(2 * crate::pipeline::SIZE_PER_CLOUD as usize),
             thousands(crate::pipeline::SIZE_PER_CLOUD as usize),
             scan_table(costs)
+        )),
+        ticks.map_or(String::new(), |costs| format!(
+            "## Scheduler tick\n\n\
+             {} scopes ({} tenants of {}, each on a one-minute schedule) due at the same slot, \
+             decided by one tick of one scheduler, then, on a fresh copy, by three replicas \
+             ticking at once (in one process, racing for the same scope claims):\n\n{}\n\
+             Per scope, `Pipeline::start_scan` makes five round trips one after another (reads \
+             of the tenant, the scope and its connector instance, then writes of the run and its \
+             `execute_scan` job), against five per batch of 500 scopes for the claim, the slot \
+             outcomes and the settle: the tick is those round trips, one scope after another, \
+             and a replica adds its own sequence of them. Two of them (the scope read by \
+             `{{_id, tenant_id}}`, the settle by `{{_id, claim.nonce}}`) have unique indexes of \
+             exactly those fields: on the stand, which uses an index only when a query's \
+             fields match one exactly, each scanned `scan_scopes` without them, and a first \
+             measurement grew with the square of the scopes (about 95 s for one replica). A \
+             replica that loses the race for a batch goes on to the next one, so replicas \
+             ticking at once share the scopes: the last column says how they fell.\n",
+            thousands(scheduler::SCOPES),
+            scheduler::TENANTS,
+            scheduler::SCOPES_PER_TENANT,
+            tick_table(costs)
         )),
         include_str!("explanation.md"),
     )
@@ -373,6 +396,25 @@ pub fn scan_table(costs: &[StageCost]) -> String {
         );
     }
     out += &format!("| **all stages** | **{first:.2} s** | | **{again:.2} s** | |\n");
+    out
+}
+
+/// The Markdown table of the ticks.
+pub fn tick_table(costs: &[TickCost]) -> String {
+    let mut out = String::from(
+        "| replicas | time, until every replica's tick returned | scopes per second | runs created by each replica |\n\
+         | --- | --- | --- | --- |\n",
+    );
+    for c in costs {
+        let shares: Vec<String> = c.shares.iter().map(|&n| thousands(n as usize)).collect();
+        out += &format!(
+            "| {} | {:.2} s | {} | {} |\n",
+            c.replicas,
+            c.seconds,
+            thousands(c.per_second().round() as usize),
+            shares.join(" / ")
+        );
+    }
     out
 }
 

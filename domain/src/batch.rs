@@ -20,30 +20,32 @@ pub(crate) fn statement(filter: Document, update: Document, upsert: bool) -> Doc
 
 /// Sends `statements` to `collection`, unordered, in as few commands as the limits allow. A
 /// statement's error fails the call; a duplicate-key error (two upserts of one key racing) and a
-/// write-concern error are transient: the same statements may be sent again.
+/// write-concern error are transient: the same statements may be sent again. Returns how many
+/// documents the statements matched (or upserted).
 pub(crate) async fn update_all(
     db: &Database,
     collection: &str,
     statements: Vec<Document>,
-) -> Result<()> {
+) -> Result<u64> {
     let mut chunk = Vec::new();
     let mut bytes = 0;
+    let mut matched = 0;
     for statement in statements {
         let size = mongodb::bson::to_vec(&statement).map_or(0, |v| v.len());
         if !chunk.is_empty() && (chunk.len() == MAX_STATEMENTS || bytes + size > MAX_BYTES) {
-            send(db, collection, std::mem::take(&mut chunk)).await?;
+            matched += send(db, collection, std::mem::take(&mut chunk)).await?;
             bytes = 0;
         }
         bytes += size;
         chunk.push(statement);
     }
     if !chunk.is_empty() {
-        send(db, collection, chunk).await?;
+        matched += send(db, collection, chunk).await?;
     }
-    Ok(())
+    Ok(matched)
 }
 
-async fn send(db: &Database, collection: &str, statements: Vec<Document>) -> Result<()> {
+async fn send(db: &Database, collection: &str, statements: Vec<Document>) -> Result<u64> {
     let count = statements.len();
     let reply = db
         .run_command(doc! {
@@ -72,5 +74,11 @@ async fn send(db: &Database, collection: &str, statements: Vec<Document>) -> Res
             "write concern error on {collection}: {error}"
         )));
     }
-    Ok(())
+    // `n` counts matched and upserted documents; servers send it as an int32 or an int64.
+    let matched = match reply.get("n") {
+        Some(Bson::Int32(n)) => i64::from(*n),
+        Some(Bson::Int64(n)) => *n,
+        _ => 0,
+    };
+    Ok(matched.max(0) as u64)
 }

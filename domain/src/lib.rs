@@ -18,6 +18,8 @@ pub mod graph;
 mod materialize;
 pub mod run;
 mod runs;
+pub mod schedule;
+mod scopes;
 mod syncs;
 mod tenancy;
 
@@ -31,10 +33,12 @@ pub use run::{
     Budget, CategoryResult, CellStatus, MAX_RUNTIME_SECONDS, Materializer, RunStatus, ScanRun,
     Trigger,
 };
+pub use schedule::{Cadence, CatchUp, CatchUpRun, Overlap, Schedule, Slots};
+pub use scopes::{ClaimedScopes, ScopeSettlement};
 pub use syncs::{ConnectorSync, EvidencePack, PackItem};
 pub use tenancy::{
-    ConnectorInstance, InstanceStatus, ScanScope, Tenant, TenantStatus, validate_budget,
-    validate_tenant_id,
+    ConnectorInstance, InstanceStatus, Pause, ScanScope, ScopeClaim, Tenant, TenantStatus,
+    validate_budget, validate_tenant_id,
 };
 
 use mongodb::bson::{Document, doc};
@@ -99,11 +103,31 @@ impl Domain {
                     plain(doc! { "status": 1, "last_claimed_at": 1 }),
                 ],
             ),
-            // A tenant's instances and scopes (lists, the scheduler's scope lookups).
-            ("connector_instances", vec![plain(doc! { "tenant_id": 1 })]),
+            // A tenant's instances and scopes (lists, the scheduler's scope lookups); an
+            // instance by id within its tenant (as for scopes, below).
+            (
+                "connector_instances",
+                vec![
+                    plain(doc! { "tenant_id": 1 }),
+                    unique(doc! { "_id": 1, "tenant_id": 1 }),
+                ],
+            ),
             (
                 "scan_scopes",
-                vec![plain(doc! { "tenant_id": 1, "instance_id": 1 })],
+                vec![
+                    plain(doc! { "tenant_id": 1, "instance_id": 1 }),
+                    // The scheduler's claim: due scopes, earliest first.
+                    plain(doc! { "due_at": 1 }),
+                    // A claim's read-back, and giving a claim back.
+                    plain(doc! { "claim.nonce": 1 }),
+                    // A scope by id within its tenant, and a holder's fenced settle by id and
+                    // nonce. On MongoDB the `_id` index serves both and these cost a little per
+                    // scope write; on the stand, which uses an index only when a query's fields
+                    // are exactly a unique index's, they keep each from scanning every scope (a
+                    // tick of 10,000 scopes was quadratic without them).
+                    unique(doc! { "_id": 1, "tenant_id": 1 }),
+                    unique(doc! { "_id": 1, "claim.nonce": 1 }),
+                ],
             ),
             (
                 "connector_syncs",

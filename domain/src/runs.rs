@@ -162,4 +162,43 @@ impl Domain {
         self.finish_run(tenant_id, id, status, error).await?;
         self.run(tenant_id, id).await
     }
+
+    /// Running runs that no worker has taken up for longer than their budget
+    /// (`last_claimed_at` + `budget.max_runtime_seconds` before `now`, ADR-027): their worker is
+    /// gone, or their jobs died. Budgets differ per run, so the query takes every running run
+    /// idle for longer than the shortest budget and the rest is checked here; running runs are
+    /// the pipeline's current work, not its history, so there are never many.
+    pub async fn orphaned_runs(&self, now: DateTime) -> Result<Vec<ScanRun>> {
+        use futures::TryStreamExt;
+        let idle_since = DateTime::from_millis(now.timestamp_millis() - 1000);
+        let running: Vec<ScanRun> = self
+            .runs()
+            .find(doc! { "status": "running", "last_claimed_at": { "$lt": idle_since } })
+            .sort(doc! { "last_claimed_at": 1 })
+            .await?
+            .try_collect()
+            .await?;
+        Ok(running
+            .into_iter()
+            .filter(|run| {
+                run.last_claimed_at.is_some_and(|at| {
+                    at.timestamp_millis() + run.budget.max_runtime_seconds * 1000
+                        < now.timestamp_millis()
+                })
+            })
+            .collect())
+    }
+
+    /// A tenant's newest runs, at most `limit` (1 to 1000).
+    pub async fn recent_runs(&self, tenant_id: &str, limit: i64) -> Result<Vec<ScanRun>> {
+        use futures::TryStreamExt;
+        Ok(self
+            .runs()
+            .find(doc! { "tenant_id": tenant_id })
+            .sort(doc! { "created_at": -1, "_id": -1 })
+            .limit(limit.clamp(1, 1000))
+            .await?
+            .try_collect()
+            .await?)
+    }
 }

@@ -11,6 +11,7 @@ use sv0_broker::naming::TenantId;
 use crate::Domain;
 use crate::error::{DomainError, Result};
 use crate::run::{Budget, MAX_RUNTIME_SECONDS};
+use crate::schedule::Schedule;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -61,13 +62,52 @@ pub struct ScanScope {
     pub name: String,
     /// What to scan, in the connector's own terms: handed to it as `scope.json`.
     pub scope: Document,
-    /// The schedule (interval or cron) and its policies: the scheduler's to fill and read.
+    /// The schedule (interval or cron) and its policies; none: the scope runs only on request.
     #[serde(default)]
-    pub schedule: Option<Document>,
+    pub schedule: Option<Schedule>,
     #[serde(default)]
     pub paused: bool,
+    /// Why and by whom the scope was paused, while it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pause: Option<Pause>,
+    /// The schedule's next slot that has not been decided yet (run, skipped or missed).
+    #[serde(default)]
+    pub next_run_at: Option<DateTime>,
+    /// When the scheduler must look at the scope next: the next slot, or sooner while a slot
+    /// waits for the previous run (`buffer_one`).
+    #[serde(default)]
+    pub due_at: Option<DateTime>,
+    /// A slot waiting for the previous run to finish (overlap policy `buffer_one`).
+    #[serde(default)]
+    pub buffered_slot: Option<DateTime>,
+    /// The latest run the schedule (or a trigger-now) started: what "the previous run is still
+    /// running" is checked against.
+    #[serde(default)]
+    pub last_run_id: Option<ObjectId>,
+    /// A scheduler replica's hold on the scope while it decides its due slots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claim: Option<ScopeClaim>,
     pub budget: Budget,
     pub created_at: DateTime,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pause {
+    #[serde(default)]
+    pub note: Option<String>,
+    #[serde(default)]
+    pub by: Option<String>,
+    pub at: DateTime,
+}
+
+/// A scheduler's claim on a scope: `nonce` is new for every claim, and every write the holder
+/// makes filters on it, so once the claim has expired and another replica holds the scope, the
+/// old holder's writes match nothing (the fence).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScopeClaim {
+    pub owner: String,
+    pub nonce: ObjectId,
+    pub expires_at: DateTime,
 }
 
 impl Tenant {
@@ -140,6 +180,12 @@ impl ScanScope {
             scope,
             schedule: None,
             paused: false,
+            pause: None,
+            next_run_at: None,
+            due_at: None,
+            buffered_slot: None,
+            last_run_id: None,
+            claim: None,
             budget,
             created_at: DateTime::now(),
         })
@@ -209,9 +255,22 @@ impl Domain {
             .ok_or_else(|| DomainError::not_found("connector instance", id, tenant_id))
     }
 
+    /// Inserts `scope`. A scope inserted with a schedule starts at the schedule's first slot
+    /// after now, whatever `next_run_at` it carried.
     pub async fn insert_scope(&self, scope: &ScanScope) -> Result<()> {
         self.instance(&scope.tenant_id, scope.instance_id).await?;
-        self.scopes().insert_one(scope).await?;
+        let mut scope = scope.clone();
+        scope.next_run_at = match &scope.schedule {
+            Some(schedule) => {
+                schedule.validate()?;
+                schedule.slots()?.next_after(DateTime::now())
+            }
+            None => None,
+        };
+        scope.due_at = scope.next_run_at;
+        scope.buffered_slot = None;
+        scope.claim = None;
+        self.scopes().insert_one(&scope).await?;
         Ok(())
     }
 

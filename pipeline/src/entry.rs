@@ -6,9 +6,10 @@
 use std::time::Duration;
 
 use mongodb::bson::oid::ObjectId;
+use sv0_domain::category::DRIVER;
 use sv0_domain::{
-    ConnectorSync, DomainError, Graph, InstanceStatus, Materializer, Result, ScanRun, TenantStatus,
-    Trigger,
+    CategoryName, CategoryResult, ConnectorSync, DomainError, Graph, InstanceStatus, Materializer,
+    Result, RunStatus, ScanRun, TenantStatus, Trigger,
 };
 
 use crate::{Pipeline, kinds, stage};
@@ -81,10 +82,51 @@ impl Pipeline {
         run.dedup_key = dedup_key;
         let (run, created) = self.domain.insert_run(&run).await?;
         let budget = Duration::from_secs(run.budget.max_runtime_seconds as u64);
-        let job = stage::stage_job(tenant_id, run.id, kinds::EXECUTE_SCAN)
+        let mut job = stage::stage_job(tenant_id, run.id, kinds::EXECUTE_SCAN)
             .timeout(budget + SCAN_JOB_MARGIN);
+        if let Some(key) = &run.dedup_key {
+            // The run's own key on its first job too: one scan per (scope, slot), whichever
+            // replica or retry enqueues it.
+            job = job.dedup_key(key.clone());
+        }
+        // Enqueued even when the run existed: a caller that crashed between the two writes
+        // comes back here, and the job's dedup key keeps it to one.
         self.queue.enqueue(job).await.map_err(DomainError::from)?;
         Ok((run, created))
+    }
+
+    /// Times out a run that no stage has taken up within its budget (the orphaned-run reaper):
+    /// the run becomes `timeout` with `reason` in its `__driver__` cell and its error, and its
+    /// queued and running jobs are cancelled (running ones through the queue's cancel, which
+    /// their workers see at the next heartbeat). Returns false if the run had finished already.
+    pub async fn time_out_run(&self, run: &ScanRun, reason: &str) -> Result<bool> {
+        let domain = &self.domain;
+        if !domain
+            .finish_run(
+                &run.tenant_id,
+                run.id,
+                RunStatus::Timeout,
+                Some(format!("{DRIVER} timed out: {reason}")),
+            )
+            .await?
+        {
+            return Ok(false);
+        }
+        let started = run.started_at.unwrap_or(run.created_at);
+        let driver = CategoryName::parse(DRIVER).expect("the driver cell's name is valid");
+        domain
+            .stamp_cell(
+                &run.tenant_id,
+                run.id,
+                &driver,
+                &CategoryResult::failed(format!("timed out: {reason}"), started),
+            )
+            .await?;
+        self.queue
+            .cancel_group(&run.id.to_hex())
+            .await
+            .map_err(DomainError::from)?;
+        Ok(true)
     }
 
     /// A new run doing what `run_id` did (`trigger.type = retry`, `retry_of`). The run must be

@@ -21,7 +21,7 @@ use sv0_testkit::{Stand, TestDb, stand};
 
 pub const SV0: &str = env!("CARGO_BIN_EXE_sv0");
 
-/// A running `sv0 worker`. Killed on drop.
+/// A running `sv0 worker` (or `sv0 scheduler`). Killed on drop.
 pub struct WorkerProcess {
     child: Child,
     lines: Arc<Mutex<Vec<Value>>>,
@@ -47,29 +47,42 @@ impl WorkerProcess {
             ("--poll-max-ms", "200"),
             ("--reap-every-ms", "250"),
         ];
-        let mut command = Command::new(SV0);
-        command.args([
-            "worker",
-            "--mongodb-uri",
-            uri,
-            "--database",
-            database,
-            "--diagnostics",
-        ]);
+        let mut args = vec!["worker", "--diagnostics"];
         for (flag, value) in defaults {
             if !extra.contains(&flag) {
-                command.args([flag, value]);
+                args.extend([flag, value]);
             }
         }
+        args.extend(extra);
+        WorkerProcess::spawn(uri, database, &args, env)
+    }
+
+    /// `sv0 scheduler` on `uri`/`database`, ticking at least every 200 ms, with `extra`.
+    pub fn scheduler(uri: &str, database: &str, extra: &[&str]) -> WorkerProcess {
+        let mut args = vec![
+            "scheduler",
+            "--metrics-addr",
+            "127.0.0.1:0",
+            "--tick-ms",
+            "200",
+        ];
+        args.extend(extra);
+        WorkerProcess::spawn(uri, database, &args, &[])
+    }
+
+    /// `sv0 ARGS… --mongodb-uri URI --database DATABASE`, its JSON log lines collected.
+    fn spawn(uri: &str, database: &str, args: &[&str], env: &[(&str, &str)]) -> WorkerProcess {
+        let mut command = Command::new(SV0);
+        command.args(args);
+        command.args(["--mongodb-uri", uri, "--database", database]);
         // The per-job "job committed" line is at debug; the tests count commits by it.
         command.env("RUST_LOG", "info,sv0_worker=debug");
         command.envs(env.iter().copied());
         let mut child = command
-            .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
-            .expect("sv0 worker starts");
+            .expect("sv0 starts");
         let lines = Arc::new(Mutex::new(Vec::new()));
         let sink = lines.clone();
         let stdout = child.stdout.take().unwrap();

@@ -12,11 +12,12 @@ use axum::routing::get;
 use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
 
-/// How long the claim loop may go without a beat before `/healthz` reports it stuck. Longer than
-/// any wait inside the loop (at most `poll_max`, or a claim on a slow database).
+/// How long the main loop (a worker's claim loop, a scheduler's tick) may go without a beat
+/// before `/healthz` reports it stuck. Longer than any wait inside the loop (at most
+/// `poll_max`, a tick period, or a claim on a slow database).
 const STALE_AFTER: Duration = Duration::from_secs(60);
 
-/// The claim loop's liveness, as `/healthz` reports it.
+/// The main loop's liveness, as `/healthz` reports it.
 #[derive(Debug, Clone)]
 pub struct Health {
     inner: Arc<Mutex<(&'static str, Instant)>>,
@@ -31,12 +32,14 @@ impl Default for Health {
 }
 
 impl Health {
-    pub(crate) fn beat(&self) {
+    /// The process's loop went round: `/healthz` reports it stuck if this stops.
+    pub fn beat(&self) {
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         *inner = ("running", Instant::now());
     }
 
-    pub(crate) fn set_state(&self, state: &'static str) {
+    /// `starting` and `running` are healthy; any other state (`draining`, …) is not.
+    pub fn set_state(&self, state: &'static str) {
         self.inner.lock().unwrap_or_else(|p| p.into_inner()).0 = state;
     }
 
@@ -50,7 +53,7 @@ impl Health {
         match state {
             "running" if last.elapsed() > STALE_AFTER => (
                 StatusCode::SERVICE_UNAVAILABLE,
-                format!("stuck: the claim loop last ran {:?} ago\n", last.elapsed()),
+                format!("stuck: the main loop last ran {:?} ago\n", last.elapsed()),
             ),
             "running" | "starting" => (StatusCode::OK, format!("{state}\n")),
             _ => (StatusCode::SERVICE_UNAVAILABLE, format!("{state}\n")),

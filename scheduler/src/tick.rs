@@ -1,0 +1,384 @@
+//! The tick: claim the due scopes in batches, decide each one's due slots ([`crate::plan`]),
+//! start the runs, record why each slot ran or not, and write each scope's new state back under
+//! its claim. Between ticks the scheduler sleeps until the earliest scope is due, at most a tick
+//! period.
+//!
+//! Order makes it safe to crash anywhere: runs are started before the scope's state moves on,
+//! and a run's dedup key is its slot, so a tick replayed after a crash (or by another replica
+//! once the claim expired) finds the runs already there instead of starting them again.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mongodb::bson::DateTime;
+use mongodb::bson::oid::ObjectId;
+use sv0_domain::{Domain, Result, ScanScope, ScopeSettlement, Trigger};
+use sv0_pipeline::Pipeline;
+use tokio_util::sync::CancellationToken;
+
+use crate::metrics::{ReasonLabel, TriggerLabel};
+use crate::plan::{self, ScopeState, Skip, SkipReason};
+use crate::{SchedulerMetrics, SlotLog, SlotOutcome, slot_key};
+
+/// A bound on claim rounds in one tick, against a database that keeps handing out candidates it
+/// then refuses to claim.
+const MAX_ROUNDS_PER_TICK: usize = 10_000;
+
+#[derive(Debug, Clone)]
+pub struct SchedulerConfig {
+    /// Who holds the claims (host and process): shown on a claimed scope.
+    pub owner: String,
+    /// The longest sleep between ticks.
+    pub tick: Duration,
+    /// How long a claim holds a scope; a replica that dies holding one delays its scopes by
+    /// this much at most.
+    pub claim_lease: Duration,
+    /// Scopes claimed per round trip.
+    pub batch: usize,
+    /// The shortest sleep between ticks (scopes held by another replica look due).
+    pub min_sleep: Duration,
+    /// How often a scope with a slot waiting for its previous run (`buffer_one`) is looked at.
+    pub buffer_recheck: Duration,
+}
+
+impl SchedulerConfig {
+    pub fn new(owner: impl Into<String>) -> SchedulerConfig {
+        SchedulerConfig {
+            owner: owner.into(),
+            tick: Duration::from_secs(30),
+            claim_lease: Duration::from_secs(60),
+            batch: 500,
+            min_sleep: Duration::from_millis(200),
+            buffer_recheck: Duration::from_secs(5),
+        }
+    }
+}
+
+/// What one tick did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TickReport {
+    pub scopes: u64,
+    pub runs_created: u64,
+    pub slots_skipped: u64,
+    /// Scopes whose decision did not land (their claim had expired).
+    pub claims_lost: u64,
+    /// Scopes left for the next tick after a transient error.
+    pub deferred: u64,
+    /// Scopes whose stored schedule cannot be followed, taken out of the claims until edited.
+    pub parked: u64,
+}
+
+pub struct Scheduler {
+    pipeline: Arc<Pipeline>,
+    slot_log: SlotLog,
+    metrics: SchedulerMetrics,
+    config: SchedulerConfig,
+}
+
+impl Scheduler {
+    pub fn new(
+        pipeline: Arc<Pipeline>,
+        slot_log: SlotLog,
+        metrics: SchedulerMetrics,
+        config: SchedulerConfig,
+    ) -> Scheduler {
+        Scheduler {
+            pipeline,
+            slot_log,
+            metrics,
+            config,
+        }
+    }
+
+    fn domain(&self) -> &Domain {
+        &self.pipeline.domain
+    }
+
+    /// Ticks until `shutdown`, calling `beat` after every tick (the process's health). A failed
+    /// tick is logged and counted; the next one retries its scopes (their claims are given
+    /// back, or expire).
+    pub async fn run(&self, shutdown: CancellationToken, beat: impl Fn()) {
+        loop {
+            let started = Instant::now();
+            match self.tick(DateTime::now()).await {
+                Ok(report) => {
+                    if report.scopes > 0 {
+                        tracing::debug!(?report, "tick");
+                    }
+                }
+                Err(error) => {
+                    self.metrics.tick_failures.inc();
+                    tracing::warn!(%error, "scheduler tick failed");
+                }
+            }
+            self.metrics.ticks.inc();
+            beat();
+            self.metrics
+                .tick_duration
+                .observe(started.elapsed().as_secs_f64());
+            let sleep = self.sleep_until_due().await;
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(sleep) => {}
+            }
+        }
+    }
+
+    /// How long to sleep: until the earliest scope is due, between `min_sleep` and `tick`.
+    async fn sleep_until_due(&self) -> Duration {
+        let next = match self.domain().suspended_tenants().await {
+            Ok(suspended) => self.domain().next_due_at(&suspended).await.ok().flatten(),
+            Err(_) => None,
+        };
+        let until = next.map_or(self.config.tick, |at| {
+            let millis = at.timestamp_millis() - DateTime::now().timestamp_millis();
+            Duration::from_millis(millis.max(0) as u64)
+        });
+        until.clamp(self.config.min_sleep, self.config.tick)
+    }
+
+    /// One tick at `now`: every due scope, in batches, until none is left unclaimed. Replicas
+    /// ticking at once share the scopes: a round whose candidates another replica won goes on
+    /// to the next ones.
+    pub async fn tick(&self, now: DateTime) -> Result<TickReport> {
+        let suspended = self.domain().suspended_tenants().await?;
+        let mut report = TickReport::default();
+        for _ in 0..MAX_ROUNDS_PER_TICK {
+            let claimed = self
+                .domain()
+                .claim_due_scopes(
+                    &self.config.owner,
+                    now,
+                    self.config.claim_lease,
+                    self.config.batch,
+                    &suspended,
+                )
+                .await?;
+            if claimed.candidates == 0 {
+                break;
+            }
+            let scopes = claimed.scopes;
+            let Some(nonce) = scopes
+                .first()
+                .and_then(|s| s.claim.as_ref())
+                .map(|c| c.nonce)
+            else {
+                // Every candidate went to another replica: on to the next ones.
+                continue;
+            };
+            let count = scopes.len() as u64;
+            report.scopes += count;
+            self.metrics.scopes_claimed.inc_by(count);
+            let deferred_before = report.deferred;
+            let settlements = match self.decide_all(scopes, now, &mut report).await {
+                Ok(settlements) => settlements,
+                Err(error) => {
+                    // Undecided scopes go back at once rather than after the lease.
+                    if let Err(release) = self.domain().release_scopes(nonce).await {
+                        tracing::warn!(%release, "giving claimed scopes back failed");
+                    }
+                    return Err(error);
+                }
+            };
+            let landed = self.domain().settle_scopes(&settlements).await?;
+            let lost = settlements.len() as u64 - landed.min(settlements.len() as u64);
+            if lost > 0 {
+                report.claims_lost += lost;
+                self.metrics.claims_lost.inc_by(lost);
+                tracing::warn!(
+                    lost,
+                    "scope decisions did not land: their claims expired mid-tick (another \
+                     replica decides them again; their runs are not duplicated)"
+                );
+            }
+            if report.deferred - deferred_before == count {
+                // Nothing in this round could be decided (the database is struggling): the
+                // deferred scopes are due again at once, so the next tick retries them.
+                break;
+            }
+        }
+        Ok(report)
+    }
+
+    async fn decide_all(
+        &self,
+        scopes: Vec<ScanScope>,
+        now: DateTime,
+        report: &mut TickReport,
+    ) -> Result<Vec<ScopeSettlement>> {
+        let previous: Vec<ObjectId> = scopes.iter().filter_map(|s| s.last_run_id).collect();
+        let statuses = self.domain().run_statuses(&previous).await?;
+        let mut settlements = Vec::with_capacity(scopes.len());
+        let mut outcomes = Vec::new();
+        for scope in scopes {
+            let previous_running = scope
+                .last_run_id
+                .and_then(|id| statuses.get(&id))
+                .is_some_and(|status| !status.is_finished());
+            match self
+                .decide(&scope, previous_running, now, &mut outcomes, report)
+                .await
+            {
+                Ok(settlement) => settlements.push(settlement),
+                Err(error) if error.is_transient() => {
+                    // Left as it was: due again at the next tick.
+                    report.deferred += 1;
+                    tracing::warn!(scope_id = %scope.id, tenant_id = %scope.tenant_id, %error,
+                        "scope deferred to the next tick");
+                    settlements.push(unchanged(&scope));
+                }
+                Err(error) => {
+                    // A stored schedule that no longer validates (written by hand, or by another
+                    // version): parked until it is edited, so it cannot fail every tick.
+                    report.parked += 1;
+                    tracing::error!(scope_id = %scope.id, tenant_id = %scope.tenant_id, %error,
+                        "the scope's schedule cannot be followed; parked until it is edited");
+                    settlements.push(ScopeSettlement {
+                        due_at: None,
+                        ..unchanged(&scope)
+                    });
+                }
+            }
+        }
+        self.slot_log.record(&outcomes).await?;
+        Ok(settlements)
+    }
+
+    /// Decides one claimed scope: starts the runs its plan asks for and returns its new state.
+    async fn decide(
+        &self,
+        scope: &ScanScope,
+        previous_running: bool,
+        now: DateTime,
+        outcomes: &mut Vec<SlotOutcome>,
+        report: &mut TickReport,
+    ) -> Result<ScopeSettlement> {
+        let claim = scope
+            .claim
+            .as_ref()
+            .expect("a claimed scope carries its claim");
+        let Some(schedule) = &scope.schedule else {
+            // Unscheduled since it was found due: nothing is due any more.
+            return Ok(ScopeSettlement {
+                next_run_at: None,
+                due_at: None,
+                buffered_slot: None,
+                ..unchanged(scope)
+            });
+        };
+        let slots = schedule.slots()?;
+        let state = ScopeState {
+            next_run_at: scope.next_run_at,
+            buffered_slot: scope.buffered_slot,
+            previous_running,
+        };
+        let plan = plan::plan(schedule, &slots, state, now);
+        let mut skips = plan.skips.clone();
+        let mut last_run_id = scope.last_run_id;
+        for slot in &plan.runs {
+            let reason = if Some(*slot) == scope.buffered_slot {
+                "buffered"
+            } else {
+                "schedule"
+            };
+            match self.start(scope, *slot).await {
+                Ok((run_id, created)) => {
+                    last_run_id = Some(run_id);
+                    outcomes.push(SlotOutcome::ran(
+                        &scope.tenant_id,
+                        scope.id,
+                        *slot,
+                        run_id,
+                        reason,
+                    ));
+                    if created {
+                        report.runs_created += 1;
+                        let lag = (now.timestamp_millis() - slot.timestamp_millis()).max(0);
+                        self.metrics.schedule_lag.observe(lag as f64 / 1000.0);
+                        self.metrics
+                            .runs_created
+                            .get_or_create(&TriggerLabel {
+                                trigger: "scheduled",
+                            })
+                            .inc();
+                    }
+                    tracing::info!(scope_id = %scope.id, tenant_id = %scope.tenant_id,
+                        slot = %slot, run_id = %run_id, created, reason, "slot ran");
+                }
+                Err(error) if error.is_transient() => return Err(error),
+                Err(error) => {
+                    // The tenant was suspended or the instance disabled after the claim: the
+                    // slot is not runnable, and says why.
+                    tracing::warn!(scope_id = %scope.id, tenant_id = %scope.tenant_id,
+                        slot = %slot, %error, "slot not runnable");
+                    skips.push(Skip {
+                        reason: SkipReason::NotRunnable,
+                        first: *slot,
+                        last: Some(*slot),
+                        count: 1,
+                    });
+                }
+            }
+        }
+        for skip in &skips {
+            report.slots_skipped += skip.count;
+            self.metrics
+                .slots_skipped
+                .get_or_create(&ReasonLabel {
+                    reason: skip.reason.as_str(),
+                })
+                .inc_by(skip.count);
+            tracing::info!(scope_id = %scope.id, tenant_id = %scope.tenant_id,
+                slot = %skip.first, count = skip.count, reason = skip.reason.as_str(),
+                "slots not run");
+            outcomes.push(SlotOutcome::skipped(&scope.tenant_id, scope.id, skip));
+        }
+        let due_at = match plan.buffered_slot {
+            Some(_) => {
+                let recheck = DateTime::from_millis(
+                    now.timestamp_millis() + self.config.buffer_recheck.as_millis() as i64,
+                );
+                Some(plan.next_run_at.map_or(recheck, |next| next.min(recheck)))
+            }
+            None => plan.next_run_at,
+        };
+        Ok(ScopeSettlement {
+            scope_id: scope.id,
+            nonce: claim.nonce,
+            next_run_at: plan.next_run_at,
+            due_at,
+            buffered_slot: plan.buffered_slot,
+            last_run_id,
+        })
+    }
+
+    /// Starts the run of one slot (or finds it, if a crashed tick started it).
+    async fn start(&self, scope: &ScanScope, slot: DateTime) -> Result<(ObjectId, bool)> {
+        let trigger = Trigger::Scheduled {
+            scope_id: scope.id,
+            slot,
+        };
+        let (run, created) = self
+            .pipeline
+            .start_scan(
+                &scope.tenant_id,
+                scope.id,
+                trigger,
+                Some(slot_key(scope.id, slot)),
+            )
+            .await?;
+        Ok((run.id, created))
+    }
+}
+
+/// The scope's state as it was: settling it only gives the claim back.
+fn unchanged(scope: &ScanScope) -> ScopeSettlement {
+    ScopeSettlement {
+        scope_id: scope.id,
+        nonce: scope.claim.as_ref().map(|c| c.nonce).unwrap_or_default(),
+        next_run_at: scope.next_run_at,
+        due_at: scope.due_at,
+        buffered_slot: scope.buffered_slot,
+        last_run_id: scope.last_run_id,
+    }
+}

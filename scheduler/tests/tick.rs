@@ -1,0 +1,610 @@
+//! The tick on the stand, with injected times: slot identity across replicas, claims and their
+//! fence, the policies through the database, the controls, suspended tenants.
+
+mod support;
+
+use std::time::Duration;
+
+use mongodb::bson::{DateTime, doc};
+use support::{Stand, plus, slot_of};
+use sv0_domain::{CatchUpRun, Overlap, RunStatus, Schedule};
+use sv0_scheduler::controls;
+
+fn every_minute(overlap: Overlap) -> Schedule {
+    let mut schedule = Schedule::every(60);
+    schedule.overlap = overlap;
+    schedule
+}
+
+/// Two replicas ticking at once, and ticks repeated, create one run per scope slot.
+#[tokio::test]
+async fn replicas_and_repeated_ticks_create_one_run_per_slot() {
+    let stand = Stand::new("sched_one_run_per_slot").await;
+    let mut scopes = Vec::new();
+    for tenant in ["acme", "globex", "initech"] {
+        scopes.push(stand.scope(tenant, every_minute(Overlap::Allow)).await);
+    }
+    let first_slot = scopes[0].next_run_at.unwrap();
+    let (a, b) = (stand.replica("a"), stand.replica("b"));
+    for minute in 0..3 {
+        let now = plus(first_slot, minute * 60_000 + 5);
+        let (ra, rb) = tokio::join!(a.tick(now), b.tick(now));
+        let (ra, rb) = (ra.unwrap(), rb.unwrap());
+        assert_eq!(
+            ra.runs_created + rb.runs_created,
+            3,
+            "minute {minute}: one run per scope, whichever replica made it ({ra:?}, {rb:?})"
+        );
+        // The same tick again (a retried tick): nothing more.
+        assert_eq!(a.tick(now).await.unwrap().runs_created, 0);
+    }
+    for scope in &scopes {
+        let slots = stand.run_slots(scope).await;
+        let expected: Vec<DateTime> = (0..3).map(|m| plus(first_slot, m * 60_000)).collect();
+        assert_eq!(slots, expected, "scope {}", scope.tenant_id);
+        // Each run's execute_scan job carries the slot's dedup key.
+        for run in stand.runs(scope).await {
+            let key = sv0_scheduler::slot_key(scope.id, slot_of(&run).unwrap());
+            assert_eq!(run.dedup_key.as_deref(), Some(key.as_str()));
+            let jobs = stand.jobs(doc! { "dedup_key": &key }).await;
+            assert_eq!(jobs.len(), 1, "one execute_scan job per slot");
+            assert_eq!(jobs[0].get_str("kind").unwrap(), "execute_scan");
+        }
+    }
+}
+
+/// Replicas ticking at once share the due scopes: one that lost the race for a batch goes on to
+/// the next batch instead of ending its tick.
+#[tokio::test]
+async fn replicas_ticking_at_once_share_the_due_scopes() {
+    let stand = Stand::new("sched_share").await;
+    for n in 0..60 {
+        stand
+            .scope(&format!("t{}", n % 3), every_minute(Overlap::Allow))
+            .await;
+    }
+    let now = plus(
+        stand
+            .domain
+            .next_due_at(&[])
+            .await
+            .unwrap()
+            .expect("a due scope"),
+        1,
+    );
+    let mut replicas = Vec::new();
+    for owner in ["a", "b"] {
+        let mut config = sv0_scheduler::SchedulerConfig::new(owner);
+        config.batch = 5;
+        replicas.push(sv0_scheduler::Scheduler::new(
+            stand.pipeline.clone(),
+            stand.slot_log.clone(),
+            sv0_scheduler::SchedulerMetrics::default(),
+            config,
+        ));
+    }
+    let (a, b) = tokio::join!(replicas[0].tick(now), replicas[1].tick(now));
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_eq!(a.runs_created + b.runs_created, 60, "{a:?} {b:?}");
+    assert!(
+        a.runs_created > 0 && b.runs_created > 0,
+        "both replicas took part: {a:?} {b:?}"
+    );
+}
+
+/// A replica that claimed a scope and died holds it until the claim expires; then another
+/// replica takes it, and the slot still runs once. The dead replica's late decision does not
+/// land (the fence).
+#[tokio::test]
+async fn an_expired_claim_is_taken_over_and_the_old_holder_is_fenced_out() {
+    let stand = Stand::new("sched_claim_takeover").await;
+    // Every five minutes: the takeover, a lease (a minute) later, is still inside the slot.
+    let scope = stand.scope("acme", Schedule::every(300)).await;
+    let slot = scope.next_run_at.unwrap();
+    let now = plus(slot, 10);
+    // Replica "dead" claims the scope and never settles.
+    let held = stand
+        .domain
+        .claim_due_scopes("dead", now, Duration::from_secs(60), 10, &[])
+        .await
+        .unwrap()
+        .scopes;
+    assert_eq!(held.len(), 1);
+    let live = stand.replica("live");
+    assert_eq!(live.tick(now).await.unwrap().scopes, 0, "held by the claim");
+    assert_eq!(
+        live.tick(plus(now, 59_000)).await.unwrap().scopes,
+        0,
+        "still held just before expiry"
+    );
+    let report = live.tick(plus(now, 60_001)).await.unwrap();
+    assert_eq!((report.scopes, report.runs_created), (1, 1));
+    // The dead replica comes back and writes its stale decision: it matches nothing.
+    let stale = sv0_domain::ScopeSettlement {
+        scope_id: scope.id,
+        nonce: held[0].claim.as_ref().unwrap().nonce,
+        next_run_at: Some(slot),
+        due_at: Some(slot),
+        buffered_slot: None,
+        last_run_id: None,
+    };
+    assert_eq!(stand.domain.settle_scopes(&[stale]).await.unwrap(), 0);
+    let after = stand.scope_now(&scope).await;
+    assert_eq!(after.next_run_at, Some(plus(slot, 300_000)));
+    assert!(after.claim.is_none());
+    assert_eq!(stand.run_slots(&scope).await, [slot]);
+}
+
+/// A replica too slow for its lease: its decision does not land over the new holder's claim.
+#[tokio::test]
+async fn a_decision_under_a_claim_taken_over_does_not_land() {
+    let stand = Stand::new("sched_claim_lost").await;
+    let scope = stand.scope("acme", every_minute(Overlap::Allow)).await;
+    let slot = scope.next_run_at.unwrap();
+    let held = stand
+        .domain
+        .claim_due_scopes("slow", plus(slot, 1), Duration::from_secs(1), 10, &[])
+        .await
+        .unwrap()
+        .scopes;
+    // Another replica takes it after the slow one's lease.
+    let other = stand
+        .domain
+        .claim_due_scopes("other", plus(slot, 2_000), Duration::from_secs(60), 10, &[])
+        .await
+        .unwrap()
+        .scopes;
+    assert_eq!(other.len(), 1);
+    assert_ne!(other[0].claim, held[0].claim);
+    let stale = sv0_domain::ScopeSettlement {
+        scope_id: scope.id,
+        nonce: held[0].claim.as_ref().unwrap().nonce,
+        next_run_at: None,
+        due_at: None,
+        buffered_slot: None,
+        last_run_id: None,
+    };
+    assert_eq!(stand.domain.settle_scopes(&[stale]).await.unwrap(), 0);
+    assert_eq!(
+        stand.scope_now(&scope).await.claim,
+        other[0].claim,
+        "the current holder keeps the scope"
+    );
+}
+
+#[tokio::test]
+async fn catch_up_after_downtime_runs_the_latest_and_records_the_missed() {
+    let stand = Stand::new("sched_catch_up").await;
+    let mut schedule = every_minute(Overlap::Skip);
+    schedule.catch_up.window_seconds = 600;
+    let scope = stand.scope("acme", schedule).await;
+    let first = scope.next_run_at.unwrap();
+    // Back 30 minutes and 20 seconds after the first slot.
+    let now = plus(first, 30 * 60_000 + 20_000);
+    let report = stand.replica("a").tick(now).await.unwrap();
+    assert_eq!(report.runs_created, 1);
+    assert_eq!(stand.run_slots(&scope).await, [plus(first, 30 * 60_000)]);
+    let outcomes = stand
+        .slot_log
+        .for_scope("acme", scope.id, 10)
+        .await
+        .unwrap();
+    let summary: Vec<(String, String, i64)> = outcomes
+        .iter()
+        .map(|o| (o.outcome.clone(), o.reason.clone(), o.count))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("ran".to_string(), "schedule".to_string(), 1),
+            ("skipped".to_string(), "catch_up_latest".to_string(), 9),
+            ("missed".to_string(), "catch_up_window".to_string(), 21),
+        ]
+    );
+    assert_eq!(
+        stand.scope_now(&scope).await.next_run_at,
+        Some(plus(first, 31 * 60_000))
+    );
+}
+
+#[tokio::test]
+async fn catch_up_all_runs_each_slot_in_the_window() {
+    let stand = Stand::new("sched_catch_up_all").await;
+    let mut schedule = every_minute(Overlap::Allow);
+    schedule.catch_up.window_seconds = 300;
+    schedule.catch_up.run = CatchUpRun::All;
+    let scope = stand.scope("acme", schedule).await;
+    let first = scope.next_run_at.unwrap();
+    let now = plus(first, 10 * 60_000 + 1);
+    stand.replica("a").tick(now).await.unwrap();
+    let expected: Vec<DateTime> = (6..=10).map(|m| plus(first, m * 60_000)).collect();
+    assert_eq!(stand.run_slots(&scope).await, expected);
+}
+
+/// `skip`: a slot whose previous run is still going is skipped; once it has finished, the
+/// next slot runs.
+#[tokio::test]
+async fn overlap_skip_through_the_database() {
+    let stand = Stand::new("sched_overlap_skip").await;
+    let scope = stand.scope("acme", every_minute(Overlap::Skip)).await;
+    let first = scope.next_run_at.unwrap();
+    let replica = stand.replica("a");
+    replica.tick(plus(first, 1)).await.unwrap();
+    let runs = stand.runs(&scope).await;
+    assert_eq!(runs.len(), 1);
+    // Still queued at the next slot: skipped.
+    let report = replica.tick(plus(first, 60_001)).await.unwrap();
+    assert_eq!((report.runs_created, report.slots_skipped), (0, 1));
+    // Finished before the third slot: it runs.
+    stand
+        .domain
+        .finish_run("acme", runs[0].id, RunStatus::Succeeded, None)
+        .await
+        .unwrap();
+    let report = replica.tick(plus(first, 120_001)).await.unwrap();
+    assert_eq!(report.runs_created, 1);
+    assert_eq!(stand.run_slots(&scope).await, [first, plus(first, 120_000)]);
+}
+
+/// `buffer_one`: the slot waits while the previous run goes on, and runs (under its own slot
+/// time) at the first tick after it finished.
+#[tokio::test]
+async fn overlap_buffer_one_through_the_database() {
+    let stand = Stand::new("sched_overlap_buffer").await;
+    let scope = stand.scope("acme", every_minute(Overlap::BufferOne)).await;
+    let first = scope.next_run_at.unwrap();
+    let replica = stand.replica("a");
+    replica.tick(plus(first, 1)).await.unwrap();
+    let report = replica.tick(plus(first, 60_001)).await.unwrap();
+    assert_eq!(report.runs_created, 0);
+    let waiting = stand.scope_now(&scope).await;
+    assert_eq!(waiting.buffered_slot, Some(plus(first, 60_000)));
+    // Looked at again well before the next slot (the re-check), not only at it.
+    assert!(waiting.due_at.unwrap() < plus(first, 120_000));
+    let previous = stand.runs(&scope).await[0].id;
+    stand
+        .domain
+        .finish_run("acme", previous, RunStatus::Failed, Some("x".into()))
+        .await
+        .unwrap();
+    let report = replica.tick(waiting.due_at.unwrap()).await.unwrap();
+    assert_eq!(report.runs_created, 1);
+    assert_eq!(stand.run_slots(&scope).await, [first, plus(first, 60_000)]);
+    assert_eq!(stand.scope_now(&scope).await.buffered_slot, None);
+}
+
+#[tokio::test]
+async fn a_paused_scope_does_not_run_and_its_resume_counts_the_skipped_slots() {
+    let stand = Stand::new("sched_pause").await;
+    let scope = stand.scope("acme", Schedule::every(5)).await;
+    let paused = controls::pause(
+        &stand.pipeline,
+        "acme",
+        scope.id,
+        Some("provider maintenance".into()),
+        Some("ops@acme".into()),
+    )
+    .await
+    .unwrap();
+    let pause = paused.pause.as_ref().unwrap();
+    assert_eq!(pause.note.as_deref(), Some("provider maintenance"));
+    assert_eq!(pause.by.as_deref(), Some("ops@acme"));
+    let replica = stand.replica("a");
+    let due = scope.next_run_at.unwrap();
+    assert_eq!(replica.tick(plus(due, 1)).await.unwrap().scopes, 0);
+    // Let three slots pass on the real clock, then resume.
+    tokio::time::sleep(Duration::from_millis(
+        (due.timestamp_millis() - DateTime::now().timestamp_millis()).max(0) as u64 + 10_100,
+    ))
+    .await;
+    let (resumed, skipped) = controls::resume(&stand.pipeline, &stand.slot_log, "acme", scope.id)
+        .await
+        .unwrap();
+    assert!(!resumed.paused && resumed.pause.is_none());
+    assert!(
+        (3..=4).contains(&skipped),
+        "slots {due} onwards, over ≥ 10 s of a 5 s schedule: {skipped}"
+    );
+    assert!(resumed.next_run_at.unwrap() > plus(DateTime::now(), -1));
+    let outcomes = stand.slot_log.for_scope("acme", scope.id, 5).await.unwrap();
+    assert_eq!(outcomes[0].reason, "paused");
+    assert_eq!(outcomes[0].count as u64, skipped);
+    assert!(stand.runs(&scope).await.is_empty());
+    // Resuming again changes nothing.
+    let (_, again) = controls::resume(&stand.pipeline, &stand.slot_log, "acme", scope.id)
+        .await
+        .unwrap();
+    assert_eq!(again, 0);
+}
+
+#[tokio::test]
+async fn trigger_now_runs_at_once_and_the_schedule_sees_it_as_the_previous_run() {
+    let stand = Stand::new("sched_trigger_now").await;
+    let scope = stand.scope("acme", every_minute(Overlap::Skip)).await;
+    let run = controls::trigger_now(&stand.pipeline, "acme", scope.id, Some("ops".into()))
+        .await
+        .unwrap();
+    assert_eq!(run.trigger.type_name(), "manual_api");
+    assert_eq!(stand.scope_now(&scope).await.last_run_id, Some(run.id));
+    // The next slot comes while it is still queued: skipped as overlapping.
+    let report = stand
+        .replica("a")
+        .tick(plus(scope.next_run_at.unwrap(), 1))
+        .await
+        .unwrap();
+    assert_eq!((report.runs_created, report.slots_skipped), (0, 1));
+}
+
+#[tokio::test]
+async fn backfill_runs_each_past_slot_once() {
+    let stand = Stand::new("sched_backfill").await;
+    let scope = stand.scope("acme", every_minute(Overlap::Skip)).await;
+    let next = scope.next_run_at.unwrap();
+    let from = plus(next, -5 * 60_000);
+    let to = plus(next, -60_000);
+    let first = controls::backfill(&stand.pipeline, &stand.slot_log, "acme", scope.id, from, to)
+        .await
+        .unwrap();
+    let slots: Vec<DateTime> = first.iter().map(|b| b.slot).collect();
+    let expected: Vec<DateTime> = (1..=5).rev().map(|m| plus(next, -m * 60_000)).collect();
+    assert_eq!(slots, expected);
+    assert!(first.iter().all(|b| b.created));
+    // Again, over a range that overlaps it: only the new slot is created.
+    let second = controls::backfill(
+        &stand.pipeline,
+        &stand.slot_log,
+        "acme",
+        scope.id,
+        plus(from, -60_000),
+        to,
+    )
+    .await
+    .unwrap();
+    assert_eq!(second.iter().filter(|b| b.created).count(), 1);
+    for (old, again) in first.iter().zip(&second[1..]) {
+        assert_eq!(old.run.id, again.run.id, "slot {} ran once", old.slot);
+    }
+    assert_eq!(stand.runs(&scope).await.len(), 6);
+    // Refusals name the field.
+    let future = controls::backfill(
+        &stand.pipeline,
+        &stand.slot_log,
+        "acme",
+        scope.id,
+        from,
+        plus(DateTime::now(), 3_600_000),
+    )
+    .await
+    .unwrap_err();
+    assert!(future.to_string().starts_with("to:"), "{future}");
+    let huge = controls::backfill(
+        &stand.pipeline,
+        &stand.slot_log,
+        "acme",
+        scope.id,
+        plus(next, -2_000 * 60_000),
+        to,
+    )
+    .await
+    .unwrap_err();
+    assert!(huge.to_string().contains("1000 slots"), "{huge}");
+}
+
+#[tokio::test]
+async fn a_suspended_tenants_scopes_are_not_claimed() {
+    let stand = Stand::new("sched_suspended").await;
+    let scope = stand.scope("acme", every_minute(Overlap::Allow)).await;
+    let mut tenant = stand.domain.tenant("acme").await.unwrap();
+    tenant.status = sv0_domain::TenantStatus::Suspended;
+    stand.domain.put_tenant(&tenant).await.unwrap();
+    let now = plus(scope.next_run_at.unwrap(), 1);
+    assert_eq!(stand.replica("a").tick(now).await.unwrap().scopes, 0);
+    assert!(stand.runs(&scope).await.is_empty());
+}
+
+#[tokio::test]
+async fn a_disabled_instance_skips_its_slot_as_not_runnable() {
+    let stand = Stand::new("sched_disabled").await;
+    let scope = stand.scope("acme", every_minute(Overlap::Allow)).await;
+    stand
+        .tdb
+        .db
+        .collection::<mongodb::bson::Document>("connector_instances")
+        .update_one(
+            doc! { "_id": scope.instance_id },
+            doc! { "$set": { "status": "disabled" } },
+        )
+        .await
+        .unwrap();
+    let slot = scope.next_run_at.unwrap();
+    let report = stand.replica("a").tick(plus(slot, 1)).await.unwrap();
+    assert_eq!((report.runs_created, report.slots_skipped), (0, 1));
+    let outcomes = stand.slot_log.for_scope("acme", scope.id, 5).await.unwrap();
+    assert_eq!(outcomes[0].reason, "not_runnable");
+    assert_eq!(
+        stand.scope_now(&scope).await.next_run_at,
+        Some(plus(slot, 60_000)),
+        "the schedule goes on"
+    );
+}
+
+#[tokio::test]
+async fn a_bad_schedule_is_refused_with_the_field_and_nothing_is_written() {
+    let stand = Stand::new("sched_refusal").await;
+    let scope = stand.scope("acme", every_minute(Overlap::Skip)).await;
+    let before = stand.scope_now(&scope).await;
+    for (schedule, field) in [
+        (Schedule::every(1), "schedule.cadence.every_seconds"),
+        (
+            Schedule::cron("0 3 * * *", "Europe/Bonn"),
+            "schedule.cadence.time_zone",
+        ),
+        (
+            Schedule::cron("0 3 L * *", "UTC"),
+            "schedule.cadence.expression",
+        ),
+    ] {
+        let error = controls::set_schedule(&stand.pipeline, "acme", scope.id, Some(schedule))
+            .await
+            .unwrap_err();
+        assert!(error.to_string().starts_with(field), "{error}");
+    }
+    assert_eq!(stand.scope_now(&scope).await, before);
+}
+
+/// Replicas racing for the same due scopes, each on its own connection: each scope is handed
+/// to exactly one of them. (The claim's write repeats the due condition; without it, a replica
+/// that read the candidates before another claimed them would take them over after the other had
+/// read them back, and both would decide them.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racing_claims_hand_each_scope_to_one_replica() {
+    let stand = Stand::new("sched_claim_race").await;
+    let mut all = Vec::new();
+    for n in 0..120 {
+        let tenant = format!("t{}", n % 6);
+        all.push(stand.scope(&tenant, Schedule::every(300)).await.id);
+    }
+    all.sort();
+    let mut domains = Vec::new();
+    for _ in 0..6 {
+        let client = mongodb::Client::with_uri_str(stand.tdb.uri())
+            .await
+            .unwrap();
+        domains.push(sv0_domain::Domain::new(&client.database(stand.tdb.name())));
+    }
+    // Three rounds, each after the previous round's claims expired: the race is a matter of
+    // interleaving, so one round may miss it.
+    for round in 0..3 {
+        let now = plus(DateTime::now(), 301_000 + round * 10_000);
+        let mut replicas = Vec::new();
+        for (n, domain) in domains.iter().enumerate() {
+            let domain = domain.clone();
+            replicas.push(tokio::spawn(async move {
+                let owner = format!("replica-{n}");
+                let mut mine = Vec::new();
+                loop {
+                    let got = domain
+                        .claim_due_scopes(&owner, now, Duration::from_secs(5), 3, &[])
+                        .await
+                        .unwrap();
+                    if got.candidates == 0 {
+                        return mine;
+                    }
+                    mine.extend(got.scopes.into_iter().map(|s| s.id));
+                }
+            }));
+        }
+        let mut handed = Vec::new();
+        for replica in replicas {
+            handed.extend(replica.await.unwrap());
+        }
+        let total = handed.len();
+        handed.sort();
+        handed.dedup();
+        assert_eq!(
+            total,
+            handed.len(),
+            "round {round}: a scope was handed to two replicas"
+        );
+        assert_eq!(handed, all, "round {round}: every due scope was claimed");
+    }
+}
+
+/// A scope inserted with its schedule already set starts at the schedule's next slot, and a bad
+/// schedule is refused at insertion, naming the field.
+#[tokio::test]
+async fn a_scope_inserted_with_a_schedule_is_due_at_its_first_slot() {
+    let stand = Stand::new("sched_insert_scheduled").await;
+    let template = stand.scope("acme", Schedule::every(60)).await;
+    let instance = stand
+        .domain
+        .instance("acme", template.instance_id)
+        .await
+        .unwrap();
+    let mut scope =
+        sv0_domain::ScanScope::new(&instance, "inserted", doc! {}, Default::default()).unwrap();
+    scope.schedule = Some(Schedule::every(60));
+    let before = DateTime::now();
+    stand.domain.insert_scope(&scope).await.unwrap();
+    let stored = stand.scope_now(&scope).await;
+    let next = stored.next_run_at.expect("a first slot");
+    assert!(
+        next > before && next.timestamp_millis() % 60_000 == 0,
+        "{next}"
+    );
+    assert_eq!(stored.due_at, Some(next));
+
+    let mut bad =
+        sv0_domain::ScanScope::new(&instance, "bad", doc! {}, Default::default()).unwrap();
+    bad.schedule = Some(Schedule::cron("0 3 * * *", "Atlantis/Capital"));
+    let error = stand.domain.insert_scope(&bad).await.unwrap_err();
+    assert!(
+        error.to_string().starts_with("schedule.cadence.time_zone"),
+        "{error}"
+    );
+    assert!(
+        stand.domain.scope("acme", bad.id).await.is_err(),
+        "nothing written"
+    );
+}
+
+/// A scope whose stored schedule no longer validates, and one whose document does not read as a
+/// scope at all (both written by hand), are parked on their own: the other scopes of the batch
+/// run, and later ticks do not trip over them again. An edit brings a parked scope back.
+#[tokio::test]
+async fn unreadable_scopes_are_parked_and_the_others_run() {
+    let stand = Stand::new("sched_parked").await;
+    let good = stand.scope("acme", every_minute(Overlap::Allow)).await;
+    let bad_schedule = stand.scope("acme", Schedule::every(60)).await;
+    let malformed = stand.scope("acme", Schedule::every(60)).await;
+    let scopes = stand
+        .tdb
+        .db
+        .collection::<mongodb::bson::Document>("scan_scopes");
+    scopes
+        .update_one(
+            doc! { "_id": bad_schedule.id },
+            doc! { "$set": { "schedule.cadence.every_seconds": 1 } },
+        )
+        .await
+        .unwrap();
+    scopes
+        .update_one(
+            doc! { "_id": malformed.id },
+            doc! { "$set": { "budget": "an hour" } },
+        )
+        .await
+        .unwrap();
+    let slot = good.next_run_at.unwrap();
+    let replica = stand.replica("a");
+    let report = replica.tick(plus(slot, 1)).await.unwrap();
+    assert_eq!((report.runs_created, report.parked), (1, 1), "{report:?}");
+    assert_eq!(stand.run_slots(&good).await, [slot]);
+    for parked in [&bad_schedule, &malformed] {
+        let raw = scopes
+            .find_one(doc! { "_id": parked.id })
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            raw.get("due_at"),
+            Some(&mongodb::bson::Bson::Null),
+            "{raw:?}"
+        );
+        assert!(raw.get("claim").is_none());
+    }
+    // The next slot: only the good scope is claimed.
+    let report = replica.tick(plus(slot, 60_001)).await.unwrap();
+    assert_eq!((report.scopes, report.runs_created), (1, 1));
+    // An edit brings the parked one back.
+    controls::set_schedule(
+        &stand.pipeline,
+        "acme",
+        bad_schedule.id,
+        Some(Schedule::every(60)),
+    )
+    .await
+    .unwrap();
+    let report = replica.tick(plus(slot, 120_001)).await.unwrap();
+    assert_eq!((report.scopes, report.runs_created), (2, 2));
+}

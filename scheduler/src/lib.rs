@@ -4,7 +4,7 @@
 //! It owns the tick ([`Scheduler`]: claim due scopes, decide each due slot by the scope's
 //! catch-up and overlap policies, start the runs, record the decision), the `slot_outcomes`
 //! collection (why each slot ran, was skipped or was missed), the operator's schedule controls
-//! ([`controls`]: set a schedule, pause, resume, trigger now, backfill) and the orphaned-run
+//! ([`controls::Controls`]: set a schedule, pause, resume, trigger now, backfill) and the orphaned-run
 //! reaper ([`OrphanReaper`]). What a schedule's slots are is the domain's
 //! ([`sv0_domain::Schedule`]); runs are started through the pipeline's entry points.
 //!
@@ -20,7 +20,7 @@ pub mod plan;
 mod slot_log;
 mod tick;
 
-pub use metrics::SchedulerMetrics;
+pub use metrics::{ReasonLabel, SchedulerMetrics, TriggerLabel};
 pub use orphans::OrphanReaper;
 pub use slot_log::{SlotLog, SlotOutcome};
 pub use tick::{Scheduler, SchedulerConfig, TickReport};

@@ -26,15 +26,10 @@ fn reaper(stand: &Stand) -> OrphanReaper {
 async fn a_run_idle_past_its_budget_times_out_and_its_jobs_are_cancelled() {
     let stand = Stand::new("sched_orphans").await;
     let scope = stand.scope("acme", Schedule::every(60)).await;
-    let orphan = sv0_scheduler::controls::trigger_now(&stand.pipeline, "acme", scope.id, None)
-        .await
-        .unwrap();
-    let healthy = sv0_scheduler::controls::trigger_now(&stand.pipeline, "acme", scope.id, None)
-        .await
-        .unwrap();
-    let queued = sv0_scheduler::controls::trigger_now(&stand.pipeline, "acme", scope.id, None)
-        .await
-        .unwrap();
+    let controls = stand.controls(&SchedulerMetrics::default());
+    let orphan = controls.trigger_now("acme", scope.id, None).await.unwrap();
+    let healthy = controls.trigger_now("acme", scope.id, None).await.unwrap();
+    let queued = controls.trigger_now("acme", scope.id, None).await.unwrap();
     // A worker took up the first two (their execute_scan started) and then vanished.
     let orphan = stand.domain.start_run("acme", orphan.id).await.unwrap();
     let healthy = stand.domain.start_run("acme", healthy.id).await.unwrap();

@@ -8,7 +8,7 @@ use std::time::Duration;
 use mongodb::bson::{DateTime, doc};
 use support::{Stand, plus, slot_of};
 use sv0_domain::{CatchUpRun, Overlap, RunStatus, Schedule};
-use sv0_scheduler::controls;
+use sv0_scheduler::{ReasonLabel, SchedulerMetrics, TriggerLabel};
 
 fn every_minute(overlap: Overlap) -> Schedule {
     let mut schedule = Schedule::every(60);
@@ -276,16 +276,18 @@ async fn overlap_buffer_one_through_the_database() {
 #[tokio::test]
 async fn a_paused_scope_does_not_run_and_its_resume_counts_the_skipped_slots() {
     let stand = Stand::new("sched_pause").await;
+    let metrics = SchedulerMetrics::default();
+    let controls = stand.controls(&metrics);
     let scope = stand.scope("acme", Schedule::every(5)).await;
-    let paused = controls::pause(
-        &stand.pipeline,
-        "acme",
-        scope.id,
-        Some("provider maintenance".into()),
-        Some("ops@acme".into()),
-    )
-    .await
-    .unwrap();
+    let paused = controls
+        .pause(
+            "acme",
+            scope.id,
+            Some("provider maintenance".into()),
+            Some("ops@acme".into()),
+        )
+        .await
+        .unwrap();
     let pause = paused.pause.as_ref().unwrap();
     assert_eq!(pause.note.as_deref(), Some("provider maintenance"));
     assert_eq!(pause.by.as_deref(), Some("ops@acme"));
@@ -297,9 +299,7 @@ async fn a_paused_scope_does_not_run_and_its_resume_counts_the_skipped_slots() {
         (due.timestamp_millis() - DateTime::now().timestamp_millis()).max(0) as u64 + 10_100,
     ))
     .await;
-    let (resumed, skipped) = controls::resume(&stand.pipeline, &stand.slot_log, "acme", scope.id)
-        .await
-        .unwrap();
+    let (resumed, skipped) = controls.resume("acme", scope.id).await.unwrap();
     assert!(!resumed.paused && resumed.pause.is_none());
     assert!(
         (3..=4).contains(&skipped),
@@ -309,23 +309,36 @@ async fn a_paused_scope_does_not_run_and_its_resume_counts_the_skipped_slots() {
     let outcomes = stand.slot_log.for_scope("acme", scope.id, 5).await.unwrap();
     assert_eq!(outcomes[0].reason, "paused");
     assert_eq!(outcomes[0].count as u64, skipped);
+    let counted = metrics
+        .slots_skipped
+        .get_or_create(&ReasonLabel { reason: "paused" })
+        .get();
+    assert_eq!(
+        counted, skipped,
+        "sv0_scheduler_slots_skipped_total{{reason=paused}}"
+    );
     assert!(stand.runs(&scope).await.is_empty());
     // Resuming again changes nothing.
-    let (_, again) = controls::resume(&stand.pipeline, &stand.slot_log, "acme", scope.id)
-        .await
-        .unwrap();
+    let (_, again) = controls.resume("acme", scope.id).await.unwrap();
     assert_eq!(again, 0);
 }
 
 #[tokio::test]
 async fn trigger_now_runs_at_once_and_the_schedule_sees_it_as_the_previous_run() {
     let stand = Stand::new("sched_trigger_now").await;
+    let metrics = SchedulerMetrics::default();
+    let controls = stand.controls(&metrics);
     let scope = stand.scope("acme", every_minute(Overlap::Skip)).await;
-    let run = controls::trigger_now(&stand.pipeline, "acme", scope.id, Some("ops".into()))
+    let run = controls
+        .trigger_now("acme", scope.id, Some("ops".into()))
         .await
         .unwrap();
     assert_eq!(run.trigger.type_name(), "manual_api");
     assert_eq!(stand.scope_now(&scope).await.last_run_id, Some(run.id));
+    let trigger = TriggerLabel {
+        trigger: "manual_api",
+    };
+    assert_eq!(metrics.runs_created.get_or_create(&trigger).get(), 1);
     // The next slot comes while it is still queued: skipped as overlapping.
     let report = stand
         .replica("a")
@@ -338,55 +351,41 @@ async fn trigger_now_runs_at_once_and_the_schedule_sees_it_as_the_previous_run()
 #[tokio::test]
 async fn backfill_runs_each_past_slot_once() {
     let stand = Stand::new("sched_backfill").await;
+    let metrics = SchedulerMetrics::default();
+    let controls = stand.controls(&metrics);
     let scope = stand.scope("acme", every_minute(Overlap::Skip)).await;
     let next = scope.next_run_at.unwrap();
     let from = plus(next, -5 * 60_000);
     let to = plus(next, -60_000);
-    let first = controls::backfill(&stand.pipeline, &stand.slot_log, "acme", scope.id, from, to)
-        .await
-        .unwrap();
+    let first = controls.backfill("acme", scope.id, from, to).await.unwrap();
     let slots: Vec<DateTime> = first.iter().map(|b| b.slot).collect();
     let expected: Vec<DateTime> = (1..=5).rev().map(|m| plus(next, -m * 60_000)).collect();
     assert_eq!(slots, expected);
     assert!(first.iter().all(|b| b.created));
     // Again, over a range that overlaps it: only the new slot is created.
-    let second = controls::backfill(
-        &stand.pipeline,
-        &stand.slot_log,
-        "acme",
-        scope.id,
-        plus(from, -60_000),
-        to,
-    )
-    .await
-    .unwrap();
+    let second = controls
+        .backfill("acme", scope.id, plus(from, -60_000), to)
+        .await
+        .unwrap();
     assert_eq!(second.iter().filter(|b| b.created).count(), 1);
     for (old, again) in first.iter().zip(&second[1..]) {
         assert_eq!(old.run.id, again.run.id, "slot {} ran once", old.slot);
     }
     assert_eq!(stand.runs(&scope).await.len(), 6);
+    let trigger = TriggerLabel {
+        trigger: "scheduled",
+    };
+    assert_eq!(metrics.runs_created.get_or_create(&trigger).get(), 6);
     // Refusals name the field.
-    let future = controls::backfill(
-        &stand.pipeline,
-        &stand.slot_log,
-        "acme",
-        scope.id,
-        from,
-        plus(DateTime::now(), 3_600_000),
-    )
-    .await
-    .unwrap_err();
+    let future = controls
+        .backfill("acme", scope.id, from, plus(DateTime::now(), 3_600_000))
+        .await
+        .unwrap_err();
     assert!(future.to_string().starts_with("to:"), "{future}");
-    let huge = controls::backfill(
-        &stand.pipeline,
-        &stand.slot_log,
-        "acme",
-        scope.id,
-        plus(next, -2_000 * 60_000),
-        to,
-    )
-    .await
-    .unwrap_err();
+    let huge = controls
+        .backfill("acme", scope.id, plus(next, -2_000 * 60_000), to)
+        .await
+        .unwrap_err();
     assert!(huge.to_string().contains("1000 slots"), "{huge}");
 }
 
@@ -431,6 +430,8 @@ async fn a_disabled_instance_skips_its_slot_as_not_runnable() {
 #[tokio::test]
 async fn a_bad_schedule_is_refused_with_the_field_and_nothing_is_written() {
     let stand = Stand::new("sched_refusal").await;
+    let metrics = SchedulerMetrics::default();
+    let controls = stand.controls(&metrics);
     let scope = stand.scope("acme", every_minute(Overlap::Skip)).await;
     let before = stand.scope_now(&scope).await;
     for (schedule, field) in [
@@ -444,7 +445,8 @@ async fn a_bad_schedule_is_refused_with_the_field_and_nothing_is_written() {
             "schedule.cadence.expression",
         ),
     ] {
-        let error = controls::set_schedule(&stand.pipeline, "acme", scope.id, Some(schedule))
+        let error = controls
+            .set_schedule("acme", scope.id, Some(schedule))
             .await
             .unwrap_err();
         assert!(error.to_string().starts_with(field), "{error}");
@@ -554,6 +556,8 @@ async fn a_scope_inserted_with_a_schedule_is_due_at_its_first_slot() {
 #[tokio::test]
 async fn unreadable_scopes_are_parked_and_the_others_run() {
     let stand = Stand::new("sched_parked").await;
+    let metrics = SchedulerMetrics::default();
+    let controls = stand.controls(&metrics);
     let good = stand.scope("acme", every_minute(Overlap::Allow)).await;
     let bad_schedule = stand.scope("acme", Schedule::every(60)).await;
     let malformed = stand.scope("acme", Schedule::every(60)).await;
@@ -597,14 +601,10 @@ async fn unreadable_scopes_are_parked_and_the_others_run() {
     let report = replica.tick(plus(slot, 60_001)).await.unwrap();
     assert_eq!((report.scopes, report.runs_created), (1, 1));
     // An edit brings the parked one back.
-    controls::set_schedule(
-        &stand.pipeline,
-        "acme",
-        bad_schedule.id,
-        Some(Schedule::every(60)),
-    )
-    .await
-    .unwrap();
+    controls
+        .set_schedule("acme", bad_schedule.id, Some(Schedule::every(60)))
+        .await
+        .unwrap();
     let report = replica.tick(plus(slot, 120_001)).await.unwrap();
     assert_eq!((report.scopes, report.runs_created), (2, 2));
 }

@@ -11,6 +11,7 @@ use sv0_broker::{BrokerMetrics, CredentialBroker, CredentialsRef, Provider};
 use sv0_domain::{Budget, ConnectorInstance, Domain, ScanRun, ScanScope, Schedule, Tenant};
 use sv0_pipeline::Pipeline;
 use sv0_queue::Queue;
+use sv0_scheduler::controls::Controls;
 use sv0_scheduler::{Scheduler, SchedulerConfig, SchedulerMetrics, SlotLog};
 use sv0_testkit::TestDb;
 
@@ -83,6 +84,15 @@ impl Stand {
 
     pub async fn scope_now(&self, scope: &ScanScope) -> ScanScope {
         self.domain.scope(&scope.tenant_id, scope.id).await.unwrap()
+    }
+
+    /// The schedule controls, counting into `metrics`.
+    pub fn controls(&self, metrics: &SchedulerMetrics) -> Controls {
+        Controls {
+            pipeline: self.pipeline.clone(),
+            slot_log: self.slot_log.clone(),
+            metrics: metrics.clone(),
+        }
     }
 
     /// Every run of `scope`, oldest slot first.

@@ -150,3 +150,63 @@ async fn a_partitioned_worker_is_fenced_out_and_the_second_workers_commit_stands
         "the second worker's commit stands unchanged"
     );
 }
+
+/// An outcome write that fails because the database is away for a moment is retried until it
+/// lands, within the lease: the job succeeds on its one run instead of waiting out its lease and
+/// running again. The database here is a devdb of the test's own, stopped cleanly and started
+/// again on the same port and data while the handler runs; the worker fails fast while it is
+/// away (a short server-selection timeout in its URI), as it would on a refused connection.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_outcome_write_during_a_short_outage_is_retried_and_lands() {
+    if sv0_testkit::on_real_mongodb() {
+        return; // the outage is of a stand of the test's own
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("outage.h2");
+    let first = sv0_devdb::DevDb::builder().data(&file).start().unwrap();
+    let addr = first.addr();
+    let client = mongodb::Client::with_uri_str(first.uri()).await.unwrap();
+    let db = client.database("outage");
+    let queue = sv0_queue::Queue::new(&db);
+    queue.ensure_indexes().await.unwrap();
+    let id = queue
+        .enqueue(NewJob::new("probe", doc! {"sleep_ms": 2_000_i64}).max_attempts(3))
+        .await
+        .unwrap()
+        .id;
+    let uri = format!("mongodb://{addr}/?directConnection=true&serverSelectionTimeoutMS=300");
+    let worker = WorkerProcess::start(&uri, "outage", &["--lease-ttl-ms", "15000"]);
+    wait_count(&db, "probe_runs", doc! {}, 1, Duration::from_secs(20)).await;
+    client.shutdown().await;
+    first.stop().expect("a clean stop");
+    // The handler ends while the database is away; its completion fails and is retried.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let second = sv0_devdb::DevDb::builder()
+        .listen(addr)
+        .data(&file)
+        .start()
+        .unwrap();
+    let client = mongodb::Client::with_uri_str(second.uri()).await.unwrap();
+    let db = client.database("outage");
+    wait_count(
+        &db,
+        "jobs",
+        doc! {"_id": id, "status": "succeeded"},
+        1,
+        Duration::from_secs(30),
+    )
+    .await;
+    assert!(
+        !worker.events("outcome write failed; retrying").is_empty(),
+        "the completion met the outage: {:#?}",
+        worker.all_events()
+    );
+    assert_eq!(
+        all(&db, "probe_runs", doc! {}).await.len(),
+        1,
+        "one run: the completion landed, the job did not run again"
+    );
+    drop(worker);
+    client.shutdown().await;
+    second.stop().unwrap();
+}

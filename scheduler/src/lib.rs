@@ -4,8 +4,8 @@
 //! It owns the tick ([`Scheduler`]: claim due scopes, decide each due slot by the scope's
 //! catch-up and overlap policies, start the runs, record the decision), the `slot_outcomes`
 //! collection (why each slot ran, was skipped or was missed), the operator's schedule controls
-//! ([`controls::Controls`]: set a schedule, pause, resume, trigger now, backfill) and the orphaned-run
-//! reaper ([`OrphanReaper`]). What a schedule's slots are is the domain's
+//! ([`controls::Controls`]: set a schedule, pause, resume, trigger now, backfill) and the
+//! orphaned-run reaper ([`OrphanReaper`]). What a schedule's slots are is the domain's
 //! ([`sv0_domain::Schedule`]); runs are started through the pipeline's entry points.
 //!
 //! It must not write runs, scopes or jobs itself (the domain, the pipeline and the queue do),

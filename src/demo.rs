@@ -124,6 +124,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         let worker = sv0_process(
             &uri,
             &args.logs,
+            "worker",
             &format!("worker-{n}"),
             // The stand runs without an oplog here: polling only (DESIGN.md §8).
             &["--change-streams", "off"],
@@ -143,7 +144,14 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let pipeline = Arc::new(Pipeline::new(domain.clone(), queue, broker));
     let mut result = scenario(&pipeline, &domain, scope.id).await;
     if result.is_ok() {
-        match sv0_process(&uri, &args.logs, "scheduler", &["--tick-ms", "1000"], None) {
+        match sv0_process(
+            &uri,
+            &args.logs,
+            "scheduler",
+            "scheduler",
+            &["--tick-ms", "1000"],
+            None,
+        ) {
             Ok(scheduler) => workers.push(scheduler),
             Err(error) => result = Err(error),
         }
@@ -415,20 +423,16 @@ async fn print_results(domain: &Domain, run: &ScanRun) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `sv0 worker` (`name` worker-N) or `sv0 scheduler` on the demo database, logging to
-/// `logs/NAME.log`, with `env` (the credential) in its environment.
+/// `sv0 ROLE` (`worker` or `scheduler`) on the demo database, logging to `logs/NAME.log`, with
+/// `env` (the credential) in its environment.
 fn sv0_process(
     uri: &str,
     logs: &std::path::Path,
+    role: &str,
     name: &str,
     extra: &[&str],
     env: Option<(&str, &str)>,
 ) -> anyhow::Result<Child> {
-    let role = if name.starts_with("worker") {
-        "worker"
-    } else {
-        "scheduler"
-    };
     let log = std::fs::File::create(logs.join(format!("{name}.log")))?;
     let mut command = Command::new(std::env::current_exe()?);
     command

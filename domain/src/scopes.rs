@@ -242,7 +242,7 @@ impl Domain {
 
     /// Takes a scope the scheduler cannot follow out of every claim (no `due_at`) until an edit
     /// sets its schedule again; `nonce` is the claim it was found under.
-    pub async fn park_scope(&self, scope_id: ObjectId, nonce: ObjectId) -> Result<()> {
+    async fn park_scope(&self, scope_id: ObjectId, nonce: ObjectId) -> Result<()> {
         self.db
             .collection::<Document>("scan_scopes")
             .update_one(

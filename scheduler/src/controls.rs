@@ -11,7 +11,7 @@ use sv0_domain::{DomainError, Result, ScanRun, ScanScope, Schedule, Trigger};
 use sv0_pipeline::Pipeline;
 
 use crate::metrics::{ReasonLabel, TriggerLabel};
-use crate::plan::{Skip, SkipReason};
+use crate::plan::{MISSED_COUNT_CAP, Skip, SkipReason};
 use crate::{SchedulerMetrics, SlotLog, SlotOutcome, slot_key};
 
 /// The most slots one backfill may cover.
@@ -70,7 +70,7 @@ impl Controls {
             // A slot that was waiting for its previous run (always before `next`) is dropped too.
             let waiting = u64::from(before.buffered_slot.is_some());
             let first = before.buffered_slot.unwrap_or(next);
-            skipped = schedule.slots()?.count_between(next, now, 1_000_000) + waiting;
+            skipped = schedule.slots()?.count_between(next, now, MISSED_COUNT_CAP) + waiting;
             if skipped > 0 {
                 self.slot_log
                     .record(&[SlotOutcome::skipped(

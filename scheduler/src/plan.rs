@@ -15,8 +15,8 @@ pub const MAX_SLOTS_ENUMERATED: usize = 20_000;
 /// The most runs one tick starts for a scope under `catch_up.run = all`; the rest wait for the
 /// next tick.
 pub const MAX_RUNS_PER_TICK: usize = 100;
-/// Missed slots are counted up to this many per tick (an interval's exactly).
-const MISSED_COUNT_CAP: u64 = 1_000_000;
+/// Slots not run are counted up to this many at once (an interval's exactly).
+pub(crate) const MISSED_COUNT_CAP: u64 = 1_000_000;
 
 /// The scope's state that the decision depends on.
 #[derive(Debug, Clone, Copy)]

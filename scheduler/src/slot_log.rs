@@ -8,7 +8,6 @@
 use futures::TryStreamExt;
 use mongodb::bson::oid::ObjectId;
 use mongodb::bson::{DateTime, doc};
-use mongodb::options::IndexOptions;
 use mongodb::{Collection, Database, IndexModel};
 use serde::{Deserialize, Serialize};
 use sv0_domain::{DomainError, Result};
@@ -102,7 +101,6 @@ impl SlotLog {
                 // The retention prune.
                 IndexModel::builder()
                     .keys(doc! { "recorded_at": 1 })
-                    .options(IndexOptions::builder().build())
                     .build(),
             ])
             .await?;

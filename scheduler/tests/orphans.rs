@@ -9,14 +9,19 @@ use support::{Stand, plus};
 use sv0_domain::{CellStatus, RunStatus, Schedule};
 use sv0_scheduler::{OrphanReaper, SchedulerMetrics};
 
-fn reaper(stand: &Stand) -> OrphanReaper {
+/// A reaper keeping slot outcomes for `retention`.
+fn reaper_keeping(stand: &Stand, retention: Duration) -> OrphanReaper {
     OrphanReaper::new(
         stand.pipeline.clone(),
         stand.slot_log.clone(),
         SchedulerMetrics::default(),
         Duration::from_secs(300),
-        Duration::from_secs(30 * 24 * 3600),
+        retention,
     )
+}
+
+fn reaper(stand: &Stand) -> OrphanReaper {
+    reaper_keeping(stand, Duration::from_secs(30 * 24 * 3600))
 }
 
 /// A running run whose worker vanished becomes `timeout` once its budget has passed since a
@@ -105,13 +110,7 @@ async fn old_slot_outcomes_are_pruned() {
             .len(),
         1
     );
-    let reaper = OrphanReaper::new(
-        stand.pipeline.clone(),
-        stand.slot_log.clone(),
-        SchedulerMetrics::default(),
-        Duration::from_secs(300),
-        Duration::from_secs(60),
-    );
+    let reaper = reaper_keeping(&stand, Duration::from_secs(60));
     reaper.pass(DateTime::now()).await.unwrap();
     assert_eq!(
         stand

@@ -210,3 +210,67 @@ async fn an_outcome_write_during_a_short_outage_is_retried_and_lands() {
     client.shutdown().await;
     second.stop().unwrap();
 }
+
+/// An outcome write that cannot land within the lease gives up at the lease's end, says so, and
+/// leaves the job to run again once its lease expires (a write retried forever would hold the
+/// job's place and land, if ever, long after another worker could have taken it). The database
+/// here is a devdb of the test's own, away for longer than the lease.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_outcome_write_during_an_outage_longer_than_the_lease_gives_up_and_the_job_runs_again() {
+    if sv0_testkit::on_real_mongodb() {
+        return; // the outage is of a stand of the test's own
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("long-outage.h2");
+    let first = sv0_devdb::DevDb::builder().data(&file).start().unwrap();
+    let addr = first.addr();
+    let client = mongodb::Client::with_uri_str(first.uri()).await.unwrap();
+    let db = client.database("long_outage");
+    let queue = sv0_queue::Queue::new(&db);
+    queue.ensure_indexes().await.unwrap();
+    let id = queue
+        .enqueue(NewJob::new("probe", doc! {"sleep_ms": 500_i64}).max_attempts(3))
+        .await
+        .unwrap()
+        .id;
+    let uri = format!("mongodb://{addr}/?directConnection=true&serverSelectionTimeoutMS=300");
+    let worker = WorkerProcess::start(&uri, "long_outage", &["--lease-ttl-ms", "3000"]);
+    wait_count(&db, "probe_runs", doc! {}, 1, Duration::from_secs(20)).await;
+    client.shutdown().await;
+    first.stop().expect("a clean stop");
+    // The handler ends while the database is away; its completion is retried for the lease's
+    // life (3 s), then given up while the database is still away.
+    let gave_up = worker.wait_for_event(
+        "outcome write failed; the lease will expire and the job run again",
+        Duration::from_secs(15),
+    );
+    assert_eq!(gave_up["what"], "complete", "{gave_up:#?}");
+    // Its retries backed off (100 ms doubling, capped at 2 s, each attempt failing after the
+    // 300 ms server selection): about four within the lease. A backoff that shrank instead
+    // retries twice as often, and at last in a loop hammering a database that is away.
+    let retries = worker.events("outcome write failed; retrying").len();
+    assert!((1..=6).contains(&retries), "{retries} retries in 3 s");
+    let second = sv0_devdb::DevDb::builder()
+        .listen(addr)
+        .data(&file)
+        .start()
+        .unwrap();
+    let client = mongodb::Client::with_uri_str(second.uri()).await.unwrap();
+    let db = client.database("long_outage");
+    wait_count(
+        &db,
+        "jobs",
+        doc! {"_id": id, "status": "succeeded"},
+        1,
+        Duration::from_secs(30),
+    )
+    .await;
+    assert_eq!(
+        all(&db, "probe_runs", doc! {}).await.len(),
+        2,
+        "the job ran again after its lease expired"
+    );
+    drop(worker);
+    client.shutdown().await;
+    second.stop().unwrap();
+}

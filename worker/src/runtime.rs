@@ -731,6 +731,72 @@ mod tests {
         move |_| ahead
     }
 
+    /// Each rule of `validate`, at its boundary: the last accepted value passes, the first
+    /// refused one fails naming its setting.
+    #[test]
+    fn a_config_is_refused_past_each_bound_naming_the_setting() {
+        let refused = |change: &dyn Fn(&mut WorkerConfig), names: &str| {
+            let mut config = WorkerConfig::new(8);
+            change(&mut config);
+            let error = config.validate().expect_err(names).to_string();
+            assert!(error.contains(names), "{error:?} names {names:?}");
+        };
+        let accepted = |change: &dyn Fn(&mut WorkerConfig)| {
+            let mut config = WorkerConfig::new(8);
+            change(&mut config);
+            config.validate().unwrap();
+        };
+        accepted(&|_| {});
+        accepted(&|c| c.concurrency = 1);
+        accepted(&|c| c.concurrency = MAX_CONCURRENCY);
+        refused(&|c| c.concurrency = 0, "concurrency");
+        refused(&|c| c.concurrency = MAX_CONCURRENCY + 1, "concurrency");
+        // The heartbeat must come strictly before the lease TTL less the margin.
+        accepted(&|c| {
+            c.lease_ttl = Duration::from_secs(10);
+            c.self_fence_margin = Duration::from_secs(2);
+            c.heartbeat_every = Duration::from_millis(7_999);
+        });
+        refused(
+            &|c| {
+                c.lease_ttl = Duration::from_secs(10);
+                c.self_fence_margin = Duration::from_secs(2);
+                c.heartbeat_every = Duration::from_secs(8);
+            },
+            "heartbeat",
+        );
+        refused(&|c| c.poll_min = Duration::ZERO, "poll floor");
+        accepted(&|c| {
+            c.poll_min = Duration::from_millis(50);
+            c.poll_max = Duration::from_millis(50);
+        });
+        refused(
+            &|c| {
+                c.poll_min = Duration::from_millis(50);
+                c.poll_max = Duration::from_millis(49);
+            },
+            "poll cap",
+        );
+        accepted(&|c| {
+            c.kind_limits.insert("k".into(), 1);
+        });
+        refused(
+            &|c| {
+                c.kind_limits.insert("k".into(), 0);
+            },
+            "limit for kind",
+        );
+        accepted(&|c| {
+            c.kind_timeouts.insert("k".into(), Duration::from_millis(1));
+        });
+        refused(
+            &|c| {
+                c.kind_timeouts.insert("k".into(), Duration::ZERO);
+            },
+            "timeout for kind",
+        );
+    }
+
     #[test]
     fn a_take_stays_within_the_head_priority() {
         let (mut candidates, ids) =

@@ -1,12 +1,15 @@
 //! `sv0`: the one binary of sv0 pipeline. Each subcommand runs one role. Errors are reported
 //! here, at the edge, with their context.
 
+mod admin_api;
+mod ctl;
 mod demo;
 mod dev;
 mod enqueue;
 mod runs;
 mod scheduler;
 mod telemetry;
+mod token;
 mod worker;
 
 use anyhow::Context;
@@ -37,11 +40,17 @@ enum Command {
     Scheduler(scheduler::SchedulerArgs),
     /// List a tenant's newest scan runs.
     Runs(runs::RunsArgs),
+    /// Serve the admin API: what operators and CI act through.
+    AdminApi(admin_api::AdminApiArgs),
+    /// Create, list or revoke the admin API's tokens (next to the database).
+    Token(token::TokenArgs),
+    /// Act through the admin API: runs, rematerialize, scopes, instances, jobs, tokens.
+    Ctl(ctl::CtlArgs),
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    match Cli::parse().command {
+async fn main() -> anyhow::Result<std::process::ExitCode> {
+    let done = match Cli::parse().command {
         Command::Demo(args) => demo::run(args).await,
         Command::Dev(args) => dev::run(args).await,
         Command::Enqueue(args) => enqueue::run(args).await,
@@ -54,7 +63,15 @@ async fn main() -> anyhow::Result<()> {
             telemetry::init(args.log_format);
             scheduler::run(args).await
         }
-    }
+        Command::AdminApi(args) => {
+            telemetry::init(args.log_format);
+            admin_api::run(args).await
+        }
+        Command::Token(args) => token::run(args).await,
+        // Its exit code tells a CI step whether every run succeeded.
+        Command::Ctl(args) => return ctl::run(args).await,
+    };
+    done.map(|()| std::process::ExitCode::SUCCESS)
 }
 
 /// Where the queue and the pipeline's collections live; shared by every subcommand that uses them.

@@ -1,5 +1,6 @@
 //! Logging: JSON lines on stdout in production (one object per event, for log shippers), plain
-//! text for a person at a terminal. `RUST_LOG` filters (default `info`).
+//! text for a person at a terminal. `RUST_LOG` filters (default `info`). A JSON line carries its
+//! span's fields under `span` (the admin API's `request_id`).
 
 use tracing_subscriber::EnvFilter;
 
@@ -16,7 +17,8 @@ pub fn init(format: LogFormat) {
         LogFormat::Json => builder
             .json()
             .flatten_event(true)
-            .with_current_span(false)
+            .with_current_span(true)
+            .with_span_list(false)
             .init(),
         LogFormat::Text => builder.init(),
     }

@@ -15,6 +15,7 @@ mod entities;
 mod error;
 mod findings;
 pub mod graph;
+mod listing;
 mod materialize;
 pub mod run;
 mod runs;
@@ -28,6 +29,7 @@ pub use entities::{Edge, Entity};
 pub use error::{DomainError, Result};
 pub use findings::{Chain, Finding, Keyed, Severity, StitchedPath};
 pub use graph::{EdgeType, EntityType, Graph, GraphEdge, GraphEntity};
+pub use listing::{RunFilter, ScopeFilter};
 pub use materialize::{Counts, content_hash};
 pub use run::{
     Budget, CategoryResult, CellStatus, MAX_RUNTIME_SECONDS, Materializer, RunStatus, ScanRun,
@@ -37,8 +39,8 @@ pub use schedule::{Cadence, CatchUp, CatchUpRun, Overlap, Schedule, Slots};
 pub use scopes::{ClaimedScopes, ScopeSettlement};
 pub use syncs::{ConnectorSync, EvidencePack, PackItem};
 pub use tenancy::{
-    ConnectorInstance, InstanceStatus, Pause, ScanScope, ScopeClaim, Tenant, TenantStatus,
-    validate_budget, validate_tenant_id,
+    ConnectorInstance, InstanceStatus, InstanceUpdate, Pause, ScanScope, ScopeClaim, ScopeUpdate,
+    Tenant, TenantStatus, validate_budget, validate_tenant_id,
 };
 
 use mongodb::bson::{Document, doc};
@@ -97,8 +99,11 @@ impl Domain {
                         .keys(doc! { "dedup_key": 1 })
                         .options(IndexOptions::builder().unique(true).sparse(true).build())
                         .build(),
-                    // A tenant's runs, newest first (the runs list).
+                    // A tenant's runs, newest first (`recent_runs`, for `sv0 runs`).
                     plain(doc! { "tenant_id": 1, "created_at": -1 }),
+                    // A tenant's runs a page at a time, newest first by id (the admin API's
+                    // list): without it MongoDB sorts the tenant's whole run history per page.
+                    plain(doc! { "tenant_id": 1, "_id": -1 }),
                     // The orphaned-run reaper: running runs by when they were last taken up.
                     plain(doc! { "status": 1, "last_claimed_at": 1 }),
                 ],

@@ -47,6 +47,15 @@ impl Domain {
             .ok_or_else(|| DomainError::not_found("scan run", id, tenant_id))
     }
 
+    /// A run by its id alone, whatever its tenant: for the admin API, whose callers address
+    /// runs by id (the run names its tenant, and every later call filters by it).
+    pub async fn run_by_id(&self, id: ObjectId) -> Result<ScanRun> {
+        self.runs()
+            .find_one(doc! { "_id": id })
+            .await?
+            .ok_or_else(|| DomainError::not_found("scan run", id, ""))
+    }
+
     /// A worker takes up one of the run's stages: a queued run becomes running, and
     /// `last_claimed_at` is stamped either way. Returns the run as it is now.
     pub async fn start_run(&self, tenant_id: &str, id: ObjectId) -> Result<ScanRun> {

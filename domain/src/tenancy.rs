@@ -4,6 +4,7 @@
 
 use mongodb::bson::oid::ObjectId;
 use mongodb::bson::{DateTime, Document, doc};
+use mongodb::options::ReturnDocument;
 use serde::{Deserialize, Serialize};
 use sv0_broker::CredentialsRef;
 use sv0_broker::naming::TenantId;
@@ -110,9 +111,30 @@ pub struct ScopeClaim {
     pub expires_at: DateTime,
 }
 
+/// An edit of a connector instance: each field given replaces the stored one, validated as at
+/// creation. The kind is not editable: it is part of where the instance's secrets are looked up.
+#[derive(Debug, Clone, Default)]
+pub struct InstanceUpdate {
+    pub name: Option<String>,
+    pub command: Option<Vec<String>>,
+    pub credentials_ref: Option<CredentialsRef>,
+    pub status: Option<InstanceStatus>,
+}
+
+/// An edit of a scan scope: each field given replaces the stored one, validated as at creation.
+/// The schedule and pausing are not here: the scheduler's controls own those edits, since they
+/// move the scope's slots and drop the scheduler's claims.
+#[derive(Debug, Clone, Default)]
+pub struct ScopeUpdate {
+    pub name: Option<String>,
+    pub scope: Option<Document>,
+    pub budget: Option<Budget>,
+}
+
 impl Tenant {
     pub fn new(id: &str, name: &str) -> Result<Tenant> {
         validate_tenant_id(id)?;
+        validate_name(name)?;
         Ok(Tenant {
             id: id.to_string(),
             name: name.to_string(),
@@ -131,12 +153,8 @@ impl ConnectorInstance {
         credentials_ref: CredentialsRef,
     ) -> Result<ConnectorInstance> {
         validate_tenant_id(tenant_id)?;
-        if command.first().is_none_or(|program| program.is_empty()) {
-            return Err(DomainError::invalid(
-                "command",
-                "must name the connector executable first",
-            ));
-        }
+        validate_name(name)?;
+        validate_command(&command)?;
         if kind.is_empty()
             || !kind
                 .chars()
@@ -147,10 +165,7 @@ impl ConnectorInstance {
                 "must be lower-case letters, digits and `_`",
             ));
         }
-        // The broker refuses a bad ref at resolve time; refusing it here too means the mistake
-        // is reported when the instance is made, not at 3 a.m. by the first scheduled scan.
-        sv0_broker::naming::Ref::parse(&credentials_ref.reference)
-            .map_err(|refusal| DomainError::invalid("credentials_ref.ref", refusal.to_string()))?;
+        validate_credentials_ref(&credentials_ref)?;
         Ok(ConnectorInstance {
             id: ObjectId::new(),
             tenant_id: tenant_id.to_string(),
@@ -171,6 +186,7 @@ impl ScanScope {
         scope: Document,
         budget: Budget,
     ) -> Result<ScanScope> {
+        validate_name(name)?;
         validate_budget(&budget)?;
         Ok(ScanScope {
             id: ObjectId::new(),
@@ -198,6 +214,41 @@ pub fn validate_tenant_id(id: &str) -> Result<()> {
         .map_err(|refusal| DomainError::invalid("tenant_id", refusal.to_string()))
 }
 
+/// The longest name an instance or scope may have.
+const MAX_NAME_CHARS: usize = 200;
+
+/// An instance's or scope's name: what lists and logs show, so something to read, on one line.
+fn validate_name(name: &str) -> Result<()> {
+    if name.trim().is_empty()
+        || name.chars().count() > MAX_NAME_CHARS
+        || name.chars().any(char::is_control)
+    {
+        return Err(DomainError::invalid(
+            "name",
+            format!("must be 1 to {MAX_NAME_CHARS} printable characters, not all blank"),
+        ));
+    }
+    Ok(())
+}
+
+fn validate_command(command: &[String]) -> Result<()> {
+    if command.first().is_none_or(|program| program.is_empty()) {
+        return Err(DomainError::invalid(
+            "command",
+            "must name the connector executable first",
+        ));
+    }
+    Ok(())
+}
+
+/// The broker refuses a bad ref at resolve time; refusing it here too means the mistake is
+/// reported when the instance is made or edited, not at 3 a.m. by the next scheduled scan.
+fn validate_credentials_ref(credentials_ref: &CredentialsRef) -> Result<()> {
+    sv0_broker::naming::Ref::parse(&credentials_ref.reference)
+        .map(|_| ())
+        .map_err(|refusal| DomainError::invalid("credentials_ref.ref", refusal.to_string()))
+}
+
 pub fn validate_budget(budget: &Budget) -> Result<()> {
     if !(1..=MAX_RUNTIME_SECONDS).contains(&budget.max_runtime_seconds) {
         return Err(DomainError::invalid(
@@ -206,6 +257,59 @@ pub fn validate_budget(budget: &Budget) -> Result<()> {
         ));
     }
     Ok(())
+}
+
+impl InstanceUpdate {
+    /// The `$set` of this edit, once every field given is valid.
+    fn to_set(&self) -> Result<Document> {
+        let mut set = Document::new();
+        if let Some(name) = &self.name {
+            validate_name(name)?;
+            set.insert("name", name);
+        }
+        if let Some(command) = &self.command {
+            validate_command(command)?;
+            set.insert("command", mongodb::bson::to_bson(command)?);
+        }
+        if let Some(credentials_ref) = &self.credentials_ref {
+            validate_credentials_ref(credentials_ref)?;
+            set.insert("credentials_ref", mongodb::bson::to_bson(credentials_ref)?);
+        }
+        if let Some(status) = self.status {
+            set.insert("status", mongodb::bson::to_bson(&status)?);
+        }
+        non_empty(set, "name, command, credentials_ref, status")
+    }
+}
+
+impl ScopeUpdate {
+    /// The `$set` of this edit, once every field given is valid.
+    fn to_set(&self) -> Result<Document> {
+        let mut set = Document::new();
+        if let Some(name) = &self.name {
+            validate_name(name)?;
+            set.insert("name", name);
+        }
+        if let Some(scope) = &self.scope {
+            set.insert("scope", scope.clone());
+        }
+        if let Some(budget) = &self.budget {
+            validate_budget(budget)?;
+            set.insert("budget", mongodb::bson::to_bson(budget)?);
+        }
+        non_empty(set, "name, scope, budget")
+    }
+}
+
+/// An edit that sets nothing is a mistake of the caller's (a misspelt field, say), not a no-op.
+fn non_empty(set: Document, fields: &str) -> Result<Document> {
+    if set.is_empty() {
+        return Err(DomainError::invalid(
+            "body",
+            format!("set at least one of {fields}"),
+        ));
+    }
+    Ok(set)
 }
 
 impl Domain {
@@ -227,6 +331,19 @@ impl Domain {
     pub async fn tenant(&self, tenant_id: &str) -> Result<Tenant> {
         self.tenants()
             .find_one(doc! { "_id": tenant_id })
+            .await?
+            .ok_or_else(|| DomainError::not_found("tenant", tenant_id, tenant_id))
+    }
+
+    /// Sets a tenant's status and returns the tenant as it is now. A suspended tenant's runs
+    /// already started go on; no new ones start.
+    pub async fn set_tenant_status(&self, tenant_id: &str, status: TenantStatus) -> Result<Tenant> {
+        self.tenants()
+            .find_one_and_update(
+                doc! { "_id": tenant_id },
+                doc! { "$set": { "status": mongodb::bson::to_bson(&status)? } },
+            )
+            .return_document(ReturnDocument::After)
             .await?
             .ok_or_else(|| DomainError::not_found("tenant", tenant_id, tenant_id))
     }
@@ -255,6 +372,47 @@ impl Domain {
             .ok_or_else(|| DomainError::not_found("connector instance", id, tenant_id))
     }
 
+    /// Edits one of the tenant's instances in one write and returns it as it is now.
+    pub async fn update_instance(
+        &self,
+        tenant_id: &str,
+        id: ObjectId,
+        update: &InstanceUpdate,
+    ) -> Result<ConnectorInstance> {
+        self.instances()
+            .find_one_and_update(
+                doc! { "_id": id, "tenant_id": tenant_id },
+                doc! { "$set": update.to_set()? },
+            )
+            .return_document(ReturnDocument::After)
+            .await?
+            .ok_or_else(|| DomainError::not_found("connector instance", id, tenant_id))
+    }
+
+    /// Deletes one of the tenant's instances, refused while a scope uses it (that scope could
+    /// never run again). Its runs keep its id, as history.
+    pub async fn delete_instance(&self, tenant_id: &str, id: ObjectId) -> Result<()> {
+        // The count and the delete are two steps (the stand has no transactions): a scope
+        // inserted between them is left without its instance, and its runs fail naming it.
+        let scopes = self
+            .scopes()
+            .count_documents(doc! { "tenant_id": tenant_id, "instance_id": id })
+            .await?;
+        if scopes > 0 {
+            return Err(DomainError::Conflict(format!(
+                "connector instance {id} is used by {scopes} scan scope(s): delete them first"
+            )));
+        }
+        let deleted = self
+            .instances()
+            .delete_one(doc! { "_id": id, "tenant_id": tenant_id })
+            .await?;
+        if deleted.deleted_count == 0 {
+            return Err(DomainError::not_found("connector instance", id, tenant_id));
+        }
+        Ok(())
+    }
+
     /// Inserts `scope`. A scope inserted with a schedule starts at the schedule's first slot
     /// after now, whatever `next_run_at` it carried.
     pub async fn insert_scope(&self, scope: &ScanScope) -> Result<()> {
@@ -279,5 +437,38 @@ impl Domain {
             .find_one(doc! { "_id": id, "tenant_id": tenant_id })
             .await?
             .ok_or_else(|| DomainError::not_found("scan scope", id, tenant_id))
+    }
+
+    /// Edits one of the tenant's scopes in one write and returns it as it is now. (Not
+    /// `update_scope`: that name is the schedule edits' shared write, in `scopes`.) A
+    /// scheduler's claim on the scope stays: its settlement writes none of these fields, and
+    /// each run reads the scope when it starts.
+    pub async fn update_scope_settings(
+        &self,
+        tenant_id: &str,
+        id: ObjectId,
+        update: &ScopeUpdate,
+    ) -> Result<ScanScope> {
+        self.scopes()
+            .find_one_and_update(
+                doc! { "_id": id, "tenant_id": tenant_id },
+                doc! { "$set": update.to_set()? },
+            )
+            .return_document(ReturnDocument::After)
+            .await?
+            .ok_or_else(|| DomainError::not_found("scan scope", id, tenant_id))
+    }
+
+    /// Deletes one of the tenant's scopes. Its runs keep its id, as history; one still queued
+    /// fails at its scan, naming the missing scope, and a scheduler's claim on it settles nothing.
+    pub async fn delete_scope(&self, tenant_id: &str, id: ObjectId) -> Result<()> {
+        let deleted = self
+            .scopes()
+            .delete_one(doc! { "_id": id, "tenant_id": tenant_id })
+            .await?;
+        if deleted.deleted_count == 0 {
+            return Err(DomainError::not_found("scan scope", id, tenant_id));
+        }
+        Ok(())
     }
 }

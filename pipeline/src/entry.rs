@@ -1,7 +1,8 @@
-//! The entry points that start runs, for the admin API, the scheduler and the demo: create a
-//! scan run, retry a run, ingest a normalized graph, rematerialize after a deploy. Each writes the
-//! run first and then enqueues its first job with a dedup key of `(run, kind)`, so a caller that
-//! retries after a lost reply never starts a run's work twice.
+//! The entry points that start and stop runs, for the admin API, the scheduler and the demo:
+//! create a scan run, retry a run, ingest a normalized graph, rematerialize after a deploy; time
+//! out or cancel a run. Each start writes the run first and then enqueues its first job with a
+//! dedup key of `(run, kind)`, so a caller that retries after a lost reply never starts a run's
+//! work twice.
 
 use std::time::Duration;
 
@@ -100,13 +101,42 @@ impl Pipeline {
     /// queued and running jobs are cancelled (running ones through the queue's cancel, which
     /// their workers see at the next heartbeat). Returns false if the run had finished already.
     pub async fn time_out_run(&self, run: &ScanRun, reason: &str) -> Result<bool> {
+        self.stop_run(run, RunStatus::Timeout, &format!("timed out: {reason}"))
+            .await
+    }
+
+    /// Cancels a queued or running run: the run becomes `cancelled`, saying so in its
+    /// `__driver__` cell and its error, and its queued and running jobs are cancelled as
+    /// [`Pipeline::time_out_run`] does. Returns the run as it is now. A finished run is a
+    /// conflict naming its status, and is left as it is.
+    pub async fn cancel_run(&self, tenant_id: &str, run_id: ObjectId) -> Result<ScanRun> {
+        let run = self.domain.run(tenant_id, run_id).await?;
+        if !self
+            .stop_run(&run, RunStatus::Cancelled, "cancelled on request")
+            .await?
+        {
+            // Read again: the run may have finished since it was read above.
+            let run = self.domain.run(tenant_id, run_id).await?;
+            return Err(DomainError::Conflict(format!(
+                "run {run_id} is {}; only a queued or running run can be cancelled",
+                run.status.as_str()
+            )));
+        }
+        self.domain.run(tenant_id, run_id).await
+    }
+
+    /// Finishes an unfinished run early with `status`, `outcome` saying why in its `__driver__`
+    /// cell and its error, and cancels its jobs. Returns false, changing nothing, if the run had
+    /// finished already. The run is finished first, as the one write that decides whether this
+    /// call stops it: should a later write fail, a job left behind skips the finished run.
+    async fn stop_run(&self, run: &ScanRun, status: RunStatus, outcome: &str) -> Result<bool> {
         let domain = &self.domain;
         if !domain
             .finish_run(
                 &run.tenant_id,
                 run.id,
-                RunStatus::Timeout,
-                Some(format!("{DRIVER} timed out: {reason}")),
+                status,
+                Some(format!("{DRIVER} {outcome}")),
             )
             .await?
         {
@@ -119,7 +149,7 @@ impl Pipeline {
                 &run.tenant_id,
                 run.id,
                 &driver,
-                &CategoryResult::failed(format!("timed out: {reason}"), started),
+                &CategoryResult::failed(outcome, started),
             )
             .await?;
         self.queue

@@ -24,14 +24,14 @@ pub struct GroupCancel {
     pub requested: u64,
 }
 
-fn cancel_queued(now: DateTime) -> Document {
+pub(crate) fn cancel_queued(now: DateTime) -> Document {
     doc! {
         "$set": {"status": JobStatus::Cancelled.as_str(), "finished_at": now, "updated_at": now},
         "$inc": {"lease.token": 1_i64},
     }
 }
 
-fn request_cancel(now: DateTime) -> Document {
+pub(crate) fn request_cancel(now: DateTime) -> Document {
     doc! {"$set": {"cancel_requested": true, "updated_at": now}}
 }
 

@@ -16,6 +16,10 @@ pub enum QueueError {
     /// A job or a request is not acceptable; the message names the field.
     #[error("invalid job: {0}")]
     Invalid(String),
+    /// An operator's filter or page is not acceptable; `field` names the part (`ids`, `limit`,
+    /// `payload.<path>`), for an API to answer with.
+    #[error("invalid {field}: {reason}")]
+    InvalidFilter { field: String, reason: String },
     /// A stored job could not be read back into its type.
     #[error("malformed job document {id}: {reason}")]
     Malformed { id: String, reason: String },

@@ -43,6 +43,10 @@ impl Queue {
             named(doc! {"status": 1, "finished_at": 1}, "prune"),
             // cancel_group: {group_id, status}.
             named(doc! {"group_id": 1, "status": 1}, "group"),
+            // operator: {tenant_id, ...} sorted {_id: -1}, paged by {_id: {$lt: after}}; the
+            // payload search's bound counts through it. Neither key ever changes, so only inserts
+            // and prunes maintain it.
+            named(doc! {"tenant_id": 1, "_id": -1}, "tenant"),
         ];
         self.jobs.create_indexes(indexes).await?;
         Ok(())

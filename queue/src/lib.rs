@@ -3,9 +3,10 @@
 //! This crate owns the `jobs` collection: its document shape, its indexes, and every write to it.
 //! Producers enqueue; workers claim jobs in batches, hold each under a lease (an owner, an expiry
 //! and a fencing token), heartbeat it, and complete or fail it; the reaper gives expired leases
-//! back; the pruner deletes finished jobs after their retention. Every write a lease holder makes
-//! is fenced on `(_id, owner, token)`, so a holder whose lease was reaped can never overwrite the
-//! job's new state: execution is at least once, the commit exactly once.
+//! back; the pruner deletes finished jobs after their retention; operators list, count, cancel and
+//! retry jobs by a [`JobFilter`]. Every write a lease holder makes is fenced on
+//! `(_id, owner, token)`, so a holder whose lease was reaped can never overwrite the job's new
+//! state: execution is at least once, the commit exactly once.
 //!
 //! Two semantics a producer must know. An attempt is spent when a job *starts*
 //! ([`Queue::record_starts`], or the outcome of a run), never when it is claimed: a job leased
@@ -28,6 +29,7 @@ mod indexes;
 mod job;
 pub mod maintenance;
 mod metrics;
+mod operator;
 mod queue;
 
 pub use backoff::RetryPolicy;
@@ -38,4 +40,5 @@ pub use error::{QueueError, Result, is_transient as is_transient_storage_error};
 pub use fence::{Commit, FailOutcome, Failure, LeaseState};
 pub use job::{Claimed, JobDoc, JobStatus, LeaseDoc, LeaseRef};
 pub use metrics::QueueMetrics;
+pub use operator::{BulkOutcome, JobFilter, PAYLOAD_SCAN_LIMIT, RetryOutcome};
 pub use queue::Queue;

@@ -1,0 +1,84 @@
+//! sv0 pipeline's admin API: what operators and CI act through (ADR-027 §c, §e). JSON over
+//! HTTP under `/api/v1`: scan runs (list, detail, create, retry, cancel), rematerialize after a
+//! deploy, tenants, connector instances, scan scopes and their schedules, graph ingest, and the
+//! queue's jobs (search, cancel, retry, in bulk); `/healthz`, `/readyz`, `/metrics`, and the
+//! OpenAPI document at `/api/v1/openapi.json`.
+//!
+//! It owns the `api_tokens` collection (bearer tokens, stored as digests, each with a role) and
+//! `audit_log` (one entry per mutation), the HTTP surface and its validation. It must not write
+//! another crate's collections except through that crate's API (the domain's, the queue's, the
+//! scheduler's controls), never stores or logs a token or a secret, and never answers bad input
+//! with a 5xx: every refusal is a 4xx whose body names the field and the reason.
+
+mod audit;
+mod error;
+mod extract;
+mod metrics;
+mod openapi;
+mod page;
+mod roles;
+mod routes;
+mod tokens;
+mod views;
+
+use std::sync::Arc;
+
+use axum::Router;
+use mongodb::Database;
+use prometheus_client::registry::Registry;
+use sv0_pipeline::Pipeline;
+use sv0_scheduler::controls::Controls;
+
+pub use audit::{AuditEntry, AuditLog};
+pub use error::ApiError;
+pub use metrics::ApiMetrics;
+pub use openapi::openapi_json;
+pub use roles::Role;
+pub use tokens::{IssuedToken, TokenInfo, Tokens};
+
+/// The largest request body accepted: a graph ingest is the largest body the API takes.
+pub const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
+
+/// What every handler acts through.
+#[derive(Clone)]
+pub struct AdminApi {
+    pub(crate) db: Database,
+    pub(crate) pipeline: Arc<Pipeline>,
+    pub(crate) controls: Controls,
+    pub(crate) tokens: Tokens,
+    pub(crate) audit: AuditLog,
+    pub(crate) metrics: ApiMetrics,
+    /// Everything `/metrics` shows: the API's own metrics and whatever the process registered.
+    pub(crate) registry: Arc<Registry>,
+}
+
+impl AdminApi {
+    /// The API over `controls` (and the pipeline they carry), with its own collections in `db`;
+    /// `metrics` must be registered in `registry`.
+    pub fn new(
+        db: &Database,
+        controls: Controls,
+        metrics: ApiMetrics,
+        registry: Arc<Registry>,
+    ) -> AdminApi {
+        AdminApi {
+            db: db.clone(),
+            pipeline: controls.pipeline.clone(),
+            tokens: Tokens::new(db),
+            audit: AuditLog::new(db),
+            controls,
+            metrics,
+            registry,
+        }
+    }
+
+    /// Creates the API's own indexes (idempotent; run at start-up).
+    pub async fn ensure_indexes(&self) -> Result<(), mongodb::error::Error> {
+        self.audit.ensure_indexes().await
+    }
+
+    /// Every route, with authentication, request ids, the body limit and the request metrics.
+    pub fn router(self) -> Router {
+        routes::router(Arc::new(self))
+    }
+}

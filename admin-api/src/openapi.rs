@@ -1,0 +1,65 @@
+//! The OpenAPI 3.1 document, generated from the handlers' annotations and the request and
+//! response types, so it cannot drift from the code; `docs/openapi.json` is checked against it
+//! by a test.
+
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use crate::error::{ErrorBody, ErrorDetail};
+use crate::page::Page;
+use crate::routes::{self as r};
+use crate::views::{
+    AuditView, CellView, CredentialsRefView, InstanceView, JobView, RunView, ScopeView, TenantView,
+    TokenView, TriggerView,
+};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "sv0 pipeline admin API",
+        description = "What operators and CI act through: scan runs, rematerialize after a deploy, \
+            tenants, connector instances, scan scopes and their schedules, graph ingest, and the \
+            queue's jobs. Every route under /api/v1 takes `Authorization: Bearer <token>`; every \
+            error body names the field and the reason; lists are keyset-paginated (`cursor`, `limit`).",
+    ),
+    paths(
+        r::health::healthz, r::health::readyz, r::health::metrics, r::health::openapi,
+        r::rematerialize::rematerialize,
+        r::runs::list, r::runs::show, r::runs::create, r::runs::retry, r::runs::cancel,
+        r::ingest::ingest,
+        r::tenants::list, r::tenants::show, r::tenants::create, r::tenants::update,
+        r::instances::list, r::instances::show, r::instances::create, r::instances::update,
+        r::instances::delete,
+        r::scopes::list, r::scopes::show, r::scopes::create, r::scopes::update, r::scopes::delete,
+        r::scopes::set_schedule, r::scopes::pause, r::scopes::resume, r::scopes::trigger,
+        r::scopes::backfill,
+        r::jobs::list, r::jobs::show, r::jobs::cancel, r::jobs::retry, r::jobs::bulk_cancel,
+        r::jobs::bulk_retry,
+        r::tokens::list, r::tokens::revoke, r::tokens::audit_log,
+    ),
+    components(schemas(
+        ErrorBody, ErrorDetail, RunView, TriggerView, CellView, TenantView, InstanceView,
+        CredentialsRefView, ScopeView, JobView, TokenView, AuditView,
+        Page<RunView>, Page<TenantView>, Page<InstanceView>, Page<ScopeView>, Page<JobView>,
+        Page<AuditView>,
+    )),
+    modifiers(&BearerAuth),
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// The document as JSON.
+pub fn openapi_json() -> serde_json::Value {
+    serde_json::to_value(ApiDoc::openapi()).expect("the OpenAPI document serializes")
+}

@@ -1,0 +1,68 @@
+//! `POST /api/v1/ingest/normalized-graph`: a graph pushed from outside becomes a synthesised
+//! `manual_api` run whose pipeline starts at `sync_ingestion` (ADR-027, last paragraph).
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use mongodb::bson::doc;
+use serde::Deserialize;
+use sv0_domain::Graph;
+use utoipa::ToSchema;
+
+use crate::AdminApi;
+use crate::audit::Action;
+use crate::error::{ApiError, ErrorBody};
+use crate::extract::{Ctx, JsonBody};
+use crate::roles::Right;
+use crate::views::RunView;
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct IngestRequest {
+    tenant_id: String,
+    /// Where the graph comes from: 1 to 64 letters, digits, `_`, `-` or `.`. The graph is that
+    /// source's full state: entities of the source it does not hold are marked gone.
+    source: String,
+    /// `{entities: [{id, type, name, …}], edges: [{from, to, type}]}`, as a connector writes
+    /// `graph.json`.
+    #[schema(value_type = Object)]
+    graph: Graph,
+}
+
+/// Ingests a normalized graph as a new run.
+#[utoipa::path(post, path = "/api/v1/ingest/normalized-graph", tag = "runs", request_body = IngestRequest,
+    security(("bearer" = [])),
+    responses((status = 202, body = RunView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
+        (status = 413, body = ErrorBody)))]
+pub(crate) async fn ingest(
+    State(api): State<Arc<AdminApi>>,
+    ctx: Ctx,
+    body: JsonBody,
+) -> Result<(StatusCode, Json<RunView>), ApiError> {
+    ctx.require(Right::ActOnRuns)?;
+    let body: IngestRequest = body.parse()?;
+    sv0_domain::validate_tenant_id(&body.tenant_id)?;
+    let entities = body.graph.entities.len() as i64;
+    let run = api
+        .pipeline
+        .ingest_graph(&body.tenant_id, &body.source, body.graph)
+        .await?;
+    api.audit
+        .record(
+            &ctx.caller,
+            &ctx.request_id,
+            Action {
+                action: "graph.ingest",
+                target_kind: "scan_run",
+                target_id: run.id.to_hex(),
+                tenant_id: Some(&body.tenant_id),
+                reason: None,
+                detail: doc! { "source": &body.source, "entities": entities },
+            },
+        )
+        .await;
+    Ok((StatusCode::ACCEPTED, Json(run.into())))
+}

@@ -1,0 +1,252 @@
+//! Connector instances of a tenant: list, detail, create, edit, delete (refused while a scope
+//! uses the instance). An instance names where its credentials live, never their values.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use mongodb::bson::doc;
+use serde::Deserialize;
+use sv0_broker::{CredentialsRef, Provider};
+use sv0_domain::{ConnectorInstance, InstanceStatus, InstanceUpdate};
+use utoipa::{IntoParams, ToSchema};
+
+use super::object_id;
+use crate::AdminApi;
+use crate::audit::Action;
+use crate::error::{ApiError, ErrorBody};
+use crate::extract::{Ctx, JsonBody, Params};
+use crate::page::{self, Page};
+use crate::roles::Right;
+use crate::views::InstanceView;
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct InstanceQuery {
+    cursor: Option<String>,
+    /// 1 to 500 (default 50).
+    limit: Option<u32>,
+}
+
+/// A tenant's connector instances, newest first.
+#[utoipa::path(get, path = "/api/v1/tenants/{tenant_id}/instances", tag = "instances",
+    params(("tenant_id" = String, Path), InstanceQuery), security(("bearer" = [])),
+    responses((status = 200, body = Page<InstanceView>), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub(crate) async fn list(
+    State(api): State<Arc<AdminApi>>,
+    ctx: Ctx,
+    Path(tenant_id): Path<String>,
+    Params(query): Params<InstanceQuery>,
+) -> Result<Json<Page<InstanceView>>, ApiError> {
+    ctx.require(Right::Read)?;
+    sv0_domain::validate_tenant_id(&tenant_id)?;
+    let limit = page::limit(query.limit)?;
+    let after = page::object_id_cursor(query.cursor.as_deref())?;
+    let instances = api
+        .pipeline
+        .domain
+        .list_instances(Some(&tenant_id), after, i64::from(limit) + 1)
+        .await?;
+    Ok(Json(page::page(
+        instances,
+        limit,
+        |i| i.id.to_hex(),
+        InstanceView::from,
+    )))
+}
+
+/// One connector instance.
+#[utoipa::path(get, path = "/api/v1/tenants/{tenant_id}/instances/{id}", tag = "instances",
+    params(("tenant_id" = String, Path), ("id" = String, Path)), security(("bearer" = [])),
+    responses((status = 200, body = InstanceView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub(crate) async fn show(
+    State(api): State<Arc<AdminApi>>,
+    ctx: Ctx,
+    Path((tenant_id, id)): Path<(String, String)>,
+) -> Result<Json<InstanceView>, ApiError> {
+    ctx.require(Right::Read)?;
+    sv0_domain::validate_tenant_id(&tenant_id)?;
+    let id = object_id("id", &id)?;
+    Ok(Json(
+        api.pipeline.domain.instance(&tenant_id, id).await?.into(),
+    ))
+}
+
+/// Where an instance's credentials live.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CredentialsRefBody {
+    /// `env` or `azure_keyvault` (`aws_secretsmanager` is reserved, `op` refused at run time).
+    #[schema(value_type = String)]
+    provider: Provider,
+    /// The connector-specific suffix, e.g. `AWS_PRIMARY`: never a path, never a tenant.
+    #[serde(rename = "ref")]
+    reference: String,
+}
+
+impl From<CredentialsRefBody> for CredentialsRef {
+    fn from(body: CredentialsRefBody) -> CredentialsRef {
+        CredentialsRef {
+            provider: body.provider,
+            reference: body.reference,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CreateInstanceRequest {
+    name: String,
+    /// The connector's kind (`demo`, `aws`, …): lower-case letters, digits and `_`.
+    kind: String,
+    /// The connector executable and its fixed arguments.
+    command: Vec<String>,
+    credentials_ref: CredentialsRefBody,
+}
+
+/// Creates an active connector instance.
+#[utoipa::path(post, path = "/api/v1/tenants/{tenant_id}/instances", tag = "instances",
+    params(("tenant_id" = String, Path)), request_body = CreateInstanceRequest, security(("bearer" = [])),
+    responses((status = 201, body = InstanceView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub(crate) async fn create(
+    State(api): State<Arc<AdminApi>>,
+    ctx: Ctx,
+    Path(tenant_id): Path<String>,
+    body: JsonBody,
+) -> Result<(StatusCode, Json<InstanceView>), ApiError> {
+    ctx.require(Right::ActOnInstances)?;
+    let body: CreateInstanceRequest = body.parse()?;
+    sv0_domain::validate_tenant_id(&tenant_id)?;
+    let instance = ConnectorInstance::new(
+        &tenant_id,
+        &body.name,
+        &body.kind,
+        body.command,
+        body.credentials_ref.into(),
+    )?;
+    api.pipeline.domain.tenant(&tenant_id).await?;
+    api.pipeline.domain.insert_instance(&instance).await?;
+    api.audit
+        .record(
+            &ctx.caller,
+            &ctx.request_id,
+            Action {
+                action: "instance.create",
+                target_kind: "connector_instance",
+                target_id: instance.id.to_hex(),
+                tenant_id: Some(&tenant_id),
+                reason: None,
+                detail: doc! { "kind": &instance.kind },
+            },
+        )
+        .await;
+    Ok((StatusCode::CREATED, Json(instance.into())))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct UpdateInstanceRequest {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    command: Option<Vec<String>>,
+    #[serde(default)]
+    credentials_ref: Option<CredentialsRefBody>,
+    /// `active` or `disabled` (a disabled instance's scopes do not run).
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    status: Option<InstanceStatus>,
+}
+
+/// Edits an instance: only the fields given change.
+#[utoipa::path(patch, path = "/api/v1/tenants/{tenant_id}/instances/{id}", tag = "instances",
+    params(("tenant_id" = String, Path), ("id" = String, Path)), request_body = UpdateInstanceRequest,
+    security(("bearer" = [])),
+    responses((status = 200, body = InstanceView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub(crate) async fn update(
+    State(api): State<Arc<AdminApi>>,
+    ctx: Ctx,
+    Path((tenant_id, id)): Path<(String, String)>,
+    body: JsonBody,
+) -> Result<Json<InstanceView>, ApiError> {
+    ctx.require(Right::ActOnInstances)?;
+    let body: UpdateInstanceRequest = body.parse()?;
+    sv0_domain::validate_tenant_id(&tenant_id)?;
+    let id = object_id("id", &id)?;
+    let update = InstanceUpdate {
+        name: body.name,
+        command: body.command,
+        credentials_ref: body.credentials_ref.map(CredentialsRef::from),
+        status: body.status,
+    };
+    let instance = api
+        .pipeline
+        .domain
+        .update_instance(&tenant_id, id, &update)
+        .await?;
+    api.audit
+        .record(
+            &ctx.caller,
+            &ctx.request_id,
+            Action {
+                action: "instance.update",
+                target_kind: "connector_instance",
+                target_id: id.to_hex(),
+                tenant_id: Some(&tenant_id),
+                reason: None,
+                detail: doc! { "fields": changed_fields(&update) },
+            },
+        )
+        .await;
+    Ok(Json(instance.into()))
+}
+
+/// Which fields an edit set (the audit log records the names, not the values).
+fn changed_fields(update: &InstanceUpdate) -> Vec<&'static str> {
+    [
+        ("name", update.name.is_some()),
+        ("command", update.command.is_some()),
+        ("credentials_ref", update.credentials_ref.is_some()),
+        ("status", update.status.is_some()),
+    ]
+    .into_iter()
+    .filter_map(|(name, set)| set.then_some(name))
+    .collect()
+}
+
+/// Deletes an instance no scope uses (409 while one does).
+#[utoipa::path(delete, path = "/api/v1/tenants/{tenant_id}/instances/{id}", tag = "instances",
+    params(("tenant_id" = String, Path), ("id" = String, Path)), security(("bearer" = [])),
+    responses((status = 204), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub(crate) async fn delete(
+    State(api): State<Arc<AdminApi>>,
+    ctx: Ctx,
+    Path((tenant_id, id)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    ctx.require(Right::ActOnInstances)?;
+    sv0_domain::validate_tenant_id(&tenant_id)?;
+    let id = object_id("id", &id)?;
+    api.pipeline.domain.delete_instance(&tenant_id, id).await?;
+    api.audit
+        .record(
+            &ctx.caller,
+            &ctx.request_id,
+            Action {
+                action: "instance.delete",
+                target_kind: "connector_instance",
+                target_id: id.to_hex(),
+                tenant_id: Some(&tenant_id),
+                reason: None,
+                detail: doc! {},
+            },
+        )
+        .await;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,508 @@
+//! The queue's jobs: list and search (kind, status, tenant, group, created range, and
+//! `payload.<path>` equality, bounded), detail, cancel, retry of failed, dead or cancelled jobs,
+//! and the same two actions in bulk — by ids (at most 1,000) or by filter, with a dry run that
+//! counts first and a required reason kept in the audit log.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use mongodb::bson::{Bson, Document, doc};
+use serde::{Deserialize, Serialize};
+use sv0_queue::{CancelOutcome, JobFilter, JobStatus, RetryOutcome};
+use utoipa::ToSchema;
+
+use super::{object_id, optional_instant};
+use crate::AdminApi;
+use crate::audit::Action;
+use crate::error::{ApiError, ErrorBody};
+use crate::extract::{Ctx, JsonBody};
+use crate::page::{self, Page};
+use crate::roles::Right;
+use crate::views::JobView;
+
+/// The most ids a bulk action may name.
+const MAX_BULK_IDS: usize = 1_000;
+
+/// Lists jobs, newest first. Besides the named parameters, `payload.<path>=<value>` keeps the
+/// jobs whose payload has that value at that dotted path (a number or `true`/`false` also
+/// matches as such); such a search may examine a bounded number of jobs, and past it is a 400
+/// asking to narrow the other filters.
+#[utoipa::path(get, path = "/api/v1/jobs", tag = "jobs",
+    params(
+        ("kind" = Option<Vec<String>>, Query, description = "A job kind; repeat for several"),
+        ("status" = Option<Vec<String>>, Query,
+            description = "queued, running, succeeded, failed, dead or cancelled; repeat for several"),
+        ("tenant_id" = Option<String>, Query),
+        ("group_id" = Option<String>, Query, description = "The run (or other group) the jobs belong to"),
+        ("created_from" = Option<String>, Query, description = "RFC 3339: created at or after"),
+        ("created_until" = Option<String>, Query, description = "RFC 3339: created before"),
+        ("cursor" = Option<String>, Query),
+        ("limit" = Option<u32>, Query, description = "1 to 500 (default 50)"),
+    ),
+    security(("bearer" = [])),
+    responses((status = 200, body = Page<JobView>), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub(crate) async fn list(
+    State(api): State<Arc<AdminApi>>,
+    ctx: Ctx,
+    Query(pairs): Query<Vec<(String, String)>>,
+) -> Result<Json<Page<JobView>>, ApiError> {
+    ctx.require(Right::Read)?;
+    let mut filter = JobFilter::default();
+    let (mut cursor, mut limit) = (None, None);
+    let (mut created_from, mut created_until) = (None, None);
+    for (key, value) in pairs {
+        match key.as_str() {
+            "kind" => filter.kinds.push(value),
+            "status" => filter.statuses.push(job_status("status", &value)?),
+            "tenant_id" => filter.tenant_id = Some(value),
+            "group_id" => filter.group_id = Some(value),
+            "created_from" => created_from = Some(value),
+            "created_until" => created_until = Some(value),
+            "cursor" => cursor = Some(value),
+            "limit" => {
+                limit = Some(
+                    value
+                        .parse::<u32>()
+                        .map_err(|_| ApiError::invalid("limit", "must be 1 to 500"))?,
+                )
+            }
+            _ => match key.strip_prefix("payload.") {
+                Some(path) => filter
+                    .payload
+                    .push((path.to_string(), payload_values(&value))),
+                None => {
+                    return Err(ApiError::invalid(
+                        key,
+                        "unknown parameter (kind, status, tenant_id, group_id, created_from, \
+                         created_until, payload.<path>, cursor, limit)",
+                    ));
+                }
+            },
+        }
+    }
+    filter.created_from = optional_instant("created_from", created_from.as_deref())?;
+    filter.created_until = optional_instant("created_until", created_until.as_deref())?;
+    let limit = page::limit(limit)?;
+    let after = page::object_id_cursor(cursor.as_deref())?;
+    let jobs = api
+        .pipeline
+        .queue
+        .list_jobs(&filter, after, i64::from(limit) + 1)
+        .await?;
+    Ok(Json(page::page(
+        jobs,
+        limit,
+        |j| j.id.to_hex(),
+        JobView::from,
+    )))
+}
+
+/// A query value as the values it may match: the text, and the number or boolean it spells.
+fn payload_values(value: &str) -> Vec<Bson> {
+    let mut values = vec![Bson::String(value.to_string())];
+    if let Ok(n) = value.parse::<i64>() {
+        values.push(Bson::Int64(n));
+    } else if let Ok(x) = value.parse::<f64>()
+        && x.is_finite()
+    {
+        values.push(Bson::Double(x));
+    }
+    match value {
+        "true" => values.push(Bson::Boolean(true)),
+        "false" => values.push(Bson::Boolean(false)),
+        _ => {}
+    }
+    values
+}
+
+fn job_status(field: &str, name: &str) -> Result<JobStatus, ApiError> {
+    [
+        JobStatus::Queued,
+        JobStatus::Running,
+        JobStatus::Succeeded,
+        JobStatus::Failed,
+        JobStatus::Dead,
+        JobStatus::Cancelled,
+    ]
+    .into_iter()
+    .find(|s| s.as_str() == name)
+    .ok_or_else(|| {
+        ApiError::invalid(
+            field,
+            "must be queued, running, succeeded, failed, dead or cancelled",
+        )
+    })
+}
+
+/// One job.
+#[utoipa::path(get, path = "/api/v1/jobs/{id}", tag = "jobs", params(("id" = String, Path)),
+    security(("bearer" = [])),
+    responses((status = 200, body = JobView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub(crate) async fn show(
+    State(api): State<Arc<AdminApi>>,
+    ctx: Ctx,
+    Path(id): Path<String>,
+) -> Result<Json<JobView>, ApiError> {
+    ctx.require(Right::Read)?;
+    let id = object_id("id", &id)?;
+    let job = api
+        .pipeline
+        .queue
+        .get(id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("job {id} not found")))?;
+    Ok(Json(job.into()))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ReasonBody {
+    /// Why: kept in the audit log (1 to 500 characters).
+    reason: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct JobActionResult {
+    /// `cancelled` (it was queued), `cancel_requested` (it is running: its worker stops it at
+    /// its next heartbeat), `requeued`.
+    pub outcome: String,
+    pub job: JobView,
+}
+
+/// Cancels one job.
+#[utoipa::path(post, path = "/api/v1/jobs/{id}/cancel", tag = "jobs", params(("id" = String, Path)),
+    request_body = ReasonBody, security(("bearer" = [])),
+    responses((status = 200, body = JobActionResult), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub(crate) async fn cancel(
+    State(api): State<Arc<AdminApi>>,
+    ctx: Ctx,
+    Path(id): Path<String>,
+    body: JsonBody,
+) -> Result<Json<JobActionResult>, ApiError> {
+    ctx.require(Right::ActOnJobs)?;
+    let body: ReasonBody = body.parse()?;
+    let id = object_id("id", &id)?;
+    let reason = super::reason(&body.reason)?;
+    let outcome = match api.pipeline.queue.cancel(id).await? {
+        CancelOutcome::Cancelled => "cancelled",
+        CancelOutcome::Requested => "cancel_requested",
+        CancelOutcome::AlreadyFinished(status) => {
+            return Err(ApiError::Conflict(format!(
+                "job {id} has finished ({}); there is nothing to cancel",
+                status.as_str()
+            )));
+        }
+        CancelOutcome::NotFound => return Err(ApiError::NotFound(format!("job {id} not found"))),
+    };
+    job_action(&api, &ctx, "job.cancel", id, reason, outcome).await
+}
+
+/// Puts a failed, dead or cancelled job back in the queue, to run now with fresh attempts.
+#[utoipa::path(post, path = "/api/v1/jobs/{id}/retry", tag = "jobs", params(("id" = String, Path)),
+    request_body = ReasonBody, security(("bearer" = [])),
+    responses((status = 200, body = JobActionResult), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub(crate) async fn retry(
+    State(api): State<Arc<AdminApi>>,
+    ctx: Ctx,
+    Path(id): Path<String>,
+    body: JsonBody,
+) -> Result<Json<JobActionResult>, ApiError> {
+    ctx.require(Right::ActOnJobs)?;
+    let body: ReasonBody = body.parse()?;
+    let id = object_id("id", &id)?;
+    let reason = super::reason(&body.reason)?;
+    match api.pipeline.queue.retry_job(id).await? {
+        RetryOutcome::Requeued => {}
+        RetryOutcome::NotRetryable(status) => {
+            return Err(ApiError::Conflict(format!(
+                "job {id} is {}; only failed, dead or cancelled jobs are retried",
+                status.as_str()
+            )));
+        }
+        RetryOutcome::NotFound => return Err(ApiError::NotFound(format!("job {id} not found"))),
+    }
+    job_action(&api, &ctx, "job.retry", id, reason, "requeued").await
+}
+
+async fn job_action(
+    api: &AdminApi,
+    ctx: &Ctx,
+    action: &'static str,
+    id: mongodb::bson::oid::ObjectId,
+    reason: &str,
+    outcome: &str,
+) -> Result<Json<JobActionResult>, ApiError> {
+    let job = api
+        .pipeline
+        .queue
+        .get(id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("job {id} not found")))?;
+    api.audit
+        .record(
+            &ctx.caller,
+            &ctx.request_id,
+            Action {
+                action,
+                target_kind: "job",
+                target_id: id.to_hex(),
+                tenant_id: job.tenant_id.as_deref(),
+                reason: Some(reason),
+                detail: doc! { "outcome": outcome },
+            },
+        )
+        .await;
+    Ok(Json(JobActionResult {
+        outcome: outcome.to_string(),
+        job: job.into(),
+    }))
+}
+
+/// Which jobs a bulk action covers: exactly one of `ids` and `filter`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct BulkRequest {
+    /// At most 1,000 job ids.
+    #[serde(default)]
+    ids: Option<Vec<String>>,
+    #[serde(default)]
+    filter: Option<JobFilterBody>,
+    /// Count what would change, change nothing.
+    #[serde(default)]
+    dry_run: bool,
+    /// Why: kept in the audit log (1 to 500 characters).
+    reason: String,
+}
+
+/// Every field narrows; at least one must be set.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct JobFilterBody {
+    #[serde(default)]
+    kinds: Vec<String>,
+    /// Job statuses (`failed`, `dead`, …).
+    #[serde(default)]
+    statuses: Vec<String>,
+    #[serde(default)]
+    tenant_id: Option<String>,
+    #[serde(default)]
+    group_id: Option<String>,
+    #[serde(default)]
+    created_from: Option<String>,
+    #[serde(default)]
+    created_until: Option<String>,
+    /// `{"<dotted path>": <value>}`: payload equality.
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    payload: serde_json::Map<String, serde_json::Value>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct BulkResult {
+    pub dry_run: bool,
+    /// Jobs the action applies to (on a dry run: would apply to).
+    pub matched: u64,
+    /// Jobs changed: cancelled, or requeued.
+    pub changed: u64,
+    /// Running jobs asked to stop (cancel only).
+    pub requested: u64,
+}
+
+impl BulkRequest {
+    fn filter(&self) -> Result<JobFilter, ApiError> {
+        match (&self.ids, &self.filter) {
+            (Some(ids), None) => {
+                if ids.is_empty() || ids.len() > MAX_BULK_IDS {
+                    return Err(ApiError::invalid(
+                        "ids",
+                        format!("name 1 to {MAX_BULK_IDS} jobs, or use a filter"),
+                    ));
+                }
+                let ids = ids
+                    .iter()
+                    .enumerate()
+                    .map(|(i, id)| object_id(&format!("ids[{i}]"), id))
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok(JobFilter {
+                    ids,
+                    ..JobFilter::default()
+                })
+            }
+            (None, Some(body)) => body.to_filter(),
+            _ => Err(ApiError::invalid(
+                "body",
+                "give exactly one of `ids` and `filter`",
+            )),
+        }
+    }
+}
+
+impl JobFilterBody {
+    fn to_filter(&self) -> Result<JobFilter, ApiError> {
+        let payload = self
+            .payload
+            .iter()
+            .map(|(path, value)| {
+                let value = Bson::try_from(value.clone()).map_err(|e| {
+                    ApiError::invalid(format!("filter.payload.{path}"), e.to_string())
+                })?;
+                Ok((path.clone(), vec![value]))
+            })
+            .collect::<Result<Vec<_>, ApiError>>()?;
+        let filter = JobFilter {
+            ids: Vec::new(),
+            kinds: self.kinds.clone(),
+            statuses: self
+                .statuses
+                .iter()
+                .map(|s| job_status("filter.statuses", s))
+                .collect::<Result<_, _>>()?,
+            tenant_id: self.tenant_id.clone(),
+            group_id: self.group_id.clone(),
+            payload,
+            created_from: optional_instant("filter.created_from", self.created_from.as_deref())?,
+            created_until: optional_instant("filter.created_until", self.created_until.as_deref())?,
+        };
+        let narrowed = !filter.kinds.is_empty()
+            || !filter.statuses.is_empty()
+            || filter.tenant_id.is_some()
+            || filter.group_id.is_some()
+            || !filter.payload.is_empty()
+            || filter.created_from.is_some()
+            || filter.created_until.is_some();
+        if !narrowed {
+            return Err(ApiError::invalid(
+                "filter",
+                "set at least one field: a bulk action over every job is not taken",
+            ));
+        }
+        Ok(filter)
+    }
+}
+
+/// Cancels every job matching `ids` or `filter` (queued ones at once, running ones by request).
+#[utoipa::path(post, path = "/api/v1/jobs/bulk/cancel", tag = "jobs", request_body = BulkRequest,
+    security(("bearer" = [])),
+    responses((status = 200, body = BulkResult), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody)))]
+pub(crate) async fn bulk_cancel(
+    State(api): State<Arc<AdminApi>>,
+    ctx: Ctx,
+    body: JsonBody,
+) -> Result<Json<BulkResult>, ApiError> {
+    ctx.require(Right::ActOnJobs)?;
+    let body: BulkRequest = body.parse()?;
+    let reason = super::reason(&body.reason)?.to_string();
+    let filter = body.filter()?;
+    let queue = &api.pipeline.queue;
+    let result = if body.dry_run {
+        BulkResult {
+            dry_run: true,
+            matched: queue.count_cancellable(&filter).await?,
+            changed: 0,
+            requested: 0,
+        }
+    } else {
+        let done = queue.cancel_matching(&filter).await?;
+        BulkResult {
+            dry_run: false,
+            matched: done.matched,
+            changed: done.changed,
+            requested: done.requested,
+        }
+    };
+    bulk_audit(&api, &ctx, "job.bulk_cancel", &body, &reason, &result).await;
+    Ok(Json(result))
+}
+
+/// Requeues every failed, dead or cancelled job matching `ids` or `filter`.
+#[utoipa::path(post, path = "/api/v1/jobs/bulk/retry", tag = "jobs", request_body = BulkRequest,
+    security(("bearer" = [])),
+    responses((status = 200, body = BulkResult), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody)))]
+pub(crate) async fn bulk_retry(
+    State(api): State<Arc<AdminApi>>,
+    ctx: Ctx,
+    body: JsonBody,
+) -> Result<Json<BulkResult>, ApiError> {
+    ctx.require(Right::ActOnJobs)?;
+    let body: BulkRequest = body.parse()?;
+    let reason = super::reason(&body.reason)?.to_string();
+    let filter = body.filter()?;
+    let queue = &api.pipeline.queue;
+    let result = if body.dry_run {
+        BulkResult {
+            dry_run: true,
+            matched: queue.count_retryable(&filter).await?,
+            changed: 0,
+            requested: 0,
+        }
+    } else {
+        let done = queue.retry_matching(&filter).await?;
+        BulkResult {
+            dry_run: false,
+            matched: done.matched,
+            changed: done.changed,
+            requested: 0,
+        }
+    };
+    bulk_audit(&api, &ctx, "job.bulk_retry", &body, &reason, &result).await;
+    Ok(Json(result))
+}
+
+/// A dry run changes nothing, and is recorded all the same: it shows who looked, and why.
+async fn bulk_audit(
+    api: &AdminApi,
+    ctx: &Ctx,
+    action: &'static str,
+    body: &BulkRequest,
+    reason: &str,
+    result: &BulkResult,
+) {
+    let mut detail = Document::new();
+    match (&body.ids, &body.filter) {
+        (Some(ids), _) => {
+            detail.insert("ids", ids.len() as i64);
+        }
+        (_, Some(filter)) => {
+            detail.insert("filter", filter_summary(filter));
+        }
+        _ => {}
+    }
+    detail.insert("dry_run", result.dry_run);
+    detail.insert("matched", result.matched as i64);
+    detail.insert("changed", result.changed as i64);
+    detail.insert("requested", result.requested as i64);
+    api.audit
+        .record(
+            &ctx.caller,
+            &ctx.request_id,
+            Action {
+                action,
+                target_kind: "jobs",
+                target_id: if body.ids.is_some() { "ids" } else { "filter" }.to_string(),
+                tenant_id: body.filter.as_ref().and_then(|f| f.tenant_id.as_deref()),
+                reason: Some(reason),
+                detail,
+            },
+        )
+        .await;
+}
+
+fn filter_summary(filter: &JobFilterBody) -> String {
+    serde_json::json!({
+        "kinds": filter.kinds,
+        "statuses": filter.statuses,
+        "tenant_id": filter.tenant_id,
+        "group_id": filter.group_id,
+        "created_from": filter.created_from,
+        "created_until": filter.created_until,
+        "payload": filter.payload,
+    })
+    .to_string()
+}

@@ -1,0 +1,140 @@
+//! `POST /api/v1/admin/rematerialize`: what CI calls after a deploy (ADR-027 §c). One
+//! `deploy_gate` run per tenant, idempotent per `(deploy id, tenant)`: a retried CI step gets the
+//! same runs back and creates nothing.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use mongodb::bson::doc;
+use serde::{Deserialize, Serialize};
+use sv0_domain::Materializer;
+use sv0_pipeline::Deploy;
+use utoipa::ToSchema;
+
+use crate::AdminApi;
+use crate::audit::Action;
+use crate::error::{ApiError, ErrorBody};
+use crate::extract::{Ctx, JsonBody};
+use crate::roles::Right;
+use crate::views::RunView;
+
+/// The most tenants one request may name.
+const MAX_TENANTS: usize = 1_000;
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RematerializeRequest {
+    /// `chains` and/or `stitched_paths`.
+    #[schema(value_type = Vec<String>)]
+    stages: Vec<Materializer>,
+    /// Default: every active tenant.
+    #[serde(default)]
+    tenants: Option<Vec<String>>,
+    /// The deploy this is for; without one, the request id stands in (and a retried request
+    /// creates new runs).
+    #[serde(default)]
+    deploy: Option<DeployBody>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct DeployBody {
+    /// 1 to 200 characters: runs are idempotent per (deploy id, tenant).
+    id: String,
+    #[serde(default)]
+    commit: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct RematerializeResponse {
+    pub deploy_id: String,
+    pub runs: Vec<RunView>,
+}
+
+/// One deploy-gate run per tenant, rebuilding `stages`.
+#[utoipa::path(post, path = "/api/v1/admin/rematerialize", tag = "runs",
+    request_body = RematerializeRequest, security(("bearer" = [])),
+    responses((status = 202, body = RematerializeResponse), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody)))]
+pub(crate) async fn rematerialize(
+    State(api): State<Arc<AdminApi>>,
+    ctx: Ctx,
+    body: JsonBody,
+) -> Result<(StatusCode, Json<RematerializeResponse>), ApiError> {
+    ctx.require(Right::Rematerialize)?;
+    let body: RematerializeRequest = body.parse()?;
+    if let Some(tenants) = &body.tenants {
+        if tenants.is_empty() || tenants.len() > MAX_TENANTS {
+            return Err(ApiError::invalid(
+                "tenants",
+                format!("name 1 to {MAX_TENANTS} tenants, or leave it out for every active tenant"),
+            ));
+        }
+        for (i, tenant) in tenants.iter().enumerate() {
+            sv0_domain::validate_tenant_id(tenant)
+                .map_err(|e| ApiError::invalid(format!("tenants[{i}]"), e.to_string()))?;
+        }
+        // Every tenant is checked before any run is created, so that a request naming one
+        // unknown or suspended tenant creates nothing.
+        for tenant_id in tenants {
+            let tenant = api.pipeline.domain.tenant(tenant_id).await?;
+            if tenant.status != sv0_domain::TenantStatus::Active {
+                return Err(ApiError::Conflict(format!(
+                    "tenant {tenant_id:?} is suspended"
+                )));
+            }
+        }
+    }
+    let deploy = match body.deploy {
+        Some(d) => {
+            if d.commit
+                .as_ref()
+                .is_some_and(|c| c.is_empty() || c.len() > 200)
+            {
+                return Err(ApiError::invalid(
+                    "deploy.commit",
+                    "must be 1 to 200 characters",
+                ));
+            }
+            Deploy {
+                id: d.id,
+                commit: d.commit,
+            }
+        }
+        None => Deploy {
+            id: format!("request-{}", ctx.request_id),
+            commit: None,
+        },
+    };
+    let runs = api
+        .pipeline
+        .rematerialize(&body.stages, body.tenants.as_deref(), &deploy)
+        .await?;
+    api.audit
+        .record(
+            &ctx.caller,
+            &ctx.request_id,
+            Action {
+                action: "rematerialize",
+                target_kind: "deploy",
+                target_id: deploy.id.clone(),
+                tenant_id: None,
+                reason: None,
+                detail: doc! {
+                    "runs": runs.iter().map(|r| r.id.to_hex()).collect::<Vec<_>>(),
+                    "commit": deploy.commit.clone(),
+                },
+            },
+        )
+        .await;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(RematerializeResponse {
+            deploy_id: deploy.id,
+            runs: runs.into_iter().map(RunView::from).collect(),
+        }),
+    ))
+}

@@ -1,0 +1,103 @@
+//! Tokens (list, revoke) and the audit log: `super_admin` only. Tokens are created with
+//! `sv0 token create`, next to the database, so that the first one needs no API.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use mongodb::bson::doc;
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+use crate::AdminApi;
+use crate::audit::Action;
+use crate::error::{ApiError, ErrorBody};
+use crate::extract::{Ctx, Params};
+use crate::page::{self, Page};
+use crate::roles::Right;
+use crate::tokens::TokenError;
+use crate::views::{AuditView, TokenView};
+
+/// Every token: its id, name, role and dates; never the token.
+#[utoipa::path(get, path = "/api/v1/tokens", tag = "tokens", security(("bearer" = [])),
+    responses((status = 200, body = Vec<TokenView>), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub(crate) async fn list(
+    State(api): State<Arc<AdminApi>>,
+    ctx: Ctx,
+) -> Result<Json<Vec<TokenView>>, ApiError> {
+    ctx.require(Right::ManageTokens)?;
+    let tokens = api.tokens.list().await.map_err(token_error)?;
+    Ok(Json(tokens.into_iter().map(TokenView::from).collect()))
+}
+
+/// Revokes a token: refused from the next request on.
+#[utoipa::path(post, path = "/api/v1/tokens/{id}/revoke", tag = "tokens", params(("id" = String, Path)),
+    security(("bearer" = [])),
+    responses((status = 200, body = TokenView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub(crate) async fn revoke(
+    State(api): State<Arc<AdminApi>>,
+    ctx: Ctx,
+    Path(id): Path<String>,
+) -> Result<Json<TokenView>, ApiError> {
+    ctx.require(Right::ManageTokens)?;
+    let token = api.tokens.revoke(&id).await.map_err(token_error)?;
+    api.audit
+        .record(
+            &ctx.caller,
+            &ctx.request_id,
+            Action {
+                action: "token.revoke",
+                target_kind: "token",
+                target_id: token.id.clone(),
+                tenant_id: None,
+                reason: None,
+                detail: doc! { "name": &token.name },
+            },
+        )
+        .await;
+    Ok(Json(token.into()))
+}
+
+pub(crate) fn token_error(error: TokenError) -> ApiError {
+    match error {
+        TokenError::Invalid { field, reason } => ApiError::invalid(field, reason),
+        TokenError::NotFound(id) => ApiError::NotFound(format!("token {id} not found")),
+        TokenError::Storage(error) => error.into(),
+    }
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct AuditQuery {
+    /// Only entries about this target (a run, scope, instance, job or token id, a tenant id).
+    target_id: Option<String>,
+    cursor: Option<String>,
+    /// 1 to 500 (default 50).
+    limit: Option<u32>,
+}
+
+/// The audit log, newest first.
+#[utoipa::path(get, path = "/api/v1/audit-log", tag = "tokens", params(AuditQuery), security(("bearer" = [])),
+    responses((status = 200, body = Page<AuditView>), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub(crate) async fn audit_log(
+    State(api): State<Arc<AdminApi>>,
+    ctx: Ctx,
+    Params(query): Params<AuditQuery>,
+) -> Result<Json<Page<AuditView>>, ApiError> {
+    ctx.require(Right::ManageTokens)?;
+    let limit = page::limit(query.limit)?;
+    let after = page::object_id_cursor(query.cursor.as_deref())?;
+    let entries = api
+        .audit
+        .list(query.target_id.as_deref(), after, i64::from(limit) + 1)
+        .await?;
+    Ok(Json(page::page(
+        entries,
+        limit,
+        |e| e.id.to_hex(),
+        AuditView::from,
+    )))
+}

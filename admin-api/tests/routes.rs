@@ -1,0 +1,929 @@
+//! Each route's success and refusal paths over real HTTP, on the stand: what it returns, what it
+//! wrote, what it recorded in the audit log, and that bad input is a 4xx naming the field with
+//! nothing written.
+
+mod support;
+
+use mongodb::bson::doc;
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+use support::{Api, manual_run};
+use sv0_admin_api::Role;
+use sv0_queue::NewJob;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn runs_are_created_listed_shown_retried_and_cancelled() {
+    let api = Api::start("routes_runs").await;
+    let (_, scope) = api.tenant_with_scope("acme").await;
+    let scope_id = scope.id.to_hex();
+
+    let created = api
+        .post(
+            Role::Operator,
+            "/api/v1/scan-runs",
+            manual_run("acme", &scope_id),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{:?}", created.body);
+    let run_id = created.body["id"].as_str().unwrap().to_string();
+    assert_eq!(created.body["trigger"]["type"], "manual_api");
+    assert_eq!(created.body["trigger"]["requested_by"], "test-operator");
+    assert_eq!(created.body["status"], "queued");
+    assert_eq!(
+        api.count("jobs", doc! {"kind": "execute_scan", "status": "queued"})
+            .await,
+        1
+    );
+
+    let iac = api
+        .post(Role::Operator, "/api/v1/scan-runs",
+            json!({"tenant_id": "acme", "scope_id": scope_id, "trigger": {"type": "iac_lifecycle", "event": "stack-created"}}))
+        .await;
+    assert_eq!(iac.status, StatusCode::CREATED);
+    assert_eq!(iac.body["trigger"]["event"], "stack-created");
+
+    // Newest first, one per page, the cursor leading to the other.
+    let first = api
+        .get(Role::ReadOnly, "/api/v1/scan-runs?tenant_id=acme&limit=1")
+        .await;
+    assert_eq!(first.body["items"][0]["id"], iac.body["id"]);
+    let cursor = first.body["next_cursor"].as_str().unwrap();
+    let second = api
+        .get(
+            Role::ReadOnly,
+            &format!("/api/v1/scan-runs?tenant_id=acme&limit=1&cursor={cursor}"),
+        )
+        .await;
+    assert_eq!(second.body["items"][0]["id"], run_id.as_str());
+    assert!(
+        second.body.get("next_cursor").is_none(),
+        "the last page has no cursor"
+    );
+    let filtered = api
+        .get(Role::ReadOnly, "/api/v1/scan-runs?trigger=iac_lifecycle")
+        .await;
+    assert_eq!(filtered.body["items"].as_array().unwrap().len(), 1);
+
+    let shown = api
+        .get(Role::ReadOnly, &format!("/api/v1/scan-runs/{run_id}"))
+        .await;
+    assert_eq!(shown.status, StatusCode::OK);
+    assert_eq!(shown.body["scope_id"], scope_id.as_str());
+    assert!(shown.body["category_results"].is_object());
+
+    // A queued run cannot be retried; it can be cancelled, once.
+    let early = api
+        .post(
+            Role::Operator,
+            &format!("/api/v1/scan-runs/{run_id}/retry"),
+            json!(null),
+        )
+        .await;
+    assert_eq!(early.status, StatusCode::CONFLICT, "{:?}", early.body);
+    let cancelled = api
+        .post(
+            Role::Operator,
+            &format!("/api/v1/scan-runs/{run_id}/cancel"),
+            json!(null),
+        )
+        .await;
+    assert_eq!(cancelled.status, StatusCode::OK, "{:?}", cancelled.body);
+    assert_eq!(cancelled.body["status"], "cancelled");
+    assert_eq!(
+        api.count("jobs", doc! {"kind": "execute_scan", "status": "cancelled"})
+            .await,
+        1
+    );
+    let again = api
+        .post(
+            Role::Operator,
+            &format!("/api/v1/scan-runs/{run_id}/cancel"),
+            json!(null),
+        )
+        .await;
+    assert_eq!(again.status, StatusCode::CONFLICT);
+    let retried = api
+        .post(
+            Role::Operator,
+            &format!("/api/v1/scan-runs/{run_id}/retry"),
+            json!(null),
+        )
+        .await;
+    assert_eq!(retried.status, StatusCode::CREATED, "{:?}", retried.body);
+    assert_eq!(retried.body["trigger"]["type"], "retry");
+    assert_eq!(retried.body["trigger"]["retry_of"], run_id.as_str());
+
+    let actions: Vec<String> = api
+        .audit()
+        .await
+        .iter()
+        .map(|e| e.get_str("action").unwrap().to_string())
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "scan_run.create",
+            "scan_run.create",
+            "scan_run.cancel",
+            "scan_run.retry"
+        ]
+    );
+    let entry = &api.audit().await[0];
+    assert_eq!(entry.get_str("token_name").unwrap(), "test-operator");
+    assert_eq!(entry.get_str("role").unwrap(), "operator");
+    assert_eq!(entry.get_str("request_id").unwrap(), created.request_id);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_of_another_trigger_or_bad_input_is_refused_naming_the_field_and_writes_nothing() {
+    let api = Api::start("routes_runs_refused").await;
+    let (_, scope) = api.tenant_with_scope("acme").await;
+    let scope_id = scope.id.to_hex();
+    let cases = [
+        (
+            json!({"tenant_id": "acme", "scope_id": scope_id, "trigger": {"type": "scheduled"}}),
+            "trigger.type",
+        ),
+        (
+            json!({"tenant_id": "acme", "scope_id": scope_id, "trigger": {"type": "deploy_gate"}}),
+            "trigger.type",
+        ),
+        (
+            json!({"tenant_id": "acme", "scope_id": scope_id, "trigger": {"type": "nonsense"}}),
+            "trigger.type",
+        ),
+        (
+            json!({"tenant_id": "acme", "scope_id": "xyz", "trigger": {"type": "manual_api"}}),
+            "scope_id",
+        ),
+        (
+            json!({"tenant_id": "Not A Tenant", "scope_id": scope_id, "trigger": {"type": "manual_api"}}),
+            "tenant_id",
+        ),
+        (
+            json!({"tenant_id": "acme", "scope_id": scope_id, "trigger": {"type": "manual_api"}, "extra": 1}),
+            "extra",
+        ),
+        (
+            json!({"tenant_id": "acme", "trigger": {"type": "manual_api"}}),
+            "scope_id",
+        ),
+        (
+            json!({"tenant_id": 7, "scope_id": scope_id, "trigger": {"type": "manual_api"}}),
+            "tenant_id",
+        ),
+    ];
+    for (body, field) in cases {
+        let reply = api
+            .post(Role::Operator, "/api/v1/scan-runs", body.clone())
+            .await;
+        assert_eq!(
+            reply.status,
+            StatusCode::BAD_REQUEST,
+            "{body}: {:?}",
+            reply.body
+        );
+        assert!(
+            reply.field().contains(field),
+            "{body}: names {field}: {:?}",
+            reply.body
+        );
+    }
+    let missing = api
+        .post(
+            Role::Operator,
+            "/api/v1/scan-runs",
+            manual_run("acme", "0123456789abcdef01234567"),
+        )
+        .await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+    assert_eq!(api.count("scan_runs", doc! {}).await, 0, "nothing written");
+    assert_eq!(api.count("jobs", doc! {}).await, 0);
+    assert!(
+        api.audit().await.is_empty(),
+        "a refusal is not audited as an action"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn malformed_requests_are_4xx_with_a_reason_never_5xx() {
+    let api = Api::start("routes_malformed").await;
+    let token = api.tokens[&Role::SuperAdmin].clone();
+    let url = format!("{}/api/v1/scan-runs", api.base);
+    let client = reqwest::Client::new();
+    // Wrong content type.
+    let reply = client
+        .post(&url)
+        .bearer_auth(&token)
+        .header("content-type", "text/plain")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    // Not JSON.
+    let reply = client
+        .post(&url)
+        .bearer_auth(&token)
+        .header("content-type", "application/json")
+        .body("{")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), StatusCode::BAD_REQUEST);
+    // Too large.
+    let huge = format!(
+        "{{\"tenant_id\": \"{}\"}}",
+        "a".repeat(sv0_admin_api::MAX_BODY_BYTES)
+    );
+    let reply = client
+        .post(&url)
+        .bearer_auth(&token)
+        .header("content-type", "application/json")
+        .body(huge)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let body: serde_json::Value = reply.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "too_large");
+    // Bad ids, cursors, limits, times, statuses, unknown query parameters.
+    for (path, field) in [
+        ("/api/v1/scan-runs/nothex", "id"),
+        ("/api/v1/scan-runs?cursor=zzz", "cursor"),
+        ("/api/v1/scan-runs?limit=0", "limit"),
+        ("/api/v1/scan-runs?limit=501", "limit"),
+        ("/api/v1/scan-runs?created_from=yesterday", "created_from"),
+        ("/api/v1/scan-runs?status=done", "status"),
+        ("/api/v1/scan-runs?trigger=cron", "trigger"),
+        ("/api/v1/scan-runs?colour=red", "query"),
+        ("/api/v1/jobs?colour=red", "colour"),
+        ("/api/v1/jobs?status=lost", "status"),
+        ("/api/v1/jobs/123", "id"),
+        ("/api/v1/tenants?cursor=%20", "cursor"),
+    ] {
+        let reply = api.get(Role::SuperAdmin, path).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::BAD_REQUEST,
+            "{path}: {:?}",
+            reply.body
+        );
+        assert!(
+            reply.field().contains(field),
+            "{path} names {field}: {:?}",
+            reply.body
+        );
+    }
+    // No such route; a method the route does not take.
+    assert_eq!(
+        api.get(Role::SuperAdmin, "/api/v1/nothing").await.status,
+        StatusCode::NOT_FOUND
+    );
+    let wrong = api
+        .call(Role::SuperAdmin, Method::DELETE, "/api/v1/scan-runs", None)
+        .await;
+    assert_eq!(wrong.status, StatusCode::METHOD_NOT_ALLOWED);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rematerialize_is_idempotent_per_deploy_and_tenant_and_all_or_nothing() {
+    let api = Api::start("routes_remat").await;
+    api.tenant_with_scope("acme").await;
+    api.tenant_with_scope("globex").await;
+    let body = json!({"stages": ["chains", "stitched_paths"], "deploy": {"id": "deploy-42", "commit": "abc123"}});
+    let first = api
+        .post(Role::Ci, "/api/v1/admin/rematerialize", body.clone())
+        .await;
+    assert_eq!(first.status, StatusCode::ACCEPTED, "{:?}", first.body);
+    let runs = first.body["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 2, "one run per active tenant");
+    for run in runs {
+        assert_eq!(run["trigger"]["type"], "deploy_gate");
+        assert_eq!(run["trigger"]["deploy_id"], "deploy-42");
+        assert_eq!(run["trigger"]["commit"], "abc123");
+    }
+    let again = api
+        .post(Role::Ci, "/api/v1/admin/rematerialize", body)
+        .await;
+    assert_eq!(again.status, StatusCode::ACCEPTED);
+    let ids = |r: &serde_json::Value| -> Vec<String> {
+        let mut v: Vec<String> = r["runs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["id"].as_str().unwrap().to_string())
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(ids(&first.body), ids(&again.body), "the same runs back");
+    assert_eq!(api.count("scan_runs", doc! {}).await, 2, "nothing new");
+    assert_eq!(api.count("jobs", doc! {"kind": "rematerialize"}).await, 2);
+
+    // One unknown tenant among known ones: nothing is created.
+    let mixed = api
+        .post(Role::Ci, "/api/v1/admin/rematerialize",
+            json!({"stages": ["chains"], "tenants": ["acme", "nobody"], "deploy": {"id": "deploy-43"}}))
+        .await;
+    assert_eq!(mixed.status, StatusCode::NOT_FOUND, "{:?}", mixed.body);
+    assert_eq!(api.count("scan_runs", doc! {}).await, 2);
+    for (body, field) in [
+        (json!({"stages": []}), "stages"),
+        (json!({"stages": ["evidence"]}), "stages"),
+        (json!({"stages": ["chains"], "tenants": []}), "tenants"),
+        (
+            json!({"stages": ["chains"], "deploy": {"id": ""}}),
+            "deploy.id",
+        ),
+        (
+            json!({"stages": ["chains"], "deploy": {"id": "x", "sha": "1"}}),
+            "deploy",
+        ),
+    ] {
+        let reply = api
+            .post(Role::Ci, "/api/v1/admin/rematerialize", body.clone())
+            .await;
+        assert_eq!(
+            reply.status,
+            StatusCode::BAD_REQUEST,
+            "{body}: {:?}",
+            reply.body
+        );
+        assert!(
+            reply.field().contains(field),
+            "{body} names {field}: {:?}",
+            reply.body
+        );
+    }
+    assert_eq!(api.count("scan_runs", doc! {}).await, 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_schedule_editor_validates_as_the_scheduler_does_and_acts() {
+    let api = Api::start("routes_scopes").await;
+    let (instance, _) = api.tenant_with_scope("acme").await;
+    let base = "/api/v1/tenants/acme/scopes";
+    let created = api
+        .post(Role::Operator, base, json!({
+            "instance_id": instance.id.to_hex(), "name": "nightly", "scope": {"region": "eu"},
+            "max_runtime_seconds": 600,
+            "schedule": {"cadence": {"type": "cron", "expression": "0 2 * * *", "time_zone": "Europe/Paris"}},
+        }))
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{:?}", created.body);
+    let id = created.body["id"].as_str().unwrap().to_string();
+    assert!(
+        created.body["next_run_at"].is_string(),
+        "{:?}",
+        created.body
+    );
+    assert_eq!(created.body["scope"]["region"], "eu");
+
+    for (schedule, field) in [
+        (
+            json!({"cadence": {"type": "interval", "every_seconds": 1}}),
+            "schedule.cadence.every_seconds",
+        ),
+        (
+            json!({"cadence": {"type": "cron", "expression": "0 2 * * *", "time_zone": "Mars/Olympus"}}),
+            "schedule.cadence.time_zone",
+        ),
+        (
+            json!({"cadence": {"type": "cron", "expression": "every day", "time_zone": "UTC"}}),
+            "schedule.cadence.expression",
+        ),
+        (
+            json!({"cadence": {"type": "interval", "every_seconds": 60}, "catch_up": {"window_seconds": 1}}),
+            "schedule.catch_up.window_seconds",
+        ),
+        (
+            json!({"cadence": {"type": "interval", "every_seconds": 60}, "overlap": "sometimes"}),
+            "schedule.overlap",
+        ),
+    ] {
+        let reply = api
+            .call(
+                Role::Operator,
+                Method::PUT,
+                &format!("{base}/{id}/schedule"),
+                Some(json!({"schedule": schedule})),
+            )
+            .await;
+        assert_eq!(
+            reply.status,
+            StatusCode::BAD_REQUEST,
+            "{schedule}: {:?}",
+            reply.body
+        );
+        assert!(
+            reply.field().contains(field),
+            "{schedule} names {field}: {:?}",
+            reply.body
+        );
+    }
+    let unchanged = api.get(Role::ReadOnly, &format!("{base}/{id}")).await;
+    assert_eq!(
+        unchanged.body["schedule"]["cadence"]["type"], "cron",
+        "nothing written"
+    );
+
+    let set = api
+        .call(Role::Operator, Method::PUT, &format!("{base}/{id}/schedule"),
+            Some(json!({"schedule": {"cadence": {"type": "interval", "every_seconds": 60}, "overlap": "buffer_one"}})))
+        .await;
+    assert_eq!(set.status, StatusCode::OK, "{:?}", set.body);
+    assert_eq!(set.body["schedule"]["overlap"], "buffer_one");
+
+    let paused = api
+        .post(
+            Role::Operator,
+            &format!("{base}/{id}/pause"),
+            json!({"note": "vendor maintenance"}),
+        )
+        .await;
+    assert_eq!(paused.status, StatusCode::OK, "{:?}", paused.body);
+    assert_eq!(paused.body["paused"], true);
+    assert_eq!(paused.body["pause_note"], "vendor maintenance");
+    assert_eq!(paused.body["paused_by"], "test-operator");
+    let listed = api.get(Role::ReadOnly, "/api/v1/scopes?paused=true").await;
+    assert_eq!(listed.body["items"].as_array().unwrap().len(), 1);
+    let resumed = api
+        .post(Role::Operator, &format!("{base}/{id}/resume"), json!(null))
+        .await;
+    assert_eq!(resumed.status, StatusCode::OK, "{:?}", resumed.body);
+    assert_eq!(resumed.body["scope"]["paused"], false);
+
+    let triggered = api
+        .post(Role::Operator, &format!("{base}/{id}/trigger"), json!(null))
+        .await;
+    assert_eq!(
+        triggered.status,
+        StatusCode::CREATED,
+        "{:?}",
+        triggered.body
+    );
+    assert_eq!(triggered.body["trigger"]["type"], "manual_api");
+
+    let now = chrono_like_now_minus_minutes(3);
+    let backfill = api
+        .post(
+            Role::Operator,
+            &format!("{base}/{id}/backfill"),
+            json!({"from": now.0, "to": now.1}),
+        )
+        .await;
+    assert_eq!(backfill.status, StatusCode::ACCEPTED, "{:?}", backfill.body);
+    let slots = backfill.body["slots"].as_array().unwrap();
+    assert!((2..=4).contains(&slots.len()), "a slot a minute: {slots:?}");
+    assert!(slots.iter().all(|s| s["created"] == true));
+    let again = api
+        .post(
+            Role::Operator,
+            &format!("{base}/{id}/backfill"),
+            json!({"from": now.0, "to": now.1}),
+        )
+        .await;
+    assert!(
+        again.body["slots"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["created"] == false),
+        "each slot once"
+    );
+    let future = api
+        .post(
+            Role::Operator,
+            &format!("{base}/{id}/backfill"),
+            json!({"from": now.0, "to": "2999-01-01T00:00:00Z"}),
+        )
+        .await;
+    assert_eq!(future.status, StatusCode::BAD_REQUEST);
+    assert_eq!(future.field(), "to");
+
+    let edited = api
+        .call(
+            Role::Operator,
+            Method::PATCH,
+            &format!("{base}/{id}"),
+            Some(json!({"name": "nightly-eu", "max_runtime_seconds": 0})),
+        )
+        .await;
+    assert_eq!(edited.status, StatusCode::BAD_REQUEST, "{:?}", edited.body);
+    assert_eq!(edited.field(), "max_runtime_seconds");
+    let edited = api
+        .call(
+            Role::Operator,
+            Method::PATCH,
+            &format!("{base}/{id}"),
+            Some(json!({"name": "nightly-eu"})),
+        )
+        .await;
+    assert_eq!(edited.status, StatusCode::OK, "{:?}", edited.body);
+    assert_eq!(edited.body["name"], "nightly-eu");
+
+    let actions: Vec<String> = api
+        .audit()
+        .await
+        .iter()
+        .map(|e| e.get_str("action").unwrap().to_string())
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "scope.create",
+            "scope.set_schedule",
+            "scope.pause",
+            "scope.resume",
+            "scope.trigger",
+            "scope.backfill",
+            "scope.backfill",
+            "scope.update",
+        ]
+    );
+    let pause = api
+        .audit()
+        .await
+        .into_iter()
+        .find(|e| e.get_str("action").unwrap() == "scope.pause")
+        .unwrap();
+    assert_eq!(pause.get_str("reason").unwrap(), "vendor maintenance");
+
+    let deleted = api
+        .call(
+            Role::Operator,
+            Method::DELETE,
+            &format!("{base}/{id}"),
+            None,
+        )
+        .await;
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        api.get(Role::ReadOnly, &format!("{base}/{id}"))
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+}
+
+/// Three minutes ago and now, RFC 3339.
+fn chrono_like_now_minus_minutes(minutes: i64) -> (String, String) {
+    let now = mongodb::bson::DateTime::now();
+    let from = mongodb::bson::DateTime::from_millis(now.timestamp_millis() - minutes * 60_000);
+    (
+        from.try_to_rfc3339_string().unwrap(),
+        now.try_to_rfc3339_string().unwrap(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tenants_and_instances_are_managed_and_an_instance_in_use_is_kept() {
+    let api = Api::start("routes_tenants").await;
+    let created = api
+        .post(
+            Role::SuperAdmin,
+            "/api/v1/tenants",
+            json!({"id": "initech", "name": "Initech"}),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{:?}", created.body);
+    let dup = api
+        .post(
+            Role::SuperAdmin,
+            "/api/v1/tenants",
+            json!({"id": "initech", "name": "Again"}),
+        )
+        .await;
+    assert_eq!(dup.status, StatusCode::CONFLICT);
+    let bad = api
+        .post(
+            Role::SuperAdmin,
+            "/api/v1/tenants",
+            json!({"id": "Init Tech", "name": "x"}),
+        )
+        .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    let suspended = api
+        .call(
+            Role::SuperAdmin,
+            Method::PATCH,
+            "/api/v1/tenants/initech",
+            Some(json!({"status": "suspended"})),
+        )
+        .await;
+    assert_eq!(suspended.body["status"], "suspended");
+    let missing = api
+        .call(
+            Role::SuperAdmin,
+            Method::PATCH,
+            "/api/v1/tenants/nobody",
+            Some(json!({"status": "active"})),
+        )
+        .await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+
+    let (_, scope) = api.tenant_with_scope("acme").await;
+    let instances = "/api/v1/tenants/acme/instances";
+    let made = api
+        .post(
+            Role::Operator,
+            instances,
+            json!({
+                "name": "aws prod", "kind": "aws", "command": ["/opt/aws-connector"],
+                "credentials_ref": {"provider": "env", "ref": "AWS_PRIMARY"},
+            }),
+        )
+        .await;
+    assert_eq!(made.status, StatusCode::CREATED, "{:?}", made.body);
+    let id = made.body["id"].as_str().unwrap().to_string();
+    let refused = api
+        .call(
+            Role::Operator,
+            Method::PATCH,
+            &format!("{instances}/{id}"),
+            Some(json!({"credentials_ref": {"provider": "env", "ref": "../etc"}})),
+        )
+        .await;
+    assert_eq!(
+        refused.status,
+        StatusCode::BAD_REQUEST,
+        "{:?}",
+        refused.body
+    );
+    assert!(
+        refused.field().contains("credentials_ref"),
+        "{:?}",
+        refused.body
+    );
+    let disabled = api
+        .call(
+            Role::Operator,
+            Method::PATCH,
+            &format!("{instances}/{id}"),
+            Some(json!({"status": "disabled"})),
+        )
+        .await;
+    assert_eq!(disabled.body["status"], "disabled");
+    assert_eq!(
+        disabled.body["credentials_ref"]["ref"], "AWS_PRIMARY",
+        "unchanged"
+    );
+    let listed = api.get(Role::ReadOnly, instances).await;
+    assert_eq!(listed.body["items"].as_array().unwrap().len(), 2);
+    let in_use = api
+        .call(
+            Role::Operator,
+            Method::DELETE,
+            &format!("{instances}/{}", scope.instance_id.to_hex()),
+            None,
+        )
+        .await;
+    assert_eq!(in_use.status, StatusCode::CONFLICT, "{:?}", in_use.body);
+    let gone = api
+        .call(
+            Role::Operator,
+            Method::DELETE,
+            &format!("{instances}/{id}"),
+            None,
+        )
+        .await;
+    assert_eq!(gone.status, StatusCode::NO_CONTENT);
+    let other_tenant = api
+        .get(
+            Role::ReadOnly,
+            &format!(
+                "/api/v1/tenants/initech/instances/{}",
+                scope.instance_id.to_hex()
+            ),
+        )
+        .await;
+    assert_eq!(
+        other_tenant.status,
+        StatusCode::NOT_FOUND,
+        "another tenant's instance is not found"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn jobs_are_searched_by_payload_cancelled_and_retried_one_by_one_and_in_bulk() {
+    let api = Api::start("routes_jobs").await;
+    let mut ids = Vec::new();
+    for (region, n) in [("eu", 1_i64), ("us", 2), ("eu", 3)] {
+        let job =
+            NewJob::new("probe", doc! {"target": {"region": region}, "n": n}).tenant_id("acme");
+        ids.push(api.queue.enqueue(job).await.unwrap().id.to_hex());
+    }
+    let eu = api
+        .get(
+            Role::ReadOnly,
+            "/api/v1/jobs?kind=probe&payload.target.region=eu",
+        )
+        .await;
+    assert_eq!(eu.status, StatusCode::OK, "{:?}", eu.body);
+    let found: Vec<&str> = eu.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        found,
+        vec![ids[2].as_str(), ids[0].as_str()],
+        "newest first, eu only"
+    );
+    let by_number = api.get(Role::ReadOnly, "/api/v1/jobs?payload.n=2").await;
+    assert_eq!(by_number.body["items"][0]["id"], ids[1].as_str());
+    let bad_path = api
+        .get(Role::ReadOnly, "/api/v1/jobs?payload.$where=1")
+        .await;
+    assert_eq!(
+        bad_path.status,
+        StatusCode::BAD_REQUEST,
+        "{:?}",
+        bad_path.body
+    );
+
+    let cancelled = api
+        .post(
+            Role::Operator,
+            &format!("/api/v1/jobs/{}/cancel", ids[0]),
+            json!({"reason": "wrong region"}),
+        )
+        .await;
+    assert_eq!(cancelled.status, StatusCode::OK, "{:?}", cancelled.body);
+    assert_eq!(cancelled.body["outcome"], "cancelled");
+    let no_reason = api
+        .post(
+            Role::Operator,
+            &format!("/api/v1/jobs/{}/cancel", ids[1]),
+            json!({}),
+        )
+        .await;
+    assert_eq!(no_reason.status, StatusCode::BAD_REQUEST);
+    assert_eq!(no_reason.field(), "reason");
+    let retried = api
+        .post(
+            Role::Operator,
+            &format!("/api/v1/jobs/{}/retry", ids[0]),
+            json!({"reason": "it was right"}),
+        )
+        .await;
+    assert_eq!(retried.status, StatusCode::OK, "{:?}", retried.body);
+    assert_eq!(retried.body["job"]["status"], "queued");
+    let not_finished = api
+        .post(
+            Role::Operator,
+            &format!("/api/v1/jobs/{}/retry", ids[1]),
+            json!({"reason": "r"}),
+        )
+        .await;
+    assert_eq!(not_finished.status, StatusCode::CONFLICT);
+
+    // Bulk: a dry run counts, changes nothing; the real run changes exactly that many.
+    let filter = json!({"filter": {"kinds": ["probe"], "payload": {"target.region": "eu"}}, "reason": "eu outage", "dry_run": true});
+    let dry = api
+        .post(Role::Operator, "/api/v1/jobs/bulk/cancel", filter.clone())
+        .await;
+    assert_eq!(dry.status, StatusCode::OK, "{:?}", dry.body);
+    assert_eq!(dry.body["matched"], 2);
+    assert_eq!(
+        api.count("jobs", doc! {"status": "queued"}).await,
+        3,
+        "a dry run changes nothing"
+    );
+    let mut real = filter.clone();
+    real["dry_run"] = json!(false);
+    let done = api
+        .post(Role::Operator, "/api/v1/jobs/bulk/cancel", real)
+        .await;
+    assert_eq!(done.body["changed"], 2, "{:?}", done.body);
+    assert_eq!(api.count("jobs", doc! {"status": "cancelled"}).await, 2);
+    let back = api
+        .post(
+            Role::Operator,
+            "/api/v1/jobs/bulk/retry",
+            json!({"ids": [ids[0], ids[2]], "reason": "outage over"}),
+        )
+        .await;
+    assert_eq!(back.body["changed"], 2, "{:?}", back.body);
+    assert_eq!(api.count("jobs", doc! {"status": "queued"}).await, 3);
+
+    for (body, field) in [
+        (json!({"reason": "r"}), "body"),
+        (json!({"ids": [ids[0]]}), "reason"),
+        (json!({"ids": [], "reason": "r"}), "ids"),
+        (json!({"ids": ["nothex"], "reason": "r"}), "ids[0]"),
+        (
+            json!({"ids": vec![ids[0].clone(); 1001], "reason": "r"}),
+            "ids",
+        ),
+        (json!({"filter": {}, "reason": "r"}), "filter"),
+        (
+            json!({"filter": {"statuses": ["lost"]}, "reason": "r"}),
+            "filter.statuses",
+        ),
+        (json!({"ids": [ids[0]], "reason": ""}), "reason"),
+        (
+            json!({"ids": [ids[0]], "filter": {"kinds": ["probe"]}, "reason": "r"}),
+            "body",
+        ),
+    ] {
+        let reply = api
+            .post(Role::Operator, "/api/v1/jobs/bulk/cancel", body.clone())
+            .await;
+        assert_eq!(
+            reply.status,
+            StatusCode::BAD_REQUEST,
+            "{body}: {:?}",
+            reply.body
+        );
+        assert!(
+            reply.field().contains(field),
+            "{body} names {field}: {:?}",
+            reply.body
+        );
+    }
+    let audit = api.audit().await;
+    let bulk: Vec<_> = audit
+        .iter()
+        .filter(|e| e.get_str("action").unwrap().starts_with("job.bulk"))
+        .collect();
+    assert_eq!(bulk.len(), 3, "the dry run, the cancel and the retry");
+    assert_eq!(bulk[0].get_str("reason").unwrap(), "eu outage");
+    assert!(
+        bulk[0]
+            .get_document("detail")
+            .unwrap()
+            .get_bool("dry_run")
+            .unwrap()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn health_readiness_metrics_and_request_ids() {
+    let api = Api::start("routes_health").await;
+    let client = reqwest::Client::new();
+    assert_eq!(
+        client
+            .get(format!("{}/healthz", api.base))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        client
+            .get(format!("{}/readyz", api.base))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+    let mine = client
+        .get(format!("{}/api/v1/tenants", api.base))
+        .bearer_auth(&api.tokens[&Role::ReadOnly])
+        .header("x-request-id", "ci-step-17")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        mine.headers()["x-request-id"],
+        "ci-step-17",
+        "a caller's plain id is kept"
+    );
+    let odd = client
+        .get(format!("{}/api/v1/tenants", api.base))
+        .bearer_auth(&api.tokens[&Role::ReadOnly])
+        .header("x-request-id", "has a space")
+        .send()
+        .await
+        .unwrap();
+    assert_ne!(
+        odd.headers()["x-request-id"],
+        "has a space",
+        "an odd id is replaced"
+    );
+    api.get(Role::ReadOnly, "/api/v1/scan-runs/0123456789abcdef01234567")
+        .await;
+    let metrics = client
+        .get(format!("{}/metrics", api.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(
+            r#"sv0_api_requests_total{route="/api/v1/scan-runs/{id}",method="GET",status="404"} 1"#
+        ),
+        "requests by route template:\n{metrics}"
+    );
+    assert!(
+        !metrics.contains("0123456789abcdef01234567"),
+        "no id as a label"
+    );
+}

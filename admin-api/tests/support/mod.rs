@@ -1,0 +1,182 @@
+//! An admin API served in the test's process over real HTTP, on a database of the test's own on
+//! the stand, with a token of every role, and the plumbing the tests share.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use mongodb::bson::{Document, doc};
+use prometheus_client::registry::Registry;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use sv0_admin_api::{AdminApi, ApiMetrics, Role, Tokens};
+use sv0_broker::{BrokerMetrics, CredentialBroker, CredentialsRef, Provider};
+use sv0_domain::{Budget, ConnectorInstance, Domain, ScanScope, Tenant};
+use sv0_pipeline::Pipeline;
+use sv0_queue::Queue;
+use sv0_scheduler::controls::Controls;
+use sv0_scheduler::{SchedulerMetrics, SlotLog};
+use sv0_testkit::TestDb;
+
+pub struct Api {
+    pub tdb: TestDb,
+    pub base: String,
+    pub domain: Domain,
+    pub queue: Queue,
+    pub tokens: HashMap<Role, String>,
+    pub client: reqwest::Client,
+}
+
+pub struct Reply {
+    pub status: StatusCode,
+    pub body: Value,
+    pub request_id: String,
+}
+
+impl Reply {
+    /// The field a 4xx body names.
+    pub fn field(&self) -> &str {
+        self.body["error"]["field"].as_str().unwrap_or("")
+    }
+}
+
+impl Api {
+    pub async fn start(label: &str) -> Api {
+        let tdb = TestDb::new(label).await;
+        let domain = Domain::new(&tdb.db);
+        domain.ensure_indexes().await.unwrap();
+        let queue = Queue::new(&tdb.db);
+        queue.ensure_indexes().await.unwrap();
+        let slot_log = SlotLog::new(&tdb.db);
+        slot_log.ensure_indexes().await.unwrap();
+        let mut registry = Registry::with_prefix("sv0");
+        let broker = CredentialBroker::new(BrokerMetrics::new(&mut registry));
+        let pipeline = Arc::new(Pipeline::new(domain.clone(), queue.clone(), broker));
+        let controls = Controls {
+            pipeline,
+            slot_log,
+            metrics: SchedulerMetrics::default(),
+        };
+        let metrics = ApiMetrics::default();
+        metrics.register(&mut registry);
+        let api = AdminApi::new(&tdb.db, controls, metrics, Arc::new(registry));
+        api.ensure_indexes().await.unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, api.router()).await });
+        let store = Tokens::new(&tdb.db);
+        let mut tokens = HashMap::new();
+        for role in Role::ALL {
+            let issued = store
+                .create(&format!("test-{}", role.as_str()), role)
+                .await
+                .unwrap();
+            tokens.insert(role, issued.token);
+        }
+        Api {
+            tdb,
+            base,
+            domain,
+            queue,
+            tokens,
+            client: reqwest::Client::new(),
+        }
+    }
+
+    pub async fn call(&self, role: Role, method: Method, path: &str, body: Option<Value>) -> Reply {
+        let token = self.tokens[&role].clone();
+        self.call_with(Some(&token), method, path, body).await
+    }
+
+    pub async fn call_with(
+        &self,
+        token: Option<&str>,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Reply {
+        let mut request = self.client.request(method, format!("{}{path}", self.base));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request
+                .header("content-type", "application/json")
+                .body(body.to_string());
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        let request_id = response
+            .headers()
+            .get("x-request-id")
+            .map(|v| v.to_str().unwrap().to_string())
+            .unwrap_or_default();
+        let text = response.text().await.unwrap();
+        let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        Reply {
+            status,
+            body,
+            request_id,
+        }
+    }
+
+    pub async fn get(&self, role: Role, path: &str) -> Reply {
+        self.call(role, Method::GET, path, None).await
+    }
+
+    pub async fn post(&self, role: Role, path: &str, body: Value) -> Reply {
+        self.call(role, Method::POST, path, Some(body)).await
+    }
+
+    /// A tenant with one demo instance and one scope (no schedule).
+    pub async fn tenant_with_scope(&self, tenant: &str) -> (ConnectorInstance, ScanScope) {
+        self.domain
+            .put_tenant(&Tenant::new(tenant, tenant).unwrap())
+            .await
+            .unwrap();
+        let instance = ConnectorInstance::new(
+            tenant,
+            "demo",
+            "demo",
+            vec!["sv0-demo-connector".into()],
+            CredentialsRef {
+                provider: Provider::Env,
+                reference: "DEMO_CLOUD".into(),
+            },
+        )
+        .unwrap();
+        self.domain.insert_instance(&instance).await.unwrap();
+        let scope = ScanScope::new(&instance, "scope", doc! {}, Budget::default()).unwrap();
+        self.domain.insert_scope(&scope).await.unwrap();
+        (instance, scope)
+    }
+
+    /// The audit entries, oldest first.
+    pub async fn audit(&self) -> Vec<Document> {
+        use futures::TryStreamExt;
+        self.tdb
+            .db
+            .collection::<Document>("audit_log")
+            .find(doc! {})
+            .sort(doc! {"_id": 1})
+            .await
+            .unwrap()
+            .try_collect()
+            .await
+            .unwrap()
+    }
+
+    pub async fn count(&self, collection: &str, filter: Document) -> u64 {
+        self.tdb
+            .db
+            .collection::<Document>(collection)
+            .count_documents(filter)
+            .await
+            .unwrap()
+    }
+}
+
+pub fn manual_run(tenant: &str, scope_id: &str) -> Value {
+    json!({"tenant_id": tenant, "scope_id": scope_id, "trigger": {"type": "manual_api"}})
+}

@@ -1,0 +1,226 @@
+//! The admin API's lists of runs, tenants, connector instances and scan scopes, a page at a time.
+//!
+//! Pages are keyset pages: sorted by `_id`, each starting strictly past the last id of the page
+//! before (`after`). Unlike an offset, a deep page costs no more than the first, and documents
+//! inserted meanwhile neither shift a page nor show up twice. Runs, instances and scopes come
+//! newest first: an ObjectId starts with the second it was made in, so `_id` order is creation
+//! order to the second. Tenants, whose ids are names people chose, come in id order.
+
+use futures::TryStreamExt;
+use mongodb::Collection;
+use mongodb::bson::oid::ObjectId;
+use mongodb::bson::{DateTime, Document, doc};
+use serde::de::DeserializeOwned;
+
+use crate::Domain;
+use crate::error::{DomainError, Result};
+use crate::run::{RunStatus, ScanRun};
+use crate::tenancy::{ConnectorInstance, ScanScope, Tenant};
+
+/// The most one page may hold.
+const MAX_PAGE: i64 = 1000;
+
+/// The trigger types a run may have, as [`crate::Trigger::type_name`] names them.
+const TRIGGER_TYPES: [&str; 5] = [
+    "scheduled",
+    "manual_api",
+    "iac_lifecycle",
+    "deploy_gate",
+    "retry",
+];
+
+/// Which runs to list; every field given narrows the list.
+#[derive(Debug, Clone, Default)]
+pub struct RunFilter {
+    pub tenant_id: Option<String>,
+    pub status: Option<RunStatus>,
+    /// A trigger type: `scheduled`, `manual_api`, `iac_lifecycle`, `deploy_gate` or `retry`.
+    pub trigger: Option<String>,
+    pub scope_id: Option<ObjectId>,
+    /// Created at or after this.
+    pub created_from: Option<DateTime>,
+    /// Created before this; must be after `created_from` when both are given.
+    pub created_until: Option<DateTime>,
+}
+
+/// Which scan scopes to list; every field given narrows the list.
+#[derive(Debug, Clone, Default)]
+pub struct ScopeFilter {
+    pub tenant_id: Option<String>,
+    pub instance_id: Option<ObjectId>,
+    pub paused: Option<bool>,
+}
+
+impl RunFilter {
+    fn to_query(&self) -> Result<Document> {
+        let mut query = Document::new();
+        if let Some(tenant_id) = &self.tenant_id {
+            query.insert("tenant_id", tenant_id);
+        }
+        if let Some(status) = self.status {
+            query.insert("status", status.as_str());
+        }
+        if let Some(trigger) = &self.trigger {
+            if !TRIGGER_TYPES.contains(&trigger.as_str()) {
+                return Err(DomainError::invalid(
+                    "trigger",
+                    format!("must be one of {}", TRIGGER_TYPES.join(", ")),
+                ));
+            }
+            query.insert("trigger.type", trigger);
+        }
+        if let Some(scope_id) = self.scope_id {
+            query.insert("scope_id", scope_id);
+        }
+        let mut created = Document::new();
+        if let Some(from) = self.created_from {
+            created.insert("$gte", from);
+        }
+        if let Some(until) = self.created_until {
+            if self.created_from.is_some_and(|from| from >= until) {
+                return Err(DomainError::invalid(
+                    "created_until",
+                    "must be after created_from",
+                ));
+            }
+            created.insert("$lt", until);
+        }
+        if !created.is_empty() {
+            query.insert("created_at", created);
+        }
+        Ok(query)
+    }
+}
+
+impl ScopeFilter {
+    fn to_query(&self) -> Document {
+        let mut query = Document::new();
+        if let Some(tenant_id) = &self.tenant_id {
+            query.insert("tenant_id", tenant_id);
+        }
+        if let Some(instance_id) = self.instance_id {
+            query.insert("instance_id", instance_id);
+        }
+        if let Some(paused) = self.paused {
+            query.insert("paused", paused);
+        }
+        query
+    }
+}
+
+impl Domain {
+    /// A page of the runs `filter` picks, newest first, strictly before `after` when given, at
+    /// most `limit` (1 to 1000).
+    pub async fn list_runs(
+        &self,
+        filter: &RunFilter,
+        after: Option<ObjectId>,
+        limit: i64,
+    ) -> Result<Vec<ScanRun>> {
+        newest_first(self.runs(), filter.to_query()?, after, limit).await
+    }
+
+    /// A page of tenants in id order, strictly after `after` when given, at most `limit` (1 to
+    /// 1000).
+    pub async fn list_tenants(&self, after: Option<&str>, limit: i64) -> Result<Vec<Tenant>> {
+        let limit = page_limit(limit)?;
+        let query = match after {
+            Some(after) => doc! { "_id": { "$gt": after } },
+            None => doc! {},
+        };
+        Ok(self
+            .tenants()
+            .find(query)
+            .sort(doc! { "_id": 1 })
+            .limit(limit)
+            .await?
+            .try_collect()
+            .await?)
+    }
+
+    /// A page of connector instances (of one tenant, or of all), newest first, strictly before
+    /// `after` when given, at most `limit` (1 to 1000).
+    pub async fn list_instances(
+        &self,
+        tenant_id: Option<&str>,
+        after: Option<ObjectId>,
+        limit: i64,
+    ) -> Result<Vec<ConnectorInstance>> {
+        let query = match tenant_id {
+            Some(tenant_id) => doc! { "tenant_id": tenant_id },
+            None => doc! {},
+        };
+        newest_first(self.instances(), query, after, limit).await
+    }
+
+    /// A page of the scan scopes `filter` picks, newest first, strictly before `after` when
+    /// given, at most `limit` (1 to 1000).
+    pub async fn list_scopes(
+        &self,
+        filter: &ScopeFilter,
+        after: Option<ObjectId>,
+        limit: i64,
+    ) -> Result<Vec<ScanScope>> {
+        newest_first(self.scopes(), filter.to_query(), after, limit).await
+    }
+}
+
+fn page_limit(limit: i64) -> Result<i64> {
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(DomainError::invalid(
+            "limit",
+            format!("must be 1 to {MAX_PAGE}"),
+        ));
+    }
+    Ok(limit)
+}
+
+/// One page of `collection`'s documents matching `query`, newest first.
+async fn newest_first<T>(
+    collection: Collection<T>,
+    mut query: Document,
+    after: Option<ObjectId>,
+    limit: i64,
+) -> Result<Vec<T>>
+where
+    T: DeserializeOwned + Unpin + Send + Sync,
+{
+    let limit = page_limit(limit)?;
+    if let Some(after) = after {
+        query.insert("_id", doc! { "$lt": after });
+    }
+    Ok(collection
+        .find(query)
+        .sort(doc! { "_id": -1 })
+        .limit(limit)
+        .await?
+        .try_collect()
+        .await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Trigger;
+
+    #[test]
+    fn every_trigger_type_can_be_filtered_on() {
+        let now = DateTime::now();
+        let id = ObjectId::new();
+        let triggers = [
+            Trigger::Scheduled {
+                scope_id: id,
+                slot: now,
+            },
+            Trigger::ManualApi { requested_by: None },
+            Trigger::IacLifecycle { event: None },
+            Trigger::DeployGate {
+                deploy_id: "d".into(),
+                commit: None,
+            },
+            Trigger::Retry { retry_of: id },
+        ];
+        let names: Vec<&str> = triggers.iter().map(Trigger::type_name).collect();
+        assert_eq!(names, TRIGGER_TYPES);
+    }
+}

@@ -1,0 +1,92 @@
+//! `sv0 admin-api`: serves the admin API (`sv0-admin-api`) over HTTP, with `/healthz`,
+//! `/readyz` and `/metrics` on the same port, until SIGTERM or Ctrl-C (requests in flight are
+//! finished first). Run as many as you like behind a load balancer: the API keeps no state of
+//! its own outside the database.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use prometheus_client::registry::Registry;
+use sv0_admin_api::{AdminApi, ApiMetrics};
+use sv0_domain::Domain;
+use sv0_pipeline::Pipeline;
+use sv0_queue::Queue;
+use sv0_scheduler::controls::Controls;
+use sv0_scheduler::{SchedulerMetrics, SlotLog};
+
+use crate::telemetry::LogFormat;
+
+#[derive(Debug, clap::Args)]
+pub struct AdminApiArgs {
+    #[command(flatten)]
+    db: crate::DbArgs,
+    /// Where to listen; port 0 picks a free one (logged as `listening`).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: std::net::SocketAddr,
+    #[arg(long, value_enum, default_value = "json")]
+    pub log_format: LogFormat,
+}
+
+pub async fn run(args: AdminApiArgs) -> anyhow::Result<()> {
+    let db = args.db.connect().await?;
+    let mut registry = Registry::with_prefix("sv0");
+    let (controls, metrics) = build(&db, &mut registry)?;
+    let api = AdminApi::new(&db, controls, metrics, Arc::new(registry));
+    ensure_indexes(&db).await?;
+    api.ensure_indexes()
+        .await
+        .context("creating the admin API's indexes")?;
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("--listen {}", args.listen))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, "listening");
+    axum::serve(listener, api.router())
+        .with_graceful_shutdown(async {
+            if crate::shutdown_signal().await.is_ok() {
+                tracing::info!("shutdown requested");
+            }
+        })
+        .await
+        .context("serving the admin API")?;
+    Ok(())
+}
+
+/// The controls the API acts through and its metrics, registered in `registry`.
+pub fn build(
+    db: &mongodb::Database,
+    registry: &mut Registry,
+) -> anyhow::Result<(Controls, ApiMetrics)> {
+    let broker = crate::broker_from_env(registry)?;
+    let queue = Queue::new(db);
+    queue.metrics().register(registry);
+    let pipeline = Arc::new(Pipeline::new(Domain::new(db), queue, broker));
+    let scheduler_metrics = SchedulerMetrics::default();
+    scheduler_metrics.register(registry);
+    let metrics = ApiMetrics::default();
+    metrics.register(registry);
+    Ok((
+        Controls {
+            pipeline,
+            slot_log: SlotLog::new(db),
+            metrics: scheduler_metrics,
+        },
+        metrics,
+    ))
+}
+
+async fn ensure_indexes(db: &mongodb::Database) -> anyhow::Result<()> {
+    Queue::new(db)
+        .ensure_indexes()
+        .await
+        .context("creating the queue's indexes")?;
+    Domain::new(db)
+        .ensure_indexes()
+        .await
+        .context("creating the domain's indexes")?;
+    SlotLog::new(db)
+        .ensure_indexes()
+        .await
+        .context("creating the slot log's indexes")?;
+    Ok(())
+}

@@ -268,14 +268,14 @@ impl Client {
         let value: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
         if !status.is_success() {
             let error = &value["error"];
-            let field = error["field"]
-                .as_str()
-                .map(|f| format!(" (field `{f}`)"))
-                .unwrap_or_default();
-            bail!(
-                "{method} {path}: {status}: {}{field}",
-                error["message"].as_str().unwrap_or(text.as_str())
-            );
+            let message = error["message"].as_str().unwrap_or(text.as_str());
+            match error["field"].as_str() {
+                Some(field) => bail!(
+                    "{method} {path}: {status}: field `{field}`: {}",
+                    message.strip_prefix(&format!("{field}: ")).unwrap_or(message)
+                ),
+                None => bail!("{method} {path}: {status}: {message}"),
+            }
         }
         Ok(value)
     }

@@ -6,8 +6,6 @@ use sv0_admin_api::{Role, Tokens};
 
 #[derive(Debug, clap::Args)]
 pub struct TokenArgs {
-    #[command(flatten)]
-    db: crate::DbArgs,
     #[command(subcommand)]
     action: TokenAction,
 }
@@ -22,11 +20,20 @@ enum TokenAction {
         /// Whose token this is (shown in the audit log and on runs it starts).
         #[arg(long)]
         name: String,
+        #[command(flatten)]
+        db: crate::DbArgs,
     },
     /// List every token: id, name, role, created, revoked.
-    List,
+    List {
+        #[command(flatten)]
+        db: crate::DbArgs,
+    },
     /// Revoke a token by its id: refused from the next request on.
-    Revoke { id: String },
+    Revoke {
+        id: String,
+        #[command(flatten)]
+        db: crate::DbArgs,
+    },
 }
 
 fn parse_role(name: &str) -> Result<Role, String> {
@@ -34,9 +41,9 @@ fn parse_role(name: &str) -> Result<Role, String> {
 }
 
 pub async fn run(args: TokenArgs) -> anyhow::Result<()> {
-    let tokens = Tokens::new(&args.db.connect().await?);
     match args.action {
-        TokenAction::Create { role, name } => {
+        TokenAction::Create { role, name, db } => {
+            let tokens = Tokens::new(&db.connect().await?);
             let issued = tokens
                 .create(&name, role)
                 .await
@@ -49,7 +56,8 @@ pub async fn run(args: TokenArgs) -> anyhow::Result<()> {
             );
             println!("{}", issued.token);
         }
-        TokenAction::List => {
+        TokenAction::List { db } => {
+            let tokens = Tokens::new(&db.connect().await?);
             println!(
                 "{:<24}  {:<12}  {:<24}  {:<24}  name",
                 "id", "role", "created", "revoked"
@@ -68,7 +76,8 @@ pub async fn run(args: TokenArgs) -> anyhow::Result<()> {
                 );
             }
         }
-        TokenAction::Revoke { id } => {
+        TokenAction::Revoke { id, db } => {
+            let tokens = Tokens::new(&db.connect().await?);
             let token = tokens.revoke(&id).await.context("revoking the token")?;
             println!("revoked {} ({})", token.id, token.name);
         }

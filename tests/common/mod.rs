@@ -70,6 +70,22 @@ impl WorkerProcess {
         WorkerProcess::spawn(uri, database, &args, &[])
     }
 
+    /// `sv0 admin-api` on `uri`/`database`, on a free port (see [`WorkerProcess::api_url`]).
+    pub fn admin_api(uri: &str, database: &str, env: &[(&str, &str)]) -> WorkerProcess {
+        WorkerProcess::spawn(
+            uri,
+            database,
+            &["admin-api", "--listen", "127.0.0.1:0"],
+            env,
+        )
+    }
+
+    /// An admin API process's base URL, once it listens.
+    pub fn api_url(&self) -> String {
+        let listening = self.wait_for_event("listening", Duration::from_secs(30));
+        format!("http://{}", listening["addr"].as_str().unwrap())
+    }
+
     /// `sv0 ARGS… --mongodb-uri URI --database DATABASE`, its JSON log lines collected.
     fn spawn(uri: &str, database: &str, args: &[&str], env: &[(&str, &str)]) -> WorkerProcess {
         let mut command = Command::new(SV0);

@@ -1,0 +1,191 @@
+//! The admin API and `sv0 ctl` as CI and operators use them: real `sv0 admin-api`, `sv0 worker`,
+//! `sv0 token` and `sv0 ctl` processes on the stand, the demo connector scanning with a canary
+//! credential, and the canary and the tokens searched for everywhere afterwards.
+
+mod common;
+
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use common::pipeline::{Bench, canary, demo_connector};
+use common::{SV0, WorkerProcess, count, http_get};
+use mongodb::bson::doc;
+use serde_json::Value;
+
+/// `sv0 token create`: the token, printed once on stdout.
+fn token(bench: &Bench, role: &str, name: &str) -> String {
+    let output = Command::new(SV0)
+        .args(["token", "create", "--role", role, "--name", name])
+        .args([
+            "--mongodb-uri",
+            bench.tdb.uri(),
+            "--database",
+            bench.tdb.name(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap().trim().to_string()
+}
+
+/// `sv0 ctl ARGS…` against `url` with `token`.
+fn ctl(url: &str, token: &str, args: &[&str]) -> Output {
+    Command::new(SV0)
+        .arg("ctl")
+        .args(args)
+        .env("SV0_API_URL", url)
+        .env("SV0_API_TOKEN", token)
+        .output()
+        .unwrap()
+}
+
+fn text(output: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+/// The CI step after a deploy: `sv0 ctl rematerialize --wait` exits 0 once every deploy-gate run
+/// succeeded, and the same step run again for the same deploy creates nothing new. A refused
+/// request exits non-zero naming the field. Afterwards the tenant's canary credential and the
+/// tokens' secrets appear nowhere: not in any process's logs, the database, `/metrics`, or what
+/// `sv0 ctl` printed.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_ci_step_rematerializes_once_per_deploy_and_nothing_leaks() {
+    let bench = Bench::new("admin_ctl").await;
+    let scope = bench
+        .provision(
+            "acme",
+            vec![demo_connector()],
+            doc! {"clouds": ["aws", "azure"], "size": 60, "seed": 5},
+            120,
+        )
+        .await;
+    let worker = bench.worker(&["acme"], &[]);
+    let api = WorkerProcess::admin_api(bench.tdb.uri(), bench.tdb.name(), &[]);
+    let url = api.api_url();
+    let ci = token(&bench, "ci", "ci-pipeline");
+    let operator = token(&bench, "operator", "oncall");
+    let mut printed = String::new();
+
+    // An operator scans the scope first, so that there is a graph to rematerialize.
+    let triggered = ctl(
+        &url,
+        &operator,
+        &["--json", "scopes", "trigger", "acme", &scope.id.to_hex()],
+    );
+    printed += &text(&triggered);
+    assert!(triggered.status.success(), "{}", text(&triggered));
+    let run: Value = serde_json::from_slice(&triggered.stdout).unwrap();
+    let run_id = mongodb::bson::oid::ObjectId::parse_str(run["id"].as_str().unwrap()).unwrap();
+    let scanned = bench
+        .finished("acme", run_id, Duration::from_secs(120))
+        .await;
+    assert_eq!(scanned.status.as_str(), "succeeded", "{scanned:#?}");
+
+    let step = [
+        "rematerialize",
+        "--stages",
+        "chains,stitched_paths",
+        "--deploy-id",
+        "deploy-2026-11-29.1",
+        "--commit",
+        "4f2a9e1",
+        "--wait",
+        "--timeout",
+        "120",
+    ];
+    let first = ctl(&url, &ci, &step);
+    printed += &text(&first);
+    assert!(
+        first.status.success(),
+        "exit 0 when every run succeeded: {}",
+        text(&first)
+    );
+    assert!(
+        text(&first).contains("every run succeeded"),
+        "{}",
+        text(&first)
+    );
+    let deploy_runs =
+        doc! {"trigger.type": "deploy_gate", "trigger.deploy_id": "deploy-2026-11-29.1"};
+    assert_eq!(count(bench.db(), "scan_runs", deploy_runs.clone()).await, 1);
+
+    let again = ctl(&url, &ci, &step);
+    printed += &text(&again);
+    assert!(again.status.success(), "{}", text(&again));
+    assert_eq!(
+        count(bench.db(), "scan_runs", deploy_runs).await,
+        1,
+        "nothing new for the same deploy"
+    );
+    assert_eq!(
+        count(bench.db(), "jobs", doc! {"kind": "rematerialize"}).await,
+        1
+    );
+
+    let refused = ctl(
+        &url,
+        &ci,
+        &["rematerialize", "--stages", "evidence", "--deploy-id", "d"],
+    );
+    printed += &text(&refused);
+    assert_eq!(refused.status.code(), Some(1), "{}", text(&refused));
+    assert!(
+        text(&refused).contains("field `stages[0]`"),
+        "{}",
+        text(&refused)
+    );
+    let forbidden = ctl(&url, &ci, &["scopes", "pause", "acme", &scope.id.to_hex()]);
+    printed += &text(&forbidden);
+    assert_eq!(forbidden.status.code(), Some(1));
+    assert!(text(&forbidden).contains("403"), "{}", text(&forbidden));
+
+    let listed = ctl(&url, &operator, &["runs", "list", "--tenant", "acme"]);
+    printed += &text(&listed);
+    assert!(listed.status.success());
+    assert!(
+        text(&listed).contains("deploy_gate") && text(&listed).contains("manual_api"),
+        "{}",
+        text(&listed)
+    );
+
+    // Every API log line about a request carries its id.
+    let requests = api.events("request");
+    assert!(requests.len() >= 6, "{requests:#?}");
+    assert!(
+        requests.iter().all(|e| e["span"]["request_id"]
+            .as_str()
+            .is_some_and(|id| !id.is_empty())),
+        "{requests:#?}"
+    );
+
+    let addr = url.trim_start_matches("http://");
+    let (_, metrics) = http_get(addr, "/metrics");
+    assert!(metrics.contains("sv0_api_requests_total"), "{metrics}");
+    let (_, worker_metrics) = http_get(&worker.status_addr(), "/metrics");
+    let everything = format!(
+        "{printed}{metrics}{worker_metrics}{:?}{:?}{}",
+        api.all_events(),
+        worker.all_events(),
+        common::pipeline::dump(bench.db()).await
+    );
+    let secrets = [
+        canary("acme"),
+        ci.rsplit('_').next().unwrap().to_string(),
+        operator.rsplit('_').next().unwrap().to_string(),
+    ];
+    for secret in secrets {
+        assert_eq!(everything.matches(&secret).count(), 0, "{secret} leaked");
+    }
+    assert!(
+        everything.contains("ci-pipeline"),
+        "the search covered the audit log"
+    );
+}

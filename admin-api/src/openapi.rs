@@ -43,11 +43,43 @@ use crate::views::{
         Page<RunView>, Page<TenantView>, Page<InstanceView>, Page<ScopeView>, Page<JobView>,
         Page<AuditView>,
     )),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &BodyRefusals),
 )]
 struct ApiDoc;
 
 struct BearerAuth;
+
+/// Every route that takes a body may refuse it whole: too large (413) or not JSON (415).
+struct BodyRefusals;
+
+impl Modify for BodyRefusals {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{Ref, ResponseBuilder, content::ContentBuilder};
+        let refusal = |description: &str| {
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    "application/json",
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("ErrorBody")))
+                        .build(),
+                )
+                .build()
+        };
+        for item in openapi.paths.paths.values_mut() {
+            for operation in [&mut item.post, &mut item.put, &mut item.patch]
+                .into_iter()
+                .flatten()
+            {
+                if operation.request_body.is_some() {
+                    let responses = &mut operation.responses.responses;
+                    responses.insert("413".into(), refusal("The body is too large").into());
+                    responses.insert("415".into(), refusal("The body is not JSON").into());
+                }
+            }
+        }
+    }
+}
 
 impl Modify for BearerAuth {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {

@@ -272,7 +272,9 @@ impl Client {
             match error["field"].as_str() {
                 Some(field) => bail!(
                     "{method} {path}: {status}: field `{field}`: {}",
-                    message.strip_prefix(&format!("{field}: ")).unwrap_or(message)
+                    message
+                        .strip_prefix(&format!("{field}: "))
+                        .unwrap_or(message)
                 ),
                 None => bail!("{method} {path}: {status}: {message}"),
             }

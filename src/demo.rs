@@ -1,10 +1,11 @@
 //! `sv0 demo`: the main job. Starts the stand, provisions a demo tenant (credentials from the
 //! environment, through the broker), a connector instance and a scope, starts two worker
 //! processes, runs one scan through every stage, and prints the run cell by cell with what it
-//! found. Then it scans the unchanged clouds again and rematerializes as CI would after a deploy,
-//! to show that both change nothing. Last, it puts the scope on a 5-second schedule and starts a
-//! scheduler process: scheduled runs appear one slot after another. `--serve` keeps the stand,
-//! the workers and the scheduler up afterwards.
+//! found. Then it scans the unchanged clouds again, to show that this changes nothing, and starts
+//! the admin API and takes the CI step after a deploy through it (`sv0 ctl rematerialize
+//! --wait`, twice: the second time for the same deploy creates nothing). Last, it puts the scope
+//! on a 5-second schedule and starts a scheduler process: scheduled runs appear one slot after
+//! another. `--serve` keeps the stand, the workers, the API and the scheduler up afterwards.
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -18,10 +19,9 @@ use sv0_broker::naming::{Ref, TenantId, env_prefix};
 use sv0_broker::{CredentialsRef, Provider};
 use sv0_devdb::DevDb;
 use sv0_domain::{
-    Budget, ConnectorInstance, Domain, Materializer, RunStatus, ScanRun, ScanScope, Schedule,
-    Tenant, Trigger,
+    Budget, ConnectorInstance, Domain, RunStatus, ScanRun, ScanScope, Schedule, Tenant, Trigger,
 };
-use sv0_pipeline::{Deploy, Pipeline, RunRequest};
+use sv0_pipeline::{Pipeline, RunRequest};
 use sv0_queue::Queue;
 use tokio::process::{Child, Command};
 
@@ -127,7 +127,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             "worker",
             &format!("worker-{n}"),
             // The stand runs without an oplog here: polling only (DESIGN.md §8).
-            &["--change-streams", "off"],
+            &["--change-streams", "off", "--metrics-addr", "127.0.0.1:0"],
             Some((&variable, &token)),
         )?;
         workers.push(worker);
@@ -143,13 +143,24 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     ));
     let pipeline = Arc::new(Pipeline::new(domain.clone(), queue, broker));
     let mut result = scenario(&pipeline, &domain, scope.id).await;
+    let mut api_url = None;
+    if result.is_ok() {
+        match admin_api(&uri, &args.logs).await {
+            Ok((api, url)) => {
+                workers.push(api);
+                result = ci_step(&db, &domain, &url).await;
+                api_url = Some(url);
+            }
+            Err(error) => result = Err(error),
+        }
+    }
     if result.is_ok() {
         match sv0_process(
             &uri,
             &args.logs,
             "scheduler",
             "scheduler",
-            &["--tick-ms", "1000"],
+            &["--tick-ms", "1000", "--metrics-addr", "127.0.0.1:0"],
             None,
         ) {
             Ok(scheduler) => workers.push(scheduler),
@@ -163,10 +174,16 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     if args.serve && result.is_ok() {
         let exe = std::env::current_exe()?;
         println!(
-            "\nserving: devdb at {uri}, {} workers and a scheduler running the scope every 5 s.\n\
+            "\nserving: devdb at {uri}, {} workers, a scheduler running the scope every 5 s, and the admin API at {}.\n\
              List its runs as they appear:\n  {} runs --mongodb-uri {uri} --database {DATABASE} --tenant {TENANT}\n\
+             or through the API, with a token of your own:\n  \
+             SV0_API_URL={} SV0_API_TOKEN=$({} token create --role read_only --name me --mongodb-uri {uri} --database {DATABASE}) {} ctl runs list\n\
              Ctrl-C stops everything.",
             args.workers,
+            api_url.as_deref().unwrap_or("-"),
+            exe.display(),
+            api_url.as_deref().unwrap_or("-"),
+            exe.display(),
             exe.display()
         );
         crate::shutdown_signal().await?;
@@ -201,18 +218,104 @@ async fn scenario(pipeline: &Pipeline, domain: &Domain, scope_id: ObjectId) -> a
     let again = manual_scan(pipeline, scope_id).await?;
     let again = wait(domain, again.id).await?;
     print_run(&again, began.elapsed());
+    Ok(())
+}
 
-    println!("\nCI after a deploy: rematerialize chains and stitched paths (deploy gate).");
-    let began = Instant::now();
-    let deploy = Deploy {
-        id: "demo-deploy-1".into(),
-        commit: Some("0a1b2c3".into()),
-    };
-    let stages = [Materializer::Chains, Materializer::StitchedPaths];
-    let runs = pipeline.rematerialize(&stages, None, &deploy).await?;
-    for run in runs {
-        let run = wait(domain, run.id).await?;
-        print_run(&run, began.elapsed());
+/// `sv0 admin-api` on a free port: the process, and its URL once it listens.
+async fn admin_api(uri: &str, logs: &std::path::Path) -> anyhow::Result<(Child, String)> {
+    let api = sv0_process(
+        uri,
+        logs,
+        "admin-api",
+        "admin-api",
+        &["--listen", "127.0.0.1:0"],
+        None,
+    )?;
+    let log = logs.join("admin-api.log");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let listening = text.lines().find_map(|line| {
+            let event: serde_json::Value = serde_json::from_str(line).ok()?;
+            (event["message"] == "listening").then(|| event["addr"].as_str().map(String::from))?
+        });
+        if let Some(addr) = listening {
+            return Ok((api, format!("http://{addr}")));
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the admin API did not start; see {}",
+            log.display()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The CI step after a deploy, exactly as a pipeline runs it: a `ci` token, then
+/// `sv0 ctl rematerialize … --wait` against the admin API; then the same step again, as a
+/// retried CI job would, which finds the same runs and creates none.
+async fn ci_step(db: &mongodb::Database, domain: &Domain, api_url: &str) -> anyhow::Result<()> {
+    let token = sv0_admin_api::Tokens::new(db)
+        .create("demo-ci", sv0_admin_api::Role::Ci)
+        .await
+        .context("creating the demo's CI token")?;
+    println!(
+        "\nCI after a deploy, through the admin API at {api_url} (a `ci` token, shown to no one):"
+    );
+    let step = [
+        "ctl",
+        "rematerialize",
+        "--stages",
+        "chains,stitched_paths",
+        "--deploy-id",
+        "demo-deploy-1",
+        "--commit",
+        "0a1b2c3",
+        "--wait",
+        "--timeout",
+        "90",
+    ];
+    for attempt in ["", "# the same step again, as a retried CI job would run it\n"] {
+        println!("{attempt}$ sv0 {}", step.join(" "));
+        let began = Instant::now();
+        let output = Command::new(std::env::current_exe()?)
+            .args(step)
+            .env("SV0_API_URL", api_url)
+            .env("SV0_API_TOKEN", &token.token)
+            .stdin(Stdio::null())
+            .output()
+            .await
+            .context("running sv0 ctl rematerialize")?;
+        for line in String::from_utf8_lossy(&output.stderr).lines() {
+            println!("  {line}");
+        }
+        anyhow::ensure!(
+            output.status.success(),
+            "the CI step failed ({}): {}",
+            output.status,
+            String::from_utf8_lossy(&output.stdout)
+        );
+        println!("  exit 0 after {:.1} s", began.elapsed().as_secs_f64());
+    }
+    let deploy_runs = domain
+        .list_runs(
+            &sv0_domain::RunFilter {
+                trigger: Some("deploy_gate".into()),
+                ..Default::default()
+            },
+            None,
+            10,
+        )
+        .await?;
+    println!(
+        "deploy-gate runs for demo-deploy-1: {} (the second step created none)",
+        deploy_runs.len()
+    );
+    for run in deploy_runs {
+        let took = run.finished_at.map_or(0, |end| {
+            end.timestamp_millis() - run.created_at.timestamp_millis()
+        });
+        print_run(&run, Duration::from_millis(took.max(0) as u64));
     }
     Ok(())
 }
@@ -423,7 +526,7 @@ async fn print_results(domain: &Domain, run: &ScanRun) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `sv0 ROLE` (`worker` or `scheduler`) on the demo database, logging to `logs/NAME.log`, with
+/// `sv0 ROLE` (`worker`, `scheduler` or `admin-api`) on the demo database, logging to `logs/NAME.log`, with
 /// `env` (the credential) in its environment.
 fn sv0_process(
     uri: &str,
@@ -438,7 +541,6 @@ fn sv0_process(
     command
         .arg(role)
         .args(["--mongodb-uri", uri, "--database", DATABASE])
-        .args(["--metrics-addr", "127.0.0.1:0"])
         .args(extra);
     if let Some((variable, value)) = env {
         command.env(variable, value);

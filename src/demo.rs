@@ -275,7 +275,10 @@ async fn ci_step(db: &mongodb::Database, domain: &Domain, api_url: &str) -> anyh
         "--timeout",
         "90",
     ];
-    for attempt in ["", "# the same step again, as a retried CI job would run it\n"] {
+    for attempt in [
+        "",
+        "# the same step again, as a retried CI job would run it\n",
+    ] {
         println!("{attempt}$ sv0 {}", step.join(" "));
         let began = Instant::now();
         let output = Command::new(std::env::current_exe()?)

@@ -50,6 +50,8 @@ pub struct AdminApi {
     pub(crate) metrics: ApiMetrics,
     /// Everything `/metrics` shows: the API's own metrics and whatever the process registered.
     pub(crate) registry: Arc<Registry>,
+    /// The OpenAPI document, built once.
+    pub(crate) document: Arc<serde_json::Value>,
 }
 
 impl AdminApi {
@@ -69,6 +71,7 @@ impl AdminApi {
             controls,
             metrics,
             registry,
+            document: Arc::new(openapi_json()),
         }
     }
 

@@ -927,3 +927,83 @@ async fn health_readiness_metrics_and_request_ids() {
         "no id as a label"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_graph_is_ingested_as_a_manual_run_and_a_bad_one_is_refused_naming_the_field() {
+    let api = Api::start("routes_ingest").await;
+    api.tenant_with_scope("acme").await;
+    let graph = json!({"entities": [
+        {"id": "aws:machine:1", "type": "machine", "cloud": "aws", "name": "web-1", "properties": {"internet_exposed": true}},
+    ]});
+    let made = api
+        .post(
+            Role::Operator,
+            "/api/v1/ingest/normalized-graph",
+            json!({"tenant_id": "acme", "source": "cmdb", "graph": graph}),
+        )
+        .await;
+    assert_eq!(made.status, StatusCode::ACCEPTED, "{:?}", made.body);
+    assert_eq!(made.body["trigger"]["type"], "manual_api");
+    assert_eq!(api.count("connector_syncs", doc! {}).await, 1);
+    assert_eq!(api.count("jobs", doc! {"kind": "sync_ingestion"}).await, 1);
+    for (body, field) in [
+        (
+            json!({"tenant_id": "acme", "source": "a b", "graph": {"entities": []}}),
+            "source",
+        ),
+        (
+            json!({"tenant_id": "acme", "source": "cmdb", "graph": {"entities": [{"id": "x", "type": "planet", "cloud": "aws", "name": "n"}]}}),
+            "graph.entities[0].type",
+        ),
+        (
+            json!({"tenant_id": "acme", "source": "cmdb", "graph": {"nodes": []}}),
+            "graph",
+        ),
+    ] {
+        let reply = api
+            .post(
+                Role::Operator,
+                "/api/v1/ingest/normalized-graph",
+                body.clone(),
+            )
+            .await;
+        assert_eq!(
+            reply.status,
+            StatusCode::BAD_REQUEST,
+            "{body}: {:?}",
+            reply.body
+        );
+        assert!(
+            reply.field().starts_with(field),
+            "{body} names {field}: {:?}",
+            reply.body
+        );
+    }
+    let suspended = api
+        .call(
+            Role::SuperAdmin,
+            Method::PATCH,
+            "/api/v1/tenants/acme",
+            Some(json!({"status": "suspended"})),
+        )
+        .await;
+    assert_eq!(suspended.status, StatusCode::OK);
+    let refused = api
+        .post(
+            Role::Operator,
+            "/api/v1/ingest/normalized-graph",
+            json!({"tenant_id": "acme", "source": "cmdb", "graph": {"entities": []}}),
+        )
+        .await;
+    assert_eq!(
+        refused.status,
+        StatusCode::CONFLICT,
+        "a suspended tenant takes nothing new: {:?}",
+        refused.body
+    );
+    assert_eq!(
+        api.count("scan_runs", doc! {}).await,
+        1,
+        "nothing more written"
+    );
+}

@@ -53,8 +53,8 @@ pub(crate) async fn metrics(State(api): State<Arc<AdminApi>>) -> Response {
 
 /// This API's OpenAPI 3.1 document.
 #[utoipa::path(get, path = "/api/v1/openapi.json", tag = "health", responses((status = 200, description = "The OpenAPI document")))]
-pub(crate) async fn openapi() -> Json<serde_json::Value> {
-    Json(crate::openapi::openapi_json())
+pub(crate) async fn openapi(State(api): State<Arc<AdminApi>>) -> Json<serde_json::Value> {
+    Json(api.document.as_ref().clone())
 }
 
 /// Any path that is not a route (outside the request layer, so it renders its own body).

@@ -107,6 +107,53 @@ async fn a_kind_at_its_limit_neither_hides_other_kinds_nor_makes_the_worker_spin
     );
 }
 
+/// A claim that wins nothing (every candidate taken meanwhile, or, as here, a queued job marked
+/// for cancelling, which the candidate query lists and the claim's re-check refuses) is followed
+/// by a pause and a fresh candidate list, never by another round at once: the worker's query
+/// rate stays at its idle poll. (Mutation testing found the pause unpinned: a loop that went
+/// round at once after an empty claim passed every other test.)
+#[tokio::test(flavor = "multi_thread")]
+async fn a_claim_that_wins_nothing_is_followed_by_a_pause() {
+    let (test, queue) = setup("hardening_empty_claim").await;
+    // Due in 4 s: marked before then, after the worker's reaper made its first pass (which
+    // finishes marked jobs, as it should: the canceller that died between its two writes left
+    // the job so). The reaper then waits an hour.
+    let due = mongodb::bson::DateTime::from_millis(
+        mongodb::bson::DateTime::now().timestamp_millis() + 4_000,
+    );
+    let marked = queue
+        .enqueue(NewJob::new("noop", doc! {}).run_at(due))
+        .await
+        .unwrap()
+        .id;
+    let worker = WorkerProcess::start(test.uri(), test.name(), &["--reap-every-ms", "3600000"]);
+    worker.wait_for_event("worker started", Duration::from_secs(20));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    test.db
+        .collection::<mongodb::bson::Document>("jobs")
+        .update_one(
+            doc! {"_id": marked},
+            doc! {"$set": {"cancel_requested": true}},
+        )
+        .await
+        .unwrap();
+    let wait = due.timestamp_millis() - mongodb::bson::DateTime::now().timestamp_millis() + 1_000;
+    tokio::time::sleep(Duration::from_millis(wait.max(0) as u64)).await;
+    let series = "sv0_queue_claim_queries_total";
+    let before = worker.metric(series);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let queries = worker.metric(series) - before;
+    assert!(
+        (1.0..=60.0).contains(&queries),
+        "{queries} claim queries in 2 s against a job no claim can win (the poll cap is 200 ms)"
+    );
+    assert_eq!(
+        count(&test.db, "jobs", doc! {"_id": marked, "status": "queued"}).await,
+        1,
+        "the marked job was never claimed"
+    );
+}
+
 /// Issue 12 item 4: a claim used to spend an attempt, so a worker killed while holding jobs it had
 /// leased ahead cost each of them one: with `max_attempts 1` they became `dead` without ever
 /// running. Now an attempt is spent when a job starts: the jobs the killed worker never started

@@ -2,6 +2,7 @@
 //! here, at the edge, with their context.
 
 mod admin_api;
+mod all;
 mod ctl;
 mod demo;
 mod dev;
@@ -42,6 +43,8 @@ enum Command {
     Runs(runs::RunsArgs),
     /// Serve the admin API: what operators and CI act through.
     AdminApi(admin_api::AdminApiArgs),
+    /// A worker, a scheduler and the admin API in one process (a laptop, a first look).
+    All(all::AllArgs),
     /// Create, list or revoke the admin API's tokens (next to the database).
     Token(token::TokenArgs),
     /// Act through the admin API: runs, rematerialize, scopes, instances, jobs, tokens.
@@ -66,6 +69,10 @@ async fn main() -> anyhow::Result<std::process::ExitCode> {
         Command::AdminApi(args) => {
             telemetry::init(args.log_format);
             admin_api::run(args).await
+        }
+        Command::All(args) => {
+            telemetry::init(args.log_format);
+            all::run(args).await
         }
         Command::Token(args) => token::run(args).await,
         // Its exit code tells a CI step whether every run succeeded.

@@ -189,3 +189,50 @@ async fn the_ci_step_rematerializes_once_per_deploy_and_nothing_leaks() {
         "the search covered the audit log"
     );
 }
+
+/// `sv0 all`: one process serves the API, runs the scan a request starts (its worker) and ticks
+/// the schedule (its scheduler), and stops cleanly on SIGTERM.
+#[tokio::test(flavor = "multi_thread")]
+async fn sv0_all_runs_every_role_in_one_process() {
+    let bench = Bench::new("admin_all").await;
+    let scope = bench
+        .provision(
+            "acme",
+            vec![demo_connector()],
+            doc! {"clouds": ["aws"], "size": 20, "seed": 1},
+            120,
+        )
+        .await;
+    let (variable, value) = common::pipeline::credential_var("acme");
+    let mut all = WorkerProcess::all(
+        bench.tdb.uri(),
+        bench.tdb.name(),
+        &[(variable.as_str(), value.as_str())],
+    );
+    let url = all.api_url();
+    let operator = token(&bench, "operator", "oncall");
+    let triggered = ctl(
+        &url,
+        &operator,
+        &["--json", "scopes", "trigger", "acme", &scope.id.to_hex()],
+    );
+    assert!(triggered.status.success(), "{}", text(&triggered));
+    let run: Value = serde_json::from_slice(&triggered.stdout).unwrap();
+    let run_id = mongodb::bson::oid::ObjectId::parse_str(run["id"].as_str().unwrap()).unwrap();
+    let done = bench
+        .finished("acme", run_id, Duration::from_secs(60))
+        .await;
+    assert_eq!(done.status.as_str(), "succeeded", "{done:#?}");
+    // The worker and the scheduler in it serve their status each.
+    all.wait_for_event("serving /metrics and /healthz", Duration::from_secs(5));
+    assert!(
+        all.all_events()
+            .iter()
+            .filter(|e| e["message"] == "serving /metrics and /healthz")
+            .count()
+            >= 2,
+        "the worker's and the scheduler's status servers"
+    );
+    all.signal(nix::sys::signal::Signal::SIGTERM);
+    assert!(all.wait_exit(Duration::from_secs(30)).success());
+}

@@ -80,6 +80,20 @@ impl WorkerProcess {
         )
     }
 
+    /// `sv0 all` (a worker, a scheduler and the admin API in one process), every port free.
+    pub fn all(uri: &str, database: &str, env: &[(&str, &str)]) -> WorkerProcess {
+        let args = [
+            "all",
+            "--listen",
+            "127.0.0.1:0",
+            "--worker-metrics-addr",
+            "127.0.0.1:0",
+            "--scheduler-metrics-addr",
+            "127.0.0.1:0",
+        ];
+        WorkerProcess::spawn(uri, database, &args, env)
+    }
+
     /// An admin API process's base URL, once it listens.
     pub fn api_url(&self) -> String {
         let listening = self.wait_for_event("listening", Duration::from_secs(30));

@@ -154,6 +154,48 @@ async fn a_claim_that_wins_nothing_is_followed_by_a_pause() {
     );
 }
 
+/// A busy worker claims in batches, once half its room is free, so that fast jobs do not cost a
+/// queue scan each; but it used to wait for half its room whatever the jobs: with 3 of 4 slots
+/// on long jobs, the fourth stayed idle, with work queued, for as long as they ran (minutes,
+/// for scans). Now a free slot waits at most a poll cap before the worker looks for work.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_free_slot_beside_long_jobs_is_not_left_idle() {
+    let (test, queue) = setup("hardening_idle_slot").await;
+    let mut jobs: Vec<NewJob> = (0..3)
+        .map(|_| NewJob::new("probe", doc! {"sleep_ms": 30_000_i64}))
+        .collect();
+    jobs.push(NewJob::new("probe", doc! {"sleep_ms": 200_i64}));
+    let ids = enqueue_ids(&queue, jobs).await;
+    let worker = WorkerProcess::start(
+        test.uri(),
+        test.name(),
+        &["--concurrency", "4", "--claim-ahead", "0"],
+    );
+    wait_count(
+        &test.db,
+        "jobs",
+        doc! {"_id": ids[3], "status": "succeeded"},
+        1,
+        Duration::from_secs(20),
+    )
+    .await;
+    assert_eq!(count(&test.db, "jobs", doc! {"status": "running"}).await, 3);
+    let next = queue
+        .enqueue(NewJob::new("noop", doc! {}))
+        .await
+        .unwrap()
+        .id;
+    wait_count(
+        &test.db,
+        "jobs",
+        doc! {"_id": next, "status": "succeeded"},
+        1,
+        Duration::from_secs(5),
+    )
+    .await;
+    drop(worker);
+}
+
 /// Issue 12 item 4: a claim used to spend an attempt, so a worker killed while holding jobs it had
 /// leased ahead cost each of them one: with `max_attempts 1` they became `dead` without ever
 /// running. Now an attempt is spent when a job starts: the jobs the killed worker never started

@@ -423,6 +423,7 @@ impl Inner {
     ) {
         let mut idle_delay = self.config.poll_min;
         let mut last_work: Option<Instant> = None;
+        let mut last_look = Instant::now();
         let mut candidates = Candidates::default();
         while !shutdown.is_cancelled() {
             self.health.beat();
@@ -432,7 +433,7 @@ impl Inner {
             let room = if self.clock.refuses_claims() {
                 None
             } else {
-                self.room()
+                self.room(last_look.elapsed() >= self.config.poll_max)
             };
             let Some(room) = room else {
                 tokio::select! {
@@ -443,6 +444,7 @@ impl Inner {
                 }
                 continue;
             };
+            last_look = Instant::now();
             if candidates.stale(self.config.prefetch_max_age, &room.kinds) {
                 match self
                     .queue
@@ -509,17 +511,23 @@ impl Inner {
     /// What the worker may claim now, or `None` when it should wait for more of its jobs to
     /// finish. Room is the slots plus the most jobs any kind may lease ahead, less the jobs in
     /// line or running; a kind with a limit of its own counts every job of it the worker holds,
-    /// and a kind at its limit is not asked for at all. A busy worker claims only once half its
-    /// room is free: each claim scans the queue, so claiming one job per freed slot would pay a
-    /// scan per job (on the stand, a scan of the whole collection).
-    fn room(&self) -> Option<Room> {
+    /// and a kind at its limit is not asked for at all. A busy worker claims once half its room
+    /// is free, or, when a run slot has no job even in line for it, once it has not looked for
+    /// a poll cap (`patient`): each claim scans the queue, so claiming one job per freed slot of
+    /// fast jobs would pay a scan per job (on the stand, a scan of the whole collection), while
+    /// waiting for half the room would leave slots idle for as long as long jobs run in the
+    /// others.
+    fn room(&self, patient: bool) -> Option<Room> {
         let held = self.held();
         let concurrency = self.config.concurrency;
         let room = concurrency + self.claim_ahead.most(concurrency);
         let occupied = self.slots.occupied();
         let free = room.saturating_sub(occupied);
         let threshold = room.div_ceil(2);
-        if free == 0 || (occupied > 0 && free < threshold) {
+        // A slot with no job in line for it has waited long enough once the worker is patient;
+        // jobs leased ahead and waiting for slots are work already in hand.
+        let idle_slot = occupied < concurrency;
+        if free == 0 || (occupied > 0 && free < threshold && !(patient && idle_slot)) {
             return None;
         }
         let mut limit = free;

@@ -196,6 +196,38 @@ async fn a_free_slot_beside_long_jobs_is_not_left_idle() {
     drop(worker);
 }
 
+/// The other half of the rule above: a busy worker of fast jobs claims in batches, once half its
+/// room is free, not once per freed slot, because every claim costs a scan of the queue. Counted:
+/// 400 jobs of 20 ms through 8 slots (no leasing ahead) cost at most a claim per four jobs (100),
+/// and a candidate look-up now and then: 111 to 113 queries measured, against 163 to 219 with
+/// the rule taken out.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_busy_worker_claims_in_batches_not_per_freed_slot() {
+    let (test, queue) = setup("hardening_batches").await;
+    let jobs: Vec<NewJob> = (0..400)
+        .map(|_| NewJob::new("probe", doc! {"sleep_ms": 20_i64}))
+        .collect();
+    queue.enqueue_many(jobs).await.unwrap();
+    let worker = WorkerProcess::start(
+        test.uri(),
+        test.name(),
+        &["--concurrency", "8", "--claim-ahead", "0"],
+    );
+    wait_count(
+        &test.db,
+        "jobs",
+        doc! {"status": "succeeded"},
+        400,
+        Duration::from_secs(60),
+    )
+    .await;
+    let queries = worker.metric("sv0_queue_claim_queries_total");
+    assert!(
+        queries <= 140.0,
+        "{queries} claim queries for 400 jobs through 8 slots"
+    );
+}
+
 /// Issue 12 item 4: a claim used to spend an attempt, so a worker killed while holding jobs it had
 /// leased ahead cost each of them one: with `max_attempts 1` they became `dead` without ever
 /// running. Now an attempt is spent when a job starts: the jobs the killed worker never started

@@ -228,6 +228,51 @@ async fn a_busy_worker_claims_in_batches_not_per_freed_slot() {
     );
 }
 
+/// A kind's limit holds when the kind already runs: a worker with `--kind-limit probe=2` running
+/// one probe claims at most one more, however many wait. (Mutation testing found the room left
+/// under a limit unpinned: a worker that added the running jobs instead of taking them away
+/// passed every test, since the other limit tests use a limit of one.)
+#[tokio::test(flavor = "multi_thread")]
+async fn a_kind_limit_above_one_counts_the_jobs_already_running() {
+    let (test, queue) = setup("hardening_limit_two").await;
+    queue
+        .enqueue(NewJob::new("probe", doc! {"sleep_ms": 30_000_i64}))
+        .await
+        .unwrap();
+    let worker = WorkerProcess::start(
+        test.uri(),
+        test.name(),
+        &["--kind-limit", "probe=2", "--concurrency", "8"],
+    );
+    wait_count(
+        &test.db,
+        "jobs",
+        doc! {"status": "running"},
+        1,
+        Duration::from_secs(20),
+    )
+    .await;
+    let more: Vec<NewJob> = (0..5)
+        .map(|_| NewJob::new("probe", doc! {"sleep_ms": 30_000_i64}))
+        .collect();
+    queue.enqueue_many(more).await.unwrap();
+    wait_count(
+        &test.db,
+        "jobs",
+        doc! {"status": "running"},
+        2,
+        Duration::from_secs(20),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        count(&test.db, "jobs", doc! {"status": "running"}).await,
+        2,
+        "two probes at a time, never more"
+    );
+    drop(worker);
+}
+
 /// Issue 12 item 4: a claim used to spend an attempt, so a worker killed while holding jobs it had
 /// leased ahead cost each of them one: with `max_attempts 1` they became `dead` without ever
 /// running. Now an attempt is spent when a job starts: the jobs the killed worker never started

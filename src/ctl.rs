@@ -377,7 +377,7 @@ pub async fn run(args: CtlArgs) -> anyhow::Result<std::process::ExitCode> {
         },
         CtlCommand::Jobs(command) => jobs(&client, command, &print).await?,
         CtlCommand::Token(command) => match command {
-            TokenCommand::List => print(&client.get("/tokens").await?, plain),
+            TokenCommand::List => print(&client.get("/tokens?limit=500").await?, plain),
             TokenCommand::Revoke { id } => print(
                 &client
                     .post(&format!("/tokens/{id}/revoke"), json!(null))

@@ -62,18 +62,33 @@ pub async fn run(args: TokenArgs) -> anyhow::Result<()> {
                 "{:<24}  {:<12}  {:<24}  {:<24}  name",
                 "id", "role", "created", "revoked"
             );
-            for token in tokens.list().await.context("listing tokens")? {
-                println!(
-                    "{:<24}  {:<12}  {:<24}  {:<24}  {}",
-                    token.id,
-                    token.role.as_str(),
-                    token.created_at.try_to_rfc3339_string().unwrap_or_default(),
-                    token
-                        .revoked_at
-                        .and_then(|t| t.try_to_rfc3339_string().ok())
-                        .unwrap_or_else(|| "-".into()),
-                    token.name
-                );
+            const PAGE: usize = 500;
+            let mut after = None;
+            loop {
+                let page = tokens
+                    .list(after, PAGE as i64)
+                    .await
+                    .context("listing tokens")?;
+                let full = page.len() == PAGE;
+                after = page
+                    .last()
+                    .and_then(|t| mongodb::bson::oid::ObjectId::parse_str(&t.id).ok());
+                for token in page {
+                    println!(
+                        "{:<24}  {:<12}  {:<24}  {:<24}  {}",
+                        token.id,
+                        token.role.as_str(),
+                        token.created_at.try_to_rfc3339_string().unwrap_or_default(),
+                        token
+                            .revoked_at
+                            .and_then(|t| t.try_to_rfc3339_string().ok())
+                            .unwrap_or_else(|| "-".into()),
+                        token.name
+                    );
+                }
+                if !full || after.is_none() {
+                    break;
+                }
             }
         }
         TokenAction::Revoke { id, db } => {

@@ -41,7 +41,7 @@ use crate::views::{
         ErrorBody, ErrorDetail, RunView, TriggerView, CellView, TenantView, InstanceView,
         CredentialsRefView, ScopeView, JobView, TokenView, AuditView,
         Page<RunView>, Page<TenantView>, Page<InstanceView>, Page<ScopeView>, Page<JobView>,
-        Page<AuditView>,
+        Page<AuditView>, Page<TokenView>,
     )),
     modifiers(&BearerAuth, &BodyRefusals),
 )]

@@ -116,11 +116,21 @@ impl Tokens {
         })
     }
 
-    pub async fn list(&self) -> Result<Vec<TokenInfo>, TokenError> {
+    /// Tokens oldest first, after the token `after`, at most `limit`.
+    pub async fn list(
+        &self,
+        after: Option<ObjectId>,
+        limit: i64,
+    ) -> Result<Vec<TokenInfo>, TokenError> {
+        let filter = match after {
+            Some(after) => doc! { "_id": { "$gt": after } },
+            None => doc! {},
+        };
         let records: Vec<TokenRecord> = self
             .collection
-            .find(doc! {})
+            .find(filter)
             .sort(doc! { "_id": 1 })
+            .limit(limit)
             .await?
             .try_collect()
             .await?;

@@ -18,16 +18,38 @@ use crate::roles::Right;
 use crate::tokens::TokenError;
 use crate::views::{AuditView, TokenView};
 
-/// Every token: its id, name, role and dates; never the token.
-#[utoipa::path(get, path = "/api/v1/tokens", tag = "tokens", security(("bearer" = [])),
-    responses((status = 200, body = Vec<TokenView>), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct TokenQuery {
+    cursor: Option<String>,
+    /// 1 to 500 (default 50).
+    limit: Option<u32>,
+}
+
+/// The tokens, oldest first: id, name, role and dates; never the token.
+#[utoipa::path(get, path = "/api/v1/tokens", tag = "tokens", params(TokenQuery), security(("bearer" = [])),
+    responses((status = 200, body = Page<TokenView>), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 pub(crate) async fn list(
     State(api): State<Arc<AdminApi>>,
     ctx: Ctx,
-) -> Result<Json<Vec<TokenView>>, ApiError> {
+    Params(query): Params<TokenQuery>,
+) -> Result<Json<Page<TokenView>>, ApiError> {
     ctx.require(Right::ManageTokens)?;
-    let tokens = api.tokens.list().await.map_err(token_error)?;
-    Ok(Json(tokens.into_iter().map(TokenView::from).collect()))
+    let limit = page::limit(query.limit)?;
+    let after = page::object_id_cursor(query.cursor.as_deref())?;
+    let tokens = api
+        .tokens
+        .list(after, i64::from(limit) + 1)
+        .await
+        .map_err(token_error)?;
+    Ok(Json(page::page(
+        tokens,
+        limit,
+        |t| t.id.clone(),
+        TokenView::from,
+    )))
 }
 
 /// Revokes a token: refused from the next request on.

@@ -342,3 +342,19 @@ async fn the_worker_serves_its_metrics_and_health() {
     let (status, _) = http_get(&addr, "/nowhere");
     assert_eq!(status, 404);
 }
+
+/// A worker's id, which is every lease's owner and its `workers` record, names the machine and
+/// the process (`host-pid-…`, unique per start), so that an operator looking at a stuck lease
+/// knows where to look.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_workers_id_names_its_host_and_process() {
+    let test = TestDb::new("behaviour_worker_id").await;
+    let worker = WorkerProcess::start(test.uri(), test.name(), &[]);
+    let host = nix::unistd::gethostname().unwrap().into_string().unwrap();
+    let id = worker.id();
+    assert!(
+        id.starts_with(&format!("{host}-{}-", worker.pid())),
+        "{id} names host {host} and pid {}",
+        worker.pid()
+    );
+}

@@ -358,3 +358,60 @@ async fn a_workers_id_names_its_host_and_process() {
         worker.pid()
     );
 }
+
+/// A worker works through a list of claim candidates, but refreshes it at least every quarter
+/// second (`prefetch_max_age`): a job of higher priority enqueued meanwhile is started within
+/// that, not after the rest of an old list. Here one slot works through 60 jobs of 100 ms; a
+/// priority-10 job enqueued mid-way starts before at most a few more of them.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_higher_priority_job_is_not_passed_over_for_an_old_candidate_list() {
+    let test = TestDb::new("behaviour_priority_refresh").await;
+    let queue = sv0_queue::Queue::new(&test.db);
+    queue.ensure_indexes().await.unwrap();
+    let low: Vec<NewJob> = (0..60)
+        .map(|_| NewJob::new("probe", doc! {"sleep_ms": 100_i64}))
+        .collect();
+    queue.enqueue_many(low).await.unwrap();
+    let worker = WorkerProcess::start(
+        test.uri(),
+        test.name(),
+        &["--concurrency", "1", "--claim-ahead", "0"],
+    );
+    wait_count(
+        &test.db,
+        "jobs",
+        doc! {"status": "succeeded"},
+        3,
+        Duration::from_secs(30),
+    )
+    .await;
+    let urgent = queue
+        .enqueue(NewJob::new("probe", doc! {}).priority(10))
+        .await
+        .unwrap()
+        .id;
+    wait_count(
+        &test.db,
+        "jobs",
+        doc! {"_id": urgent, "status": "succeeded"},
+        1,
+        Duration::from_secs(30),
+    )
+    .await;
+    let started = common::job(&test.db, urgent)
+        .await
+        .get_datetime("started_at")
+        .copied()
+        .unwrap();
+    let before = count(
+        &test.db,
+        "jobs",
+        doc! {"priority": 0, "started_at": {"$lt": started}},
+    )
+    .await;
+    assert!(
+        before <= 20,
+        "{before} of the 60 low-priority jobs started before the urgent one"
+    );
+    drop(worker);
+}

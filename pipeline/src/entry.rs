@@ -264,9 +264,13 @@ impl Pipeline {
                 .map(|t| t.id)
                 .collect(),
         };
+        // Every tenant is checked before any run is created: a request naming one unknown or
+        // suspended tenant creates nothing.
+        for tenant_id in &tenant_ids {
+            self.require_active(tenant_id).await?;
+        }
         let mut runs = Vec::with_capacity(tenant_ids.len());
         for tenant_id in tenant_ids {
-            self.require_active(&tenant_id).await?;
             let trigger = Trigger::DeployGate {
                 deploy_id: deploy.id.clone(),
                 commit: deploy.commit.clone(),

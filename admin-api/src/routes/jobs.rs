@@ -395,29 +395,7 @@ pub(crate) async fn bulk_cancel(
     ctx: Ctx,
     body: JsonBody,
 ) -> Result<Json<BulkResult>, ApiError> {
-    ctx.require(Right::ActOnJobs)?;
-    let body: BulkRequest = body.parse()?;
-    let reason = super::reason(&body.reason)?.to_string();
-    let filter = body.filter()?;
-    let queue = &api.pipeline.queue;
-    let result = if body.dry_run {
-        BulkResult {
-            dry_run: true,
-            matched: queue.count_cancellable(&filter).await?,
-            changed: 0,
-            requested: 0,
-        }
-    } else {
-        let done = queue.cancel_matching(&filter).await?;
-        BulkResult {
-            dry_run: false,
-            matched: done.matched,
-            changed: done.changed,
-            requested: done.requested,
-        }
-    };
-    bulk_audit(&api, &ctx, "job.bulk_cancel", &body, &reason, &result).await;
-    Ok(Json(result))
+    bulk(&api, &ctx, body, Bulk::Cancel).await
 }
 
 /// Requeues every failed, dead or cancelled job matching `ids` or `filter`.
@@ -430,28 +408,55 @@ pub(crate) async fn bulk_retry(
     ctx: Ctx,
     body: JsonBody,
 ) -> Result<Json<BulkResult>, ApiError> {
+    bulk(&api, &ctx, body, Bulk::Retry).await
+}
+
+#[derive(Clone, Copy)]
+enum Bulk {
+    Cancel,
+    Retry,
+}
+
+/// A bulk action: the request checked, then counted (a dry run) or carried out, then audited.
+async fn bulk(
+    api: &AdminApi,
+    ctx: &Ctx,
+    body: JsonBody,
+    action: Bulk,
+) -> Result<Json<BulkResult>, ApiError> {
     ctx.require(Right::ActOnJobs)?;
     let body: BulkRequest = body.parse()?;
     let reason = super::reason(&body.reason)?.to_string();
     let filter = body.filter()?;
     let queue = &api.pipeline.queue;
     let result = if body.dry_run {
+        let matched = match action {
+            Bulk::Cancel => queue.count_cancellable(&filter).await?,
+            Bulk::Retry => queue.count_retryable(&filter).await?,
+        };
         BulkResult {
             dry_run: true,
-            matched: queue.count_retryable(&filter).await?,
+            matched,
             changed: 0,
             requested: 0,
         }
     } else {
-        let done = queue.retry_matching(&filter).await?;
+        let done = match action {
+            Bulk::Cancel => queue.cancel_matching(&filter).await?,
+            Bulk::Retry => queue.retry_matching(&filter).await?,
+        };
         BulkResult {
             dry_run: false,
             matched: done.matched,
             changed: done.changed,
-            requested: 0,
+            requested: done.requested,
         }
     };
-    bulk_audit(&api, &ctx, "job.bulk_retry", &body, &reason, &result).await;
+    let name = match action {
+        Bulk::Cancel => "job.bulk_cancel",
+        Bulk::Retry => "job.bulk_retry",
+    };
+    bulk_audit(api, ctx, name, &body, &reason, &result).await;
     Ok(Json(result))
 }
 

@@ -118,6 +118,9 @@ impl Graph {
                     "must be 1 to 512 characters",
                 ));
             }
+            for (key, value) in &entity.properties {
+                storable(&format!("graph.entities[{i}].properties.{key}"), value)?;
+            }
             if types
                 .insert(entity.id.as_str(), entity.entity_type)
                 .is_some()
@@ -160,6 +163,24 @@ impl Graph {
             }
         }
         Ok(())
+    }
+}
+
+/// BSON has no unsigned 64-bit integer: a JSON integer past `i64::MAX` cannot be stored, and
+/// is refused here, by its path, before any document of the run is written.
+fn storable(path: &str, value: &serde_json::Value) -> Result<()> {
+    match value {
+        serde_json::Value::Number(n) if n.is_u64() && n.as_i64().is_none() => Err(
+            DomainError::invalid(path, format!("{n} is larger than a 64-bit signed integer")),
+        ),
+        serde_json::Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .try_for_each(|(i, item)| storable(&format!("{path}[{i}]"), item)),
+        serde_json::Value::Object(fields) => fields
+            .iter()
+            .try_for_each(|(key, item)| storable(&format!("{path}.{key}"), item)),
+        _ => Ok(()),
     }
 }
 
@@ -232,6 +253,13 @@ mod tests {
                 serde_json::json!({"entities": [{"id": "x", "type": "printer", "cloud": "aws", "name": "p"}]})
             )),
             "graph.json"
+        );
+        assert_eq!(
+            field(graph(
+                serde_json::json!({"entities": [{"id": "m", "type": "machine", "cloud": "aws",
+                "name": "m", "properties": {"ports": [22, {"n": u64::MAX}], "big": i64::MAX}}]})
+            )),
+            "graph.entities[0].properties.ports[1].n"
         );
     }
 }

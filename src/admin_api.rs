@@ -61,6 +61,7 @@ pub fn build(
     let queue = Queue::new(db);
     queue.metrics().register(registry);
     let pipeline = Arc::new(Pipeline::new(Domain::new(db), queue, broker));
+    pipeline.metrics().register(registry);
     let scheduler_metrics = SchedulerMetrics::default();
     scheduler_metrics.register(registry);
     let metrics = ApiMetrics::default();
@@ -75,7 +76,7 @@ pub fn build(
     ))
 }
 
-async fn ensure_indexes(db: &mongodb::Database) -> anyhow::Result<()> {
+pub(crate) async fn ensure_indexes(db: &mongodb::Database) -> anyhow::Result<()> {
     Queue::new(db)
         .ensure_indexes()
         .await

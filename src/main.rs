@@ -7,6 +7,7 @@ mod ctl;
 mod demo;
 mod dev;
 mod enqueue;
+mod migrate;
 mod runs;
 mod scheduler;
 mod telemetry;
@@ -49,6 +50,8 @@ enum Command {
     Token(token::TokenArgs),
     /// Act through the admin API: runs, rematerialize, scopes, instances, jobs, tokens.
     Ctl(ctl::CtlArgs),
+    /// Create every collection's indexes, then exit (a deployment's one-shot step).
+    Migrate(migrate::MigrateArgs),
 }
 
 #[tokio::main]
@@ -75,6 +78,7 @@ async fn main() -> anyhow::Result<std::process::ExitCode> {
             all::run(args).await
         }
         Command::Token(args) => token::run(args).await,
+        Command::Migrate(args) => migrate::run(args).await,
         // Its exit code tells a CI step whether every run succeeded.
         Command::Ctl(args) => return ctl::run(args).await,
     };

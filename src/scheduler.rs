@@ -75,6 +75,7 @@ pub async fn run(args: SchedulerArgs) -> anyhow::Result<()> {
     // to carry.
     let broker = crate::broker_from_env(&mut registry)?;
     let pipeline = Arc::new(Pipeline::new(domain, queue.clone(), broker));
+    pipeline.metrics().register(&mut registry);
     queue.metrics().register(&mut registry);
     let metrics = SchedulerMetrics::default();
     metrics.register(&mut registry);

@@ -145,6 +145,7 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<()> {
         .context("creating the domain's indexes")?;
     let broker = crate::broker_from_env(&mut registry)?;
     let pipeline = Arc::new(Pipeline::new(domain, queue.clone(), broker));
+    pipeline.metrics().register(&mut registry);
     let mut handlers = sv0_pipeline::handlers(pipeline);
     if args.diagnostics {
         handlers.extend(diagnostics::handlers(&db));

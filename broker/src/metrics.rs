@@ -30,7 +30,8 @@ pub struct BrokerMetrics {
 }
 
 impl BrokerMetrics {
-    /// Registers the broker's metrics in the process's one registry.
+    /// Registers the broker's metrics in the process's one registry, under its prefix
+    /// (`sv0_` in the binary).
     pub fn new(registry: &mut Registry) -> Self {
         let resolves = Family::<ResolveLabels, Counter>::default();
         // 1 ms … ≈16 s: env lookups land in the first bucket, vault round trips in the middle,
@@ -38,13 +39,14 @@ impl BrokerMetrics {
         let duration = Family::<ProviderLabel, Histogram>::new_with_constructor(|| {
             Histogram::new(exponential_buckets(0.001, 2.0, 15))
         });
+        let registry = registry.sub_registry_with_prefix("broker");
         registry.register(
-            "sv0_broker_resolves",
+            "resolves",
             "Credential resolves, by provider and outcome",
             resolves.clone(),
         );
         registry.register(
-            "sv0_broker_resolve_duration_seconds",
+            "resolve_duration_seconds",
             "Time to resolve credentials, by provider",
             duration.clone(),
         );

@@ -144,7 +144,7 @@ async fn no_match_is_a_clear_not_found_without_values() {
 
 #[tokio::test]
 async fn aws_and_op_are_refused_with_their_reasons() {
-    let mut registry = Registry::default();
+    let mut registry = Registry::with_prefix("sv0");
     let broker = CredentialBroker::new(BrokerMetrics::new(&mut registry))
         .with_env(EnvProvider::from_vars([("SV0_TENANT_ACME_AWS_KEY", "v")]));
     let aws = CredentialsRef {

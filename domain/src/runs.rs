@@ -164,14 +164,6 @@ impl Domain {
         Ok(finished.modified_count == 1)
     }
 
-    /// Finishes the run with the status its cells add up to ([`ScanRun::outcome`]).
-    pub async fn complete_run(&self, tenant_id: &str, id: ObjectId) -> Result<ScanRun> {
-        let run = self.run(tenant_id, id).await?;
-        let (status, error) = run.outcome();
-        self.finish_run(tenant_id, id, status, error).await?;
-        self.run(tenant_id, id).await
-    }
-
     /// Running runs that no worker has taken up for longer than their budget
     /// (`last_claimed_at` + `budget.max_runtime_seconds` before `now`, ADR-027): their worker is
     /// gone, or their jobs died. Budgets differ per run, so the query takes every running run

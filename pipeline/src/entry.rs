@@ -131,13 +131,8 @@ impl Pipeline {
     /// call stops it: should a later write fail, a job left behind skips the finished run.
     async fn stop_run(&self, run: &ScanRun, status: RunStatus, outcome: &str) -> Result<bool> {
         let domain = &self.domain;
-        if !domain
-            .finish_run(
-                &run.tenant_id,
-                run.id,
-                status,
-                Some(format!("{DRIVER} {outcome}")),
-            )
+        if !self
+            .finish_run(run, status, Some(format!("{DRIVER} {outcome}")))
             .await?
         {
             return Ok(false);

@@ -10,6 +10,7 @@
 pub mod chains;
 pub mod driver;
 mod entry;
+mod metrics;
 mod rematerialize;
 pub mod rules;
 mod scan;
@@ -20,11 +21,12 @@ use std::sync::Arc;
 
 use mongodb::bson::oid::ObjectId;
 use sv0_broker::CredentialBroker;
-use sv0_domain::Domain;
+use sv0_domain::{Domain, RunStatus, ScanRun};
 use sv0_queue::Queue;
 use sv0_worker::{HandlerError, HandlerSet};
 
 pub use entry::{Deploy, RunRequest};
+pub use metrics::PipelineMetrics;
 pub use stage::Stage;
 
 /// The pipeline's job kinds, in pipeline order, then the deploy gate's.
@@ -47,12 +49,13 @@ pub mod kinds {
     ];
 }
 
-/// What the stages and the entry points share: the domain's collections, the queue, and the
-/// credential broker (used by `execute_scan` only).
+/// What the stages and the entry points share: the domain's collections, the queue, the
+/// credential broker (used by `execute_scan` only) and the pipeline's metrics.
 pub struct Pipeline {
     pub domain: Domain,
     pub queue: Queue,
     pub broker: CredentialBroker,
+    metrics: PipelineMetrics,
 }
 
 impl Pipeline {
@@ -61,7 +64,47 @@ impl Pipeline {
             domain,
             queue,
             broker,
+            metrics: PipelineMetrics::default(),
         }
+    }
+
+    /// The runs' and stages' series, to register with the process's registry.
+    pub fn metrics(&self) -> &PipelineMetrics {
+        &self.metrics
+    }
+
+    /// Finishes `run` with `status`; when this call's write is the one that finished it, counts
+    /// the run's end. Returns whether it did.
+    pub(crate) async fn finish_run(
+        &self,
+        run: &ScanRun,
+        status: RunStatus,
+        error: Option<String>,
+    ) -> sv0_domain::Result<bool> {
+        let finished = self
+            .domain
+            .finish_run(&run.tenant_id, run.id, status, error)
+            .await?;
+        if finished {
+            self.metrics.run_finished(&ScanRun {
+                status,
+                finished_at: Some(mongodb::bson::DateTime::now()),
+                ..run.clone()
+            });
+        }
+        Ok(finished)
+    }
+
+    /// Finishes `run` with the status its cells add up to; returns the run as it is now.
+    pub(crate) async fn complete_run(
+        &self,
+        tenant_id: &str,
+        run_id: ObjectId,
+    ) -> sv0_domain::Result<ScanRun> {
+        let run = self.domain.run(tenant_id, run_id).await?;
+        let (status, error) = run.outcome();
+        self.finish_run(&run, status, error).await?;
+        self.domain.run(tenant_id, run_id).await
     }
 
     /// Enqueues stage `kind` of a run, once: a replay finds the first enqueue's job.

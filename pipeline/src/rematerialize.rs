@@ -10,9 +10,10 @@ use sv0_domain::category::{CHAIN, STITCH};
 use sv0_domain::{CategoryName, CategoryResult, Materializer};
 use sv0_worker::{HandlerError, JobContext, JobHandler, with_retry};
 
-use crate::Pipeline;
+use crate::metrics::StageOutcome;
 use crate::stage::{fail_stage, into_handler, running, take_up};
 use crate::stages::{materialize_chains, materialize_stitched};
+use crate::{Pipeline, kinds};
 
 pub struct Rematerialize {
     pub pipeline: Arc<Pipeline>,
@@ -58,22 +59,30 @@ impl JobHandler for Rematerialize {
             })
             .await;
             match outcome {
-                Ok(items) => domain
-                    .stamp_cell(
-                        &tenant_id,
-                        run_id,
-                        &cell,
-                        &CategoryResult::succeeded(items, started),
-                    )
-                    .await
-                    .map_err(into_handler)?,
+                Ok(items) => {
+                    domain
+                        .stamp_cell(
+                            &tenant_id,
+                            run_id,
+                            &cell,
+                            &CategoryResult::succeeded(items, started),
+                        )
+                        .await
+                        .map_err(into_handler)?;
+                    pipeline.metrics().stage_ended(
+                        kinds::REMATERIALIZE,
+                        StageOutcome::Succeeded,
+                        started,
+                    );
+                }
                 Err(error) => {
-                    fail_stage(pipeline, job, &tenant_id, run_id, &cell, started, &error).await?;
+                    let stage = (kinds::REMATERIALIZE, &cell);
+                    fail_stage(pipeline, job, &run, stage, started, &error).await?;
                     return Err(error);
                 }
             }
         }
-        let run = domain
+        let run = pipeline
             .complete_run(&tenant_id, run_id)
             .await
             .map_err(into_handler)?;

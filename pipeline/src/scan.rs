@@ -12,6 +12,7 @@ use sv0_domain::{CategoryName, CategoryResult, ConnectorSync, InstanceStatus, Ru
 use sv0_worker::{HandlerError, JobContext, JobHandler};
 
 use crate::driver::{ConnectorRun, DriverError, run_connector};
+use crate::metrics::StageOutcome;
 use crate::stage::{into_handler, take_up};
 use crate::{Pipeline, kinds};
 
@@ -37,6 +38,11 @@ impl JobHandler for ExecuteScan {
         let started = DateTime::now();
         match self.scan(job, &run).await {
             Ok(()) => {
+                pipeline.metrics().stage_ended(
+                    kinds::EXECUTE_SCAN,
+                    StageOutcome::Succeeded,
+                    started,
+                );
                 pipeline
                     .enqueue_stage(&tenant_id, run_id, kinds::SYNC_INGESTION)
                     .await
@@ -57,10 +63,12 @@ impl JobHandler for ExecuteScan {
                     .stamp_cell(&tenant_id, run_id, &cell, &result)
                     .await
                     .map_err(into_handler)?;
-                domain
+                pipeline
+                    .metrics()
+                    .stage_ended(kinds::EXECUTE_SCAN, StageOutcome::Failed, started);
+                pipeline
                     .finish_run(
-                        &tenant_id,
-                        run_id,
+                        &run,
                         failure.status,
                         Some(format!("{DRIVER} failed: {}", failure.message)),
                     )

@@ -12,6 +12,7 @@ use sv0_queue::NewJob;
 use sv0_worker::{HandlerError, JobContext, JobHandler, with_retry};
 
 use crate::Pipeline;
+use crate::metrics::StageOutcome;
 
 /// One platform stage: a job kind that writes one cell of the run.
 #[async_trait::async_trait]
@@ -59,11 +60,17 @@ impl<S: Stage> JobHandler for StageHandler<S> {
                     )
                     .await
                     .map_err(into_handler)?;
+                self.pipeline.metrics().stage_ended(
+                    self.stage.kind(),
+                    StageOutcome::Succeeded,
+                    started,
+                );
                 tracing::info!(%run_id, tenant_id, stage = self.stage.kind(), items, "stage succeeded");
                 match self.stage.next() {
                     Some(next) => self.pipeline.enqueue_stage(&tenant_id, run_id, next).await,
                     None => {
-                        let run = domain
+                        let run = self
+                            .pipeline
                             .complete_run(&tenant_id, run_id)
                             .await
                             .map_err(into_handler)?;
@@ -76,9 +83,8 @@ impl<S: Stage> JobHandler for StageHandler<S> {
                 fail_stage(
                     &self.pipeline,
                     job,
-                    &tenant_id,
-                    run_id,
-                    &cell,
+                    &run,
+                    (self.stage.kind(), &cell),
                     started,
                     &error,
                 )
@@ -91,16 +97,18 @@ impl<S: Stage> JobHandler for StageHandler<S> {
 
 /// Records a stage's failure on the run when it is final: a permanent error, or a transient one
 /// on the job's last attempt. A transient failure with attempts left only leaves the cell
-/// running: the next attempt takes it up again.
+/// running: the next attempt takes it up again. `stage` is the stage's job kind and the cell it
+/// stamps.
 pub(crate) async fn fail_stage(
     pipeline: &Pipeline,
     job: &JobContext,
-    tenant_id: &str,
-    run_id: ObjectId,
-    cell: &CategoryName,
+    run: &ScanRun,
+    stage: (&'static str, &CategoryName),
     started: DateTime,
     error: &HandlerError,
 ) -> Result<(), HandlerError> {
+    let (kind, cell) = stage;
+    let (tenant_id, run_id) = (run.tenant_id.as_str(), run.id);
     let last_attempt = job.attempt() >= job.job.job.max_attempts;
     if matches!(error, HandlerError::Transient(_)) && !last_attempt {
         return Ok(());
@@ -116,10 +124,12 @@ pub(crate) async fn fail_stage(
         )
         .await
         .map_err(into_handler)?;
-    domain
+    pipeline
+        .metrics()
+        .stage_ended(kind, StageOutcome::Failed, started);
+    pipeline
         .finish_run(
-            tenant_id,
-            run_id,
+            run,
             RunStatus::Failed,
             Some(format!("{cell} failed: {message}")),
         )

@@ -1,7 +1,7 @@
 //! The heartbeat duty: every `heartbeat_every`, one fenced write extends every lease this worker
 //! holds and tells which were lost or asked to cancel; their handlers' tokens fire. The worker's
-//! registry record is touched in the same beat, which also measures the clock skew and marks
-//! other workers' stale records `gone`.
+//! registry record is touched in the same beat, which also measures the clock skew, marks other
+//! workers' stale records `gone`, and counts the live ones (`sv0_worker_live_workers`).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -11,7 +11,7 @@ use sv0_queue::{LeaseRef, LeaseState};
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::SkewVerdict;
-use crate::registry::WorkerRecord;
+use crate::registry::{WorkerRecord, count_live_workers};
 use crate::runtime::{Inner, StopReason};
 
 impl Inner {
@@ -31,6 +31,10 @@ impl Inner {
             .await
             {
                 tracing::warn!(%error, "sweeping the worker registry failed");
+            }
+            match count_live_workers(&self.db, self.config.registry_stale_after).await {
+                Ok(live) => self.metrics.set_live_workers(live),
+                Err(error) => tracing::warn!(%error, "counting live workers failed"),
             }
         }
     }

@@ -1,5 +1,6 @@
 //! The worker's own Prometheus series (the queue's are `sv0_queue_*`): what went wrong inside
-//! handlers and leases, and how far this host's clock is from the database server's.
+//! handlers and leases, how far this host's clock is from the database server's, how busy its run
+//! slots are, and how many workers the registry counts live.
 
 use std::sync::atomic::AtomicU64;
 
@@ -22,6 +23,9 @@ pub struct WorkerMetrics {
     self_fenced: Family<KindLabel, Counter>,
     given_back: Counter,
     clock_skew: Gauge<f64, AtomicU64>,
+    slots_busy: Gauge,
+    slots_capacity: Gauge,
+    live_workers: Gauge,
 }
 
 fn kind(kind: &str) -> KindLabel {
@@ -59,6 +63,21 @@ impl WorkerMetrics {
             "This host's clock minus the database server's, as last measured",
             self.clock_skew.clone(),
         );
+        r.register(
+            "slots_busy",
+            "Run slots running a job now",
+            self.slots_busy.clone(),
+        );
+        r.register(
+            "slots_capacity",
+            "Run slots (--concurrency)",
+            self.slots_capacity.clone(),
+        );
+        r.register(
+            "live_workers",
+            "Workers heartbeating in the workers registry, as this worker last counted them (aggregate with max)",
+            self.live_workers.clone(),
+        );
     }
 
     pub(crate) fn panicked(&self, k: &str) {
@@ -79,5 +98,18 @@ impl WorkerMetrics {
 
     pub(crate) fn set_clock_skew(&self, seconds: f64) {
         self.clock_skew.set(seconds);
+    }
+
+    /// The busy-slot gauge, moved by the slots themselves.
+    pub(crate) fn slots_busy(&self) -> Gauge {
+        self.slots_busy.clone()
+    }
+
+    pub(crate) fn set_slots_capacity(&self, slots: usize) {
+        self.slots_capacity.set(slots as i64);
+    }
+
+    pub(crate) fn set_live_workers(&self, workers: u64) {
+        self.live_workers.set(workers as i64);
     }
 }

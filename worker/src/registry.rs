@@ -102,8 +102,22 @@ pub async fn live_workers(
     within: Duration,
 ) -> mongodb::error::Result<Vec<WorkerRecord>> {
     db.collection::<WorkerRecord>(COLLECTION)
-        .find(doc! {"last_seen_at": {"$gte": ago(within)}, "state": {"$nin": ENDED.as_slice()}})
+        .find(live(within))
         .await?
         .try_collect()
         .await
+}
+
+/// How many workers [`live_workers`] would list.
+pub(crate) async fn count_live_workers(
+    db: &Database,
+    within: Duration,
+) -> mongodb::error::Result<u64> {
+    db.collection::<WorkerRecord>(COLLECTION)
+        .count_documents(live(within))
+        .await
+}
+
+fn live(within: Duration) -> mongodb::bson::Document {
+    doc! {"last_seen_at": {"$gte": ago(within)}, "state": {"$nin": ENDED.as_slice()}}
 }

@@ -246,6 +246,8 @@ impl Worker {
     pub fn new(queue: Queue, db: Database, handlers: HandlerSet, config: WorkerConfig) -> Worker {
         let host = host_name();
         let id = format!("{host}-{}-{}", std::process::id(), ObjectId::new().to_hex());
+        let metrics = WorkerMetrics::default();
+        metrics.set_slots_capacity(config.concurrency);
         Worker {
             inner: Arc::new(Inner {
                 id,
@@ -253,13 +255,13 @@ impl Worker {
                 db,
                 handlers,
                 held: Mutex::new(HashMap::new()),
-                slots: Slots::new(config.concurrency),
+                slots: Slots::new(config.concurrency, metrics.slots_busy()),
                 claim_ahead: ClaimAhead::new(config.claim_ahead_max, config.claim_ahead_horizon),
                 clock: Clock::new(config.lease_ttl),
                 config,
                 wake: Arc::new(Notify::new()),
                 health: Health::default(),
-                metrics: WorkerMetrics::default(),
+                metrics,
             }),
         }
     }

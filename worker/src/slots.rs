@@ -12,6 +12,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
+use prometheus_client::metrics::gauge::Gauge;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, oneshot};
 
 #[derive(Debug)]
@@ -20,6 +21,8 @@ pub(crate) struct Slots {
     /// Resolves once the job lined up last has its slot or gave up waiting.
     last_in_line: Mutex<Option<oneshot::Receiver<()>>>,
     occupancy: Arc<Occupancy>,
+    /// Running jobs, as the `sv0_worker_slots_busy` gauge.
+    busy: Gauge,
 }
 
 /// Jobs in line or running, and a notification each time one leaves.
@@ -48,6 +51,7 @@ pub(crate) struct Place {
     /// Dropped once this job has its slot, or when it stops waiting: either lets the next go.
     _next: oneshot::Sender<()>,
     occupant: Occupant,
+    busy: Gauge,
 }
 
 /// A running job's slot, free again when dropped.
@@ -55,14 +59,23 @@ pub(crate) struct Place {
 pub(crate) struct Slot {
     _permit: OwnedSemaphorePermit,
     _occupant: Occupant,
+    busy: Gauge,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.busy.dec();
+    }
 }
 
 impl Slots {
-    pub(crate) fn new(concurrency: usize) -> Slots {
+    /// `concurrency` slots; `busy` counts the ones running a job.
+    pub(crate) fn new(concurrency: usize, busy: Gauge) -> Slots {
         Slots {
             free: Arc::new(Semaphore::new(concurrency)),
             last_in_line: Mutex::new(None),
             occupancy: Arc::default(),
+            busy,
         }
     }
 
@@ -97,6 +110,7 @@ impl Slots {
             ahead,
             _next: next,
             occupant,
+            busy: self.busy.clone(),
         }
     }
 }
@@ -113,9 +127,11 @@ impl Place {
             .acquire_owned()
             .await
             .expect("the slots' semaphore is never closed");
+        self.busy.inc();
         Slot {
             _permit: permit,
             _occupant: self.occupant,
+            busy: self.busy,
         }
     }
 }
@@ -128,7 +144,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn jobs_get_slots_in_the_order_they_lined_up() {
-        let slots = Slots::new(1);
+        let slots = Slots::new(1, Gauge::default());
         let order = Arc::new(Mutex::new(Vec::new()));
         let first = slots.free.clone().acquire_owned().await.unwrap();
         let mut tasks = Vec::new();
@@ -150,7 +166,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_job_that_stops_waiting_lets_the_next_one_go() {
-        let slots = Slots::new(1);
+        let busy = Gauge::default();
+        let slots = Slots::new(1, busy.clone());
         let gone = slots.line_up();
         let next = slots.line_up();
         assert_eq!(slots.occupied(), 2);
@@ -164,7 +181,9 @@ mod tests {
             .await
             .expect("the next job got its slot");
         assert_eq!(slots.occupied(), 1, "a running job counts");
+        assert_eq!(busy.get(), 1, "a running job is a busy slot");
         drop(slot);
         assert_eq!(slots.occupied(), 0);
+        assert_eq!(busy.get(), 0, "its slot is free again");
     }
 }

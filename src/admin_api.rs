@@ -60,6 +60,7 @@ pub fn build(
     let broker = crate::broker_from_env(registry)?;
     let queue = Queue::new(db);
     queue.metrics().register(registry);
+    queue.metrics().start_kinds(sv0_pipeline::kinds::ALL);
     let pipeline = Arc::new(Pipeline::new(Domain::new(db), queue, broker));
     pipeline.metrics().register(registry);
     let scheduler_metrics = SchedulerMetrics::default();

@@ -77,6 +77,7 @@ pub async fn run(args: SchedulerArgs) -> anyhow::Result<()> {
     let pipeline = Arc::new(Pipeline::new(domain, queue.clone(), broker));
     pipeline.metrics().register(&mut registry);
     queue.metrics().register(&mut registry);
+    queue.metrics().start_kinds(sv0_pipeline::kinds::ALL);
     let metrics = SchedulerMetrics::default();
     metrics.register(&mut registry);
 

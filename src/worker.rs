@@ -210,7 +210,11 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<()> {
         )
         .run(maintenance.clone()),
     );
-    tokio::spawn(DepthSampler::new(queue, Duration::from_secs(15)).run(maintenance.clone()));
+    tokio::spawn(
+        DepthSampler::new(queue, Duration::from_secs(15))
+            .kinds(served.iter().map(String::as_str))
+            .run(maintenance.clone()),
+    );
 
     let signal = shutdown.clone();
     tokio::spawn(async move {

@@ -54,6 +54,13 @@ pub enum Provider {
 }
 
 impl Provider {
+    pub const ALL: [Provider; 4] = [
+        Provider::Env,
+        Provider::AzureKeyvault,
+        Provider::AwsSecretsmanager,
+        Provider::Op,
+    ];
+
     /// The wire name, also used as the metrics label.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -50,6 +50,15 @@ impl BrokerMetrics {
             "Time to resolve credentials, by provider",
             duration.clone(),
         );
+        // Every series starts at 0, so that `increase()` sees a provider's first error.
+        for provider in Provider::ALL {
+            for outcome in OUTCOMES {
+                let _ = resolves.get_or_create(&ResolveLabels {
+                    provider: provider.as_str(),
+                    outcome,
+                });
+            }
+        }
         BrokerMetrics { resolves, duration }
     }
 
@@ -72,7 +81,19 @@ impl BrokerMetrics {
     }
 }
 
-/// The `outcome` label: a closed set of values.
+/// Every value of the `outcome` label.
+const OUTCOMES: [&str; 8] = [
+    "ok",
+    "invalid",
+    "refused",
+    "not_found",
+    "reserved_name",
+    "vault_error",
+    "credential_error",
+    "transient",
+];
+
+/// The `outcome` label: one of [`OUTCOMES`].
 fn outcome(result: &Result<crate::SecretBundle, BrokerError>) -> &'static str {
     match result {
         Ok(_) => "ok",
@@ -83,5 +104,39 @@ fn outcome(result: &Result<crate::SecretBundle, BrokerError>) -> &'static str {
         Err(BrokerError::Vault { .. }) => "vault_error",
         Err(BrokerError::Credential { .. }) => "credential_error",
         Err(BrokerError::Transient(_)) => "transient",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::TransientError;
+    use crate::naming::Refusal;
+
+    #[test]
+    fn every_outcome_is_one_of_the_labels_created_at_start() {
+        let errors = [
+            BrokerError::InvalidTenantId(Refusal::Empty),
+            BrokerError::InvalidRef(Refusal::Empty),
+            BrokerError::NotConfigured(Provider::Op),
+            BrokerError::NotFound {
+                tenant_id: "t".into(),
+                reference: "r".into(),
+                looked_for: "l".into(),
+            },
+            BrokerError::Vault {
+                what: "w".into(),
+                detail: "d".into(),
+            },
+            BrokerError::Credential {
+                what: "w".into(),
+                detail: "d".into(),
+            },
+            BrokerError::Transient(TransientError::Throttled { what: "w".into() }),
+        ];
+        for error in errors {
+            let label = outcome(&Err(error));
+            assert!(OUTCOMES.contains(&label), "{label}");
+        }
     }
 }

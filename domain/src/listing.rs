@@ -14,20 +14,11 @@ use serde::de::DeserializeOwned;
 
 use crate::Domain;
 use crate::error::{DomainError, Result};
-use crate::run::{RunStatus, ScanRun};
+use crate::run::{RunStatus, ScanRun, Trigger};
 use crate::tenancy::{ConnectorInstance, ScanScope, Tenant};
 
 /// The most one page may hold.
 const MAX_PAGE: i64 = 1000;
-
-/// The trigger types a run may have, as [`crate::Trigger::type_name`] names them.
-const TRIGGER_TYPES: [&str; 5] = [
-    "scheduled",
-    "manual_api",
-    "iac_lifecycle",
-    "deploy_gate",
-    "retry",
-];
 
 /// Which runs to list; every field given narrows the list.
 #[derive(Debug, Clone, Default)]
@@ -61,10 +52,10 @@ impl RunFilter {
             query.insert("status", status.as_str());
         }
         if let Some(trigger) = &self.trigger {
-            if !TRIGGER_TYPES.contains(&trigger.as_str()) {
+            if !Trigger::TYPE_NAMES.contains(&trigger.as_str()) {
                 return Err(DomainError::invalid(
                     "trigger",
-                    format!("must be one of {}", TRIGGER_TYPES.join(", ")),
+                    format!("must be one of {}", Trigger::TYPE_NAMES.join(", ")),
                 ));
             }
             query.insert("trigger.type", trigger);
@@ -221,6 +212,6 @@ mod tests {
             Trigger::Retry { retry_of: id },
         ];
         let names: Vec<&str> = triggers.iter().map(Trigger::type_name).collect();
-        assert_eq!(names, TRIGGER_TYPES);
+        assert_eq!(names, Trigger::TYPE_NAMES);
     }
 }

@@ -36,6 +36,15 @@ pub enum Trigger {
 }
 
 impl Trigger {
+    /// Every [`Trigger::type_name`], in declaration order.
+    pub const TYPE_NAMES: [&'static str; 5] = [
+        "scheduled",
+        "manual_api",
+        "iac_lifecycle",
+        "deploy_gate",
+        "retry",
+    ];
+
     pub fn type_name(&self) -> &'static str {
         match self {
             Trigger::Scheduled { .. } => "scheduled",
@@ -70,6 +79,14 @@ impl RunStatus {
     pub fn is_finished(self) -> bool {
         !matches!(self, RunStatus::Queued | RunStatus::Running)
     }
+
+    /// The statuses a run ends in.
+    pub const FINAL: [RunStatus; 4] = [
+        RunStatus::Succeeded,
+        RunStatus::Failed,
+        RunStatus::Timeout,
+        RunStatus::Cancelled,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {

@@ -12,7 +12,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
-use sv0_domain::ScanRun;
+use sv0_domain::{RunStatus, ScanRun, Trigger};
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RunLabels {
@@ -58,13 +58,31 @@ fn duration_histogram() -> Histogram {
 }
 
 impl Default for PipelineMetrics {
+    /// Every counter's label set starts at 0, so that a rate or an increase sees its first
+    /// event: a series born at 1 is, to Prometheus, a series that never grew.
     fn default() -> PipelineMetrics {
-        PipelineMetrics {
+        let metrics = PipelineMetrics {
             runs_finished: Family::default(),
             run_duration: Family::new_with_constructor(duration_histogram),
             stage_cells: Family::default(),
             stage_duration: Family::new_with_constructor(duration_histogram),
+        };
+        for trigger in Trigger::TYPE_NAMES {
+            for status in RunStatus::FINAL {
+                let _ = metrics.runs_finished.get_or_create(&RunLabels {
+                    trigger,
+                    status: status.as_str(),
+                });
+            }
         }
+        for stage in crate::kinds::ALL {
+            for status in ["succeeded", "failed"] {
+                let _ = metrics
+                    .stage_cells
+                    .get_or_create(&CellLabels { stage, status });
+            }
+        }
+        metrics
     }
 }
 

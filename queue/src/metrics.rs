@@ -49,9 +49,13 @@ pub struct QueueMetrics {
     oldest_age: Family<KindLabel, Gauge<f64, AtomicU64>>,
 }
 
+/// The `outcome` values of `sv0_queue_jobs_finished_total` and of `sv0_queue_jobs_reaped_total`.
+const FINISH_OUTCOMES: [&str; 5] = ["succeeded", "retrying", "dead", "failed", "cancelled"];
+const REAP_OUTCOMES: [&str; 3] = ["requeued", "dead", "cancelled"];
+
 impl Default for QueueMetrics {
     fn default() -> Self {
-        QueueMetrics {
+        let metrics = QueueMetrics {
             enqueued: Family::default(),
             claimed: Family::default(),
             finished: Family::default(),
@@ -63,7 +67,11 @@ impl Default for QueueMetrics {
             duration: Family::new_with_constructor(job_duration_histogram),
             depth: Family::default(),
             oldest_age: Family::default(),
+        };
+        for outcome in REAP_OUTCOMES {
+            let _ = metrics.reaped.get_or_create(&ReapLabel { outcome });
         }
+        metrics
     }
 }
 
@@ -132,6 +140,28 @@ impl QueueMetrics {
             "How long the oldest due queued job has waited, by kind (sampled)",
             self.oldest_age.clone(),
         );
+    }
+
+    /// Starts every counter of `kinds` at 0: a series born at its first count hides that count
+    /// from `increase()`, and an alert on "the first lease lost" or "enqueued, never claimed"
+    /// would not see it. Call once at start with the kinds the process enqueues or runs.
+    pub fn start_kinds<'a>(&self, kinds: impl IntoIterator<Item = &'a str>) {
+        for k in kinds {
+            for family in [
+                &self.enqueued,
+                &self.claimed,
+                &self.retried,
+                &self.lease_lost,
+            ] {
+                let _ = family.get_or_create(&kind(k));
+            }
+            for outcome in FINISH_OUTCOMES {
+                let _ = self.finished.get_or_create(&OutcomeLabels {
+                    kind: k.to_string(),
+                    outcome,
+                });
+            }
+        }
     }
 
     pub(crate) fn enqueued(&self, k: &str) {

@@ -34,8 +34,10 @@ pub struct SchedulerMetrics {
 }
 
 impl Default for SchedulerMetrics {
+    /// Every skip reason's counter starts at 0: a series born at its first count would hide
+    /// that count from `increase()`, and missed slots often come all at once, after an outage.
     fn default() -> SchedulerMetrics {
-        SchedulerMetrics {
+        let metrics = SchedulerMetrics {
             ticks: Counter::default(),
             tick_failures: Counter::default(),
             // 1 ms to about 65 s.
@@ -47,7 +49,13 @@ impl Default for SchedulerMetrics {
             // 1 ms to about 9 hours: a buffered slot can wait as long as a run takes.
             schedule_lag: Histogram::new(exponential_buckets(0.001, 2.0, 25)),
             runs_timed_out: Counter::default(),
+        };
+        for reason in crate::plan::SkipReason::ALL {
+            let _ = metrics.slots_skipped.get_or_create(&ReasonLabel {
+                reason: reason.as_str(),
+            });
         }
+        metrics
     }
 }
 

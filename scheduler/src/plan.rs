@@ -62,6 +62,14 @@ pub enum SkipReason {
 }
 
 impl SkipReason {
+    pub const ALL: [SkipReason; 5] = [
+        SkipReason::CatchUpWindow,
+        SkipReason::CatchUpLatest,
+        SkipReason::Overlap,
+        SkipReason::Paused,
+        SkipReason::NotRunnable,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             SkipReason::CatchUpWindow => "catch_up_window",

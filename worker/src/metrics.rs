@@ -80,6 +80,16 @@ impl WorkerMetrics {
         );
     }
 
+    /// Starts the per-kind counters of `kinds` at 0, so that `increase()` sees their first
+    /// event (a series born at 1 never grew, to Prometheus).
+    pub(crate) fn start_kinds<'a>(&self, kinds: impl IntoIterator<Item = &'a str>) {
+        for k in kinds {
+            for family in [&self.panics, &self.timeouts, &self.self_fenced] {
+                let _ = family.get_or_create(&kind(k));
+            }
+        }
+    }
+
     pub(crate) fn panicked(&self, k: &str) {
         self.panics.get_or_create(&kind(k)).inc();
     }

@@ -248,6 +248,10 @@ impl Worker {
         let id = format!("{host}-{}-{}", std::process::id(), ObjectId::new().to_hex());
         let metrics = WorkerMetrics::default();
         metrics.set_slots_capacity(config.concurrency);
+        metrics.start_kinds(handlers.kinds().iter().map(String::as_str));
+        queue
+            .metrics()
+            .start_kinds(handlers.kinds().iter().map(String::as_str));
         Worker {
             inner: Arc::new(Inner {
                 id,

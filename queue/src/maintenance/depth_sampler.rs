@@ -24,16 +24,28 @@ pub struct KindDepth {
 pub struct DepthSampler {
     queue: Queue,
     every: Duration,
+    kinds: HashSet<String>,
 }
 
 impl DepthSampler {
     pub fn new(queue: Queue, every: Duration) -> DepthSampler {
-        DepthSampler { queue, every }
+        DepthSampler {
+            queue,
+            every,
+            kinds: HashSet::new(),
+        }
+    }
+
+    /// Kinds reported from the first sample on, at zero while none is queued: an empty queue is
+    /// a depth of 0, not a missing series (and an alert on depth can tell the two apart).
+    pub fn kinds<'a>(mut self, kinds: impl IntoIterator<Item = &'a str>) -> DepthSampler {
+        self.kinds.extend(kinds.into_iter().map(str::to_string));
+        self
     }
 
     pub async fn run(self, shutdown: CancellationToken) {
         // Kinds seen before are set to zero when they empty, instead of keeping a stale value.
-        let seen = Arc::new(Mutex::new(HashSet::new()));
+        let seen = Arc::new(Mutex::new(self.kinds));
         super::every("depth sampler", self.every, shutdown, || {
             sample(self.queue.clone(), seen.clone())
         })

@@ -415,3 +415,27 @@ async fn a_higher_priority_job_is_not_passed_over_for_an_old_candidate_list() {
     );
     drop(worker);
 }
+
+/// Issue 16 (logs): every line the worker logs about a job, here its commit, carries the job's
+/// id, kind, tenant and group (for a pipeline stage, its run) as fields of the line's `span`.
+#[tokio::test(flavor = "multi_thread")]
+async fn every_line_about_a_job_names_its_id_kind_tenant_and_group() {
+    let (test, queue) = setup("behaviour_job_span").await;
+    let id = queue
+        .enqueue(
+            NewJob::new("probe", doc! {})
+                .tenant_id("acme")
+                .group_id("run-1"),
+        )
+        .await
+        .unwrap()
+        .id;
+    let worker = WorkerProcess::start(test.uri(), test.name(), &[]);
+    wait_status(&test, id, "succeeded", Duration::from_secs(30)).await;
+    let committed = worker.wait_for_event("job committed", Duration::from_secs(10));
+    let span = &committed["span"];
+    assert_eq!(span["job_id"], id.to_hex(), "{committed}");
+    assert_eq!(span["kind"], "probe", "{committed}");
+    assert_eq!(span["tenant_id"], "acme", "{committed}");
+    assert_eq!(span["group_id"], "run-1", "{committed}");
+}

@@ -231,10 +231,9 @@ async fn a_reap_reports_every_cancel_it_finished() {
     }
 }
 
-/// The `queue_jobs_reaped_total` counter counts exactly what the passes did, per outcome: a pass
-/// that finds nothing adds no series, a pass that only finishes marked cancels counts them, and
-/// a pass that requeues counts that alone. Kills the `> 0` mutants (`==`, `<`, `>=`) of both
-/// places the reaper records its counts.
+/// The `queue_jobs_reaped_total` counter counts exactly what the passes did, per outcome: every
+/// outcome's series is there at 0 from the start, a pass that finds nothing adds nothing, a pass
+/// that only finishes marked cancels counts them, and a pass that requeues counts that alone.
 #[tokio::test]
 async fn the_reaped_metric_counts_what_each_pass_did() {
     let (test, queue) = queue("mk_reaper_metrics").await;
@@ -243,10 +242,14 @@ async fn the_reaped_metric_counts_what_each_pass_did() {
 
     assert_eq!(queue.reap_expired().await.unwrap(), Default::default());
     let text = metrics_text(&registry);
-    assert!(
-        !text.contains("queue_jobs_reaped_total{"),
-        "an idle pass reaps nothing:\n{text}"
-    );
+    for outcome in ["requeued", "dead", "cancelled"] {
+        assert!(
+            text.contains(&format!(
+                "queue_jobs_reaped_total{{outcome=\"{outcome}\"}} 0"
+            )),
+            "an idle pass reaps nothing, and every outcome starts at 0:\n{text}"
+        );
+    }
 
     let marked = queue.enqueue(job("k")).await.unwrap().id;
     test.db
@@ -277,7 +280,7 @@ async fn the_reaped_metric_counts_what_each_pass_did() {
         "{text}"
     );
     assert!(
-        !text.contains("outcome=\"dead\""),
+        text.contains("queue_jobs_reaped_total{outcome=\"dead\"} 0"),
         "no job died, so no dead count:\n{text}"
     );
 }

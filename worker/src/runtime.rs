@@ -22,6 +22,7 @@ use sv0_queue::{Candidate, ClaimRequest, Claimed, LeaseRef, Queue};
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::batcher::Batcher;
 use crate::claim_ahead::ClaimAhead;
@@ -611,17 +612,29 @@ impl Inner {
             id,
         };
         let writes = writes.clone();
-        tasks.spawn(async move {
-            let run = crate::job_task::Run {
-                job,
-                place,
-                cancel,
-                stop,
-                phase,
-            };
-            release.inner.run_job(run, writes).await;
-            drop(release);
-        });
+        // Every line logged about this job, by the runtime or its handler, carries these (for a
+        // pipeline stage, the group is its run).
+        let span = tracing::info_span!(
+            "job",
+            job_id = %id,
+            kind = job.kind(),
+            tenant_id = job.job.tenant_id.as_deref(),
+            group_id = job.job.group_id.as_deref(),
+        );
+        tasks.spawn(
+            async move {
+                let run = crate::job_task::Run {
+                    job,
+                    place,
+                    cancel,
+                    stop,
+                    phase,
+                };
+                release.inner.run_job(run, writes).await;
+                drop(release);
+            }
+            .instrument(span),
+        );
     }
 }
 

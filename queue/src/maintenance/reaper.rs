@@ -70,9 +70,7 @@ impl Queue {
             .projection(doc! {"_id": 1})
             .await?;
         if any.is_none() {
-            if marked > 0 {
-                self.metrics.reaped("cancelled", marked);
-            }
+            self.metrics.reaped("cancelled", marked);
             return Ok(ReapReport {
                 cancelled: marked,
                 ..ReapReport::default()
@@ -118,9 +116,7 @@ impl Queue {
             ("dead", dead),
             ("cancelled", cancelled),
         ] {
-            if count > 0 {
-                self.metrics.reaped(outcome, count);
-            }
+            self.metrics.reaped(outcome, count);
         }
         if report != ReapReport::default() {
             tracing::info!(requeued, dead, cancelled, "reaped expired leases");

@@ -128,3 +128,46 @@ async fn a_worker_whose_jobs_run_long_leases_no_more_than_it_runs() {
     )
     .await;
 }
+
+/// Jobs leased ahead behind a job that turned out long are given back after four horizons (1 s)
+/// and run by another worker, while the long job still holds the first worker's only slot: an
+/// estimate gone wrong keeps no jobs from idle workers (issue 12, item 7).
+#[tokio::test(flavor = "multi_thread")]
+async fn jobs_leased_ahead_behind_a_long_job_are_given_back_to_an_idle_worker() {
+    let (test, queue) = setup("ahead_stale").await;
+    queue.enqueue_many(probes(5, 0, 10)).await.unwrap();
+    let long = queue.enqueue_many(probes(1, 8_000, 5)).await.unwrap()[0].id;
+    let waiting = enqueue_ids(&queue, probes(20, 0, 1)).await;
+    let first = WorkerProcess::start(test.uri(), test.name(), &["--concurrency", "1"]);
+    wait_count(
+        &test.db,
+        "probe_runs",
+        doc! {"job_id": long},
+        1,
+        Duration::from_secs(20),
+    )
+    .await;
+    let long_started = Instant::now();
+    let _second = WorkerProcess::start(test.uri(), test.name(), &["--concurrency", "4"]);
+    wait_count(
+        &test.db,
+        "jobs",
+        doc! {"_id": {"$in": &waiting}, "status": "succeeded"},
+        20,
+        Duration::from_secs(20),
+    )
+    .await;
+    assert!(
+        long_started.elapsed() < Duration::from_secs(7),
+        "the waiting jobs ran elsewhere before the 8 s job ended ({:?})",
+        long_started.elapsed()
+    );
+    assert_eq!(
+        job(&test.db, long).await.get_str("status").unwrap(),
+        "running"
+    );
+    assert!(
+        first.metric("sv0_worker_leased_ahead_given_back_total") >= 1.0,
+        "the first worker gave them back"
+    );
+}

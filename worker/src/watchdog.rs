@@ -34,6 +34,13 @@ fn stale_after(horizon: Duration) -> Duration {
     horizon * STALE_HORIZONS
 }
 
+/// A job is given back only while it waits for a slot (a started job is running, not stale),
+/// and only once it has waited longer than `stale_after`: giving back sooner would undo every
+/// lease ahead and pay a claim per job.
+fn is_stale(waiting: bool, waited: Duration, stale_after: Duration) -> bool {
+    waiting && waited > stale_after
+}
+
 impl Inner {
     pub(crate) async fn watchdog_loop(self: Arc<Self>, stop: CancellationToken) {
         let tick = tick(self.config.self_fence_margin, self.claim_ahead.horizon());
@@ -47,7 +54,7 @@ impl Inner {
             let given_back = self
                 .give_back(|job| {
                     let waited = job.leased_at.elapsed();
-                    let stale = job.phase.waiting() && waited > stale_after;
+                    let stale = is_stale(job.phase.waiting(), waited, stale_after);
                     if stale {
                         // The estimate was wrong: teach it how long this job waited, or the
                         // next claim would lease the same jobs ahead again at once, and no
@@ -115,5 +122,19 @@ mod tests {
     #[test]
     fn a_job_leased_ahead_is_stale_after_four_horizons() {
         assert_eq!(stale_after(HORIZON), Duration::from_secs(1));
+    }
+
+    #[test]
+    fn only_a_waiting_job_past_its_wait_is_stale() {
+        let limit = Duration::from_secs(1);
+        assert!(is_stale(true, Duration::from_millis(1001), limit));
+        assert!(
+            !is_stale(true, Duration::from_millis(999), limit),
+            "within its wait"
+        );
+        assert!(
+            !is_stale(false, Duration::from_secs(5), limit),
+            "started: running, not stale"
+        );
     }
 }

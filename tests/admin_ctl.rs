@@ -4,44 +4,13 @@
 
 mod common;
 
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::Duration;
 
-use common::pipeline::{Bench, canary, demo_connector};
-use common::{SV0, WorkerProcess, count, http_get};
+use common::pipeline::{Bench, canary, ctl, demo_connector, token};
+use common::{WorkerProcess, count, http_get};
 use mongodb::bson::doc;
 use serde_json::Value;
-
-/// `sv0 token create`: the token, printed once on stdout.
-fn token(bench: &Bench, role: &str, name: &str) -> String {
-    let output = Command::new(SV0)
-        .args(["token", "create", "--role", role, "--name", name])
-        .args([
-            "--mongodb-uri",
-            bench.tdb.uri(),
-            "--database",
-            bench.tdb.name(),
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).unwrap().trim().to_string()
-}
-
-/// `sv0 ctl ARGS…` against `url` with `token`.
-fn ctl(url: &str, token: &str, args: &[&str]) -> Output {
-    Command::new(SV0)
-        .arg("ctl")
-        .args(args)
-        .env("SV0_API_URL", url)
-        .env("SV0_API_TOKEN", token)
-        .output()
-        .unwrap()
-}
 
 fn text(output: &Output) -> String {
     format!(

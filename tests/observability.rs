@@ -21,8 +21,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::pipeline::{Bench, demo_connector, wrapped};
-use common::{SV0, WorkerProcess};
+use common::WorkerProcess;
+use common::pipeline::{Bench, ctl, demo_connector, token, wrapped};
 use mongodb::bson::{DateTime, doc};
 use serde_json::Value;
 use sv0_domain::Schedule;
@@ -185,31 +185,6 @@ fn panel_queries() -> Vec<(String, String, String, String)> {
     queries
 }
 
-fn token(bench: &Bench, role: &str) -> String {
-    let output = Command::new(SV0)
-        .args(["token", "create", "--role", role, "--name", role])
-        .args([
-            "--mongodb-uri",
-            bench.tdb.uri(),
-            "--database",
-            bench.tdb.name(),
-        ])
-        .output()
-        .unwrap();
-    assert!(output.status.success());
-    String::from_utf8(output.stdout).unwrap().trim().to_string()
-}
-
-fn ctl(url: &str, token: &str, args: &[&str]) -> std::process::Output {
-    Command::new(SV0)
-        .arg("ctl")
-        .args(args)
-        .env("SV0_API_URL", url)
-        .env("SV0_API_TOKEN", token)
-        .output()
-        .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn dashboards_and_alerts_work_on_a_real_prometheus_and_the_stage_alert_pages() {
     let prometheus = binary(&["prometheus"]);
@@ -309,8 +284,8 @@ async fn dashboards_and_alerts_work_on_a_real_prometheus_and_the_stage_alert_pag
         .as_secs();
 
     // The rest of the workload, through the API as an operator and as CI would.
-    let operator = token(&bench, "operator");
-    let ci = token(&bench, "ci");
+    let operator = token(&bench, "operator", "oncall");
+    let ci = token(&bench, "ci", "ci");
     let triggered = ctl(
         &api_url,
         &operator,

@@ -86,11 +86,7 @@ impl Pipeline {
             .finish_run(&run.tenant_id, run.id, status, error)
             .await?;
         if finished {
-            self.metrics.run_finished(&ScanRun {
-                status,
-                finished_at: Some(mongodb::bson::DateTime::now()),
-                ..run.clone()
-            });
+            self.metrics.run_finished(run, status);
         }
         Ok(finished)
     }

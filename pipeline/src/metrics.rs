@@ -111,18 +111,19 @@ impl PipelineMetrics {
         );
     }
 
-    /// `run` has just been finished by this process's write (it carries its final status).
-    pub(crate) fn run_finished(&self, run: &ScanRun) {
+    /// `run` has just been finished, with `status`, by this process's write.
+    pub(crate) fn run_finished(&self, run: &ScanRun, status: RunStatus) {
         let trigger = run.trigger.type_name();
         self.runs_finished
             .get_or_create(&RunLabels {
                 trigger,
-                status: run.status.as_str(),
+                status: status.as_str(),
             })
             .inc();
-        let ended = run.finished_at.unwrap_or_else(mongodb::bson::DateTime::now);
-        let seconds =
-            (ended.timestamp_millis() - run.created_at.timestamp_millis()).max(0) as f64 / 1000.0;
+        let seconds = (mongodb::bson::DateTime::now().timestamp_millis()
+            - run.created_at.timestamp_millis())
+        .max(0) as f64
+            / 1000.0;
         self.run_duration
             .get_or_create(&TriggerLabel { trigger })
             .observe(seconds);

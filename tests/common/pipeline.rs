@@ -213,3 +213,34 @@ pub async fn dump(db: &Database) -> String {
     }
     text
 }
+
+/// `sv0 token create`: the token, printed once on stdout.
+pub fn token(bench: &Bench, role: &str, name: &str) -> String {
+    let output = std::process::Command::new(super::SV0)
+        .args(["token", "create", "--role", role, "--name", name])
+        .args([
+            "--mongodb-uri",
+            bench.tdb.uri(),
+            "--database",
+            bench.tdb.name(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap().trim().to_string()
+}
+
+/// `sv0 ctl ARGS…` against `url` with `token`.
+pub fn ctl(url: &str, token: &str, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(super::SV0)
+        .arg("ctl")
+        .args(args)
+        .env("SV0_API_URL", url)
+        .env("SV0_API_TOKEN", token)
+        .output()
+        .unwrap()
+}

@@ -6,11 +6,13 @@ mod common;
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use common::{WorkerProcess, all, count, enqueue_ids, job, setup, wait_count};
+use common::{
+    WorkerProcess, all, count, enqueue_ids, job, setup, setup_on, start_latency_ms, wait_count,
+};
 use mongodb::bson::{DateTime, doc};
 use nix::sys::signal::Signal;
 use sv0_queue::{CancelOutcome, NewJob};
-use sv0_testkit::{FaultProxy, stand};
+use sv0_testkit::{FaultProxy, oplog_stand, stand};
 
 /// Issue 12 item 1: a panicking handler used to strand its job `running` for the worker's
 /// lifetime (its `held` entry was never removed, so its lease was heartbeated forever), and under
@@ -194,6 +196,66 @@ async fn a_free_slot_beside_long_jobs_is_not_left_idle() {
     )
     .await;
     drop(worker);
+}
+
+/// The rule's other side: a worker with at least half its room free claims at once, busy or
+/// not. One long job in four slots leaves three free; a job enqueued then starts on the change
+/// stream's wake-up, not after the 10 s poll cap. (Mutation testing found this unpinned: a worker
+/// that waited whenever *more* than half its room was free passed every other test, since a
+/// patient worker claims anyway after a poll cap.)
+#[tokio::test(flavor = "multi_thread")]
+async fn a_worker_with_half_its_room_free_claims_at_once_while_busy() {
+    let (test, queue) = setup_on(oplog_stand(), "hardening_half_free").await;
+    let long = queue
+        .enqueue(NewJob::new("probe", doc! {"sleep_ms": 30_000_i64}))
+        .await
+        .unwrap()
+        .id;
+    let worker = WorkerProcess::start(
+        test.uri(),
+        test.name(),
+        &[
+            "--concurrency",
+            "4",
+            "--claim-ahead",
+            "0",
+            "--change-streams",
+            "auto",
+            "--poll-max-ms",
+            "10000",
+        ],
+    );
+    worker.wait_for_event(
+        "waking on a change stream of new jobs",
+        Duration::from_secs(20),
+    );
+    wait_count(
+        &test.db,
+        "jobs",
+        doc! {"_id": long, "status": "running"},
+        1,
+        Duration::from_secs(20),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let next = queue
+        .enqueue(NewJob::new("noop", doc! {}))
+        .await
+        .unwrap()
+        .id;
+    wait_count(
+        &test.db,
+        "jobs",
+        doc! {"_id": next, "status": "succeeded"},
+        1,
+        Duration::from_secs(20),
+    )
+    .await;
+    let latency = start_latency_ms(&test.db, next).await;
+    assert!(
+        latency < 2_000,
+        "three of four slots free: claimed on the wake-up, not after the 10 s poll cap ({latency} ms)"
+    );
 }
 
 /// The other half of the rule above: a busy worker of fast jobs claims in batches, once half its

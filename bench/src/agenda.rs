@@ -138,6 +138,7 @@ impl Agenda {
         Ok(Memory {
             peak_mb,
             current_mb,
+            at_rest_mb: None,
         })
     }
 }

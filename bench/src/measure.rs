@@ -61,6 +61,16 @@ impl Latency {
 pub struct Memory {
     pub peak_mb: f64,
     pub current_mb: f64,
+    /// Resident before any job came, when measured: mostly the binary's pages that startup
+    /// touched, so `peak_mb − at_rest_mb` is what the jobs cost.
+    pub at_rest_mb: Option<f64>,
+}
+
+impl Memory {
+    /// What draining the jobs added to the resident set, when the resting size is known.
+    pub fn drain_mb(&self) -> Option<f64> {
+        self.at_rest_mb.map(|rest| self.peak_mb - rest)
+    }
 }
 
 /// Polls `remaining` until it reports 0 or `cap` passes; returns whether it reached 0.

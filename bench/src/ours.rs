@@ -127,10 +127,15 @@ impl Ours {
     }
 
     /// Drains `jobs` with one worker of `concurrency` and reads its memory before stopping it.
+    /// Its resident size at rest is read first, before any job is enqueued: the binary carries
+    /// more than the queue (the pipeline's stages, the broker), and the pages its startup touches
+    /// are not what the jobs cost.
     pub async fn memory(&self, db: &Database, jobs: usize, concurrency: usize) -> Result<Memory> {
         let queue = fresh_queue(db).await?;
-        enqueue(&queue, jobs).await?;
         let (workers, _) = self.start(db, 1, concurrency, false).await?;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let (_, at_rest_mb) = procs::memory_mb(workers[0].pid()?)?;
+        enqueue(&queue, jobs).await?;
         let jobs_coll = db.collection::<Document>("jobs");
         let all_done =
             measure::wait_until_done(Duration::from_secs(120), || unfinished(&jobs_coll)).await?;
@@ -143,6 +148,7 @@ impl Ours {
         Ok(Memory {
             peak_mb,
             current_mb,
+            at_rest_mb: Some(at_rest_mb),
         })
     }
 }

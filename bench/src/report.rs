@@ -59,7 +59,13 @@ impl fmt::Display for Cell {
                 "p50 {:.0} ms / p99 {:.0} ms / p99.9 {:.0} ms ({} jobs)",
                 l.p50, l.p99, l.p999, l.samples
             ),
-            Cell::Memory(m) => write!(f, "peak {:.1} MB (now {:.1} MB)", m.peak_mb, m.current_mb),
+            Cell::Memory(m) => {
+                write!(f, "peak {:.1} MB (now {:.1} MB", m.peak_mb, m.current_mb)?;
+                match m.at_rest_mb {
+                    Some(rest) => write!(f, "; at rest {rest:.1} MB)"),
+                    None => write!(f, ")"),
+                }
+            }
             Cell::NotApplicable => write!(f, "—"),
             Cell::NotRun(why) => write!(f, "not run: {why}"),
             Cell::Failed(_) => write!(f, "FAILED (error in the log)"),
@@ -192,9 +198,17 @@ fn against_baseline(rows: &[Row]) -> String {
                     o.p99 / b.p99
                 }),
             ),
+            // Judged by what the drain added: the resting size is the binary, which grew with
+            // the stages and the broker whatever the queue does (both figures are shown).
             (Cell::Memory(o), Cell::Memory(b)) => {
-                let r = o.peak_mb / b.peak_mb;
-                (format!("peak ×{r:.2}"), Some(r))
+                let peak = o.peak_mb / b.peak_mb;
+                match o.drain_mb().zip(b.drain_mb()) {
+                    Some((od, bd)) => (
+                        format!("peak ×{peak:.2}, added by the drain ×{:.2}", od / bd),
+                        Some(od / bd),
+                    ),
+                    None => (format!("peak ×{peak:.2}"), Some(peak)),
+                }
             }
             _ => ("—".into(), None),
         };

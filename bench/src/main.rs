@@ -363,9 +363,12 @@ async fn main() -> Result<()> {
             scan.as_deref(),
             ticks.as_deref(),
             &machine,
-            &args.revision,
-            elapsed,
-            args.cap_secs,
+            &report::RunFacts {
+                revision: &args.revision,
+                elapsed,
+                cap_secs: args.cap_secs,
+                repeat: baseline.as_ref().map_or(1, |_| args.repeat),
+            },
         );
         std::fs::write(path, markdown).with_context(|| format!("writing {}", path.display()))?;
         eprintln!("wrote {}", path.display());

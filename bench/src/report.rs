@@ -325,6 +325,15 @@ impl Machine {
     }
 }
 
+/// How a benchmark run was made, for the report's opening paragraph.
+pub struct RunFacts<'a> {
+    pub revision: &'a str,
+    pub elapsed: Duration,
+    pub cap_secs: u64,
+    /// Runs per drain cell of ours and the baseline (1 without a baseline).
+    pub repeat: u16,
+}
+
 /// The whole of `docs/benchmarks.md`: how it was made, the table, the targets, and the
 /// explanation (`bench/src/explanation.md`, which states no figures of its own).
 pub fn markdown(
@@ -332,17 +341,29 @@ pub fn markdown(
     scan: Option<&[StageCost]>,
     ticks: Option<&[TickCost]>,
     machine: &Machine,
-    revision: &str,
-    elapsed: Duration,
-    cap_secs: u64,
+    facts: &RunFacts,
 ) -> String {
+    let RunFacts {
+        revision,
+        elapsed,
+        cap_secs,
+        repeat,
+    } = *facts;
     let date = mongodb::bson::DateTime::now()
         .try_to_rfc3339_string()
         .unwrap_or_default();
+    let repetitions = if repeat > 1 {
+        format!(
+            "Each drain of ours and of the baseline ran {repeat} times, the two alternating, and\n\
+             its cell is the median run; every other cell is one run"
+        )
+    } else {
+        "One repetition per cell".to_string()
+    };
     format!(
         "# Benchmarks\n\n\
          Produced by one command, `./scripts/bench`, which writes this file. Measured {date} at\n\
-         revision `{revision}`; the run took {:.0} s. One repetition per cell: treat differences of\n\
+         revision `{revision}`; the run took {:.0} s. {repetitions}: treat differences of\n\
          a few per cent as noise. Drains slower than {cap_secs} s are stopped there and reported at\n\
          the rate they reached (marked *capped*).\n\n\
          Machine: {} cores ({}), {} of memory, shared with other work (load average {} when the\n\

@@ -90,5 +90,8 @@ pub(crate) async fn ensure_indexes(db: &mongodb::Database) -> anyhow::Result<()>
         .ensure_indexes()
         .await
         .context("creating the slot log's indexes")?;
+    sv0_worker::ensure_registry_indexes(db)
+        .await
+        .context("creating the worker registry's index")?;
     Ok(())
 }

@@ -136,6 +136,9 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<()> {
         .ensure_indexes()
         .await
         .context("creating the queue's indexes")?;
+    sv0_worker::ensure_registry_indexes(&db)
+        .await
+        .context("creating the worker registry's index")?;
 
     let mut registry = Registry::with_prefix("sv0");
     let domain = Domain::new(&db);

@@ -6,7 +6,9 @@ mod common;
 use std::process::Command;
 
 use common::SV0;
-use mongodb::bson::Document;
+use futures::TryStreamExt;
+use mongodb::IndexModel;
+use mongodb::bson::{Document, doc};
 use sv0_testkit::TestDb;
 
 fn migrate(uri: &str, database: &str) -> std::process::Output {
@@ -46,6 +48,7 @@ async fn migrate_creates_every_collections_indexes_and_can_run_again() {
         "findings",
         "slot_outcomes",
         "audit_log",
+        "workers",
     ] {
         let indexes = index_count(&tdb, collection).await;
         assert!(
@@ -53,6 +56,88 @@ async fn migrate_creates_every_collections_indexes_and_can_run_again() {
             "{collection} has {indexes} index(es) after migrate"
         );
     }
+}
+
+async fn index_names(tdb: &TestDb, collection: &str) -> Vec<String> {
+    tdb.db
+        .collection::<Document>(collection)
+        .list_index_names()
+        .await
+        .unwrap_or_default()
+}
+
+/// The indexes docs/scaling.md found missing for hot queries on MongoDB: the reaper's cancel
+/// sweep (it read every queued job on every pass, in every worker), the registry's sweep and
+/// live count (every worker, every heartbeat), the scheduler's claim (it walked past every paused
+/// scope), and the run and sync look-ups whose `_id` tie-break kept their sort out of the index.
+/// An upgraded database loses the shorter indexes these replace.
+#[tokio::test]
+async fn migrate_serves_the_hot_queries_and_drops_the_indexes_they_replace() {
+    let tdb = TestDb::new("migrate_hot").await;
+    for (collection, keys) in [
+        ("scan_runs", doc! {"tenant_id": 1, "created_at": -1}),
+        (
+            "connector_syncs",
+            doc! {"tenant_id": 1, "source": 1, "created_at": -1},
+        ),
+        ("scan_scopes", doc! {"due_at": 1}),
+    ] {
+        tdb.db
+            .collection::<Document>(collection)
+            .create_index(IndexModel::builder().keys(keys).build())
+            .await
+            .unwrap();
+    }
+    let out = migrate(tdb.uri(), tdb.name());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let jobs = tdb.db.collection::<Document>("jobs");
+    let sweep = jobs
+        .list_indexes()
+        .await
+        .unwrap()
+        .try_collect::<Vec<_>>()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|index| {
+            index.options.as_ref().and_then(|o| o.name.as_deref()) == Some("cancel_sweep")
+        })
+        .expect("the cancel sweep's index");
+    assert_eq!(sweep.keys, doc! {"status": 1, "cancel_requested": 1});
+    assert!(
+        index_names(&tdb, "workers")
+            .await
+            .contains(&"seen".to_string())
+    );
+    let runs = index_names(&tdb, "scan_runs").await;
+    assert!(
+        runs.contains(&"tenant_id_1_created_at_-1__id_-1".to_string()),
+        "{runs:?}"
+    );
+    assert!(
+        !runs.contains(&"tenant_id_1_created_at_-1".to_string()),
+        "{runs:?}"
+    );
+    let scopes = index_names(&tdb, "scan_scopes").await;
+    assert!(
+        scopes.contains(&"paused_1_due_at_1".to_string()),
+        "{scopes:?}"
+    );
+    assert!(!scopes.contains(&"due_at_1".to_string()), "{scopes:?}");
+    let syncs = index_names(&tdb, "connector_syncs").await;
+    assert!(
+        syncs.contains(&"tenant_id_1_source_1_created_at_-1__id_-1".to_string()),
+        "{syncs:?}"
+    );
+    assert!(
+        !syncs.contains(&"tenant_id_1_source_1_created_at_-1".to_string()),
+        "{syncs:?}"
+    );
 }
 
 #[test]

@@ -99,8 +99,9 @@ impl Domain {
                         .keys(doc! { "dedup_key": 1 })
                         .options(IndexOptions::builder().unique(true).sparse(true).build())
                         .build(),
-                    // A tenant's runs, newest first (`recent_runs`, for `sv0 runs`).
-                    plain(doc! { "tenant_id": 1, "created_at": -1 }),
+                    // A tenant's runs, newest first (`recent_runs`, for `sv0 runs`); `_id` is the
+                    // sort's tie-break, so without it the sort cannot come from the index.
+                    plain(doc! { "tenant_id": 1, "created_at": -1, "_id": -1 }),
                     // A tenant's runs a page at a time, newest first by id (the admin API's
                     // list): without it MongoDB sorts the tenant's whole run history per page.
                     plain(doc! { "tenant_id": 1, "_id": -1 }),
@@ -121,8 +122,10 @@ impl Domain {
                 "scan_scopes",
                 vec![
                     plain(doc! { "tenant_id": 1, "instance_id": 1 }),
-                    // The scheduler's claim: due scopes, earliest first.
-                    plain(doc! { "due_at": 1 }),
+                    // The scheduler's claim and its next-due look-up: unpaused scopes, earliest
+                    // due first. A paused scope keeps its `due_at`; with `due_at` alone, every
+                    // tick walked past the paused scopes at the front of the index.
+                    plain(doc! { "paused": 1, "due_at": 1 }),
                     // A claim's read-back, and giving a claim back.
                     plain(doc! { "claim.nonce": 1 }),
                     // A scope by id within its tenant, and a holder's fenced settle by id and
@@ -139,8 +142,10 @@ impl Domain {
                 vec![
                     // One sync per run: a replayed execute_scan finds the first one's.
                     unique(doc! { "scan_run_id": 1 }),
-                    // A source's latest sync (the stitch stage's fan-out).
-                    plain(doc! { "tenant_id": 1, "source": 1, "created_at": -1 }),
+                    // A source's latest sync (the stitch stage's fan-out), by the same sort with
+                    // its `_id` tie-break: without it every sync of the source (each holding
+                    // a graph) was read and sorted to return one.
+                    plain(doc! { "tenant_id": 1, "source": 1, "created_at": -1, "_id": -1 }),
                 ],
             ),
             (
@@ -190,6 +195,26 @@ impl Domain {
                 .create_indexes(indexes)
                 .await?;
         }
+        // Indexes an earlier version created, now replaced by a longer key above that serves
+        // their queries too: dropped, so an upgraded deployment does not maintain both.
+        for (collection, name) in SUPERSEDED_INDEXES {
+            let collection = self.db.collection::<Document>(collection);
+            if collection
+                .list_index_names()
+                .await?
+                .iter()
+                .any(|n| n == name)
+            {
+                collection.drop_index(name).await?;
+            }
+        }
         Ok(())
     }
 }
+
+/// `(collection, index name)` of indexes [`Domain::ensure_indexes`] drops.
+const SUPERSEDED_INDEXES: [(&str, &str); 3] = [
+    ("scan_runs", "tenant_id_1_created_at_-1"),
+    ("scan_scopes", "due_at_1"),
+    ("connector_syncs", "tenant_id_1_source_1_created_at_-1"),
+];

@@ -43,6 +43,19 @@ impl Queue {
             named(doc! {"status": 1, "finished_at": 1}, "prune"),
             // cancel_group: {group_id, status}.
             named(doc! {"group_id": 1, "status": 1}, "group"),
+            // the reaper's cancel sweep: {status: queued, cancel_requested: true}, in every worker
+            // on every pass. No other index has `cancel_requested`, so without this one each pass
+            // read every queued job. Partial, so it holds only the few jobs marked for cancelling
+            // (every job stores the mark, `false` until asked). The stand ignores partial filters.
+            IndexModel::builder()
+                .keys(doc! {"status": 1, "cancel_requested": 1})
+                .options(
+                    IndexOptions::builder()
+                        .name("cancel_sweep".to_string())
+                        .partial_filter_expression(doc! {"cancel_requested": true})
+                        .build(),
+                )
+                .build(),
             // operator: {tenant_id, ...} sorted {_id: -1}, paged by {_id: {$lt: after}}; the
             // payload search's bound counts through it. Neither key ever changes, so only inserts
             // and prunes maintain it.

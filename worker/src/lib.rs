@@ -26,7 +26,7 @@ mod watchdog;
 
 pub use handler::{HandlerError, HandlerSet, JobContext, JobHandler, TransientError};
 pub use metrics::WorkerMetrics;
-pub use registry::{WorkerRecord, live_workers};
+pub use registry::{WorkerRecord, ensure_registry_indexes, live_workers};
 pub use retry::{RETRY_DELAYS, with_retry};
 pub use runtime::{MAX_CONCURRENCY, Worker, WorkerConfig};
 pub use status_server::{Health, serve_status};

@@ -9,9 +9,9 @@
 use std::time::Duration;
 
 use futures::TryStreamExt;
-use mongodb::Database;
 use mongodb::bson::{DateTime, doc};
-use mongodb::options::ReturnDocument;
+use mongodb::options::{IndexOptions, ReturnDocument};
+use mongodb::{Database, IndexModel};
 use serde::{Deserialize, Serialize};
 
 pub(crate) const COLLECTION: &str = "workers";
@@ -94,6 +94,22 @@ fn ago(span: Duration) -> DateTime {
             .timestamp_millis()
             .saturating_sub(span.as_millis().min(i64::MAX as u128) as i64),
     )
+}
+
+/// Creates the registry's index (idempotent; run at start-up): the sweep and the live-worker
+/// count select by state and `last_seen_at` from every worker on every heartbeat, a scan of the
+/// collection without it. State first, so the count reads only live workers' keys, not the
+/// ended records kept for the retention.
+pub async fn ensure_registry_indexes(db: &Database) -> mongodb::error::Result<()> {
+    db.collection::<WorkerRecord>(COLLECTION)
+        .create_index(
+            IndexModel::builder()
+                .keys(doc! {"state": 1, "last_seen_at": 1})
+                .options(IndexOptions::builder().name("seen".to_string()).build())
+                .build(),
+        )
+        .await?;
+    Ok(())
 }
 
 /// Workers seen within `within` and neither stopped nor gone.

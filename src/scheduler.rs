@@ -36,6 +36,11 @@ pub struct SchedulerArgs {
     /// The orphaned-run reaper's period, in seconds (1 to 86400).
     #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     orphans_every_s: u64,
+    /// How old a queued run must be, in seconds (1 to 3600), before the orphaned-run reaper
+    /// checks that its first job exists (its creator may have lost the database between writing
+    /// the run and enqueuing the job) and enqueues it if not.
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3_600))]
+    first_job_grace_s: u64,
     /// How long slot outcomes are kept, in days (1 to 3650).
     #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3_650))]
     slot_log_days: u64,
@@ -108,6 +113,7 @@ pub async fn run(args: SchedulerArgs) -> anyhow::Result<()> {
             Duration::from_secs(args.orphans_every_s),
             Duration::from_secs(args.slot_log_days * 24 * 3600),
         )
+        .first_job_grace(Duration::from_secs(args.first_job_grace_s))
         .run(shutdown.clone()),
     );
     tokio::spawn(

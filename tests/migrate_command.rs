@@ -123,6 +123,10 @@ async fn migrate_serves_the_hot_queries_and_drops_the_indexes_they_replace() {
         !runs.contains(&"tenant_id_1_created_at_-1".to_string()),
         "{runs:?}"
     );
+    assert!(
+        runs.contains(&"unconfirmed_queued".to_string()),
+        "the orphaned-run reaper's look at queued runs: {runs:?}"
+    );
     let scopes = index_names(&tdb, "scan_scopes").await;
     assert!(
         scopes.contains(&"paused_1_due_at_1".to_string()),

@@ -12,7 +12,7 @@ use common::WorkerProcess;
 use common::pipeline::{Bench, demo_connector};
 use mongodb::bson::{DateTime, doc};
 use nix::sys::signal::Signal;
-use sv0_domain::{Overlap, RunStatus, ScanRun, ScanScope, Schedule};
+use sv0_domain::{Overlap, RunStatus, ScanRun, ScanScope, Schedule, Trigger};
 use sv0_testkit::{FaultProxy, stand};
 
 fn slot_of(run: &ScanRun) -> DateTime {
@@ -260,6 +260,52 @@ async fn scheduled_scans_run_end_to_end_through_real_workers() {
     }
 }
 
+/// A run whose creator lost the database before enqueuing its first job (the chaos run's long
+/// profile found two) is repaired by a real `sv0 scheduler`'s orphaned-run reaper once the
+/// first-job grace has passed, and a real worker then scans it to `succeeded`; the reaper says
+/// so in its log and its metrics.
+#[tokio::test]
+async fn a_run_whose_first_job_was_lost_is_repaired_and_runs_to_success() {
+    let bench = Bench::new("sched_first_job").await;
+    let scope = bench
+        .provision(
+            "acme",
+            vec![demo_connector()],
+            doc! { "clouds": ["aws"], "size": 10, "seed": 1 },
+            60,
+        )
+        .await;
+    let mut run = ScanRun::new(
+        "acme",
+        Trigger::ManualApi { requested_by: None },
+        scope.budget,
+    );
+    run.scope_id = Some(scope.id);
+    run.instance_id = Some(scope.instance_id);
+    bench.domain.insert_run(&run).await.unwrap();
+    let _worker = bench.worker(&["acme"], &[]);
+    let (uri, name) = (bench.tdb.uri().to_string(), bench.tdb.name().to_string());
+    let scheduler = WorkerProcess::scheduler(
+        &uri,
+        &name,
+        &["--orphans-every-s", "1", "--first-job-grace-s", "2"],
+    );
+
+    let run = bench
+        .finished("acme", run.id, Duration::from_secs(60))
+        .await;
+    assert_eq!(run.status, RunStatus::Succeeded, "{run:#?}");
+    let repaired = scheduler.events(
+        "queued run had no first job (its creator lost the database between the two writes); \
+         enqueued it",
+    );
+    assert_eq!(repaired.len(), 1, "{repaired:?}");
+    assert_eq!(
+        scheduler.metric("sv0_scheduler_first_jobs_restored_total"),
+        1.0
+    );
+}
+
 /// Flags out of range are refused before anything starts, naming the flag.
 #[test]
 fn bad_scheduler_flags_are_refused_naming_the_flag() {
@@ -269,6 +315,8 @@ fn bad_scheduler_flags_are_refused_naming_the_flag() {
         ("--claim-lease-ms", "10"),
         ("--batch", "0"),
         ("--orphans-every-s", "0"),
+        ("--first-job-grace-s", "0"),
+        ("--first-job-grace-s", "3601"),
         ("--slot-log-days", "0"),
     ] {
         let out = std::process::Command::new(common::SV0)

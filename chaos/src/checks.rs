@@ -56,6 +56,21 @@ pub async fn unsettled_jobs(queue: &Queue) -> anyhow::Result<u64> {
         .await?)
 }
 
+/// Whether any run is still queued or running: the settle waits on these too, since a run
+/// whose first job was lost gets it back from the orphaned-run reaper only after its grace.
+pub async fn unfinished_runs(domain: &Domain) -> anyhow::Result<bool> {
+    for status in [RunStatus::Queued, RunStatus::Running] {
+        let filter = RunFilter {
+            status: Some(status),
+            ..RunFilter::default()
+        };
+        if !domain.list_runs(&filter, None, 1).await?.is_empty() {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
 pub async fn all_runs(domain: &Domain) -> anyhow::Result<Vec<ScanRun>> {
     let mut runs = Vec::new();
     let mut after = None;

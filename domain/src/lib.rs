@@ -107,6 +107,18 @@ impl Domain {
                     plain(doc! { "tenant_id": 1, "_id": -1 }),
                     // The orphaned-run reaper: running runs by when they were last taken up.
                     plain(doc! { "status": 1, "last_claimed_at": 1 }),
+                    // The same reaper: queued runs whose first job it has not confirmed lately
+                    // (both branches of its `$or` are ranges of this index). Partial, so the run
+                    // history stays out of it.
+                    IndexModel::builder()
+                        .keys(doc! { "first_job_confirmed_at": 1, "created_at": 1, "_id": 1 })
+                        .options(
+                            IndexOptions::builder()
+                                .name("unconfirmed_queued".to_string())
+                                .partial_filter_expression(doc! { "status": "queued" })
+                                .build(),
+                        )
+                        .build(),
                 ],
             ),
             // A tenant's instances and scopes (lists, the scheduler's scope lookups); an

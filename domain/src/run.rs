@@ -186,6 +186,12 @@ pub struct ScanRun {
     pub dedup_key: Option<String>,
     /// When a worker last took up one of the run's stages (the orphaned-run reaper reads it).
     pub last_claimed_at: Option<DateTime>,
+    /// When the orphaned-run reaper last saw that the queued run's first job exists (or
+    /// enqueued it): a creator that lost the database between writing the run and enqueuing its
+    /// job leaves a run no worker would ever take up, so the reaper checks each queued run a
+    /// minute after its creation, and again every hour while it waits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_job_confirmed_at: Option<DateTime>,
     pub created_at: DateTime,
     pub updated_at: DateTime,
     pub started_at: Option<DateTime>,
@@ -210,6 +216,7 @@ impl ScanRun {
             error: None,
             dedup_key: None,
             last_claimed_at: None,
+            first_job_confirmed_at: None,
             created_at: now,
             updated_at: now,
             started_at: None,

@@ -145,6 +145,32 @@ impl Domain {
         status: RunStatus,
         error: Option<String>,
     ) -> Result<bool> {
+        self.finish_run_from(
+            tenant_id,
+            id,
+            &[RunStatus::Queued, RunStatus::Running],
+            status,
+            error,
+        )
+        .await
+    }
+
+    /// Finishes the run with `status` if it is in one of the statuses `from` (all unfinished);
+    /// otherwise leaves it as it is. Returns whether this call finished it.
+    pub async fn finish_run_from(
+        &self,
+        tenant_id: &str,
+        id: ObjectId,
+        from: &[RunStatus],
+        status: RunStatus,
+        error: Option<String>,
+    ) -> Result<bool> {
+        if let Some(finished) = from.iter().find(|s| s.is_finished()) {
+            return Err(DomainError::invalid(
+                "from",
+                format!("{} is already a final status", finished.as_str()),
+            ));
+        }
         if !status.is_finished() {
             return Err(DomainError::invalid(
                 "status",
@@ -155,7 +181,10 @@ impl Domain {
         let finished = self
             .runs()
             .update_one(
-                doc! { "_id": id, "tenant_id": tenant_id, "status": { "$in": ["queued", "running"] } },
+                doc! {
+                    "_id": id, "tenant_id": tenant_id,
+                    "status": { "$in": from.iter().map(|s| s.as_str()).collect::<Vec<_>>() },
+                },
                 doc! { "$set": {
                     "status": status.as_str(), "error": error, "finished_at": now, "updated_at": now,
                 } },
@@ -188,6 +217,49 @@ impl Domain {
                 })
             })
             .collect())
+    }
+
+    /// Queued runs whose first job is due a check, oldest first, at most `limit`: those created
+    /// before `created_before` that were never checked, and those last confirmed before
+    /// `confirmed_before`. Where the orphaned-run reaper looks for runs whose creator lost the
+    /// database between writing the run and enqueuing its first job, and for runs whose first
+    /// job ended without taking them up.
+    pub async fn queued_runs_to_check(
+        &self,
+        created_before: DateTime,
+        confirmed_before: DateTime,
+        limit: i64,
+    ) -> Result<Vec<ScanRun>> {
+        use futures::TryStreamExt;
+        Ok(self
+            .runs()
+            .find(doc! {
+                "status": "queued",
+                "$or": [
+                    { "first_job_confirmed_at": null, "created_at": { "$lt": created_before } },
+                    { "first_job_confirmed_at": { "$lt": confirmed_before } },
+                ],
+            })
+            .sort(doc! { "created_at": 1, "_id": 1 })
+            .limit(limit.max(1))
+            .await?
+            .try_collect()
+            .await?)
+    }
+
+    /// Records that the first jobs of the runs `ids` exist at `at`, so that the reaper looks at
+    /// those runs again only much later.
+    pub async fn confirm_first_jobs(&self, ids: &[ObjectId], at: DateTime) -> Result<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        self.runs()
+            .update_many(
+                doc! { "_id": { "$in": ids } },
+                doc! { "$set": { "first_job_confirmed_at": at } },
+            )
+            .await?;
+        Ok(())
     }
 
     /// A tenant's newest runs, at most `limit` (1 to 1000).

@@ -2,9 +2,8 @@
 //! create a scan run, retry a run, ingest a normalized graph, rematerialize after a deploy; time
 //! out or cancel a run. Each start writes the run first and then enqueues its first job with a
 //! dedup key of `(run, kind)`, so a caller that retries after a lost reply never starts a run's
-//! work twice.
-
-use std::time::Duration;
+//! work twice. A creator that died between the two writes is repaired by the orphaned-run
+//! reaper ([`crate::first_job`]).
 
 use mongodb::bson::oid::ObjectId;
 use sv0_domain::category::DRIVER;
@@ -13,7 +12,8 @@ use sv0_domain::{
     Result, RunStatus, ScanRun, TenantStatus, Trigger,
 };
 
-use crate::{Pipeline, kinds, stage};
+use crate::Pipeline;
+use crate::first_job::first_job;
 
 /// A scan run asked for through the admin API.
 #[derive(Debug, Clone)]
@@ -31,10 +31,6 @@ pub struct Deploy {
     pub id: String,
     pub commit: Option<String>,
 }
-
-/// How much longer than its budget an `execute_scan` attempt may hold its job: the connector
-/// is killed at the budget, and the rest of the attempt is bookkeeping.
-const SCAN_JOB_MARGIN: Duration = Duration::from_secs(60);
 
 impl Pipeline {
     /// Creates a `manual_api` or `iac_lifecycle` run of a scope and enqueues its scan.
@@ -82,18 +78,19 @@ impl Pipeline {
         run.instance_id = Some(instance.id);
         run.dedup_key = dedup_key;
         let (run, created) = self.domain.insert_run(&run).await?;
-        let budget = Duration::from_secs(run.budget.max_runtime_seconds as u64);
-        let mut job = stage::stage_job(tenant_id, run.id, kinds::EXECUTE_SCAN)
-            .timeout(budget + SCAN_JOB_MARGIN);
-        if let Some(key) = &run.dedup_key {
-            // The run's own key on its first job too: one scan per (scope, slot), whichever
-            // replica or retry enqueues it.
-            job = job.dedup_key(key.clone());
-        }
         // Enqueued even when the run existed: a caller that crashed between the two writes
         // comes back here, and the job's dedup key keeps it to one.
-        self.queue.enqueue(job).await.map_err(DomainError::from)?;
+        self.enqueue_first_job(&run).await?;
         Ok((run, created))
+    }
+
+    /// Enqueues `run`'s first job ([`first_job`]); a second call finds the first one's job.
+    async fn enqueue_first_job(&self, run: &ScanRun) -> Result<()> {
+        let (_, job) = first_job(run).ok_or_else(|| {
+            DomainError::Race(format!("run {} has nothing to start from", run.id))
+        })?;
+        self.queue.enqueue(job).await.map_err(DomainError::from)?;
+        Ok(())
     }
 
     /// Times out a run that no stage has taken up within its budget (the orphaned-run reaper):
@@ -101,8 +98,13 @@ impl Pipeline {
     /// queued and running jobs are cancelled (running ones through the queue's cancel, which
     /// their workers see at the next heartbeat). Returns false if the run had finished already.
     pub async fn time_out_run(&self, run: &ScanRun, reason: &str) -> Result<bool> {
-        self.stop_run(run, RunStatus::Timeout, &format!("timed out: {reason}"))
-            .await
+        self.stop_run(
+            run,
+            &[RunStatus::Queued, RunStatus::Running],
+            RunStatus::Timeout,
+            &format!("timed out: {reason}"),
+        )
+        .await
     }
 
     /// Cancels a queued or running run: the run becomes `cancelled`, saying so in its
@@ -112,7 +114,12 @@ impl Pipeline {
     pub async fn cancel_run(&self, tenant_id: &str, run_id: ObjectId) -> Result<ScanRun> {
         let run = self.domain.run(tenant_id, run_id).await?;
         if !self
-            .stop_run(&run, RunStatus::Cancelled, "cancelled on request")
+            .stop_run(
+                &run,
+                &[RunStatus::Queued, RunStatus::Running],
+                RunStatus::Cancelled,
+                "cancelled on request",
+            )
             .await?
         {
             // Read again: the run may have finished since it was read above.
@@ -125,18 +132,32 @@ impl Pipeline {
         self.domain.run(tenant_id, run_id).await
     }
 
-    /// Finishes an unfinished run early with `status`, `outcome` saying why in its `__driver__`
-    /// cell and its error, and cancels its jobs. Returns false, changing nothing, if the run had
-    /// finished already. The run is finished first, as the one write that decides whether this
-    /// call stops it: should a later write fail, a job left behind skips the finished run.
-    async fn stop_run(&self, run: &ScanRun, status: RunStatus, outcome: &str) -> Result<bool> {
+    /// Finishes a run that is in one of the statuses `from` early with `status`, `outcome`
+    /// saying why in its `__driver__` cell and its error, and cancels its jobs. Returns false,
+    /// changing nothing, if the run had moved on. The run is finished first, as the one write
+    /// that decides whether this call stops it: should a later write fail, a job left behind
+    /// skips the finished run.
+    pub(crate) async fn stop_run(
+        &self,
+        run: &ScanRun,
+        from: &[RunStatus],
+        status: RunStatus,
+        outcome: &str,
+    ) -> Result<bool> {
         let domain = &self.domain;
-        if !self
-            .finish_run(run, status, Some(format!("{DRIVER} {outcome}")))
-            .await?
-        {
+        let finished = domain
+            .finish_run_from(
+                &run.tenant_id,
+                run.id,
+                from,
+                status,
+                Some(format!("{DRIVER} {outcome}")),
+            )
+            .await?;
+        if !finished {
             return Ok(false);
         }
+        self.metrics.run_finished(run, status);
         let started = run.started_at.unwrap_or(run.created_at);
         let driver = CategoryName::parse(DRIVER).expect("the driver cell's name is valid");
         domain
@@ -221,11 +242,9 @@ impl Pipeline {
             .record_sync(&ConnectorSync::new(tenant_id, run.id, source, None, graph))
             .await?;
         self.domain.set_run_sync(tenant_id, run.id, sync.id).await?;
-        self.queue
-            .enqueue(stage::stage_job(tenant_id, run.id, kinds::SYNC_INGESTION))
-            .await
-            .map_err(DomainError::from)?;
-        self.domain.run(tenant_id, run.id).await
+        let run = self.domain.run(tenant_id, run.id).await?;
+        self.enqueue_first_job(&run).await?;
+        Ok(run)
     }
 
     /// One `deploy_gate` run per tenant (default: every active tenant) rebuilding `stages`.
@@ -285,14 +304,7 @@ impl Pipeline {
     ) -> Result<ScanRun> {
         run.rematerialize = Some(stages.to_vec());
         let (run, _) = self.domain.insert_run(&run).await?;
-        self.queue
-            .enqueue(stage::stage_job(
-                &run.tenant_id,
-                run.id,
-                kinds::REMATERIALIZE,
-            ))
-            .await
-            .map_err(DomainError::from)?;
+        self.enqueue_first_job(&run).await?;
         Ok(run)
     }
 

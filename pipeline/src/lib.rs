@@ -10,6 +10,7 @@
 pub mod chains;
 pub mod driver;
 mod entry;
+mod first_job;
 mod metrics;
 mod rematerialize;
 pub mod rules;
@@ -26,6 +27,7 @@ use sv0_queue::Queue;
 use sv0_worker::{HandlerError, HandlerSet};
 
 pub use entry::{Deploy, RunRequest};
+pub use first_job::FirstJob;
 pub use metrics::PipelineMetrics;
 pub use stage::Stage;
 

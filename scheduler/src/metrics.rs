@@ -31,6 +31,9 @@ pub struct SchedulerMetrics {
     /// Run creation time minus slot time.
     pub schedule_lag: Histogram,
     pub runs_timed_out: Counter,
+    /// Queued runs whose first job was missing (their creator lost the database between the
+    /// two writes), enqueued by the orphaned-run reaper.
+    pub first_jobs_restored: Counter,
 }
 
 impl Default for SchedulerMetrics {
@@ -49,6 +52,7 @@ impl Default for SchedulerMetrics {
             // 1 ms to about 9 hours: a buffered slot can wait as long as a run takes.
             schedule_lag: Histogram::new(exponential_buckets(0.001, 2.0, 25)),
             runs_timed_out: Counter::default(),
+            first_jobs_restored: Counter::default(),
         };
         for reason in crate::plan::SkipReason::ALL {
             let _ = metrics.slots_skipped.get_or_create(&ReasonLabel {
@@ -103,6 +107,11 @@ impl SchedulerMetrics {
             "runs_timed_out",
             "Runs the orphaned-run reaper timed out",
             self.runs_timed_out.clone(),
+        );
+        r.register(
+            "first_jobs_restored",
+            "Queued runs whose first job was missing, enqueued by the orphaned-run reaper",
+            self.first_jobs_restored.clone(),
         );
     }
 }

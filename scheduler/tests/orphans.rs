@@ -6,7 +6,11 @@ use std::time::Duration;
 
 use mongodb::bson::{DateTime, doc};
 use support::{Stand, plus};
-use sv0_domain::{CellStatus, RunStatus, Schedule};
+use sv0_domain::{
+    Budget, CellStatus, Materializer, RunStatus, ScanRun, ScanScope, Schedule, Trigger,
+};
+use sv0_pipeline::Deploy;
+use sv0_queue::JobFilter;
 use sv0_scheduler::{OrphanReaper, SchedulerMetrics};
 
 /// A reaper keeping slot outcomes for `retention`.
@@ -130,5 +134,238 @@ async fn old_slot_outcomes_are_pruned() {
             .await
             .unwrap()
             .is_empty()
+    );
+}
+
+/// The runs a caller created and then lost the database before enqueuing their first job (a
+/// killed API, a cut link): each is a queued run with nothing in its group.
+async fn runs_without_their_first_job(stand: &Stand, scope: &ScanScope) -> [ScanRun; 3] {
+    let mut deploy_gate = ScanRun::new(
+        "acme",
+        Trigger::DeployGate {
+            deploy_id: "d-1".into(),
+            commit: None,
+        },
+        Budget::default(),
+    );
+    deploy_gate.rematerialize = Some(vec![Materializer::Chains]);
+    deploy_gate.dedup_key = Some("deploy_gate:d-1:acme".into());
+    let slot = scope.next_run_at.unwrap();
+    let mut scheduled = ScanRun::new(
+        "acme",
+        Trigger::Scheduled {
+            scope_id: scope.id,
+            slot,
+        },
+        scope.budget,
+    );
+    scheduled.scope_id = Some(scope.id);
+    scheduled.instance_id = Some(scope.instance_id);
+    scheduled.dedup_key = Some(format!(
+        "scheduled:{}:{}",
+        scope.id.to_hex(),
+        slot.timestamp_millis()
+    ));
+    let mut manual = ScanRun::new(
+        "acme",
+        Trigger::ManualApi { requested_by: None },
+        scope.budget,
+    );
+    manual.scope_id = Some(scope.id);
+    manual.instance_id = Some(scope.instance_id);
+    for run in [&deploy_gate, &scheduled, &manual] {
+        stand.domain.insert_run(run).await.unwrap();
+    }
+    [deploy_gate, scheduled, manual]
+}
+
+/// A queued run whose first job was never enqueued gets it from the reaper, under the key its
+/// creator would have used (so a creator that comes back late adds nothing), once the run is a
+/// minute old; a young one is left to its creator. Found by the chaos run's long profile: two
+/// deploy-gate runs stayed queued for good.
+#[tokio::test]
+async fn a_queued_run_left_without_its_first_job_gets_it() {
+    let stand = Stand::new("sched_orphans_first_job").await;
+    let scope = stand.scope("acme", Schedule::every(60)).await;
+    let [deploy_gate, scheduled, manual] = runs_without_their_first_job(&stand, &scope).await;
+
+    assert_eq!(reaper(&stand).pass(DateTime::now()).await.unwrap(), 0);
+    assert!(
+        stand.jobs(doc! {}).await.is_empty(),
+        "young runs are their creator's"
+    );
+
+    let later = plus(DateTime::now(), 2 * 60_000);
+    reaper(&stand).pass(later).await.unwrap();
+    let expected = [
+        (
+            &deploy_gate,
+            "rematerialize",
+            format!("scan_run:{}:rematerialize", deploy_gate.id),
+        ),
+        (
+            &scheduled,
+            "execute_scan",
+            scheduled.dedup_key.clone().unwrap(),
+        ),
+        (
+            &manual,
+            "execute_scan",
+            format!("scan_run:{}:execute_scan", manual.id),
+        ),
+    ];
+    for (run, kind, key) in &expected {
+        let jobs = stand.jobs(doc! { "group_id": run.id.to_hex() }).await;
+        assert_eq!(jobs.len(), 1, "{kind}: {jobs:?}");
+        assert_eq!(jobs[0].get_str("kind").unwrap(), *kind);
+        assert_eq!(jobs[0].get_str("dedup_key").unwrap(), key);
+        assert_eq!(jobs[0].get_str("status").unwrap(), "queued");
+        assert_eq!(jobs[0].get_str("tenant_id").unwrap(), "acme");
+        let now = stand.domain.run("acme", run.id).await.unwrap();
+        assert_eq!(now.status, RunStatus::Queued);
+    }
+    // A second pass, and the creator retrying, add nothing.
+    reaper(&stand).pass(later).await.unwrap();
+    stand
+        .pipeline
+        .rematerialize(
+            &[Materializer::Chains],
+            Some(&["acme".to_string()]),
+            &Deploy {
+                id: "d-1".into(),
+                commit: None,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(stand.jobs(doc! {}).await.len(), 3);
+}
+
+/// A queued run whose first job ended without taking it up (dead, or cancelled on its own) can
+/// never start: it times out, saying so. A queued run whose job is still waiting is untouched.
+#[tokio::test]
+async fn a_queued_run_whose_first_job_ended_times_out() {
+    let stand = Stand::new("sched_orphans_job_ended").await;
+    let scope = stand.scope("acme", Schedule::every(60)).await;
+    let controls = stand.controls(&SchedulerMetrics::default());
+    let stuck = controls.trigger_now("acme", scope.id, None).await.unwrap();
+    let waiting = controls.trigger_now("acme", scope.id, None).await.unwrap();
+    stand
+        .pipeline
+        .queue
+        .cancel_matching(&JobFilter {
+            group_id: Some(stuck.id.to_hex()),
+            ..JobFilter::default()
+        })
+        .await
+        .unwrap();
+
+    reaper(&stand)
+        .pass(plus(DateTime::now(), 2 * 60_000))
+        .await
+        .unwrap();
+    let stuck = stand.domain.run("acme", stuck.id).await.unwrap();
+    assert_eq!(stuck.status, RunStatus::Timeout);
+    let error = stuck.error.unwrap();
+    assert!(
+        error.contains("its first job (execute_scan) ended cancelled"),
+        "{error}"
+    );
+    let waiting = stand.domain.run("acme", waiting.id).await.unwrap();
+    assert_eq!(waiting.status, RunStatus::Queued);
+    let jobs = stand.jobs(doc! { "group_id": waiting.id.to_hex() }).await;
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(jobs[0].get_str("status").unwrap(), "queued");
+}
+
+/// An ingest whose graph was never recorded (its request lost the database after writing the
+/// run) has nothing to start from: it times out, saying so, rather than wait for ever.
+#[tokio::test]
+async fn a_queued_ingest_without_its_graph_times_out() {
+    let stand = Stand::new("sched_orphans_no_graph").await;
+    stand.scope("acme", Schedule::every(60)).await;
+    let ingest = ScanRun::new(
+        "acme",
+        Trigger::ManualApi { requested_by: None },
+        Budget::default(),
+    );
+    stand.domain.insert_run(&ingest).await.unwrap();
+
+    assert_eq!(
+        reaper(&stand)
+            .pass(plus(DateTime::now(), 2 * 60_000))
+            .await
+            .unwrap(),
+        1
+    );
+    let ingest = stand.domain.run("acme", ingest.id).await.unwrap();
+    assert_eq!(ingest.status, RunStatus::Timeout);
+    assert!(
+        ingest.error.unwrap().contains("nothing to start from"),
+        "its reason"
+    );
+    assert!(stand.jobs(doc! {}).await.is_empty());
+}
+
+/// A run whose first job was seen waiting is not checked on every pass (a backlog of waiting
+/// runs would cost a round trip each, each pass), but an hour later it is: a job cancelled on
+/// its own in between is found then, and the run times out.
+#[tokio::test]
+async fn a_waiting_run_is_checked_again_an_hour_later() {
+    let stand = Stand::new("sched_orphans_recheck").await;
+    let scope = stand.scope("acme", Schedule::every(60)).await;
+    let controls = stand.controls(&SchedulerMetrics::default());
+    let run = controls.trigger_now("acme", scope.id, None).await.unwrap();
+    let first = plus(DateTime::now(), 2 * 60_000);
+    assert_eq!(reaper(&stand).pass(first).await.unwrap(), 0);
+    stand
+        .pipeline
+        .queue
+        .cancel_matching(&JobFilter {
+            group_id: Some(run.id.to_hex()),
+            ..JobFilter::default()
+        })
+        .await
+        .unwrap();
+
+    assert_eq!(
+        reaper(&stand).pass(plus(first, 30 * 60_000)).await.unwrap(),
+        0,
+        "checked a half hour ago"
+    );
+    let queued = stand.domain.run("acme", run.id).await.unwrap();
+    assert_eq!(queued.status, RunStatus::Queued);
+    assert_eq!(
+        reaper(&stand).pass(plus(first, 61 * 60_000)).await.unwrap(),
+        1
+    );
+    let run = stand.domain.run("acme", run.id).await.unwrap();
+    assert_eq!(run.status, RunStatus::Timeout);
+}
+
+/// The time-out of an unstarted run holds only while the run is queued: a stage that took the
+/// run up after the reaper read it keeps it running.
+#[tokio::test]
+async fn a_run_taken_up_after_it_was_read_is_not_timed_out_as_unstarted() {
+    let stand = Stand::new("sched_orphans_taken_up").await;
+    let scope = stand.scope("acme", Schedule::every(60)).await;
+    let controls = stand.controls(&SchedulerMetrics::default());
+    let read = controls.trigger_now("acme", scope.id, None).await.unwrap();
+    stand.domain.start_run("acme", read.id).await.unwrap();
+
+    assert!(
+        !stand
+            .pipeline
+            .time_out_unstarted_run(&read, "test")
+            .await
+            .unwrap()
+    );
+    let run = stand.domain.run("acme", read.id).await.unwrap();
+    assert_eq!(run.status, RunStatus::Running);
+    let jobs = stand.jobs(doc! { "group_id": read.id.to_hex() }).await;
+    assert_eq!(
+        jobs[0].get_str("status").unwrap(),
+        "queued",
+        "not cancelled"
     );
 }

@@ -94,6 +94,26 @@ async fn a_demo_scan_runs_every_stage_and_each_cell_counts_what_is_stored() {
     let jobs = all(db, "jobs", doc! {"group_id": run.id.to_hex()}).await;
     assert_eq!(jobs.len(), 6, "{jobs:#?}");
     assert!(jobs.iter().all(|j| j.get_str("status") == Ok("succeeded")));
+
+    // Each stage's holder took the run up under its fence (the stage's place, its lease token)
+    // and wrote under it: the run's fence log, in the order the writes landed.
+    let log: Vec<(u8, i64, String)> = run
+        .fence_log
+        .iter()
+        .map(|e| (e.fence.stage(), e.fence.token(), e.write.clone()))
+        .collect();
+    let write = |stage: u8, what: &str| (stage, 1, what.to_string());
+    let mut expected = vec![write(0, "take_up"), write(0, "cells"), write(0, "sync")];
+    for (stage, cell) in (1u8..).zip(STAGE_CELLS) {
+        let cell = format!("cell {cell}");
+        expected.extend([
+            write(stage, "take_up"),
+            write(stage, &cell),
+            write(stage, &cell),
+        ]);
+    }
+    expected.push(write(5, "finish succeeded"));
+    assert_eq!(log, expected);
 }
 
 /// A stage that fails fails the run with the stage named, and nothing after it is enqueued.

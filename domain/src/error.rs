@@ -25,6 +25,10 @@ pub enum DomainError {
         id: String,
         reason: String,
     },
+    /// A stage holder's write to a run matched nothing: a newer holder, or a later stage, has
+    /// taken the run up (this holder's lease was reaped), or the run is gone.
+    #[error("{0}")]
+    FencedOut(String),
     /// A batch write lost a race (two upserts of one key) or its write concern: sending the
     /// same writes again is safe and may succeed.
     #[error("transient write error: {0}")]

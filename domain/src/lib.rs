@@ -13,6 +13,7 @@ mod batch;
 pub mod category;
 mod entities;
 mod error;
+pub mod fence;
 mod findings;
 pub mod graph;
 mod listing;
@@ -27,6 +28,7 @@ mod tenancy;
 pub use category::{CategoryName, CategoryNameError};
 pub use entities::{Edge, Entity};
 pub use error::{DomainError, Result};
+pub use fence::{FenceEntry, RunFence, RunWriter};
 pub use findings::{Chain, Finding, Keyed, Severity, StitchedPath};
 pub use graph::{EdgeType, EntityType, Graph, GraphEdge, GraphEntity};
 pub use listing::{RunFilter, ScopeFilter};
@@ -105,6 +107,20 @@ impl Domain {
                     // A tenant's runs a page at a time, newest first by id (the admin API's
                     // list): without it MongoDB sorts the tenant's whole run history per page.
                     plain(doc! { "tenant_id": 1, "_id": -1 }),
+                    // A run by id within its tenant (every write that is not a holder's), and a
+                    // stage holder's writes, which filter on its fence too (crate::fence): on the
+                    // stand, only a unique index of exactly a filter's fields keeps it off a full
+                    // scan of the runs.
+                    unique(doc! { "_id": 1, "tenant_id": 1 }),
+                    IndexModel::builder()
+                        .keys(doc! { "_id": 1, "tenant_id": 1, "fence": 1 })
+                        .options(
+                            IndexOptions::builder()
+                                .unique(true)
+                                .name("fence".to_string())
+                                .build(),
+                        )
+                        .build(),
                     // The orphaned-run reaper: running runs by when they were last taken up.
                     plain(doc! { "status": 1, "last_claimed_at": 1 }),
                     // The same reaper: queued runs whose first job it has not confirmed lately

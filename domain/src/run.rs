@@ -8,6 +8,7 @@ use mongodb::bson::{self, DateTime, Document, doc};
 use serde::{Deserialize, Serialize};
 
 use crate::category::{CategoryName, DRIVER};
+use crate::fence::{FenceEntry, RunFence};
 
 /// Why a run exists (ADR-027 §a, §c, §e).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -186,6 +187,12 @@ pub struct ScanRun {
     pub dedup_key: Option<String>,
     /// When a worker last took up one of the run's stages (the orphaned-run reaper reads it).
     pub last_claimed_at: Option<DateTime>,
+    /// The fence of the stage holder that last took the run up ([`crate::fence`]); only grows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fence: Option<RunFence>,
+    /// Every landed write of a stage holder, in the order they landed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fence_log: Vec<FenceEntry>,
     /// When the orphaned-run reaper last saw that the queued run's first job exists (or
     /// enqueued it): a creator that lost the database between writing the run and enqueuing its
     /// job leaves a run no worker would ever take up, so the reaper checks each queued run a
@@ -216,6 +223,8 @@ impl ScanRun {
             error: None,
             dedup_key: None,
             last_claimed_at: None,
+            fence: None,
+            fence_log: Vec::new(),
             first_job_confirmed_at: None,
             created_at: now,
             updated_at: now,

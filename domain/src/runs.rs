@@ -3,11 +3,12 @@
 //! cell may still be added to it, by a later run whose stitch it took part in.
 
 use mongodb::bson::oid::ObjectId;
-use mongodb::bson::{self, DateTime, doc};
+use mongodb::bson::{self, Bson, DateTime, Document, doc};
 
 use crate::Domain;
 use crate::category::CategoryName;
 use crate::error::{DomainError, Result};
+use crate::fence::{RunFence, RunWriter, TAKE_UP_TRIES};
 use crate::run::{CategoryResult, RunStatus, ScanRun, cell_update};
 use crate::syncs::is_duplicate;
 
@@ -56,84 +57,122 @@ impl Domain {
             .ok_or_else(|| DomainError::not_found("scan run", id, ""))
     }
 
-    /// A worker takes up one of the run's stages: a queued run becomes running, and
-    /// `last_claimed_at` is stamped either way. Returns the run as it is now.
-    pub async fn start_run(&self, tenant_id: &str, id: ObjectId) -> Result<ScanRun> {
-        let now = DateTime::now();
-        let started = self
-            .runs()
-            .update_one(
-                doc! { "_id": id, "tenant_id": tenant_id, "status": "queued" },
-                doc! { "$set": {
-                    "status": "running", "started_at": now, "last_claimed_at": now, "updated_at": now,
-                } },
-            )
-            .await?;
-        if started.matched_count == 0 {
+    /// A stage holder takes the run up under `fence`: the run's fence is raised to it (a
+    /// compare-and-set that never lowers it), `last_claimed_at` is stamped, and a queued run
+    /// becomes running. Returns the run as it is now: when its `fence` is not `fence`, a newer
+    /// holder (or a later stage) has it, and this holder must not write to it. A finished run is
+    /// left as it is.
+    pub async fn start_run(
+        &self,
+        tenant_id: &str,
+        id: ObjectId,
+        fence: RunFence,
+    ) -> Result<ScanRun> {
+        let holder = RunWriter::Holder(fence);
+        let mut tries = 0;
+        loop {
+            let run = self.run(tenant_id, id).await?;
+            if run.status.is_finished() || run.fence.is_some_and(|held| held > fence) {
+                return Ok(run);
+            }
+            let now = DateTime::now();
+            if run.fence != Some(fence) {
+                let mut update = doc! { "$set": {
+                    "fence": fence, "last_claimed_at": now, "updated_at": now,
+                } };
+                holder.log(&mut update, "take_up");
+                let mut filter = doc! { "_id": id, "tenant_id": tenant_id };
+                filter.insert("fence", run.fence.map_or(Bson::Null, Bson::from));
+                if self.runs().update_one(filter, update).await?.matched_count == 0 {
+                    tries += 1;
+                    if tries == TAKE_UP_TRIES {
+                        return Err(DomainError::Race(format!(
+                            "run {id}: its fence kept moving while {fence} took it up"
+                        )));
+                    }
+                    continue;
+                }
+            }
             self.runs()
                 .update_one(
-                    doc! { "_id": id, "tenant_id": tenant_id, "status": "running" },
-                    doc! { "$set": { "last_claimed_at": now, "updated_at": now } },
+                    doc! { "_id": id, "tenant_id": tenant_id, "status": "queued" },
+                    doc! { "$set": {
+                        "status": "running", "started_at": now, "last_claimed_at": now,
+                        "updated_at": now,
+                    } },
                 )
                 .await?;
+            return self.run(tenant_id, id).await;
         }
-        self.run(tenant_id, id).await
     }
 
-    /// Writes one cell of the run.
+    /// Writes one cell of the run, as `writer`.
     pub async fn stamp_cell(
         &self,
         tenant_id: &str,
         id: ObjectId,
+        writer: RunWriter,
         name: &CategoryName,
         cell: &CategoryResult,
     ) -> Result<()> {
-        let found = self
-            .runs()
-            .update_one(
-                doc! { "_id": id, "tenant_id": tenant_id },
-                doc! { "$set": cell_update(name, cell)? },
-            )
-            .await?;
-        if found.matched_count == 0 {
-            return Err(DomainError::not_found("scan run", id, tenant_id));
-        }
-        Ok(())
+        let mut update = doc! { "$set": cell_update(name, cell)? };
+        writer.log(&mut update, &format!("cell {name}"));
+        self.write_run(tenant_id, id, writer, update).await
     }
 
-    /// Writes several cells at once (a connector's categories).
+    /// Writes several cells at once (a connector's categories), as `writer`.
     pub async fn stamp_cells<'a>(
         &self,
         tenant_id: &str,
         id: ObjectId,
+        writer: RunWriter,
         cells: impl IntoIterator<Item = (&'a CategoryName, &'a CategoryResult)>,
     ) -> Result<()> {
         let mut set = doc! { "updated_at": DateTime::now() };
         for (name, cell) in cells {
             set.insert(format!("category_results.{name}"), bson::to_bson(cell)?);
         }
-        self.runs()
-            .update_one(
-                doc! { "_id": id, "tenant_id": tenant_id },
-                doc! { "$set": set },
-            )
-            .await?;
-        Ok(())
+        let mut update = doc! { "$set": set };
+        writer.log(&mut update, "cells");
+        self.write_run(tenant_id, id, writer, update).await
     }
 
+    /// Links the run to the `connector_syncs` record its data came from, as `writer`.
     pub async fn set_run_sync(
         &self,
         tenant_id: &str,
         id: ObjectId,
+        writer: RunWriter,
         sync_id: ObjectId,
     ) -> Result<()> {
-        self.runs()
-            .update_one(
-                doc! { "_id": id, "tenant_id": tenant_id },
-                doc! { "$set": { "sync_id": sync_id, "updated_at": DateTime::now() } },
-            )
+        let mut update = doc! { "$set": { "sync_id": sync_id, "updated_at": DateTime::now() } };
+        writer.log(&mut update, "sync");
+        self.write_run(tenant_id, id, writer, update).await
+    }
+
+    /// One write to run `id` by `writer`: a holder whose fence no longer holds gets
+    /// [`DomainError::FencedOut`].
+    async fn write_run(
+        &self,
+        tenant_id: &str,
+        id: ObjectId,
+        writer: RunWriter,
+        update: Document,
+    ) -> Result<()> {
+        let found = self
+            .runs()
+            .update_one(writer.filter(tenant_id, id), update)
             .await?;
-        Ok(())
+        if found.matched_count == 1 {
+            return Ok(());
+        }
+        match writer {
+            RunWriter::Holder(fence) => Err(DomainError::FencedOut(format!(
+                "run {id}: {fence} no longer holds the run (a newer holder or a later stage took \
+                 it up, or the run is gone); the write was refused"
+            ))),
+            RunWriter::Outside => Err(DomainError::not_found("scan run", id, tenant_id)),
+        }
     }
 
     /// Finishes an unfinished run with `status`; a finished run is left as it is. Returns whether
@@ -142,12 +181,14 @@ impl Domain {
         &self,
         tenant_id: &str,
         id: ObjectId,
+        writer: RunWriter,
         status: RunStatus,
         error: Option<String>,
     ) -> Result<bool> {
         self.finish_run_from(
             tenant_id,
             id,
+            writer,
             &[RunStatus::Queued, RunStatus::Running],
             status,
             error,
@@ -155,12 +196,14 @@ impl Domain {
         .await
     }
 
-    /// Finishes the run with `status` if it is in one of the statuses `from` (all unfinished);
-    /// otherwise leaves it as it is. Returns whether this call finished it.
+    /// Finishes the run with `status`, as `writer`, if it is in one of the statuses `from` (all
+    /// unfinished); otherwise leaves it as it is. Returns whether this call finished it (a
+    /// holder whose fence no longer holds does not).
     pub async fn finish_run_from(
         &self,
         tenant_id: &str,
         id: ObjectId,
+        writer: RunWriter,
         from: &[RunStatus],
         status: RunStatus,
         error: Option<String>,
@@ -178,18 +221,16 @@ impl Domain {
             ));
         }
         let now = DateTime::now();
-        let finished = self
-            .runs()
-            .update_one(
-                doc! {
-                    "_id": id, "tenant_id": tenant_id,
-                    "status": { "$in": from.iter().map(|s| s.as_str()).collect::<Vec<_>>() },
-                },
-                doc! { "$set": {
-                    "status": status.as_str(), "error": error, "finished_at": now, "updated_at": now,
-                } },
-            )
-            .await?;
+        let mut filter = writer.filter(tenant_id, id);
+        filter.insert(
+            "status",
+            doc! { "$in": from.iter().map(|s| s.as_str()).collect::<Vec<_>>() },
+        );
+        let mut update = doc! { "$set": {
+            "status": status.as_str(), "error": error, "finished_at": now, "updated_at": now,
+        } };
+        writer.log(&mut update, &format!("finish {}", status.as_str()));
+        let finished = self.runs().update_one(filter, update).await?;
         Ok(finished.modified_count == 1)
     }
 

@@ -9,7 +9,7 @@ use mongodb::bson::oid::ObjectId;
 use sv0_domain::category::DRIVER;
 use sv0_domain::{
     CategoryName, CategoryResult, ConnectorSync, DomainError, Graph, InstanceStatus, Materializer,
-    Result, RunStatus, ScanRun, TenantStatus, Trigger,
+    Result, RunStatus, RunWriter, ScanRun, TenantStatus, Trigger,
 };
 
 use crate::Pipeline;
@@ -149,6 +149,7 @@ impl Pipeline {
             .finish_run_from(
                 &run.tenant_id,
                 run.id,
+                RunWriter::Outside,
                 from,
                 status,
                 Some(format!("{DRIVER} {outcome}")),
@@ -164,6 +165,7 @@ impl Pipeline {
             .stamp_cell(
                 &run.tenant_id,
                 run.id,
+                RunWriter::Outside,
                 &driver,
                 &CategoryResult::failed(outcome, started),
             )
@@ -241,7 +243,9 @@ impl Pipeline {
             .domain
             .record_sync(&ConnectorSync::new(tenant_id, run.id, source, None, graph))
             .await?;
-        self.domain.set_run_sync(tenant_id, run.id, sync.id).await?;
+        self.domain
+            .set_run_sync(tenant_id, run.id, RunWriter::Outside, sync.id)
+            .await?;
         let run = self.domain.run(tenant_id, run.id).await?;
         self.enqueue_first_job(&run).await?;
         Ok(run)

@@ -22,7 +22,7 @@ use std::sync::Arc;
 
 use mongodb::bson::oid::ObjectId;
 use sv0_broker::CredentialBroker;
-use sv0_domain::{Domain, RunStatus, ScanRun};
+use sv0_domain::{Domain, RunStatus, RunWriter, ScanRun};
 use sv0_queue::Queue;
 use sv0_worker::{HandlerError, HandlerSet};
 
@@ -79,13 +79,14 @@ impl Pipeline {
     /// the run's end. Returns whether it did.
     pub(crate) async fn finish_run(
         &self,
+        writer: RunWriter,
         run: &ScanRun,
         status: RunStatus,
         error: Option<String>,
     ) -> sv0_domain::Result<bool> {
         let finished = self
             .domain
-            .finish_run(&run.tenant_id, run.id, status, error)
+            .finish_run(&run.tenant_id, run.id, writer, status, error)
             .await?;
         if finished {
             self.metrics.run_finished(run, status);
@@ -96,12 +97,13 @@ impl Pipeline {
     /// Finishes `run` with the status its cells add up to; returns the run as it is now.
     pub(crate) async fn complete_run(
         &self,
+        writer: RunWriter,
         tenant_id: &str,
         run_id: ObjectId,
     ) -> sv0_domain::Result<ScanRun> {
         let run = self.domain.run(tenant_id, run_id).await?;
         let (status, error) = run.outcome();
-        self.finish_run(&run, status, error).await?;
+        self.finish_run(writer, &run, status, error).await?;
         self.domain.run(tenant_id, run_id).await
     }
 

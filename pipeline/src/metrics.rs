@@ -50,6 +50,7 @@ pub struct PipelineMetrics {
     run_duration: Family<TriggerLabel, Histogram>,
     stage_cells: Family<CellLabels, Counter>,
     stage_duration: Family<StageLabel, Histogram>,
+    holders_fenced: Family<StageLabel, Counter>,
 }
 
 /// 10 ms to about 23 hours: a stage takes milliseconds, a scan up to its budget (a day at most).
@@ -66,6 +67,7 @@ impl Default for PipelineMetrics {
             run_duration: Family::new_with_constructor(duration_histogram),
             stage_cells: Family::default(),
             stage_duration: Family::new_with_constructor(duration_histogram),
+            holders_fenced: Family::default(),
         };
         for trigger in Trigger::TYPE_NAMES {
             for status in RunStatus::FINAL {
@@ -76,6 +78,7 @@ impl Default for PipelineMetrics {
             }
         }
         for stage in crate::kinds::ALL {
+            let _ = metrics.holders_fenced.get_or_create(&StageLabel { stage });
             for status in ["succeeded", "failed"] {
                 let _ = metrics
                     .stage_cells
@@ -109,6 +112,21 @@ impl PipelineMetrics {
             "From a stage's start to its final state, by stage",
             self.stage_duration.clone(),
         );
+        registry.register(
+            "stage_holders_fenced",
+            "Stage holders refused by their run's fence (a holder whose lease was reaped, or \
+             whose stage the run has moved past), by stage",
+            self.holders_fenced.clone(),
+        );
+    }
+
+    /// A holder of stage `stage` (a job kind) was refused by its run's fence.
+    pub(crate) fn holder_fenced(&self, stage: &str) {
+        if let Some(stage) = crate::kinds::ALL.into_iter().find(|k| *k == stage) {
+            self.holders_fenced
+                .get_or_create(&StageLabel { stage })
+                .inc();
+        }
     }
 
     /// `run` has just been finished, with `status`, by this process's write.

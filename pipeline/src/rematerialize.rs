@@ -7,11 +7,11 @@ use std::sync::Arc;
 
 use mongodb::bson::DateTime;
 use sv0_domain::category::{CHAIN, STITCH};
-use sv0_domain::{CategoryName, CategoryResult, Materializer};
+use sv0_domain::{CategoryName, CategoryResult, CellStatus, Materializer};
 use sv0_worker::{HandlerError, JobContext, JobHandler, with_retry};
 
 use crate::metrics::StageOutcome;
-use crate::stage::{fail_stage, into_handler, running, take_up};
+use crate::stage::{count_fenced, fail_stage, holder, into_handler, running, take_up};
 use crate::stages::{materialize_chains, materialize_stitched};
 use crate::{Pipeline, kinds};
 
@@ -22,12 +22,20 @@ pub struct Rematerialize {
 #[async_trait::async_trait]
 impl JobHandler for Rematerialize {
     async fn run(&self, job: &JobContext) -> Result<(), HandlerError> {
+        let outcome = self.rematerialize(job).await;
+        count_fenced(&self.pipeline, job, outcome)
+    }
+}
+
+impl Rematerialize {
+    async fn rematerialize(&self, job: &JobContext) -> Result<(), HandlerError> {
         let pipeline = &self.pipeline;
         let Some(run) = take_up(pipeline, job).await? else {
             return Ok(());
         };
         let (tenant_id, run_id) = (run.tenant_id.clone(), run.id);
         let domain = &pipeline.domain;
+        let writer = holder(job);
         let Some(stages) = &run.rematerialize else {
             return Err(HandlerError::permanent(anyhow::anyhow!(
                 "run {run_id} ({}) names nothing to rematerialize",
@@ -43,10 +51,17 @@ impl JobHandler for Rematerialize {
                 Materializer::Chains => CHAIN,
                 Materializer::StitchedPaths => STITCH,
             };
+            if run
+                .cell(name)
+                .is_some_and(|c| c.status == CellStatus::Succeeded)
+            {
+                // Done by an earlier holder, which lost its lease before completing the job.
+                continue;
+            }
             let cell = CategoryName::parse(name).expect("a stage cell");
             let started = DateTime::now();
             domain
-                .stamp_cell(&tenant_id, run_id, &cell, &running(started))
+                .stamp_cell(&tenant_id, run_id, writer, &cell, &running(started))
                 .await
                 .map_err(into_handler)?;
             let outcome = with_retry(&job.cancel, || async {
@@ -64,6 +79,7 @@ impl JobHandler for Rematerialize {
                         .stamp_cell(
                             &tenant_id,
                             run_id,
+                            writer,
                             &cell,
                             &CategoryResult::succeeded(items, started),
                         )
@@ -83,7 +99,7 @@ impl JobHandler for Rematerialize {
             }
         }
         let run = pipeline
-            .complete_run(&tenant_id, run_id)
+            .complete_run(writer, &tenant_id, run_id)
             .await
             .map_err(into_handler)?;
         tracing::info!(%run_id, tenant_id, status = run.status.as_str(), "rematerialized");

@@ -8,12 +8,14 @@ use std::time::Duration;
 
 use mongodb::bson::{Bson, DateTime};
 use sv0_domain::category::DRIVER;
-use sv0_domain::{CategoryName, CategoryResult, ConnectorSync, InstanceStatus, RunStatus, ScanRun};
+use sv0_domain::{
+    CategoryName, CategoryResult, ConnectorSync, InstanceStatus, RunStatus, RunWriter, ScanRun,
+};
 use sv0_worker::{HandlerError, JobContext, JobHandler};
 
 use crate::driver::{ConnectorRun, DriverError, run_connector};
 use crate::metrics::StageOutcome;
-use crate::stage::{into_handler, take_up};
+use crate::stage::{count_fenced, holder, into_handler, take_up};
 use crate::{Pipeline, kinds};
 
 pub struct ExecuteScan {
@@ -23,12 +25,20 @@ pub struct ExecuteScan {
 #[async_trait::async_trait]
 impl JobHandler for ExecuteScan {
     async fn run(&self, job: &JobContext) -> Result<(), HandlerError> {
+        let outcome = self.execute(job).await;
+        count_fenced(&self.pipeline, job, outcome)
+    }
+}
+
+impl ExecuteScan {
+    async fn execute(&self, job: &JobContext) -> Result<(), HandlerError> {
         let pipeline = &self.pipeline;
         let Some(run) = take_up(pipeline, job).await? else {
             return Ok(());
         };
         let (tenant_id, run_id) = (run.tenant_id.clone(), run.id);
         let domain = &pipeline.domain;
+        let writer = holder(job);
         // A replay after the sync was recorded: the connector's work is done, hand over again.
         if run.sync_id.is_some() {
             return pipeline
@@ -36,7 +46,7 @@ impl JobHandler for ExecuteScan {
                 .await;
         }
         let started = DateTime::now();
-        match self.scan(job, &run).await {
+        match self.scan(job, writer, &run).await {
             Ok(()) => {
                 pipeline.metrics().stage_ended(
                     kinds::EXECUTE_SCAN,
@@ -60,7 +70,7 @@ impl JobHandler for ExecuteScan {
                     ));
                 }
                 domain
-                    .stamp_cell(&tenant_id, run_id, &cell, &result)
+                    .stamp_cell(&tenant_id, run_id, writer, &cell, &result)
                     .await
                     .map_err(into_handler)?;
                 pipeline
@@ -68,6 +78,7 @@ impl JobHandler for ExecuteScan {
                     .stage_ended(kinds::EXECUTE_SCAN, StageOutcome::Failed, started);
                 pipeline
                     .finish_run(
+                        writer,
                         &run,
                         failure.status,
                         Some(format!("{DRIVER} failed: {}", failure.message)),
@@ -110,7 +121,12 @@ impl From<sv0_domain::DomainError> for ScanFailure {
 }
 
 impl ExecuteScan {
-    async fn scan(&self, job: &JobContext, run: &ScanRun) -> Result<(), ScanFailure> {
+    async fn scan(
+        &self,
+        job: &JobContext,
+        writer: RunWriter,
+        run: &ScanRun,
+    ) -> Result<(), ScanFailure> {
         let domain = &self.pipeline.domain;
         let tenant_id = &run.tenant_id;
         let scope_id = run
@@ -167,7 +183,7 @@ impl ExecuteScan {
         );
 
         domain
-            .stamp_cells(tenant_id, run.id, &output.categories)
+            .stamp_cells(tenant_id, run.id, writer, &output.categories)
             .await?;
         let sync = domain
             .record_sync(&ConnectorSync::new(
@@ -178,7 +194,9 @@ impl ExecuteScan {
                 output.graph,
             ))
             .await?;
-        domain.set_run_sync(tenant_id, run.id, sync.id).await?;
+        domain
+            .set_run_sync(tenant_id, run.id, writer, sync.id)
+            .await?;
         Ok(())
     }
 }

@@ -7,7 +7,9 @@ use std::sync::Arc;
 
 use mongodb::bson::oid::ObjectId;
 use mongodb::bson::{DateTime, doc};
-use sv0_domain::{CategoryName, CategoryResult, CellStatus, DomainError, RunStatus, ScanRun};
+use sv0_domain::{
+    CategoryName, CategoryResult, CellStatus, DomainError, RunFence, RunStatus, RunWriter, ScanRun,
+};
 use sv0_queue::NewJob;
 use sv0_worker::{HandlerError, JobContext, JobHandler, with_retry};
 
@@ -36,15 +38,31 @@ pub struct StageHandler<S> {
 #[async_trait::async_trait]
 impl<S: Stage> JobHandler for StageHandler<S> {
     async fn run(&self, job: &JobContext) -> Result<(), HandlerError> {
+        let outcome = self.run_stage(job).await;
+        count_fenced(&self.pipeline, job, outcome)
+    }
+}
+
+impl<S: Stage> StageHandler<S> {
+    async fn run_stage(&self, job: &JobContext) -> Result<(), HandlerError> {
         let Some(run) = take_up(&self.pipeline, job).await? else {
             return Ok(());
         };
         let (tenant_id, run_id) = (run.tenant_id.clone(), run.id);
         let domain = &self.pipeline.domain;
+        let writer = holder(job);
         let cell = CategoryName::parse(self.stage.cell()).expect("stage cells follow the rule");
+        if run
+            .cell(self.stage.cell())
+            .is_some_and(|c| c.status == CellStatus::Succeeded)
+        {
+            // An earlier holder's success landed before this one took the run up (it lost its
+            // lease before completing the job): the work is done, so hand over again.
+            return self.hand_over(writer, &tenant_id, run_id).await;
+        }
         let started = DateTime::now();
         domain
-            .stamp_cell(&tenant_id, run_id, &cell, &running(started))
+            .stamp_cell(&tenant_id, run_id, writer, &cell, &running(started))
             .await
             .map_err(into_handler)?;
 
@@ -55,6 +73,7 @@ impl<S: Stage> JobHandler for StageHandler<S> {
                     .stamp_cell(
                         &tenant_id,
                         run_id,
+                        writer,
                         &cell,
                         &CategoryResult::succeeded(items, started),
                     )
@@ -66,18 +85,7 @@ impl<S: Stage> JobHandler for StageHandler<S> {
                     started,
                 );
                 tracing::info!(%run_id, tenant_id, stage = self.stage.kind(), items, "stage succeeded");
-                match self.stage.next() {
-                    Some(next) => self.pipeline.enqueue_stage(&tenant_id, run_id, next).await,
-                    None => {
-                        let run = self
-                            .pipeline
-                            .complete_run(&tenant_id, run_id)
-                            .await
-                            .map_err(into_handler)?;
-                        tracing::info!(%run_id, tenant_id, status = run.status.as_str(), "run finished");
-                        Ok(())
-                    }
-                }
+                self.hand_over(writer, &tenant_id, run_id).await
             }
             Err(error) => {
                 fail_stage(
@@ -93,6 +101,44 @@ impl<S: Stage> JobHandler for StageHandler<S> {
             }
         }
     }
+
+    /// After the stage succeeded: enqueue the next stage, or finish the run after the last.
+    async fn hand_over(
+        &self,
+        writer: RunWriter,
+        tenant_id: &str,
+        run_id: ObjectId,
+    ) -> Result<(), HandlerError> {
+        match self.stage.next() {
+            Some(next) => self.pipeline.enqueue_stage(tenant_id, run_id, next).await,
+            None => {
+                let run = self
+                    .pipeline
+                    .complete_run(writer, tenant_id, run_id)
+                    .await
+                    .map_err(into_handler)?;
+                tracing::info!(%run_id, tenant_id, status = run.status.as_str(), "run finished");
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Counts and logs a holder that its run's fence refused, and passes the outcome on: the job's
+/// own outcome is the queue's to refuse in turn, as the lease is gone.
+pub(crate) fn count_fenced(
+    pipeline: &Pipeline,
+    job: &JobContext,
+    outcome: Result<(), HandlerError>,
+) -> Result<(), HandlerError> {
+    if let Err(HandlerError::Permanent(error)) = &outcome
+        && let Some(DomainError::FencedOut(why)) = error.downcast_ref::<DomainError>()
+    {
+        pipeline.metrics().holder_fenced(job.kind());
+        tracing::warn!(job_id = %job.job_id(), kind = job.kind(), reason = %why,
+            "stage write refused by the run's fence");
+    }
+    outcome
 }
 
 /// Records a stage's failure on the run when it is final: a permanent error, or a transient one
@@ -115,10 +161,12 @@ pub(crate) async fn fail_stage(
     }
     let message = error.to_string();
     let domain = &pipeline.domain;
+    let writer = holder(job);
     domain
         .stamp_cell(
             tenant_id,
             run_id,
+            writer,
             cell,
             &CategoryResult::failed(&message, started),
         )
@@ -129,6 +177,7 @@ pub(crate) async fn fail_stage(
         .stage_ended(kind, StageOutcome::Failed, started);
     pipeline
         .finish_run(
+            writer,
             run,
             RunStatus::Failed,
             Some(format!("{cell} failed: {message}")),
@@ -149,21 +198,43 @@ pub(crate) fn running(started: DateTime) -> CategoryResult {
     }
 }
 
-/// Takes up the run a pipeline job is for (`last_claimed_at` stamped, a queued run started).
-/// `None` when the run is finished already (cancelled or timed out meanwhile, or finished by an
-/// earlier try of this job): the job then has nothing to do.
+/// The writer a pipeline job's holder is to its run: fenced by the job kind's place in the
+/// pipeline and the holder's lease token (`sv0_domain::fence`).
+pub(crate) fn holder(job: &JobContext) -> RunWriter {
+    RunWriter::Holder(fence_of(job))
+}
+
+fn fence_of(job: &JobContext) -> RunFence {
+    let stage = crate::kinds::ALL
+        .iter()
+        .position(|kind| *kind == job.kind())
+        .unwrap_or(crate::kinds::ALL.len());
+    RunFence::new(stage as u8, job.job.lease.token)
+}
+
+/// Takes up the run a pipeline job is for under the holder's fence (`last_claimed_at` stamped, a
+/// queued run started). `None` when the job has nothing to do: the run is finished already
+/// (cancelled or timed out meanwhile, or finished by an earlier try of this job), or a newer
+/// holder of this job, or a later stage, has taken it up (this holder's lease was reaped).
 pub(crate) async fn take_up(
     pipeline: &Pipeline,
     job: &JobContext,
 ) -> Result<Option<ScanRun>, HandlerError> {
     let (tenant_id, run_id) = run_of(job)?;
+    let fence = fence_of(job);
     let run = pipeline
         .domain
-        .start_run(&tenant_id, run_id)
+        .start_run(&tenant_id, run_id, fence)
         .await
         .map_err(into_handler)?;
     if run.status.is_finished() {
         tracing::info!(%run_id, status = run.status.as_str(), kind = job.kind(), "run is finished; job skipped");
+        return Ok(None);
+    }
+    if run.fence != Some(fence) {
+        pipeline.metrics().holder_fenced(job.kind());
+        tracing::warn!(%run_id, kind = job.kind(), %fence, held_by = ?run.fence.map(|f| f.to_string()),
+            "a newer holder has the run; job skipped");
         return Ok(None);
     }
     Ok(Some(run))

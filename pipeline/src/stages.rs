@@ -7,7 +7,7 @@ use mongodb::bson::DateTime;
 use mongodb::bson::oid::ObjectId;
 use sv0_domain::category::{CHAIN, EVAL, EVIDENCE, STITCH, SYNC};
 use sv0_domain::{
-    CategoryName, CategoryResult, EvidencePack, Keyed, PackItem, ScanRun, content_hash,
+    CategoryName, CategoryResult, EvidencePack, Keyed, PackItem, RunWriter, ScanRun, content_hash,
 };
 use sv0_worker::HandlerError;
 
@@ -170,7 +170,9 @@ pub(crate) async fn materialize_stitched(
     Ok(by_source)
 }
 
-/// Stamps `__stitch` on the other runs whose syncs last delivered a source that takes part.
+/// Stamps `__stitch` on the other finished runs whose syncs last delivered a source that takes
+/// part. A participant still in progress is left to its own stitch stage, which would see a
+/// stamp from here as its own work done.
 async fn fan_out(
     pipeline: &Pipeline,
     run: &ScanRun,
@@ -190,11 +192,17 @@ async fn fan_out(
             *participants.entry(other).or_default() += paths;
         }
     }
+    let ids: Vec<ObjectId> = participants.keys().copied().collect();
+    let statuses = domain.run_statuses(&ids).await.map_err(into_handler)?;
     for (other, paths) in participants {
+        if !statuses.get(&other).is_some_and(|s| s.is_finished()) {
+            continue;
+        }
         domain
             .stamp_cell(
                 &run.tenant_id,
                 other,
+                RunWriter::Outside,
                 &cell,
                 &CategoryResult::succeeded(paths, started),
             )

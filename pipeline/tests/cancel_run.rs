@@ -9,8 +9,8 @@ use mongodb::bson::oid::ObjectId;
 use sv0_broker::{BrokerMetrics, CredentialBroker, CredentialsRef, Provider};
 use sv0_domain::category::DRIVER;
 use sv0_domain::{
-    Budget, CellStatus, ConnectorInstance, Domain, DomainError, RunStatus, ScanRun, ScanScope,
-    Tenant, Trigger,
+    Budget, CellStatus, ConnectorInstance, Domain, DomainError, RunFence, RunStatus, RunWriter,
+    ScanRun, ScanScope, Tenant, Trigger,
 };
 use sv0_pipeline::{Pipeline, RunRequest, kinds};
 use sv0_queue::{ClaimRequest, JobDoc, JobStatus, Queue};
@@ -120,7 +120,11 @@ async fn a_running_runs_running_job_is_asked_to_stop() {
         .await
         .unwrap();
     assert_eq!(claimed.len(), 1);
-    pipeline.domain.start_run("a", run.id).await.unwrap();
+    pipeline
+        .domain
+        .start_run("a", run.id, RunFence::new(0, 1))
+        .await
+        .unwrap();
 
     let cancelled = pipeline.cancel_run("a", run.id).await.unwrap();
     assert_cancelled(&cancelled);
@@ -136,7 +140,7 @@ async fn a_finished_run_is_a_conflict_and_left_as_it_was() {
     let run = start(&pipeline, &scope).await;
     pipeline
         .domain
-        .finish_run("a", run.id, RunStatus::Succeeded, None)
+        .finish_run("a", run.id, RunWriter::Outside, RunStatus::Succeeded, None)
         .await
         .unwrap();
     let finished = pipeline.domain.run("a", run.id).await.unwrap();

@@ -7,7 +7,7 @@ use std::time::Duration;
 use mongodb::bson::{DateTime, doc};
 use support::{Stand, plus};
 use sv0_domain::{
-    Budget, CellStatus, Materializer, RunStatus, ScanRun, ScanScope, Schedule, Trigger,
+    Budget, CellStatus, Materializer, RunFence, RunStatus, ScanRun, ScanScope, Schedule, Trigger,
 };
 use sv0_pipeline::Deploy;
 use sv0_queue::JobFilter;
@@ -40,8 +40,16 @@ async fn a_run_idle_past_its_budget_times_out_and_its_jobs_are_cancelled() {
     let healthy = controls.trigger_now("acme", scope.id, None).await.unwrap();
     let queued = controls.trigger_now("acme", scope.id, None).await.unwrap();
     // A worker took up the first two (their execute_scan started) and then vanished.
-    let orphan = stand.domain.start_run("acme", orphan.id).await.unwrap();
-    let healthy = stand.domain.start_run("acme", healthy.id).await.unwrap();
+    let orphan = stand
+        .domain
+        .start_run("acme", orphan.id, RunFence::new(0, 1))
+        .await
+        .unwrap();
+    let healthy = stand
+        .domain
+        .start_run("acme", healthy.id, RunFence::new(0, 1))
+        .await
+        .unwrap();
     let budget_ms = orphan.budget.max_runtime_seconds * 1000;
     let claimed = orphan.last_claimed_at.unwrap();
 
@@ -56,7 +64,11 @@ async fn a_run_idle_past_its_budget_times_out_and_its_jobs_are_cancelled() {
 
     // The healthy run is taken up again by a stage later on: its clock restarts.
     tokio::time::sleep(Duration::from_millis(1_100)).await;
-    let healthy = stand.domain.start_run("acme", healthy.id).await.unwrap();
+    let healthy = stand
+        .domain
+        .start_run("acme", healthy.id, RunFence::new(1, 1))
+        .await
+        .unwrap();
     let now = plus(claimed, budget_ms + 500);
     assert!(now < plus(healthy.last_claimed_at.unwrap(), budget_ms));
     assert_eq!(reaper(&stand).pass(now).await.unwrap(), 1);
@@ -351,7 +363,11 @@ async fn a_run_taken_up_after_it_was_read_is_not_timed_out_as_unstarted() {
     let scope = stand.scope("acme", Schedule::every(60)).await;
     let controls = stand.controls(&SchedulerMetrics::default());
     let read = controls.trigger_now("acme", scope.id, None).await.unwrap();
-    stand.domain.start_run("acme", read.id).await.unwrap();
+    stand
+        .domain
+        .start_run("acme", read.id, RunFence::new(0, 1))
+        .await
+        .unwrap();
 
     assert!(
         !stand

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use mongodb::bson::{DateTime, doc};
 use support::{Stand, plus, slot_of};
-use sv0_domain::{CatchUpRun, Overlap, RunStatus, Schedule};
+use sv0_domain::{CatchUpRun, Overlap, RunStatus, RunWriter, Schedule};
 use sv0_scheduler::{ReasonLabel, SchedulerMetrics, TriggerLabel};
 
 fn every_minute(overlap: Overlap) -> Schedule {
@@ -238,7 +238,13 @@ async fn overlap_skip_through_the_database() {
     // Finished before the third slot: it runs.
     stand
         .domain
-        .finish_run("acme", runs[0].id, RunStatus::Succeeded, None)
+        .finish_run(
+            "acme",
+            runs[0].id,
+            RunWriter::Outside,
+            RunStatus::Succeeded,
+            None,
+        )
         .await
         .unwrap();
     let report = replica.tick(plus(first, 120_001)).await.unwrap();
@@ -264,7 +270,13 @@ async fn overlap_buffer_one_through_the_database() {
     let previous = stand.runs(&scope).await[0].id;
     stand
         .domain
-        .finish_run("acme", previous, RunStatus::Failed, Some("x".into()))
+        .finish_run(
+            "acme",
+            previous,
+            RunWriter::Outside,
+            RunStatus::Failed,
+            Some("x".into()),
+        )
         .await
         .unwrap();
     let report = replica.tick(waiting.due_at.unwrap()).await.unwrap();

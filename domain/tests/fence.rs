@@ -1,0 +1,229 @@
+//! The run's fence on the stand: a stage holder whose lease was reaped cannot land a write on
+//! the run once a newer holder, or a later stage, has taken it up; take-ups never lower the
+//! fence, however they race; and the run's `fence_log` lists the landed holder writes in order.
+
+use mongodb::bson::oid::ObjectId;
+use sv0_domain::fence::stale_entries;
+use sv0_domain::{
+    Budget, CategoryName, CategoryResult, CellStatus, Domain, DomainError, RunFence, RunStatus,
+    RunWriter, ScanRun, Tenant, Trigger,
+};
+use sv0_testkit::TestDb;
+
+async fn setup(label: &str) -> (TestDb, Domain, ScanRun) {
+    let tdb = TestDb::new(label).await;
+    let domain = Domain::new(&tdb.db);
+    domain.ensure_indexes().await.unwrap();
+    domain
+        .put_tenant(&Tenant::new("acme", "acme").unwrap())
+        .await
+        .unwrap();
+    let run = ScanRun::new(
+        "acme",
+        Trigger::ManualApi { requested_by: None },
+        Budget::default(),
+    );
+    domain.insert_run(&run).await.unwrap();
+    (tdb, domain, run)
+}
+
+fn sync_cell() -> CategoryName {
+    CategoryName::parse("__sync").unwrap()
+}
+
+fn succeeded() -> CategoryResult {
+    CategoryResult::succeeded(3, mongodb::bson::DateTime::now())
+}
+
+fn log_of(run: &ScanRun) -> Vec<(RunFence, String)> {
+    run.fence_log
+        .iter()
+        .map(|e| (e.fence, e.write.clone()))
+        .collect()
+}
+
+/// Holder A's lease was reaped and holder B (the same job, a higher token) took the run up: every
+/// write A still makes (a cell, the sync link, the run's end) is refused, and A's late take-up
+/// neither lowers the fence nor lands in the log. B's writes land.
+#[tokio::test]
+async fn a_reaped_holders_writes_are_refused_once_a_newer_holder_took_the_run_up() {
+    let (_tdb, domain, run) = setup("fence_reaped").await;
+    let (a, b) = (RunFence::new(1, 1), RunFence::new(1, 2));
+    let taken = domain.start_run("acme", run.id, a).await.unwrap();
+    assert_eq!(taken.fence, Some(a));
+    assert_eq!(taken.status, RunStatus::Running);
+    let taken = domain.start_run("acme", run.id, b).await.unwrap();
+    assert_eq!(taken.fence, Some(b));
+
+    let refused = domain
+        .stamp_cell(
+            "acme",
+            run.id,
+            RunWriter::Holder(a),
+            &sync_cell(),
+            &succeeded(),
+        )
+        .await;
+    assert!(
+        matches!(refused, Err(DomainError::FencedOut(_))),
+        "{refused:?}"
+    );
+    let refused = domain
+        .set_run_sync("acme", run.id, RunWriter::Holder(a), ObjectId::new())
+        .await;
+    assert!(
+        matches!(refused, Err(DomainError::FencedOut(_))),
+        "{refused:?}"
+    );
+    let refused = domain
+        .stamp_cells(
+            "acme",
+            run.id,
+            RunWriter::Holder(a),
+            [(&sync_cell(), &succeeded())],
+        )
+        .await;
+    assert!(
+        matches!(refused, Err(DomainError::FencedOut(_))),
+        "{refused:?}"
+    );
+    assert!(
+        !domain
+            .finish_run(
+                "acme",
+                run.id,
+                RunWriter::Holder(a),
+                RunStatus::Failed,
+                None
+            )
+            .await
+            .unwrap()
+    );
+    let late = domain.start_run("acme", run.id, a).await.unwrap();
+    assert_eq!(
+        late.fence,
+        Some(b),
+        "a late take-up does not lower the fence"
+    );
+
+    let now = domain.run("acme", run.id).await.unwrap();
+    assert!(now.cell("__sync").is_none(), "A's cell did not land");
+    assert!(now.sync_id.is_none(), "A's sync link did not land");
+    assert_eq!(now.status, RunStatus::Running);
+
+    domain
+        .stamp_cell(
+            "acme",
+            run.id,
+            RunWriter::Holder(b),
+            &sync_cell(),
+            &succeeded(),
+        )
+        .await
+        .unwrap();
+    assert!(
+        domain
+            .finish_run(
+                "acme",
+                run.id,
+                RunWriter::Holder(b),
+                RunStatus::Succeeded,
+                None
+            )
+            .await
+            .unwrap()
+    );
+    let done = domain.run("acme", run.id).await.unwrap();
+    assert_eq!(done.cell("__sync").unwrap().status, CellStatus::Succeeded);
+    assert_eq!(done.status, RunStatus::Succeeded);
+    assert_eq!(
+        log_of(&done),
+        vec![
+            (a, "take_up".to_string()),
+            (b, "take_up".to_string()),
+            (b, "cell __sync".to_string()),
+            (b, "finish succeeded".to_string()),
+        ]
+    );
+    assert!(stale_entries(&done.fence_log).is_empty());
+}
+
+/// A later stage's holder outranks any token of an earlier stage: once it took the run up, the
+/// earlier stage's holder is refused. Writes from outside the pipeline (an operator's cancel)
+/// are not fenced and not logged.
+#[tokio::test]
+async fn a_later_stage_fences_out_an_earlier_stages_holder() {
+    let (_tdb, domain, run) = setup("fence_later_stage").await;
+    let (earlier, later) = (RunFence::new(1, 9), RunFence::new(2, 1));
+    domain.start_run("acme", run.id, earlier).await.unwrap();
+    domain.start_run("acme", run.id, later).await.unwrap();
+    let refused = domain
+        .stamp_cell(
+            "acme",
+            run.id,
+            RunWriter::Holder(earlier),
+            &sync_cell(),
+            &succeeded(),
+        )
+        .await;
+    assert!(
+        matches!(refused, Err(DomainError::FencedOut(_))),
+        "{refused:?}"
+    );
+    assert_eq!(
+        domain
+            .start_run("acme", run.id, earlier)
+            .await
+            .unwrap()
+            .fence,
+        Some(later)
+    );
+
+    domain
+        .stamp_cell(
+            "acme",
+            run.id,
+            RunWriter::Outside,
+            &sync_cell(),
+            &succeeded(),
+        )
+        .await
+        .unwrap();
+    let now = domain.run("acme", run.id).await.unwrap();
+    assert!(now.cell("__sync").is_some());
+    assert_eq!(now.fence_log.len(), 2, "{:?}", now.fence_log);
+}
+
+/// Holders racing to take the run up, each on a connection of its own: whatever the order, the
+/// fence ends at the highest, each holder either took the run up or sees a higher fence, and the
+/// log's fences never decrease.
+#[tokio::test]
+async fn racing_take_ups_never_lower_the_fence() {
+    let (tdb, _domain, run) = setup("fence_race").await;
+    let mut tasks = Vec::new();
+    for token in 1..=12 {
+        let uri = tdb.uri().to_string();
+        let name = tdb.name().to_string();
+        tasks.push(tokio::spawn(async move {
+            let client = mongodb::Client::with_uri_str(&uri).await.unwrap();
+            let domain = Domain::new(&client.database(&name));
+            let fence = RunFence::new(1, token);
+            let seen = domain.start_run("acme", run.id, fence).await.unwrap();
+            (fence, seen.fence.unwrap())
+        }));
+    }
+    for task in tasks {
+        let (mine, seen) = task.await.unwrap();
+        assert!(seen >= mine, "{mine} saw {seen}");
+    }
+    let client = mongodb::Client::with_uri_str(tdb.uri()).await.unwrap();
+    let domain = Domain::new(&client.database(tdb.name()));
+    let run = domain.run("acme", run.id).await.unwrap();
+    assert_eq!(run.fence, Some(RunFence::new(1, 12)));
+    assert!(
+        stale_entries(&run.fence_log).is_empty(),
+        "{:?}",
+        run.fence_log
+    );
+    assert!(run.fence_log.iter().all(|e| e.write == "take_up"));
+}

@@ -127,6 +127,10 @@ async fn migrate_serves_the_hot_queries_and_drops_the_indexes_they_replace() {
         runs.contains(&"unconfirmed_queued".to_string()),
         "the orphaned-run reaper's look at queued runs: {runs:?}"
     );
+    assert!(
+        runs.contains(&"fence".to_string()),
+        "a stage holder's fenced writes: {runs:?}"
+    );
     let scopes = index_names(&tdb, "scan_scopes").await;
     assert!(
         scopes.contains(&"paused_1_due_at_1".to_string()),

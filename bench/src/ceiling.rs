@@ -7,8 +7,9 @@
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
-use mongodb::Database;
+use mongodb::bson::oid::ObjectId;
 use mongodb::bson::{DateTime, Document, doc};
+use mongodb::{Collection, Database};
 
 use crate::measure::Throughput;
 use crate::ours;
@@ -27,16 +28,7 @@ pub async fn run(db: &Database, jobs: usize, history: usize) -> Result<Throughpu
 
     let begin = Instant::now();
     for batch in ids.chunks(BATCH) {
-        let now = DateTime::now();
-        let expires = DateTime::from_millis(now.timestamp_millis() + 60_000);
-        coll.update_many(
-            doc! {"_id": {"$in": batch}},
-            doc! {
-                "$set": {"status": "running", "lease.owner": "ceiling", "lease.expires_at": expires, "started_at": now},
-                "$inc": {"lease.token": 1_i64, "attempts": 1},
-            },
-        )
-        .await?;
+        lease(&coll, batch).await?;
         coll.update_many(
             doc! {"_id": {"$in": batch}},
             doc! {"$set": {"status": "succeeded", "finished_at": DateTime::now()}},
@@ -49,4 +41,20 @@ pub async fn run(db: &Database, jobs: usize, history: usize) -> Result<Throughpu
         total: jobs,
         seconds,
     })
+}
+
+/// The ceiling's claim: `ids` set `running` under a lease, with the token and the attempts
+/// incremented, by one `update_many` on `_id` alone.
+pub async fn lease(coll: &Collection<Document>, ids: &[ObjectId]) -> Result<()> {
+    let now = DateTime::now();
+    let expires = DateTime::from_millis(now.timestamp_millis() + 60_000);
+    coll.update_many(
+        doc! {"_id": {"$in": ids}},
+        doc! {
+            "$set": {"status": "running", "lease.owner": "ceiling", "lease.expires_at": expires, "started_at": now},
+            "$inc": {"lease.token": 1_i64, "attempts": 1},
+        },
+    )
+    .await?;
+    Ok(())
 }

@@ -6,11 +6,13 @@
 
 mod agenda;
 mod ceiling;
+mod claims;
 mod measure;
 mod ours;
 mod pipeline;
 mod procs;
 mod report;
+mod scans;
 mod scheduler;
 
 use std::path::PathBuf;
@@ -21,7 +23,7 @@ use clap::Parser;
 use mongodb::{Client, Database};
 use sv0_devdb::DevDb;
 
-use crate::report::{Cell, Row};
+use crate::report::{Cell, Results, Row};
 
 /// Runs every benchmark and prints one table.
 #[derive(Debug, Parser)]
@@ -39,12 +41,20 @@ struct Args {
     /// Also write the report to this Markdown file (only when every cell was measured).
     #[arg(long)]
     markdown: Option<PathBuf>,
+    /// Also write every result to this JSON file, the latency samples included, for
+    /// `scripts/plot-bench` (only when every cell was measured).
+    #[arg(long)]
+    json: Option<PathBuf>,
     /// The source revision measured, for the report.
     #[arg(long, default_value = "unknown")]
     revision: String,
-    /// Run only the scenarios whose name contains this text.
+    /// Run only the scenarios whose name contains this text; repeatable (any of them).
     #[arg(long)]
-    only: Option<String>,
+    only: Vec<String>,
+    /// Smaller sizes for the warm-up, the latency rows, the scans by workers and the claim cost,
+    /// to check in a minute or two that they run and what they write: not figures to publish.
+    #[arg(long)]
+    quick: bool,
     /// With `--baseline`: each drain of ours and of the baseline runs this many times, the two
     /// alternating, and each cell is the median run (one run of a drain varies by ±10 % on a
     /// shared machine; the comparison needs less than that).
@@ -80,23 +90,46 @@ const fn drain(jobs: usize, history: usize, processes: usize) -> Drain {
         processes,
     }
 }
-/// The latency runs: this many jobs, one at a time, at this rate.
-const LATENCY_JOBS: usize = 1_000;
+/// The latency runs: jobs one at a time, at this rate.
 const LATENCY_RATE: f64 = 20.0;
 /// The memory run: one worker of this concurrency drains this many jobs.
 const MEMORY_CONCURRENCY: usize = 32;
 const MEMORY_JOBS: usize = 2_000;
-/// Jobs drained once, unmeasured, before anything is measured (fewer for agenda: it is slow).
-const WARMUP_JOBS: usize = 10_000;
-const AGENDA_WARMUP_JOBS: usize = 500;
+
+/// The sizes `--quick` shrinks.
+struct Sizes {
+    /// Jobs drained once, unmeasured, before anything is measured (fewer for agenda: it is slow).
+    warmup_jobs: usize,
+    agenda_warmup_jobs: usize,
+    latency_jobs: usize,
+    /// Scopes (one per tenant) in the batch the worker counts scan.
+    scan_scopes: usize,
+    /// The claim cost's backlogs are divided by this.
+    claim_divisor: usize,
+}
+const FULL: Sizes = Sizes {
+    warmup_jobs: 10_000,
+    agenda_warmup_jobs: 500,
+    latency_jobs: 1_000,
+    scan_scopes: 12,
+    claim_divisor: 1,
+};
+const QUICK: Sizes = Sizes {
+    warmup_jobs: 1_000,
+    agenda_warmup_jobs: 50,
+    latency_jobs: 100,
+    scan_scopes: 4,
+    claim_divisor: 10,
+};
 
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
     let began = Instant::now();
     let machine = report::Machine::read().await;
-    let wanted = |name: &str| args.only.as_deref().is_none_or(|o| name.contains(o));
+    let wanted = |name: &str| args.only.is_empty() || args.only.iter().any(|o| name.contains(o));
     let cap = Duration::from_secs(args.cap_secs);
+    let sizes = if args.quick { QUICK } else { FULL };
 
     // Benchmarks run on polling, with the oplog off (DESIGN.md §8: an idle change stream costs
     // the stand a core); only the change-stream latency row gets its own `--oplog` instance.
@@ -120,14 +153,14 @@ async fn main() -> Result<()> {
     // run once first, unmeasured: a drain of ours, of agenda, and the ceiling's loop.
     eprintln!("warming the server up…");
     let warmup = scratch(&client, "warmup");
-    ours.drain(&warmup, WARMUP_JOBS, 0, 1, CONCURRENCY, cap)
+    ours.drain(&warmup, sizes.warmup_jobs, 0, 1, CONCURRENCY, cap)
         .await
         .context("warm-up, ours")?;
     agenda
-        .drain(&warmup, AGENDA_WARMUP_JOBS, 0, 1, CONCURRENCY, cap)
+        .drain(&warmup, sizes.agenda_warmup_jobs, 0, 1, CONCURRENCY, cap)
         .await
         .context("warm-up, agenda")?;
-    ceiling::run(&warmup, WARMUP_JOBS, 0).await?;
+    ceiling::run(&warmup, sizes.warmup_jobs, 0).await?;
     warmup.drop().await?;
 
     let mut rows = Vec::new();
@@ -197,20 +230,29 @@ async fn main() -> Result<()> {
             ours: cell(
                 &name,
                 "ours",
-                ours.latency(&scratch(&client, "ours"), LATENCY_JOBS, LATENCY_RATE, false),
+                ours.latency(
+                    &scratch(&client, "ours"),
+                    sizes.latency_jobs,
+                    LATENCY_RATE,
+                    false,
+                ),
             )
             .await,
             baseline: baseline_cell(
                 &name,
                 baseline
                     .as_ref()
-                    .map(|b| b.latency(&base_db, LATENCY_JOBS, LATENCY_RATE, false)),
+                    .map(|b| b.latency(&base_db, sizes.latency_jobs, LATENCY_RATE, false)),
             )
             .await,
             agenda: cell(
                 &name,
                 "agenda",
-                agenda.latency(&scratch(&client, "agenda"), LATENCY_JOBS, LATENCY_RATE),
+                agenda.latency(
+                    &scratch(&client, "agenda"),
+                    sizes.latency_jobs,
+                    LATENCY_RATE,
+                ),
             )
             .await,
             ceiling: Cell::NotApplicable,
@@ -248,35 +290,49 @@ async fn main() -> Result<()> {
         report::print_row(&row);
         rows.push(row);
     }
+    // Sections of their own, not rows of the table; a failure is reported at the end, like a
+    // failed cell.
+    let mut errors = Vec::new();
+    let uri = devdb.uri();
     let scan_name = "scan of a 10,000-entity graph, stage by stage";
     let scan = if wanted(scan_name) {
-        eprintln!("[{scan_name}]…");
-        match pipeline::scan_costs(&args.sv0, &devdb.uri(), &scratch(&client, "pipeline")).await {
-            Ok(costs) => {
-                eprintln!("{}", report::scan_table(&costs));
-                Some(Ok(costs))
-            }
-            Err(e) => {
-                eprintln!("[{scan_name}] FAILED: {e:#}");
-                Some(Err(format!("[{scan_name}]: {e:#}")))
-            }
-        }
+        let db = scratch(&client, "pipeline");
+        let run = pipeline::scan_costs(&args.sv0, &uri, &db);
+        section(scan_name, run, |r| report::scan_table(r), &mut errors).await
     } else {
         None
     };
     let ticks_name = "scheduler tick, 10,000 due scopes, 1 and 3 replicas";
     let ticks = if wanted(ticks_name) {
-        eprintln!("[{ticks_name}]…");
-        match scheduler::tick_costs(&scratch(&client, "scheduler")).await {
-            Ok(costs) => {
-                eprintln!("{}", report::tick_table(&costs));
-                Some(Ok(costs))
-            }
-            Err(e) => {
-                eprintln!("[{ticks_name}] FAILED: {e:#}");
-                Some(Err(format!("[{ticks_name}]: {e:#}")))
-            }
-        }
+        let db = scratch(&client, "scheduler");
+        let run = scheduler::tick_costs(&db);
+        section(ticks_name, run, |r| report::tick_table(r), &mut errors).await
+    } else {
+        None
+    };
+    let scans_name = format!(
+        "scans per minute by worker processes (1, 2, 4), {} scopes of {} entities",
+        sizes.scan_scopes,
+        report::thousands(2 * scans::SIZE_PER_CLOUD as usize)
+    );
+    let scans = if wanted(&scans_name) {
+        let db = scratch(&client, "scans");
+        let run = scans::by_workers(&args.sv0, &uri, &db, sizes.scan_scopes);
+        section(&scans_name, run, |r| report::scans_table(r), &mut errors).await
+    } else {
+        None
+    };
+    let claims_name = "claim cost by backlog";
+    let claims = if wanted(claims_name) {
+        let points: Vec<(usize, usize)> = claims::POINTS
+            .iter()
+            .map(|&(queued, finished)| {
+                (queued / sizes.claim_divisor, finished / sizes.claim_divisor)
+            })
+            .collect();
+        let db = scratch(&client, "claims");
+        let run = claims::by_backlog(&db, &points);
+        section(claims_name, run, |r| report::claims_table(r), &mut errors).await
     } else {
         None
     };
@@ -301,14 +357,19 @@ async fn main() -> Result<()> {
             ours: cell(
                 &name,
                 "ours",
-                ours.latency(&scratch(&client, "ours"), LATENCY_JOBS, LATENCY_RATE, true),
+                ours.latency(
+                    &scratch(&client, "ours"),
+                    sizes.latency_jobs,
+                    LATENCY_RATE,
+                    true,
+                ),
             )
             .await,
             baseline: baseline_cell(
                 &name,
                 baseline
                     .as_ref()
-                    .map(|b| b.latency(&base_db, LATENCY_JOBS, LATENCY_RATE, true)),
+                    .map(|b| b.latency(&base_db, sizes.latency_jobs, LATENCY_RATE, true)),
             )
             .await,
             agenda: Cell::NotRun(
@@ -327,29 +388,30 @@ async fn main() -> Result<()> {
     let elapsed = began.elapsed();
     let text = report::table(&rows);
     println!("\n{text}");
-    let mut errors: Vec<String> = rows.iter().flat_map(Row::errors).collect();
-    let scan = match scan {
-        Some(Ok(costs)) => {
-            println!("{scan_name}:\n\n{}", report::scan_table(&costs));
-            Some(costs)
-        }
-        Some(Err(error)) => {
-            errors.push(error);
-            None
-        }
-        None => None,
+    let results = Results {
+        rows,
+        scan,
+        ticks,
+        scans,
+        claims,
     };
-    let ticks = match ticks {
-        Some(Ok(costs)) => {
-            println!("{ticks_name}:\n\n{}", report::tick_table(&costs));
-            Some(costs)
+    for (name, table) in [
+        (scan_name, results.scan.as_deref().map(report::scan_table)),
+        (ticks_name, results.ticks.as_deref().map(report::tick_table)),
+        (
+            &scans_name,
+            results.scans.as_deref().map(report::scans_table),
+        ),
+        (
+            claims_name,
+            results.claims.as_deref().map(report::claims_table),
+        ),
+    ] {
+        if let Some(table) = table {
+            println!("{name}:\n\n{table}");
         }
-        Some(Err(error)) => {
-            errors.push(error);
-            None
-        }
-        None => None,
-    };
+    }
+    errors.extend(results.rows.iter().flat_map(Row::errors));
     for error in &errors {
         eprintln!("FAILED {error}");
     }
@@ -359,9 +421,7 @@ async fn main() -> Result<()> {
     );
     if let Some(path) = &args.markdown {
         let markdown = report::markdown(
-            &rows,
-            scan.as_deref(),
-            ticks.as_deref(),
+            &results,
             &machine,
             &report::RunFacts {
                 revision: &args.revision,
@@ -373,12 +433,39 @@ async fn main() -> Result<()> {
         std::fs::write(path, markdown).with_context(|| format!("writing {}", path.display()))?;
         eprintln!("wrote {}", path.display());
     }
+    if let Some(path) = &args.json {
+        let json = report::json(&results, &args.revision)?;
+        std::fs::write(path, json).with_context(|| format!("writing {}", path.display()))?;
+        eprintln!("wrote {}", path.display());
+    }
     Ok(())
 }
 
 /// A database of its own for one peer in one scenario; each measurement drops it first.
 fn scratch(client: &Client, peer: &str) -> Database {
     client.database(&format!("bench_{peer}"))
+}
+
+/// Runs a section of its own and shows its table; a failure is logged and kept in `errors`, not
+/// the end of the run, so the other sections still get measured.
+async fn section<T>(
+    name: &str,
+    run: impl Future<Output = Result<T>>,
+    table: impl Fn(&T) -> String,
+    errors: &mut Vec<String>,
+) -> Option<T> {
+    eprintln!("[{name}]…");
+    match run.await {
+        Ok(value) => {
+            eprintln!("{}", table(&value));
+            Some(value)
+        }
+        Err(e) => {
+            eprintln!("[{name}] FAILED: {e:#}");
+            errors.push(format!("[{name}]: {e:#}"));
+            None
+        }
+    }
 }
 
 /// The baseline binary's cell in a row, when `--baseline` was given.

@@ -5,6 +5,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Result;
 use mongodb::bson::DateTime;
+use serde::Serialize;
 
 use crate::procs::{self, Proc};
 
@@ -14,7 +15,7 @@ use crate::procs::{self, Proc};
 const POLL: Duration = Duration::from_millis(250);
 
 /// Jobs drained over a span of wall-clock time.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Serialize)]
 pub struct Throughput {
     pub done: usize,
     pub total: usize,
@@ -33,31 +34,36 @@ impl Throughput {
 }
 
 /// Enqueue→start latency, in milliseconds.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Serialize)]
 pub struct Latency {
     pub p50: f64,
     pub p99: f64,
     pub p999: f64,
-    pub samples: usize,
+    /// Every sample, sorted: the report's plot draws their distribution.
+    pub samples_ms: Vec<f64>,
 }
 
 impl Latency {
-    /// Nearest-rank percentiles of `samples_ms`.
     pub fn of(mut samples_ms: Vec<f64>) -> Result<Latency> {
         anyhow::ensure!(!samples_ms.is_empty(), "no latency samples");
-        samples_ms.sort_by(f64::total_cmp);
-        let rank = |p: f64| samples_ms[((p * samples_ms.len() as f64).ceil() as usize).max(1) - 1];
         Ok(Latency {
-            p50: rank(0.50),
-            p99: rank(0.99),
-            p999: rank(0.999),
-            samples: samples_ms.len(),
+            p50: percentile(&mut samples_ms, 0.50),
+            p99: percentile(&mut samples_ms, 0.99),
+            p999: percentile(&mut samples_ms, 0.999),
+            samples_ms,
         })
     }
 }
 
+/// The nearest-rank percentile `p` (0 to 1) of `samples`, which it sorts; NaN when empty.
+pub fn percentile(samples: &mut [f64], p: f64) -> f64 {
+    samples.sort_by(f64::total_cmp);
+    let rank = (p * samples.len() as f64).ceil() as usize;
+    samples.get(rank.max(1) - 1).copied().unwrap_or(f64::NAN)
+}
+
 /// A worker process's resident memory after a drain, in MB (10⁶ bytes).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Serialize)]
 pub struct Memory {
     pub peak_mb: f64,
     pub current_mb: f64,

@@ -4,22 +4,27 @@
 //! the collections it keeps: every stage writes one statement per document of its set, batched
 //! 1,000 to an `update` command, and on the unchanged re-scan each of those only sets
 //! `last_seen_at`.
+//!
+//! The demo tenants, their workers and the stage timings are shared with `scans.rs`.
 
-use std::path::Path;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, Result, bail};
 use mongodb::Database;
 use mongodb::bson::{Document, doc};
+use serde::Serialize;
 use sv0_broker::naming::{Ref, TenantId, env_prefix};
 use sv0_broker::{BrokerMetrics, CredentialBroker, CredentialsRef, Provider};
-use sv0_domain::{Budget, ConnectorInstance, Domain, ScanRun, ScanScope, Tenant, Trigger};
+use sv0_domain::{
+    Budget, ConnectorInstance, Domain, RunStatus, ScanRun, ScanScope, Tenant, Trigger,
+};
 use sv0_pipeline::{Pipeline, RunRequest};
 use sv0_queue::Queue;
 use tokio::process::Command;
 
 use crate::procs::{self, Proc};
+use crate::report::thousands;
 
 /// Entities per cloud; two clouds.
 pub const SIZE_PER_CLOUD: i64 = 5_000;
@@ -28,14 +33,14 @@ const REF: &str = "DEMO_CLOUD";
 const RUN_CAP: Duration = Duration::from_secs(600);
 
 /// One stage's cost in the first scan and in the unchanged re-scan.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize)]
 pub struct StageCost {
     pub stage: &'static str,
     pub first: Cost,
     pub again: Cost,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Serialize)]
 pub struct Cost {
     pub seconds: f64,
     /// Documents written (one statement each).
@@ -44,7 +49,7 @@ pub struct Cost {
 
 /// The stages in order: the job kind (for `execute_scan`) or the cell, and the collection whose
 /// documents the stage writes.
-const STAGES: [(&str, &str); 6] = [
+pub const STAGES: [(&str, &str); 6] = [
     ("execute_scan", "connector_syncs"),
     ("__sync", "entities"),
     ("__eval", "findings"),
@@ -55,71 +60,15 @@ const STAGES: [(&str, &str); 6] = [
 
 /// Scans the demo graph twice with one worker of `sv0` on `db` and returns each stage's cost.
 pub async fn scan_costs(sv0: &Path, uri: &str, db: &Database) -> Result<Vec<StageCost>> {
-    db.drop().await?;
-    let domain = Domain::new(db);
-    let queue = Queue::new(db);
-    domain.ensure_indexes().await?;
-    queue.ensure_indexes().await?;
-    let connector = sv0.with_file_name("sv0-demo-connector");
-    anyhow::ensure!(
-        connector.is_file(),
-        "{} is missing (cargo build --release -p sv0-demo-connector)",
-        connector.display()
-    );
-    domain.put_tenant(&Tenant::new(TENANT, "bench")?).await?;
-    let instance = ConnectorInstance::new(
-        TENANT,
-        "demo",
-        "demo",
-        vec![connector.display().to_string()],
-        CredentialsRef {
-            provider: Provider::Env,
-            reference: REF.into(),
-        },
-    )?;
-    domain.insert_instance(&instance).await?;
-    let scope = ScanScope::new(
-        &instance,
-        "10,000 entities",
-        doc! { "clouds": ["aws", "azure"], "size": SIZE_PER_CLOUD, "seed": 1_i64 },
-        Budget {
-            max_runtime_seconds: RUN_CAP.as_secs() as i64,
-        },
-    )?;
-    domain.insert_scope(&scope).await?;
-
-    let variable = format!(
-        "{}DEMO_CLOUD_TOKEN",
-        env_prefix(
-            &TenantId::parse(TENANT).map_err(anyhow::Error::msg)?,
-            &Ref::parse(REF).map_err(anyhow::Error::msg)?
-        )
-    );
-    let mut command = Command::new(sv0);
-    command
-        .arg("worker")
-        .args(["--mongodb-uri", uri, "--database", db.name()])
-        .args(["--metrics-addr", "127.0.0.1:0", "--change-streams", "off"])
-        .env(variable, "bench-token");
-    let mut workers = vec![Proc::spawn("sv0 worker (pipeline)", command)?];
-    procs::first_ready(&mut workers, "worker started", Duration::from_secs(30)).await?;
-
-    let broker = CredentialBroker::new(BrokerMetrics::new(&mut Default::default()));
-    let pipeline = Arc::new(Pipeline::new(domain.clone(), queue, broker));
+    let mut demo = Demo::fresh(sv0, db).await?;
+    let scope = demo.tenant(TENANT, SIZE_PER_CLOUD).await?;
+    let (workers, _) = demo.workers(uri, 1).await?;
     let mut runs = Vec::new();
     let mut written = Vec::new();
     for _ in 0..2 {
-        let run = pipeline
-            .create_run(RunRequest {
-                tenant_id: TENANT.into(),
-                scope_id: scope.id,
-                trigger: Trigger::ManualApi {
-                    requested_by: Some("sv0-bench".into()),
-                },
-            })
-            .await?;
-        let run = finished(&domain, run.id).await?;
-        if run.status != sv0_domain::RunStatus::Succeeded {
+        let run = demo.start_run(&scope).await?;
+        let run = demo.finished(TENANT, run.id).await?;
+        if run.status != RunStatus::Succeeded {
             bail!("the scan did not succeed: {:?}", run.error);
         }
         let mut counts = Vec::new();
@@ -160,22 +109,132 @@ pub async fn scan_costs(sv0: &Path, uri: &str, db: &Database) -> Result<Vec<Stag
     Ok(costs)
 }
 
-async fn finished(domain: &Domain, id: mongodb::bson::oid::ObjectId) -> Result<ScanRun> {
-    let began = Instant::now();
-    loop {
-        let run = domain.run(TENANT, id).await?;
-        if run.status.is_finished() {
-            return Ok(run);
+/// A database set up for the pipeline, with demo-connector tenants on it and the `sv0` binary
+/// that runs their scans.
+pub struct Demo {
+    sv0: PathBuf,
+    db: Database,
+    domain: Domain,
+    pipeline: Pipeline,
+    /// Each tenant's connector credential, where the broker's env provider looks for it.
+    env: Vec<(String, String)>,
+}
+
+impl Demo {
+    /// Empties `db` and creates the domain's and the queue's indexes.
+    pub async fn fresh(sv0: &Path, db: &Database) -> Result<Demo> {
+        db.drop().await?;
+        let domain = Domain::new(db);
+        let queue = Queue::new(db);
+        domain.ensure_indexes().await?;
+        queue.ensure_indexes().await?;
+        let broker = CredentialBroker::new(BrokerMetrics::new(&mut Default::default()));
+        Ok(Demo {
+            sv0: sv0.to_path_buf(),
+            db: db.clone(),
+            pipeline: Pipeline::new(domain.clone(), queue, broker),
+            domain,
+            env: Vec::new(),
+        })
+    }
+
+    /// Provisions `tenant`: the demo connector (beside `sv0`) as its instance, and one scope of
+    /// two clouds of `size_per_cloud` entities each, which it returns.
+    pub async fn tenant(&mut self, tenant: &str, size_per_cloud: i64) -> Result<ScanScope> {
+        let connector = self.sv0.with_file_name("sv0-demo-connector");
+        anyhow::ensure!(
+            connector.is_file(),
+            "{} is missing (cargo build --release -p sv0-demo-connector)",
+            connector.display()
+        );
+        self.domain
+            .put_tenant(&Tenant::new(tenant, tenant)?)
+            .await?;
+        let instance = ConnectorInstance::new(
+            tenant,
+            "demo",
+            "demo",
+            vec![connector.display().to_string()],
+            CredentialsRef {
+                provider: Provider::Env,
+                reference: REF.into(),
+            },
+        )?;
+        self.domain.insert_instance(&instance).await?;
+        let scope = ScanScope::new(
+            &instance,
+            &format!("{} entities", thousands(2 * size_per_cloud as usize)),
+            doc! { "clouds": ["aws", "azure"], "size": size_per_cloud, "seed": 1_i64 },
+            Budget {
+                max_runtime_seconds: RUN_CAP.as_secs() as i64,
+            },
+        )?;
+        self.domain.insert_scope(&scope).await?;
+        let variable = format!(
+            "{}DEMO_CLOUD_TOKEN",
+            env_prefix(
+                &TenantId::parse(tenant).map_err(anyhow::Error::msg)?,
+                &Ref::parse(REF).map_err(anyhow::Error::msg)?
+            )
+        );
+        self.env.push((variable, "bench-token".into()));
+        Ok(scope)
+    }
+
+    /// Starts `count` `sv0 worker` processes serving the pipeline's kinds, with every tenant's
+    /// credential; returns them once all are ready, and when the first was.
+    pub async fn workers(&self, uri: &str, count: usize) -> Result<(Vec<Proc>, SystemTime)> {
+        let mut workers = Vec::new();
+        for n in 0..count {
+            let mut command = Command::new(&self.sv0);
+            command
+                .arg("worker")
+                .args(["--mongodb-uri", uri, "--database", self.db.name()])
+                .args(["--metrics-addr", "127.0.0.1:0", "--change-streams", "off"])
+                .envs(self.env.iter().cloned());
+            workers.push(Proc::spawn(format!("sv0 worker (pipeline) #{n}"), command)?);
         }
-        if began.elapsed() > RUN_CAP {
-            bail!("scan {id} unfinished after {RUN_CAP:?}");
+        let first =
+            procs::first_ready(&mut workers, "worker started", Duration::from_secs(30)).await?;
+        Ok((workers, first))
+    }
+
+    /// A manual run of `scope`, queued with its first job.
+    pub async fn start_run(&self, scope: &ScanScope) -> Result<ScanRun> {
+        Ok(self
+            .pipeline
+            .create_run(RunRequest {
+                tenant_id: scope.tenant_id.clone(),
+                scope_id: scope.id,
+                trigger: Trigger::ManualApi {
+                    requested_by: Some("sv0-bench".into()),
+                },
+            })
+            .await?)
+    }
+
+    /// Waits until the run has finished, whatever its status.
+    pub async fn finished(
+        &self,
+        tenant: &str,
+        id: mongodb::bson::oid::ObjectId,
+    ) -> Result<ScanRun> {
+        let began = Instant::now();
+        loop {
+            let run = self.domain.run(tenant, id).await?;
+            if run.status.is_finished() {
+                return Ok(run);
+            }
+            if began.elapsed() > RUN_CAP {
+                bail!("scan {id} unfinished after {RUN_CAP:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
 /// A cell's duration, or for the scan its job's (`started_at` to `finished_at`).
-async fn stage_seconds(db: &Database, run: &ScanRun, stage: &str) -> Result<f64> {
+pub async fn stage_seconds(db: &Database, run: &ScanRun, stage: &str) -> Result<f64> {
     let millis = if stage == "execute_scan" {
         let job = db
             .collection::<Document>("jobs")

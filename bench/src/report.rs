@@ -4,12 +4,17 @@
 use std::fmt;
 use std::time::Duration;
 
+use serde::Serialize;
+
+use crate::claims::{self, ClaimCost};
 use crate::measure::{Latency, Memory, Throughput};
 use crate::pipeline::StageCost;
+use crate::scans::{self, WorkerScans};
 use crate::scheduler::{self, TickCost};
 
 /// One measurement of one peer in one scenario.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "kind", content = "value", rename_all = "snake_case")]
 pub enum Cell {
     Throughput(Throughput),
     Latency(Latency),
@@ -57,7 +62,10 @@ impl fmt::Display for Cell {
             Cell::Latency(l) => write!(
                 f,
                 "p50 {:.0} ms / p99 {:.0} ms / p99.9 {:.0} ms ({} jobs)",
-                l.p50, l.p99, l.p999, l.samples
+                l.p50,
+                l.p99,
+                l.p999,
+                l.samples_ms.len()
             ),
             Cell::Memory(m) => {
                 write!(f, "peak {:.1} MB (now {:.1} MB", m.peak_mb, m.current_mb)?;
@@ -74,7 +82,7 @@ impl fmt::Display for Cell {
 }
 
 /// One scenario across the three peers.
-#[derive(Debug)]
+#[derive(Debug, Serialize)]
 pub struct Row {
     pub name: String,
     pub ours: Cell,
@@ -334,24 +342,48 @@ pub struct RunFacts<'a> {
     pub repeat: u16,
 }
 
-/// The whole of `docs/benchmarks.md`: how it was made, the table, the targets, and the
-/// explanation (`bench/src/explanation.md`, which states no figures of its own).
-pub fn markdown(
-    rows: &[Row],
-    scan: Option<&[StageCost]>,
-    ticks: Option<&[TickCost]>,
-    machine: &Machine,
-    facts: &RunFacts,
-) -> String {
+/// Everything one run measured: what the Markdown report and the JSON file are written from.
+#[derive(Debug, Serialize)]
+pub struct Results {
+    pub rows: Vec<Row>,
+    pub scan: Option<Vec<StageCost>>,
+    pub ticks: Option<Vec<TickCost>>,
+    pub scans: Option<Vec<WorkerScans>>,
+    pub claims: Option<Vec<ClaimCost>>,
+}
+
+/// The results as JSON, for `scripts/plot-bench`.
+pub fn json(results: &Results, revision: &str) -> anyhow::Result<String> {
+    #[derive(Serialize)]
+    struct File<'a> {
+        revision: &'a str,
+        measured_at: String,
+        #[serde(flatten)]
+        results: &'a Results,
+    }
+    Ok(serde_json::to_string_pretty(&File {
+        revision,
+        measured_at: now(),
+        results,
+    })?)
+}
+
+fn now() -> String {
+    mongodb::bson::DateTime::now()
+        .try_to_rfc3339_string()
+        .unwrap_or_default()
+}
+
+/// The whole of `docs/benchmarks.md`: how it was made, the table, the targets, the sections of
+/// their own, and the explanation (`bench/src/explanation.md`, which states no figures of its
+/// own). The plots it links are drawn from the JSON file by `scripts/plot-bench`.
+pub fn markdown(results: &Results, machine: &Machine, facts: &RunFacts) -> String {
     let RunFacts {
         revision,
         elapsed,
         cap_secs,
         repeat,
     } = *facts;
-    let date = mongodb::bson::DateTime::now()
-        .try_to_rfc3339_string()
-        .unwrap_or_default();
     let repetitions = if repeat > 1 {
         format!(
             "Each drain of ours and of the baseline ran {repeat} times, the two alternating, and\n\
@@ -360,9 +392,17 @@ pub fn markdown(
     } else {
         "One repetition per cell".to_string()
     };
-    format!(
+    // scripts/plot-bench draws it from the polling row's samples.
+    let polling = |r: &Row| r.name.contains("polling") && matches!(r.ours, Cell::Latency(_));
+    let latency_plot = if results.rows.iter().any(polling) {
+        "\nEvery enqueue→start latency sample of the polling row, ours and agenda's, as a \
+         cumulative distribution:\n\n![Enqueue→start latency, polling](bench-latency.png)\n"
+    } else {
+        ""
+    };
+    let mut out = format!(
         "# Benchmarks\n\n\
-         Produced by one command, `./scripts/bench`, which writes this file. Measured {date} at\n\
+         Produced by one command, `./scripts/bench`, which writes this file. Measured {} at\n\
          revision `{revision}`; the run took {:.0} s. {repetitions}: treat differences of\n\
          a few per cent as noise. Drains slower than {cap_secs} s are stopped there and reported at\n\
          the rate they reached (marked *capped*).\n\n\
@@ -370,44 +410,64 @@ pub fn markdown(
          run began); node {}; devdb (mongo-java-server 1.47.0, in memory) as the server for every\n\
          peer. **These are the stand's figures, not MongoDB's**: compare the columns, not the\n\
          absolute numbers (README, \"Its cost model\").\n\n\
-         ## Results\n\n{}\n{}\n{}\n{}",
+         ## Results\n\n{}{latency_plot}\n",
+        now(),
         elapsed.as_secs_f64(),
         machine.cores,
         machine.cpu,
         machine.memory,
         machine.load,
         machine.node,
-        table(rows),
-        scan.map_or(String::new(), |costs| format!(
-            "## A scan, stage by stage\n\n\
-             The demo connector's graph of {} entities (two clouds of {}), scanned by one \
-             `sv0 worker`, then scanned again unchanged (see \"A scan's cost\" below):\n\n{}",
-            thousands(2 * crate::pipeline::SIZE_PER_CLOUD as usize),
-            thousands(crate::pipeline::SIZE_PER_CLOUD as usize),
-            scan_table(costs)
-        )),
-        ticks.map_or(String::new(), |costs| format!(
-            "## Scheduler tick\n\n\
-             {} scopes ({} tenants of {}, each on a one-minute schedule) due at the same slot, \
-             decided by one tick of one scheduler, then, on a fresh copy, by three replicas \
-             ticking at once (in one process, racing for the same scope claims):\n\n{}\n\
-             Per scope, `Pipeline::start_scan` makes five round trips one after another (reads \
-             of the tenant, the scope and its connector instance, then writes of the run and its \
-             `execute_scan` job), against five per batch of 500 scopes for the claim, the slot \
-             outcomes and the settle: the tick is those round trips, one scope after another, \
-             and a replica adds its own sequence of them. Two of them (the scope read by \
-             `{{_id, tenant_id}}`, the settle by `{{_id, claim.nonce}}`) have unique indexes of \
-             exactly those fields: on the stand, which uses an index only when a query's \
-             fields match one exactly, each scanned `scan_scopes` without them, and a first \
-             measurement grew with the square of the scopes (about 95 s for one replica). A \
-             replica that loses the race for a batch goes on to the next one, so replicas \
-             ticking at once share the scopes: the last column says how they fell.\n",
-            thousands(scheduler::SCOPES),
-            scheduler::TENANTS,
-            scheduler::SCOPES_PER_TENANT,
-            tick_table(costs)
-        )),
-        include_str!("explanation.md"),
+        table(&results.rows),
+    );
+    if let Some(costs) = &results.scan {
+        out += &scan_section(costs);
+    }
+    if let Some(costs) = &results.ticks {
+        out += &tick_section(costs);
+    }
+    if let Some(scans) = &results.scans {
+        out += &scans_section(scans);
+    }
+    if let Some(costs) = &results.claims {
+        out += &claims_section(costs);
+    }
+    out += include_str!("explanation.md");
+    out
+}
+
+fn scan_section(costs: &[StageCost]) -> String {
+    format!(
+        "## A scan, stage by stage\n\n\
+         The demo connector's graph of {} entities (two clouds of {}), scanned by one \
+         `sv0 worker`, then scanned again unchanged (see \"A scan's cost\" below):\n\n{}\n",
+        thousands(2 * crate::pipeline::SIZE_PER_CLOUD as usize),
+        thousands(crate::pipeline::SIZE_PER_CLOUD as usize),
+        scan_table(costs)
+    )
+}
+
+fn tick_section(costs: &[TickCost]) -> String {
+    format!(
+        "## Scheduler tick\n\n\
+         {} scopes ({} tenants of {}, each on a one-minute schedule) due at the same slot, \
+         decided by one tick of one scheduler, then, on a fresh copy, by three replicas \
+         ticking at once (in one process, racing for the same scope claims):\n\n{}\n\
+         Per scope, `Pipeline::start_scan` makes five round trips one after another (reads \
+         of the tenant, the scope and its connector instance, then writes of the run and its \
+         `execute_scan` job), against five per batch of 500 scopes for the claim, the slot \
+         outcomes and the settle: the tick is those round trips, one scope after another, \
+         and a replica adds its own sequence of them. Two of them (the scope read by \
+         `{{_id, tenant_id}}`, the settle by `{{_id, claim.nonce}}`) have unique indexes of \
+         exactly those fields: on the stand, which uses an index only when a query's \
+         fields match one exactly, each scanned `scan_scopes` without them, and a first \
+         measurement grew with the square of the scopes (about 95 s for one replica). A \
+         replica that loses the race for a batch goes on to the next one, so replicas \
+         ticking at once share the scopes: the last column says how they fell.\n\n",
+        thousands(scheduler::SCOPES),
+        scheduler::TENANTS,
+        scheduler::SCOPES_PER_TENANT,
+        tick_table(costs)
     )
 }
 
@@ -448,6 +508,164 @@ pub fn tick_table(costs: &[TickCost]) -> String {
             c.seconds,
             thousands(c.per_second().round() as usize),
             shares.join(" / ")
+        );
+    }
+    out
+}
+
+fn scans_section(scans: &[WorkerScans]) -> String {
+    let (Some(one), Some(most)) = (scans.first(), scans.last()) else {
+        return String::new();
+    };
+    let runs = one.scans.total;
+    let room = if runs <= scans::WORKER_SLOTS {
+        "One worker already has more slots than the batch has runs, so the processes added \
+         here add no room: they add CPU for the workers' own work"
+    } else {
+        "One worker runs as many scans at once as it has slots; the processes added here add \
+         room, and CPU for the workers' own work"
+    };
+    let ratio = most.per_minute() / one.per_minute();
+    let bound = if ratio < 1.5 {
+        ", so more processes barely move the rate: what bounds it here is the stand and the \
+         two cores, not the workers"
+    } else {
+        ""
+    };
+    format!(
+        "## Scans per minute by worker processes\n\n\
+         A batch of {runs} demo scans, one scope per tenant, each of two clouds of {} entities \
+         ({} in all), queued at once, then taken up by {} `sv0 worker` processes at their \
+         defaults ({} slots each, every pipeline kind, polling); each worker count starts from \
+         a fresh database with the same batch. Scans per minute are the runs (every one must \
+         succeed) over the span from the first worker ready to the last run's `finished_at`; \
+         each stage's time is its median over the batch's runs (the scan: its job; the other \
+         stages: their cells).\n\n\
+         ![Scans per minute by worker processes](bench-scans-by-workers.png)\n\n{}\n\
+         {room} (the stages' evaluation, chain assembly and stitching run in the worker) and \
+         requests in flight at once. On this machine the workers share two cores with devdb \
+         and with the connector process each scan starts, and devdb serializes every operation \
+         on a collection, while every tenant's scan writes to the same collections \
+         (`entities`, `findings`, `chains`, `scan_runs`, `jobs`): the runs of a batch wait for \
+         each other there, whichever process sends their writes (compare each stage with the \
+         same graph scanned alone, in \"A scan, stage by stage\"). {} workers scanned at ×{ratio:.2} \
+         the rate of one{bound}. On MongoDB, on machines of its own, writes to one collection \
+         proceed in parallel, and worker processes on more machines add CPU that this one does \
+         not have.\n\n",
+        thousands(scans::SIZE_PER_CLOUD as usize),
+        thousands(2 * scans::SIZE_PER_CLOUD as usize),
+        counts(scans),
+        scans::WORKER_SLOTS,
+        scans_table(scans),
+        most.workers,
+    )
+}
+
+/// The worker counts, as "1, 2 and 4".
+fn counts(scans: &[WorkerScans]) -> String {
+    let counts: Vec<String> = scans.iter().map(|s| s.workers.to_string()).collect();
+    match counts.split_last() {
+        Some((last, rest)) if !rest.is_empty() => format!("{} and {last}", rest.join(", ")),
+        _ => counts.concat(),
+    }
+}
+
+/// The Markdown table of the scans by workers.
+pub fn scans_table(scans: &[WorkerScans]) -> String {
+    let stages = scans.first().map_or(&[][..], |s| &s.stage_medians[..]);
+    let mut out = String::from("| worker processes | scans | time | scans per minute |");
+    for (stage, _) in stages {
+        out += &format!(" {stage} (median) |");
+    }
+    out += &format!("\n|{}\n", " --- |".repeat(4 + stages.len()));
+    for s in scans {
+        out += &format!(
+            "| {} | {} | {:.1} s | {:.1} |",
+            s.workers,
+            s.scans.done,
+            s.scans.seconds,
+            s.per_minute()
+        );
+        for (_, seconds) in &s.stage_medians {
+            out += &format!(" {seconds:.2} s |");
+        }
+        out += "\n";
+    }
+    out
+}
+
+fn claims_section(costs: &[ClaimCost]) -> String {
+    let (Some(first), Some(most_queued), Some(most_finished)) = (
+        costs.first(),
+        costs.iter().rfind(|c| c.finished == 0),
+        costs.iter().rfind(|c| c.finished > 0),
+    ) else {
+        return format!("## Claim cost by backlog\n\n{}\n", claims_table(costs));
+    };
+    let growth = |to: &ClaimCost| format!("×{:.1}", to.claim.p50 / first.claim.p50);
+    let fill: f64 = costs.iter().map(|c| c.fill_seconds).sum();
+    format!(
+        "## Claim cost by backlog\n\n\
+         One claim of {batch} no-op jobs (`sv0 worker`'s default concurrency, every slot free, \
+         nothing leased ahead), made from the bench process through the queue's API as a worker \
+         makes it: `Queue::candidates`, then `Queue::claim_candidates`, three round trips (the \
+         sorted candidate query, the claim's `update_many` re-checking the filter over the \
+         candidates, the read-back by `_id`). {samples} claims per point, one after another; \
+         after each, the batch is given back (`Queue::release`, untimed), so every claim sees \
+         the same backlog. The p99 is the second slowest of the {samples}. Queued jobs are \
+         written with `enqueue_many`, finished ones inserted as the queue leaves them; writing \
+         them took {fill:.1} s in all (the last column). The raw ceiling leases the same \
+         number of known jobs by one `update_many` on `_id` alone, as the drains' ceiling \
+         does: no query to find them.\n\n\
+         ![Claim cost by backlog](bench-claim-cost.png)\n\n{}\n\
+         - **By queued jobs** (from {} to {} queued, the median claim grew {}). devdb ignores \
+           non-unique indexes (DESIGN.md §8; README, \"Its cost model\"), so the candidate \
+           query scans the whole collection and sorts every queued job by priority and \
+           `run_at` to return the first {batch}, and the claim's `update_many` scans it again \
+           (without a sort: its filter turns most jobs away on their `_id` range). So the claim \
+           grows with the backlog, the candidate query most of all. On MongoDB the `claim` \
+           index (`status, kind, priority, run_at`) serves that filter and sort: the query \
+           reads the first {batch} entries of the range of queued jobs of the kind, whatever \
+           lies behind them, and the re-check and the read-back are `_id` lookups, so the \
+           claim's cost would stay flat (logarithmic in the index's size).\n\
+         - **By finished jobs** ({} queued, from {} to {} finished beside them, the median \
+           claim grew {}). The stand still scans every document, but `status` turns a \
+           finished job away on its first key and only the queued jobs are sorted, so history \
+           costs far less than the same number of queued jobs. On MongoDB finished jobs lie \
+           outside the claim index's range and cost nothing; on the stand only the pruner \
+           (the retention) keeps this flat.\n\
+         - **The raw ceiling** is `_id` lookups on either server, so it stays flat: the gap \
+           between it and the claim is the price of finding the jobs.\n\n",
+        claims_table(costs),
+        thousands(first.queued),
+        thousands(most_queued.queued),
+        growth(most_queued),
+        thousands(most_finished.queued),
+        thousands(first.finished),
+        thousands(most_finished.finished),
+        growth(most_finished),
+        batch = claims::BATCH,
+        samples = claims::SAMPLES,
+    )
+}
+
+/// The Markdown table of the claim costs.
+pub fn claims_table(costs: &[ClaimCost]) -> String {
+    let mut out = String::from(
+        "| queued | finished | claim p50 | claim p99 | its candidate query p50 | raw ceiling p50 | raw ceiling p99 | writing the jobs it added |\n\
+         | --- | --- | --- | --- | --- | --- | --- | --- |\n",
+    );
+    for c in costs {
+        out += &format!(
+            "| {} | {} | {:.1} ms | {:.1} ms | {:.1} ms | {:.1} ms | {:.1} ms | {:.1} s |\n",
+            thousands(c.queued),
+            thousands(c.finished),
+            c.claim.p50,
+            c.claim.p99,
+            c.candidates.p50,
+            c.ceiling.p50,
+            c.ceiling.p99,
+            c.fill_seconds
         );
     }
     out

@@ -36,7 +36,7 @@ const CLAIM_LEASE: Duration = Duration::from_secs(600);
 const PROVISIONING: usize = 16;
 
 /// One tick of `replicas` schedulers over every scope.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct TickCost {
     pub replicas: usize,
     pub seconds: f64,

@@ -33,6 +33,11 @@ pub struct Findings {
     pub slots_unaccounted: u64,
     /// Slots two outcomes account for.
     pub slots_recorded_twice: u64,
+    /// Stage holders' writes that landed on a run after a write of a newer holder (or a later
+    /// stage): in each run's fence log, an entry below one before it.
+    pub stale_commits: Vec<String>,
+    /// Stage holders the fence refused (counted from the workers' logs).
+    pub holders_fenced: u64,
 }
 
 impl Findings {
@@ -43,6 +48,7 @@ impl Findings {
             && self.inconsistent.is_empty()
             && self.slots_unaccounted == 0
             && self.slots_recorded_twice == 0
+            && self.stale_commits.is_empty()
     }
 }
 
@@ -116,6 +122,12 @@ pub async fn check(
                 .entry((*scope_id, slot.timestamp_millis()))
                 .or_default() += 1;
         }
+        for stale in sv0_domain::fence::stale_entries(&run.fence_log) {
+            findings.stale_commits.push(format!(
+                "run {}: {:?} by {} landed after a newer holder's write",
+                run.id, stale.write, stale.fence
+            ));
+        }
         if !run.status.is_finished() {
             findings.unfinished_runs.push(run.id);
         } else if let Some(why) = inconsistency(&run) {
@@ -180,4 +192,27 @@ fn inconsistency(run: &ScanRun) -> Option<String> {
             .then(|| "timed out with no reason recorded".into()),
         RunStatus::Cancelled | RunStatus::Queued | RunStatus::Running => None,
     }
+}
+
+/// How many times a worker's stage holder was refused by its run's fence (a take-up skipped, or
+/// a write refused), as the workers' logs say: the fence at work, not a failure.
+pub fn holders_fenced(dir: &std::path::Path) -> anyhow::Result<u64> {
+    let mut fenced = 0;
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        let is_worker_log = path.extension().is_some_and(|e| e == "log")
+            && path
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("worker-"));
+        if is_worker_log {
+            fenced += std::fs::read_to_string(&path)?
+                .lines()
+                .filter(|line| {
+                    line.contains("stage write refused by the run's fence")
+                        || line.contains("a newer holder has the run; job skipped")
+                })
+                .count() as u64;
+        }
+    }
+    Ok(fenced)
 }

@@ -1,6 +1,6 @@
-//! The processes under fire: devdb on a data file (stopped and started again on the same port and
-//! file), and every `sv0` process behind a fault proxy of its own, so that one process can be cut
-//! off while the others carry on.
+//! The processes under fire: devdb on a data file (stopped, or SIGKILLed, and started again on the
+//! same port and file), and every `sv0` process behind a fault proxy of its own, so that one
+//! process can be cut off while the others carry on.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -11,6 +11,16 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use sv0_devdb::DevDb;
 use sv0_testkit::FaultProxy;
+
+/// How devdb goes down when a fault restarts it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DbStop {
+    /// SIGTERM: the H2 file is flushed, nothing acknowledged is lost.
+    Clean,
+    /// SIGKILL: the H2 file keeps what it last wrote, about a second behind what was
+    /// acknowledged (DESIGN.md §8).
+    Kill,
+}
 
 /// devdb with `--data`, restartable on the address it first bound.
 pub struct Db {
@@ -36,9 +46,14 @@ impl Db {
         self.addr
     }
 
-    /// A clean stop (SIGTERM: the H2 file is flushed), then a start on the same port and file.
-    pub fn restart(&mut self, down_for: Duration) -> anyhow::Result<()> {
+    /// A stop, clean or SIGKILL, then a start on the same port and file.
+    pub fn restart(&mut self, how: DbStop, down_for: Duration) -> anyhow::Result<()> {
         if let Some(server) = self.server.take() {
+            if how == DbStop::Kill {
+                kill(Pid::from_raw(server.pid() as i32), Signal::SIGKILL)
+                    .context("SIGKILL to devdb")?;
+            }
+            // After a SIGKILL this only waits until the process is gone and reaped.
             server.stop().context("stopping devdb")?;
         }
         std::thread::sleep(down_for);

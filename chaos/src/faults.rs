@@ -1,16 +1,18 @@
 //! The faults, drawn one after another from the seeded generator, so a run can be replayed from
-//! its printed seed: SIGKILL of a worker or a scheduler (started again after a moment), a clean
-//! stop and start of devdb on the same data, and a cut, a black hole or a slow link between one
-//! process and the database.
+//! its printed seed: SIGKILL of a worker or a scheduler (started again after a moment), a stop
+//! (clean, or SIGKILL with `--devdb-kill`) and start of devdb on the same data, and a cut, a black
+//! hole or a slow link between one process and the database.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use crate::cluster::{Db, Launcher, Role, Sv0Process};
+use crate::cluster::{Db, DbStop, Launcher, Role, Sv0Process};
 
 /// Everything the faults act on.
 pub struct Cluster {
     pub db: Db,
+    /// How a devdb restart stops it.
+    pub db_stop: DbStop,
     pub launcher: Launcher,
     pub processes: Vec<Sv0Process>,
 }
@@ -71,10 +73,13 @@ impl Cluster {
 
     fn restart_db(&mut self, rng: &mut fastrand::Rng) -> &'static str {
         let down = Duration::from_millis(rng.u64(500..3_000));
-        if let Err(error) = self.db.restart(down) {
+        if let Err(error) = self.db.restart(self.db_stop, down) {
             eprintln!("chaos: restarting devdb failed: {error:#}");
         }
-        "devdb stopped and started on its data"
+        match self.db_stop {
+            DbStop::Clean => "devdb stopped and started on its data",
+            DbStop::Kill => "devdb SIGKILLed and started on its data",
+        }
     }
 
     /// Ends every fault in force and starts any process that is not running.

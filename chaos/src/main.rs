@@ -9,6 +9,7 @@
 mod checks;
 mod cluster;
 mod faults;
+mod loss;
 mod secrets;
 mod workload;
 
@@ -22,7 +23,7 @@ use sv0_domain::Domain;
 use sv0_queue::Queue;
 use sv0_scheduler::SlotLog;
 
-use crate::cluster::{Db, Launcher, Role};
+use crate::cluster::{Db, DbStop, Launcher, Role};
 use crate::faults::Cluster;
 use crate::workload::{ActionCounts, Actions};
 
@@ -54,6 +55,16 @@ struct Args {
     /// How long the work may take to settle after the faults stop, in seconds.
     #[arg(long, default_value_t = 180, value_parser = clap::value_parser!(u64).range(10..=3_600))]
     settle_seconds: u64,
+    /// devdb's restarts are a SIGKILL instead of a clean stop, on the same data file. Its H2 file
+    /// then loses about the last second of acknowledged writes, which a journaled MongoDB keeps
+    /// (DESIGN.md §8); the report counts what was lost and what recovery did with it. Duplicate
+    /// runs for a slot and slots unaccounted for or accounted twice are reported but do not gate
+    /// the exit code: the stand can take back a scope's claim after a scheduler decided it, and
+    /// another decides it again. Every other check (lost jobs, unfinished runs, cells against
+    /// status, stale commits, the canary) still gates: it must hold from whatever state the stand
+    /// is left in.
+    #[arg(long)]
+    devdb_kill: bool,
 }
 
 #[tokio::main]
@@ -64,7 +75,12 @@ async fn main() -> anyhow::Result<()> {
         Profile::Short => 150,
         Profile::Long => 1_800,
     });
-    println!("sv0 chaos run: seed {seed} (replay with --seed {seed}), {seconds} s of faults");
+    let replay = if args.devdb_kill {
+        format!("--seed {seed} --devdb-kill")
+    } else {
+        format!("--seed {seed}")
+    };
+    println!("sv0 chaos run: seed {seed} (replay with {replay}), {seconds} s of faults");
     let dir = match &args.dir {
         Some(dir) => dir.clone(),
         None => std::env::temp_dir().join(format!("sv0-chaos-{seed}")),
@@ -72,7 +88,7 @@ async fn main() -> anyhow::Result<()> {
     let passed = run(&args, &dir, seed, seconds).await?;
     if !passed {
         anyhow::bail!(
-            "a check failed; replay with --seed {seed} (logs in {})",
+            "a check failed; replay with {replay} (logs in {})",
             dir.display()
         );
     }
@@ -126,7 +142,9 @@ async fn run(args: &Args, dir: &std::path::Path, seed: u64, seconds: u64) -> any
         logs: dir.clone(),
         db_addr: db.addr(),
     };
-    let credentials = workload::credential_env()?;
+    let mut worker_env = workload::credential_env()?;
+    let (name, filter) = loss::WORKER_LOG_FILTER;
+    worker_env.push((name.into(), filter.into()));
     let worker_args = [
         "worker",
         "--metrics-addr",
@@ -144,7 +162,7 @@ async fn run(args: &Args, dir: &std::path::Path, seed: u64, seconds: u64) -> any
             &format!("worker-{n}"),
             Role::Worker,
             &worker_args,
-            &credentials,
+            &worker_env,
         )?);
     }
     for n in 1..=2 {
@@ -195,6 +213,11 @@ async fn run(args: &Args, dir: &std::path::Path, seed: u64, seconds: u64) -> any
     let began = Instant::now();
     let mut cluster = Cluster {
         db,
+        db_stop: if args.devdb_kill {
+            DbStop::Kill
+        } else {
+            DbStop::Clean
+        },
         launcher,
         processes,
     };
@@ -205,7 +228,7 @@ async fn run(args: &Args, dir: &std::path::Path, seed: u64, seconds: u64) -> any
     })
     .await?;
     stop.store(true, Ordering::Relaxed);
-    actions.await?;
+    let acknowledged = actions.await?;
     cluster.heal()?;
     println!(
         "faults over after {:.0} s; settling (scopes paused, waiting for every job and run to finish)",
@@ -221,55 +244,47 @@ async fn run(args: &Args, dir: &std::path::Path, seed: u64, seconds: u64) -> any
     }
     println!("settled in {:.0} s", settle.elapsed().as_secs_f64());
 
-    let findings = checks::check(&queue, &domain, &SlotLog::new(&database), &scopes).await?;
+    let findings = checks::Findings {
+        holders_fenced: checks::holders_fenced(&dir)?,
+        ..checks::check(&queue, &domain, &SlotLog::new(&database), &scopes).await?
+    };
     let sightings = secrets::search(&dir, &database, &cluster).await?;
-    let restored = first_jobs_restored(&dir)?;
+    let slot_log = SlotLog::new(&database);
+    let losses = loss::Losses {
+        devdb_killed: args.devdb_kill,
+        ..loss::account(&dir, &acknowledged, &queue, &domain, &slot_log, &scopes).await?
+    };
     drop(client);
     cluster.stop()?;
-    print!(
-        "{}",
-        report(
-            seed, seconds, &findings, restored, &faults, &counts, &sightings
-        )
+    let (table, passed) = report(
+        seed, seconds, &findings, &losses, &faults, &counts, &sightings,
     );
-    Ok(findings.passed() && sightings.total() == 0)
+    print!("{table}");
+    Ok(passed)
 }
 
-/// How many queued runs the schedulers' orphaned-run reapers gave their lost first job, as their
-/// logs say: the repair of a creator that lost the database between its two writes.
-fn first_jobs_restored(dir: &std::path::Path) -> anyhow::Result<u64> {
-    let mut restored = 0;
-    for entry in std::fs::read_dir(dir)? {
-        let path = entry?.path();
-        let is_scheduler_log = path.extension().is_some_and(|e| e == "log")
-            && path
-                .file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with("scheduler-"));
-        if is_scheduler_log {
-            restored += std::fs::read_to_string(&path)?
-                .lines()
-                .filter(|line| line.contains("queued run had no first job"))
-                .count() as u64;
-        }
-    }
-    Ok(restored)
-}
-
+/// The report's table, and whether the run passed: no check that gates it failed.
 fn report(
     seed: u64,
     seconds: u64,
     findings: &checks::Findings,
-    restored: u64,
+    losses: &loss::Losses,
     faults: &faults::FaultCounts,
     counts: &ActionCounts,
     sightings: &secrets::Sightings,
-) -> String {
+) -> (String, bool) {
     let mut out = String::from("\n| check | result | |\n| --- | --- | --- |\n");
-    // A checked row says ok or FAILED; a counted one only says how many.
+    let mut failed = false;
+    // A checked row says ok or FAILED (or that it failed without failing the run, when the stand
+    // can break it); a counted one only says how many.
     let mut row = |what: &str, n: u64, check: Option<bool>| {
         let verdict = match check {
             Some(true) => "ok",
-            Some(false) => "FAILED",
+            Some(false) if !losses.gates(what) => "failed, not gated (devdb SIGKILLed)",
+            Some(false) => {
+                failed = true;
+                "FAILED"
+            }
             None => "",
         };
         out.push_str(&format!("| {what} | {n} | {verdict} |\n"));
@@ -300,6 +315,10 @@ fn report(
             "scope slots accounted for twice",
             zero(findings.slots_recorded_twice),
         ),
+        (
+            "stale commits (a stage holder's write landed after a newer holder's)",
+            zero(findings.stale_commits.len() as u64),
+        ),
     ];
     row("jobs enqueued", findings.jobs, None);
     for (what, (n, check)) in checked {
@@ -308,6 +327,11 @@ fn report(
     row(
         "jobs dead or failed (kept, with their error)",
         findings.dead_or_failed_jobs,
+        None,
+    );
+    row(
+        "stage holders refused by the run's fence (their lease reaped)",
+        findings.holders_fenced,
         None,
     );
     for (place, searched, found) in [
@@ -331,11 +355,9 @@ fn report(
         let (n, check) = zero(found as u64);
         row(&format!("canary secret in {searched} {place}"), n, check);
     }
-    row(
-        "queued runs given their lost first job by the orphaned-run reaper",
-        restored,
-        None,
-    );
+    for (what, n) in losses.rows() {
+        row(&what, n, None);
+    }
     for (status, n) in &findings.runs_by_status {
         row(&format!("runs {status}"), *n, None);
     }
@@ -365,10 +387,16 @@ fn report(
     for why in findings.inconsistent.iter().take(10) {
         out.push_str(&format!("\ninconsistent: {why}"));
     }
-    let passed = findings.passed() && sightings.total() == 0;
+    for why in findings.stale_commits.iter().take(10) {
+        out.push_str(&format!("\nstale commit: {why}"));
+    }
+    let verdict = match (failed, findings.passed() && sightings.total() == 0) {
+        (true, _) => "FAILED",
+        (false, true) => "PASSED",
+        (false, false) => "PASSED (what failed does not gate a run whose devdb was SIGKILLed)",
+    };
     out.push_str(&format!(
-        "\nseed {seed}, {seconds} s of faults: {}\n",
-        if passed { "PASSED" } else { "FAILED" }
+        "\nseed {seed}, {seconds} s of faults: {verdict}\n"
     ));
-    out
+    (out, !failed)
 }

@@ -133,9 +133,12 @@ pub struct Actions {
 }
 
 impl Actions {
-    pub async fn run(self, seed: u64) {
+    /// Returns the ids of the runs the API acknowledged (a 2xx answer naming them): a SIGKILLed
+    /// devdb may lose some, and `loss` counts them.
+    pub async fn run(self, seed: u64) -> Vec<String> {
         let mut rng = fastrand::Rng::with_seed(seed);
         let mut deploys = 0;
+        let mut acknowledged = Vec::new();
         while !self.stop.load(Ordering::Relaxed) {
             tokio::time::sleep(Duration::from_millis(rng.u64(1_500..4_000))).await;
             let Some(url) = api_url(&self.api_log) else {
@@ -144,15 +147,18 @@ impl Actions {
             let done = match rng.u8(0..3) {
                 0 => {
                     let scope = &self.scopes[rng.usize(..self.scopes.len())];
-                    self.ctl(&url, &["scopes", "trigger", &scope.tenant, &scope.id])
-                        .await
-                        .map(|_| &self.counts.triggers)
+                    self.ctl(
+                        &url,
+                        &["--json", "scopes", "trigger", &scope.tenant, &scope.id],
+                    )
+                    .await
+                    .map(|answer| (answer, &self.counts.triggers))
                 }
                 1 => match self.a_finished_run(&url, &mut rng).await {
                     Some(id) => self
-                        .ctl(&url, &["runs", "retry", &id])
+                        .ctl(&url, &["--json", "runs", "retry", &id])
                         .await
-                        .map(|_| &self.counts.retries),
+                        .map(|answer| (answer, &self.counts.retries)),
                     None => continue,
                 },
                 _ => {
@@ -161,6 +167,7 @@ impl Actions {
                     self.ctl(
                         &url,
                         &[
+                            "--json",
                             "rematerialize",
                             "--stages",
                             "chains",
@@ -169,14 +176,20 @@ impl Actions {
                         ],
                     )
                     .await
-                    .map(|_| &self.counts.rematerializations)
+                    .map(|answer| (answer, &self.counts.rematerializations))
                 }
             };
             match done {
-                Some(counter) => counter.fetch_add(1, Ordering::Relaxed),
-                None => self.counts.failed.fetch_add(1, Ordering::Relaxed),
-            };
+                Some((answer, counter)) => {
+                    counter.fetch_add(1, Ordering::Relaxed);
+                    acknowledged.extend(run_ids(&answer));
+                }
+                None => {
+                    self.counts.failed.fetch_add(1, Ordering::Relaxed);
+                }
+            }
         }
+        acknowledged
     }
 
     async fn a_finished_run(&self, url: &str, rng: &mut fastrand::Rng) -> Option<String> {
@@ -220,6 +233,21 @@ impl Actions {
             .success()
             .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
     }
+}
+
+/// The runs an action's `--json` answer names: the run itself (a trigger, a retry) or the
+/// deploy-gate runs of a rematerialization.
+fn run_ids(answer: &str) -> Vec<String> {
+    let Ok(answer) = serde_json::from_str::<serde_json::Value>(answer) else {
+        return Vec::new();
+    };
+    let runs = match answer["runs"].as_array() {
+        Some(runs) => runs.iter().collect(),
+        None => vec![&answer],
+    };
+    runs.iter()
+        .filter_map(|run| run["id"].as_str().map(String::from))
+        .collect()
 }
 
 /// The admin API's base URL, from its log (it moves on a restart).

@@ -72,26 +72,26 @@ impl Domain {
         let mut tries = 0;
         loop {
             let run = self.run(tenant_id, id).await?;
-            if run.status.is_finished() || run.fence.is_some_and(|held| held > fence) {
+            // A fence already this high is a newer holder's, or this one's own earlier take-up:
+            // either way there is nothing to write.
+            if run.status.is_finished() || run.fence.is_some_and(|held| held >= fence) {
                 return Ok(run);
             }
             let now = DateTime::now();
-            if run.fence != Some(fence) {
-                let mut update = doc! { "$set": {
-                    "fence": fence, "last_claimed_at": now, "updated_at": now,
-                } };
-                holder.log(&mut update, "take_up");
-                let mut filter = doc! { "_id": id, "tenant_id": tenant_id };
-                filter.insert("fence", run.fence.map_or(Bson::Null, Bson::from));
-                if self.runs().update_one(filter, update).await?.matched_count == 0 {
-                    tries += 1;
-                    if tries == TAKE_UP_TRIES {
-                        return Err(DomainError::Race(format!(
-                            "run {id}: its fence kept moving while {fence} took it up"
-                        )));
-                    }
-                    continue;
+            let mut update = doc! { "$set": {
+                "fence": fence, "last_claimed_at": now, "updated_at": now,
+            } };
+            holder.log(&mut update, "take_up");
+            let mut filter = doc! { "_id": id, "tenant_id": tenant_id };
+            filter.insert("fence", run.fence.map_or(Bson::Null, Bson::from));
+            if self.runs().update_one(filter, update).await?.matched_count == 0 {
+                tries += 1;
+                if tries == TAKE_UP_TRIES {
+                    return Err(DomainError::Race(format!(
+                        "run {id}: its fence kept moving while {fence} took it up"
+                    )));
                 }
+                continue;
             }
             self.runs()
                 .update_one(

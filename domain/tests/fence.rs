@@ -52,6 +52,12 @@ async fn a_reaped_holders_writes_are_refused_once_a_newer_holder_took_the_run_up
     let taken = domain.start_run("acme", run.id, a).await.unwrap();
     assert_eq!(taken.fence, Some(a));
     assert_eq!(taken.status, RunStatus::Running);
+    let again = domain.start_run("acme", run.id, a).await.unwrap();
+    assert_eq!(
+        again.fence_log.len(),
+        1,
+        "a second take-up under one fence writes nothing"
+    );
     let taken = domain.start_run("acme", run.id, b).await.unwrap();
     assert_eq!(taken.fence, Some(b));
 

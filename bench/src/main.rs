@@ -168,11 +168,11 @@ async fn main() -> Result<()> {
         let per = CONCURRENCY / d.processes;
         let mut name = format!(
             "drain {} jobs, {} × {per}",
-            report::thousands(d.jobs),
+            measure::thousands(d.jobs),
             d.processes
         );
         if d.history > 0 {
-            name += &format!(", {} finished already", report::thousands(d.history));
+            name += &format!(", {} finished already", measure::thousands(d.history));
         }
         if !wanted(&name) {
             continue;
@@ -313,7 +313,7 @@ async fn main() -> Result<()> {
     let scans_name = format!(
         "scans per minute by worker processes (1, 2, 4), {} scopes of {} entities",
         sizes.scan_scopes,
-        report::thousands(2 * scans::SIZE_PER_CLOUD as usize)
+        measure::thousands(2 * scans::SIZE_PER_CLOUD as usize)
     );
     let scans = if wanted(&scans_name) {
         let db = scratch(&client, "scans");

@@ -156,3 +156,16 @@ where
     procs::stop_all(workers).await?;
     Ok(throughput(start, last, counted_at, done - history, jobs))
 }
+
+/// `12345` → `12,345`.
+pub fn thousands(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}

@@ -23,8 +23,8 @@ use sv0_pipeline::{Pipeline, RunRequest};
 use sv0_queue::Queue;
 use tokio::process::Command;
 
+use crate::measure::thousands;
 use crate::procs::{self, Proc};
-use crate::report::thousands;
 
 /// Entities per cloud; two clouds.
 pub const SIZE_PER_CLOUD: i64 = 5_000;

@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::claims::{self, ClaimCost};
-use crate::measure::{Latency, Memory, Throughput};
+use crate::measure::{Latency, Memory, Throughput, thousands};
 use crate::pipeline::StageCost;
 use crate::scans::{self, WorkerScans};
 use crate::scheduler::{self, TickCost};
@@ -667,19 +667,6 @@ pub fn claims_table(costs: &[ClaimCost]) -> String {
             c.ceiling.p99,
             c.fill_seconds
         );
-    }
-    out
-}
-
-/// `12345` → `12,345`.
-pub fn thousands(n: usize) -> String {
-    let digits = n.to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
     }
     out
 }

@@ -197,22 +197,9 @@ fn inconsistency(run: &ScanRun) -> Option<String> {
 /// How many times a worker's stage holder was refused by its run's fence (a take-up skipped, or
 /// a write refused), as the workers' logs say: the fence at work, not a failure.
 pub fn holders_fenced(dir: &std::path::Path) -> anyhow::Result<u64> {
-    let mut fenced = 0;
-    for entry in std::fs::read_dir(dir)? {
-        let path = entry?.path();
-        let is_worker_log = path.extension().is_some_and(|e| e == "log")
-            && path
-                .file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with("worker-"));
-        if is_worker_log {
-            fenced += std::fs::read_to_string(&path)?
-                .lines()
-                .filter(|line| {
-                    line.contains("stage write refused by the run's fence")
-                        || line.contains("a newer holder has the run; job skipped")
-                })
-                .count() as u64;
-        }
-    }
-    Ok(fenced)
+    let refusals = [
+        "stage write refused by the run's fence",
+        "a newer holder has the run; job skipped",
+    ];
+    Ok(crate::loss::events(dir, "worker-", &refusals)?.len() as u64)
 }

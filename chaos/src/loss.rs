@@ -214,7 +214,11 @@ pub async fn account(
 
 /// The JSON log lines whose message starts with one of `messages`, from the logs of the
 /// processes whose names start with `process`.
-fn events(dir: &Path, process: &str, messages: &[&str]) -> anyhow::Result<Vec<serde_json::Value>> {
+pub fn events(
+    dir: &Path,
+    process: &str,
+    messages: &[&str],
+) -> anyhow::Result<Vec<serde_json::Value>> {
     let mut found = Vec::new();
     for entry in std::fs::read_dir(dir)? {
         let path = entry?.path();

@@ -145,20 +145,13 @@ impl Pipeline {
         outcome: &str,
     ) -> Result<bool> {
         let domain = &self.domain;
-        let finished = domain
-            .finish_run_from(
-                &run.tenant_id,
-                run.id,
-                RunWriter::Outside,
-                from,
-                status,
-                Some(format!("{DRIVER} {outcome}")),
-            )
-            .await?;
-        if !finished {
+        let error = Some(format!("{DRIVER} {outcome}"));
+        if !self
+            .finish_run_from(RunWriter::Outside, run, from, status, error)
+            .await?
+        {
             return Ok(false);
         }
-        self.metrics.run_finished(run, status);
         let started = run.started_at.unwrap_or(run.created_at);
         let driver = CategoryName::parse(DRIVER).expect("the driver cell's name is valid");
         domain

@@ -84,9 +84,28 @@ impl Pipeline {
         status: RunStatus,
         error: Option<String>,
     ) -> sv0_domain::Result<bool> {
+        self.finish_run_from(
+            writer,
+            run,
+            &[RunStatus::Queued, RunStatus::Running],
+            status,
+            error,
+        )
+        .await
+    }
+
+    /// [`Pipeline::finish_run`], only if the run is in one of the statuses `from`.
+    pub(crate) async fn finish_run_from(
+        &self,
+        writer: RunWriter,
+        run: &ScanRun,
+        from: &[RunStatus],
+        status: RunStatus,
+        error: Option<String>,
+    ) -> sv0_domain::Result<bool> {
         let finished = self
             .domain
-            .finish_run(&run.tenant_id, run.id, writer, status, error)
+            .finish_run_from(&run.tenant_id, run.id, writer, from, status, error)
             .await?;
         if finished {
             self.metrics.run_finished(run, status);

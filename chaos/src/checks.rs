@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use mongodb::bson::DateTime;
 use mongodb::bson::oid::ObjectId;
 use sv0_domain::category::{DRIVER, STAGE_CELLS};
-use sv0_domain::{CellStatus, Domain, RunFilter, RunStatus, ScanRun, Schedule, Trigger};
+use sv0_domain::{CellStatus, Domain, RunFilter, RunRecord, RunStatus, ScanRun, Schedule, Trigger};
 use sv0_queue::{JobFilter, JobStatus, Queue};
 use sv0_scheduler::SlotLog;
 
@@ -33,9 +33,13 @@ pub struct Findings {
     pub slots_unaccounted: u64,
     /// Slots two outcomes account for.
     pub slots_recorded_twice: u64,
-    /// Stage holders' writes that landed on a run after a write of a newer holder (or a later
-    /// stage): in each run's fence log, an entry below one before it.
+    /// Stage holders' writes that landed after a write of a newer holder (or a later stage): in
+    /// each run's fence log, an entry below one before it; in each keyed set's head log, a commit
+    /// by a holder of a run below an earlier commit's holder of the same run; a run's sync or
+    /// evidence pack stored under another fence than the holder that linked or stamped it.
     pub stale_commits: Vec<String>,
+    /// Keyed-set commits checked (in the heads' logs, which keep each set's latest commits).
+    pub set_commits: u64,
     /// Stage holders the fence refused (counted from the workers' logs).
     pub holders_fenced: u64,
 }
@@ -108,7 +112,8 @@ pub async fn check(
         ..Findings::default()
     };
     let mut per_slot: HashMap<(ObjectId, i64), u64> = HashMap::new();
-    for run in all_runs(domain).await? {
+    let runs = all_runs(domain).await?;
+    for run in &runs {
         *findings
             .runs_by_status
             .entry(run.status.as_str().to_string())
@@ -135,6 +140,16 @@ pub async fn check(
         }
     }
     findings.duplicate_slots = per_slot.values().map(|n| n - 1).sum();
+    for head in domain.set_heads().await? {
+        findings.set_commits += head.log.len() as u64;
+        for stale in sv0_domain::set_head::stale_commits(&head.log) {
+            findings.stale_commits.push(format!(
+                "set {}: take {} by run {} ({:?}) committed after a newer holder of the run",
+                head.id, stale.take, stale.run_id, stale.fence
+            ));
+        }
+    }
+    stale_records(domain, &runs, &mut findings).await?;
     let schedule = Schedule::every(crate::workload::EVERY_SECONDS).slots()?;
     for scope in scopes {
         let id = ObjectId::parse_str(&scope.id)?;
@@ -164,6 +179,42 @@ pub async fn check(
         }
     }
     Ok(findings)
+}
+
+/// A run's sync must carry the fence of the holder that linked it to the run, and its evidence
+/// pack that of the holder that last stamped `__evidence`: a record of any other holder is a
+/// taken-over holder's write that landed.
+async fn stale_records(
+    domain: &Domain,
+    runs: &[ScanRun],
+    findings: &mut Findings,
+) -> anyhow::Result<()> {
+    let syncs = domain.record_fences(RunRecord::Sync).await?;
+    let packs = domain.record_fences(RunRecord::EvidencePack).await?;
+    for run in runs {
+        let last = |write: &str| {
+            run.fence_log
+                .iter()
+                .rev()
+                .find(|e| e.write == write)
+                .map(|e| e.fence)
+        };
+        let checks = [
+            ("sync", syncs.get(&run.id), last("sync")),
+            ("evidence pack", packs.get(&run.id), last("cell __evidence")),
+        ];
+        for (record, stored, holder) in checks {
+            if let (Some(Some(stored)), Some(holder)) = (stored, holder)
+                && *stored != holder
+            {
+                findings.stale_commits.push(format!(
+                    "run {}: its {record} was stored by {stored}, not by {holder}",
+                    run.id
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Why a finished run's cells disagree with its status, if they do.

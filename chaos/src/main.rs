@@ -316,7 +316,8 @@ fn report(
             zero(findings.slots_recorded_twice),
         ),
         (
-            "stale commits (a stage holder's write landed after a newer holder's)",
+            "stale commits (a stage holder's write, to its run, a keyed set, its sync or \
+             evidence pack, landed after a newer holder's)",
             zero(findings.stale_commits.len() as u64),
         ),
     ];
@@ -332,6 +333,11 @@ fn report(
     row(
         "stage holders refused by the run's fence (their lease reaped)",
         findings.holders_fenced,
+        None,
+    );
+    row(
+        "keyed-set commits checked (the latest of each set's head)",
+        findings.set_commits,
         None,
     );
     for (place, searched, found) in [

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::Domain;
 use crate::error::{DomainError, Result};
+use crate::fence::ForRun;
 use crate::graph::{EdgeType, EntityType, Graph};
 use crate::materialize::{Counts, Item, KeyedSet};
 
@@ -61,12 +62,13 @@ struct EntityData {
 }
 
 impl Domain {
-    /// Writes `graph` as the full state of `source` for `tenant_id`: every entity upserted, those
-    /// of the source it no longer has marked gone. Returns what changed.
+    /// Writes `graph` as the full state of `source` for `tenant_id`, on behalf of `by`: every
+    /// entity upserted, those of the source it no longer has marked gone. Returns what changed.
     pub async fn write_entities(
         &self,
         tenant_id: &str,
         source: &str,
+        by: ForRun,
         graph: &Graph,
     ) -> Result<Counts> {
         let mut edges: std::collections::HashMap<&str, Vec<Edge>> = Default::default();
@@ -98,8 +100,7 @@ impl Domain {
                 data: bson::to_document(&data)?,
             });
         }
-        ENTITIES
-            .write(&self.db, tenant_id, doc! { "source": source }, items)
+        self.write_set(&ENTITIES, tenant_id, doc! { "source": source }, by, items)
             .await
     }
 

@@ -55,6 +55,41 @@ pub enum RunWriter {
     Outside,
 }
 
+/// A write made on behalf of run `run_id` by `writer` outside the run's own document: to its
+/// tenant's keyed sets ([`crate::materialize`]), or to the run's sync and evidence pack. A
+/// holder's such write is refused once the run's fence is no longer its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ForRun {
+    pub run_id: ObjectId,
+    pub writer: RunWriter,
+}
+
+impl ForRun {
+    /// For a run as its stage holder took it up: fenced by the fence it holds.
+    pub fn holder_of(run: &crate::ScanRun) -> ForRun {
+        ForRun {
+            run_id: run.id,
+            writer: run.fence.map_or(RunWriter::Outside, RunWriter::Holder),
+        }
+    }
+
+    /// A write from outside the stages, for run `run_id`.
+    pub fn outside(run_id: ObjectId) -> ForRun {
+        ForRun {
+            run_id,
+            writer: RunWriter::Outside,
+        }
+    }
+
+    /// The holder's fence; `None` from outside the stages.
+    pub fn fence(self) -> Option<RunFence> {
+        match self.writer {
+            RunWriter::Holder(fence) => Some(fence),
+            RunWriter::Outside => None,
+        }
+    }
+}
+
 /// One landed holder write, in the run's `fence_log`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FenceEntry {

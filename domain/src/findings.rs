@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
 use crate::Domain;
 use crate::error::{DomainError, Result};
+use crate::fence::ForRun;
 use crate::materialize::{Counts, Item, KeyedSet, content_hash};
 
 pub(crate) const FINDINGS: KeyedSet = KeyedSet {
@@ -84,7 +85,13 @@ pub struct Keyed<T> {
 }
 
 impl Domain {
-    pub async fn write_findings(&self, tenant_id: &str, findings: &[Finding]) -> Result<Counts> {
+    /// The tenant's findings, as a full set written on behalf of `by`.
+    pub async fn write_findings(
+        &self,
+        tenant_id: &str,
+        by: ForRun,
+        findings: &[Finding],
+    ) -> Result<Counts> {
         let items = findings
             .iter()
             .map(|f| {
@@ -94,7 +101,8 @@ impl Domain {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        FINDINGS.write(&self.db, tenant_id, doc! {}, items).await
+        self.write_set(&FINDINGS, tenant_id, doc! {}, by, items)
+            .await
     }
 
     pub async fn open_findings(&self, tenant_id: &str) -> Result<Vec<Keyed<Finding>>> {
@@ -104,7 +112,12 @@ impl Domain {
         )
     }
 
-    pub async fn write_chains(&self, tenant_id: &str, chains: &[Chain]) -> Result<Counts> {
+    pub async fn write_chains(
+        &self,
+        tenant_id: &str,
+        by: ForRun,
+        chains: &[Chain],
+    ) -> Result<Counts> {
         let items = chains
             .iter()
             .map(|c| {
@@ -115,7 +128,7 @@ impl Domain {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        CHAINS.write(&self.db, tenant_id, doc! {}, items).await
+        self.write_set(&CHAINS, tenant_id, doc! {}, by, items).await
     }
 
     pub async fn live_chains(&self, tenant_id: &str) -> Result<Vec<Keyed<Chain>>> {
@@ -125,6 +138,7 @@ impl Domain {
     pub async fn write_stitched_paths(
         &self,
         tenant_id: &str,
+        by: ForRun,
         paths: &[StitchedPath],
     ) -> Result<Counts> {
         let items = paths
@@ -137,8 +151,7 @@ impl Domain {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        STITCHED_PATHS
-            .write(&self.db, tenant_id, doc! {}, items)
+        self.write_set(&STITCHED_PATHS, tenant_id, doc! {}, by, items)
             .await
     }
 

@@ -2,9 +2,10 @@
 //!
 //! This crate owns the domain's types and collections: `scan_runs` (the pipeline-run root, with
 //! its category cells, ADR-027 §a), `tenants`, `connector_instances`, `scan_scopes`,
-//! `connector_syncs`, `entities`, `findings`, `chains`, `stitched_paths` and `evidence_packs`, their
-//! indexes, and every write to them; the category-name rule; the connector's graph format. Every
-//! document of a tenant carries `tenant_id`, and every query of a tenant's data filters by it.
+//! `connector_syncs`, `entities`, `findings`, `chains`, `stitched_paths`, `evidence_packs` and
+//! `set_heads` (who may write each keyed set now), their indexes, and every write to them; the
+//! category-name rule; the connector's graph format. Every document of a tenant carries
+//! `tenant_id`, and every query of a tenant's data filters by it.
 //!
 //! It must not run anything: no job kinds, no connector processes, no credentials (the pipeline
 //! crate does those), and it never writes the queue's `jobs` collection.
@@ -22,13 +23,14 @@ pub mod run;
 mod runs;
 pub mod schedule;
 mod scopes;
+pub mod set_head;
 mod syncs;
 mod tenancy;
 
 pub use category::{CategoryName, CategoryNameError};
 pub use entities::{Edge, Entity};
 pub use error::{DomainError, Result};
-pub use fence::{FenceEntry, RunFence, RunWriter};
+pub use fence::{FenceEntry, ForRun, RunFence, RunWriter};
 pub use findings::{Chain, Finding, Keyed, Severity, StitchedPath};
 pub use graph::{EdgeType, EntityType, Graph, GraphEdge, GraphEntity};
 pub use listing::{RunFilter, ScopeFilter};
@@ -39,7 +41,7 @@ pub use run::{
 };
 pub use schedule::{Cadence, CatchUp, CatchUpRun, Overlap, Schedule, Slots};
 pub use scopes::{ClaimedScopes, ScopeSettlement};
-pub use syncs::{ConnectorSync, EvidencePack, PackItem};
+pub use syncs::{ConnectorSync, EvidencePack, PackItem, RunRecord};
 pub use tenancy::{
     ConnectorInstance, InstanceStatus, InstanceUpdate, Pause, ScanScope, ScopeClaim, ScopeUpdate,
     Tenant, TenantStatus, validate_budget, validate_tenant_id,
@@ -48,6 +50,7 @@ pub use tenancy::{
 use mongodb::bson::{Document, doc};
 use mongodb::options::IndexOptions;
 use mongodb::{Collection, Database, IndexModel};
+use set_head::SET_HEADS;
 
 /// The domain's collections in one database.
 #[derive(Debug, Clone)]
@@ -91,7 +94,22 @@ impl Domain {
                 .build()
         };
         let plain = |keys: Document| IndexModel::builder().keys(keys).build();
-        let sets: [(&str, Vec<IndexModel>); 9] = [
+        // A keyed set's stagings and their applying filter on the item's key and the `gen` it
+        // was last staged under (crate::materialize). On MongoDB the key's own unique index
+        // serves them; on the stand only a unique index of exactly these fields keeps each
+        // write off a full scan of the collection.
+        let staged = |keys: Document| {
+            IndexModel::builder()
+                .keys(keys)
+                .options(
+                    IndexOptions::builder()
+                        .unique(true)
+                        .name("staged".to_string())
+                        .build(),
+                )
+                .build()
+        };
+        let sets: [(&str, Vec<IndexModel>); 10] = [
             (
                 "scan_runs",
                 vec![
@@ -168,8 +186,10 @@ impl Domain {
             (
                 "connector_syncs",
                 vec![
-                    // One sync per run: a replayed execute_scan finds the first one's.
+                    // One sync per run: a replayed execute_scan finds the first one's, and a
+                    // newer holder's replaces an older one's (as for evidence packs, below).
                     unique(doc! { "scan_run_id": 1 }),
+                    unique(doc! { "scan_run_id": 1, "fence": 1 }),
                     // A source's latest sync (the stitch stage's fan-out), by the same sort with
                     // its `_id` tie-break: without it every sync of the source (each holding
                     // a graph) was read and sorted to return one.
@@ -181,6 +201,7 @@ impl Domain {
                 vec![
                     // Upsert by external id.
                     unique(doc! { "tenant_id": 1, "external_id": 1 }),
+                    staged(doc! { "tenant_id": 1, "external_id": 1, "gen": 1 }),
                     // A source's full state (the sync's read before it writes).
                     plain(doc! { "tenant_id": 1, "source": 1 }),
                     // The tenant's live entities (rules, chains).
@@ -191,6 +212,7 @@ impl Domain {
                 "findings",
                 vec![
                     unique(doc! { "tenant_id": 1, "key": 1 }),
+                    staged(doc! { "tenant_id": 1, "key": 1, "gen": 1 }),
                     plain(doc! { "tenant_id": 1, "status": 1 }),
                 ],
             ),
@@ -198,6 +220,7 @@ impl Domain {
                 "chains",
                 vec![
                     unique(doc! { "tenant_id": 1, "key": 1 }),
+                    staged(doc! { "tenant_id": 1, "key": 1, "gen": 1 }),
                     plain(doc! { "tenant_id": 1, "status": 1 }),
                 ],
             ),
@@ -205,17 +228,23 @@ impl Domain {
                 "stitched_paths",
                 vec![
                     unique(doc! { "tenant_id": 1, "key": 1 }),
+                    staged(doc! { "tenant_id": 1, "key": 1, "gen": 1 }),
                     plain(doc! { "tenant_id": 1, "status": 1 }),
                 ],
             ),
             (
                 "evidence_packs",
                 vec![
-                    // One pack per run.
+                    // One pack per run; a newer holder's pack replaces an older one's by a
+                    // compare-and-set on the fence (crate::syncs), which on the stand needs a
+                    // unique index of exactly its fields.
                     unique(doc! { "scan_run_id": 1 }),
+                    unique(doc! { "scan_run_id": 1, "fence": 1 }),
                     plain(doc! { "tenant_id": 1, "created_at": -1 }),
                 ],
             ),
+            // A set's head: taken by `_id`, committed by `_id` and take number.
+            (SET_HEADS, vec![unique(doc! { "_id": 1, "taken": 1 })]),
         ];
         for (collection, indexes) in sets {
             self.db

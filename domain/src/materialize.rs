@@ -2,19 +2,41 @@
 //! and stitched paths (per tenant). Each item has a key and a content hash. Writing a new full
 //! set creates the new keys, rewrites the changed ones, retires the keys no longer produced, and
 //! touches only `last_seen_at` on the unchanged ones, so a re-run on unchanged input changes
-//! nothing else (ADR-027 §c). Items are upserted by `(tenant_id, key)`, so a stage that crashed
+//! nothing else (ADR-027 §c). Items are kept by `(tenant_id, key)`, so a stage that crashed
 //! half-way and runs again converges on the same documents.
+//!
+//! A set is shared by every run of its tenant, and a stage holder whose lease was reaped may
+//! still be writing it when the job's next holder (or another run's stage) rewrites it. Without
+//! transactions (the stand has none), a write of many documents is made safe in two phases,
+//! fenced by the set's head ([`crate::set_head`]):
+//!
+//! 1. **Take** the head: a new take number and generation (`gen`). Then check that the writer
+//!    still holds its run: a holder taken over by a newer one stops here.
+//! 2. **Stage** each change in the document's `next`, with `gen` set to this take's, filtered on
+//!    the `gen` the document had when read: readers never look at `next`, and a write that lands
+//!    on a document someone else staged meanwhile matches nothing.
+//! 3. **Commit**: a compare-and-set on the head, which succeeds only while this take is still
+//!    the newest. A writer that was taken over never commits, so its stagings are never applied.
+//! 4. **Apply** the committed stagings to the documents (`next` becomes the document).
+//!
+//! A commit whose apply did not finish (its writer crashed) is applied by the set's next writer,
+//! which reads the committed `gen` from the head. What readers see moves only at step 4, and only
+//! to a committed picture, so no write of a taken-over holder becomes visible.
 
 use std::collections::{HashMap, HashSet};
 
 use futures::TryStreamExt;
 use mongodb::Database;
-use mongodb::bson::{self, DateTime, Document, doc};
+use mongodb::bson::oid::ObjectId;
+use mongodb::bson::{self, Bson, DateTime, Document, doc};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use crate::Domain;
 use crate::batch;
 use crate::error::{DomainError, Result};
+use crate::fence::ForRun;
+use crate::set_head::{self, Take};
 
 /// How one collection keeps its set.
 pub(crate) struct KeyedSet {
@@ -28,8 +50,7 @@ pub(crate) struct KeyedSet {
     pub retired_at: &'static str,
 }
 
-/// One item of a new full set: its key, the fields that identify its partition (e.g. `source`),
-/// and its content.
+/// One item of a new full set: its key and its content.
 pub(crate) struct Item {
     pub key: String,
     pub data: Document,
@@ -42,9 +63,21 @@ pub struct Counts {
     pub updated: u64,
     pub unchanged: u64,
     pub retired: u64,
+    /// A newer writer took the set before this one committed: nothing of this write was
+    /// applied, and the counts say what it would have done. The newer writer started after this
+    /// one, so its picture holds everything this one's did.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub superseded: bool,
 }
 
 impl Counts {
+    fn superseded(self) -> Counts {
+        Counts {
+            superseded: true,
+            ..self
+        }
+    }
+
     /// Items of the new set that were written or touched.
     pub fn current(&self) -> u64 {
         self.created + self.updated + self.unchanged
@@ -58,90 +91,53 @@ pub fn content_hash(data: &Document) -> String {
     hex::encode(Sha256::digest(&bytes))
 }
 
-impl KeyedSet {
-    /// Replaces the set of `tenant_id`'s items matching `partition` with `items`.
-    pub async fn write(
-        &self,
-        db: &Database,
-        tenant_id: &str,
-        partition: Document,
-        items: Vec<Item>,
-    ) -> Result<Counts> {
-        let mut filter = partition.clone();
-        filter.insert("tenant_id", tenant_id);
-        // What is there now: key → (hash, live?). One read of the partition.
-        let existing: HashMap<String, (String, bool)> = db
-            .collection::<Document>(self.collection)
-            .find(filter)
-            .projection(doc! { self.key_field: 1, "hash": 1, "status": 1, "_id": 0 })
-            .await?
-            .try_filter_map(|d| async move {
-                let key = d.get_str(self.key_field).ok().map(str::to_string);
-                let hash = d.get_str("hash").unwrap_or_default().to_string();
-                let live = d.get_str("status").ok() == Some(self.live);
-                Ok(key.map(|k| (k, (hash, live))))
-            })
-            .try_collect()
-            .await?;
+/// How many times a writer stages again when a taken-over writer's late staging lands between
+/// its read and its own staging.
+const STAGE_TRIES: usize = 4;
 
-        let now = DateTime::now();
-        let mut counts = Counts::default();
-        let mut statements = Vec::new();
-        let mut produced = HashSet::with_capacity(items.len());
-        for item in items {
-            if !produced.insert(item.key.clone()) {
-                return Err(DomainError::invalid(
-                    self.key_field,
-                    format!("{:?} appears twice in one set", item.key),
-                ));
-            }
-            let hash = content_hash(&item.data);
-            let key_filter = doc! { "tenant_id": tenant_id, self.key_field: &item.key };
-            match existing.get(&item.key) {
-                Some((old, true)) if *old == hash => {
-                    counts.unchanged += 1;
-                    statements.push(batch::statement(
-                        key_filter,
-                        doc! { "$set": { "last_seen_at": now } },
-                        false,
-                    ));
-                }
-                found => {
-                    if found.is_some() {
-                        counts.updated += 1;
-                    } else {
-                        counts.created += 1;
-                    }
-                    let mut set = partition.clone();
-                    set.insert("hash", hash);
-                    set.insert("status", self.live);
-                    set.insert("data", item.data);
-                    set.insert("updated_at", now);
-                    set.insert("last_seen_at", now);
-                    statements.push(batch::statement(
-                        key_filter,
-                        doc! {
-                            "$set": set,
-                            "$unset": { self.retired_at: "" },
-                            "$setOnInsert": { "first_seen_at": now },
-                        },
-                        true,
-                    ));
-                }
-            }
+/// A document of the set as a writer reads it.
+struct Stored {
+    key: String,
+    /// The `gen` it was last staged under (absent on a document never staged).
+    generation: Option<ObjectId>,
+    /// What readers see of it now: `(hash, live?)`; `None` for a document that only a staging
+    /// that never committed created.
+    current: Option<(String, bool)>,
+    /// A committed staging not yet applied: what the document is once it is.
+    committed: Option<Document>,
+}
+
+impl Stored {
+    /// What the document is for this writer: a committed staging counts as applied.
+    fn state(&self) -> Option<(&str, bool)> {
+        match &self.committed {
+            Some(next) => Some((
+                next.get_str("hash").unwrap_or_default(),
+                next.get_bool("live").unwrap_or(false),
+            )),
+            None => self.current.as_ref().map(|(h, live)| (h.as_str(), *live)),
         }
-        for (key, (_, live)) in &existing {
-            if *live && !produced.contains(key) {
-                counts.retired += 1;
-                statements.push(batch::statement(
-                    doc! { "tenant_id": tenant_id, self.key_field: key },
-                    doc! { "$set": { "status": self.retired, self.retired_at: now, "updated_at": now } },
-                    false,
-                ));
-            }
+    }
+}
+
+impl KeyedSet {
+    /// The set's head id: one head per (collection, tenant, partition).
+    fn head_id(&self, tenant_id: &str, partition: &Document) -> String {
+        let parts: Vec<String> = partition
+            .values()
+            .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_string))
+            .collect();
+        format!("{}|{tenant_id}|{}", self.collection, parts.join("|"))
+    }
+
+    /// The filter of a write to the document `key` staged last under `gen`: exactly the fields
+    /// of the `{tenant_id, key, generation}` unique index, as the stand needs.
+    fn filter(&self, tenant_id: &str, key: &str, generation: Option<ObjectId>) -> Document {
+        doc! {
+            "tenant_id": tenant_id,
+            self.key_field: key,
+            "gen": generation.map_or(Bson::Null, Bson::ObjectId),
         }
-        batch::update_all(db, self.collection, statements).await?;
-        Ok(counts)
     }
 
     /// The live items of `tenant_id` matching `partition`, as stored.
@@ -161,5 +157,600 @@ impl KeyedSet {
             .await?
             .try_collect()
             .await?)
+    }
+
+    /// Every document of the partition, and those of the produced keys that are stored in
+    /// another partition (an entity another source delivered before): key → document.
+    async fn read(
+        &self,
+        db: &Database,
+        tenant_id: &str,
+        partition: &Document,
+        produced: &HashSet<String>,
+    ) -> Result<HashMap<String, Document>> {
+        let collection = db.collection::<Document>(self.collection);
+        let mut filter = partition.clone();
+        filter.insert("tenant_id", tenant_id);
+        let projection =
+            doc! { self.key_field: 1, "hash": 1, "status": 1, "gen": 1, "next": 1, "_id": 0 };
+        let mut found: HashMap<String, Document> = HashMap::new();
+        let mut cursor = collection
+            .find(filter)
+            .projection(projection.clone())
+            .await?;
+        while let Some(d) = cursor.try_next().await? {
+            if let Ok(key) = d.get_str(self.key_field) {
+                found.insert(key.to_string(), d);
+            }
+        }
+        if !partition.is_empty() {
+            let elsewhere: Vec<&String> = produced
+                .iter()
+                .filter(|k| !found.contains_key(*k))
+                .collect();
+            if !elsewhere.is_empty() {
+                let mut cursor = collection
+                    .find(doc! { "tenant_id": tenant_id, self.key_field: { "$in": elsewhere } })
+                    .projection(projection)
+                    .await?;
+                while let Some(d) = cursor.try_next().await? {
+                    if let Ok(key) = d.get_str(self.key_field) {
+                        found.insert(key.to_string(), d);
+                    }
+                }
+            }
+        }
+        Ok(found)
+    }
+}
+
+impl Domain {
+    /// Replaces the set of `tenant_id`'s items matching `partition` with `items`, on behalf of
+    /// `by` (see the module's comment for how a taken-over holder is kept out).
+    pub(crate) async fn write_set(
+        &self,
+        set: &'static KeyedSet,
+        tenant_id: &str,
+        partition: Document,
+        by: ForRun,
+        items: Vec<Item>,
+    ) -> Result<Counts> {
+        let mut produced = HashSet::with_capacity(items.len());
+        for item in &items {
+            if !produced.insert(item.key.clone()) {
+                return Err(DomainError::invalid(
+                    set.key_field,
+                    format!("{:?} appears twice in one set", item.key),
+                ));
+            }
+        }
+        let write = SetWrite::begin(self, set, tenant_id, partition, by).await?;
+        let mut tries = 0;
+        let plan = loop {
+            let plan = write.plan(&items).await?;
+            if write.stage(&plan).await? {
+                break plan;
+            }
+            // Some document moved between the read and the staging: a newer writer's staging
+            // (then this writer is taken over), or a taken-over writer's late one (read again).
+            if !set_head::is_newest(&self.db, &write.take).await? {
+                return Ok(plan.counts.superseded());
+            }
+            tries += 1;
+            if tries == STAGE_TRIES {
+                return Err(DomainError::Race(format!(
+                    "{}: documents kept moving under take {}",
+                    write.take.head, write.take.number
+                )));
+            }
+        };
+        if !write.commit().await? {
+            return Ok(plan.counts.superseded());
+        }
+        write.apply(plan.apply).await?;
+        Ok(plan.counts)
+    }
+}
+
+/// One writer's write of one set, step by step (the steps of the module's comment).
+pub(crate) struct SetWrite<'a> {
+    domain: &'a Domain,
+    set: &'static KeyedSet,
+    tenant_id: String,
+    partition: Document,
+    by: ForRun,
+    take: Take,
+}
+
+impl<'a> SetWrite<'a> {
+    /// Takes the set's head, then checks that `by` still holds its run.
+    pub(crate) async fn begin(
+        domain: &'a Domain,
+        set: &'static KeyedSet,
+        tenant_id: &str,
+        partition: Document,
+        by: ForRun,
+    ) -> Result<SetWrite<'a>> {
+        let head = set.head_id(tenant_id, &partition);
+        let take = set_head::take(&domain.db, &head, tenant_id, by).await?;
+        domain.check_holder(tenant_id, by).await?;
+        Ok(SetWrite {
+            domain,
+            set,
+            tenant_id: tenant_id.to_string(),
+            partition,
+            by,
+            take,
+        })
+    }
+
+    /// Reads the set and plans the statements that make it `items`.
+    pub(crate) async fn plan(&self, items: &[Item]) -> Result<Plan> {
+        let produced: HashSet<String> = items.iter().map(|i| i.key.clone()).collect();
+        let stored = self
+            .domain
+            .read_stored(
+                self.set,
+                &self.tenant_id,
+                &self.partition,
+                &produced,
+                &self.take,
+            )
+            .await?;
+        Ok(self
+            .set
+            .plan(&self.tenant_id, &self.partition, &self.take, stored, items))
+    }
+
+    /// Sends the plan's stagings: true when every one landed.
+    pub(crate) async fn stage(&self, plan: &Plan) -> Result<bool> {
+        let stagings = plan.stage.len() as u64;
+        match batch::update_all(&self.domain.db, self.set.collection, plan.stage.clone()).await {
+            Ok(n) => Ok(n == stagings),
+            Err(DomainError::Race(_)) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Commits: false when a newer writer has taken the set.
+    pub(crate) async fn commit(&self) -> Result<bool> {
+        set_head::commit(&self.domain.db, &self.take, self.by).await
+    }
+
+    /// Applies committed stagings (and touches the unchanged items). Misses are stagings a newer
+    /// writer has applied already.
+    pub(crate) async fn apply(&self, statements: Vec<Document>) -> Result<()> {
+        batch::update_all(&self.domain.db, self.set.collection, statements).await?;
+        Ok(())
+    }
+}
+
+impl Domain {
+    /// The set's documents as `take`'s writer reads them: committed stagings (of this set, or of
+    /// another partition's for a key that moved) count as applied.
+    async fn read_stored(
+        &self,
+        set: &KeyedSet,
+        tenant_id: &str,
+        partition: &Document,
+        produced: &HashSet<String>,
+        take: &Take,
+    ) -> Result<Vec<Stored>> {
+        let docs = set.read(&self.db, tenant_id, partition, produced).await?;
+        let other_heads: HashSet<String> = docs
+            .values()
+            .filter_map(|d| d.get_document("next").ok()?.get_str("set").ok())
+            .filter(|h| *h != take.head)
+            .map(str::to_string)
+            .collect();
+        let mut committed = set_head::committed(&self.db, other_heads).await?;
+        committed.insert(take.head.clone(), take.committed);
+        Ok(docs
+            .into_iter()
+            .map(|(key, d)| {
+                let generation = d.get_object_id("gen").ok();
+                let current = d.get_str("status").ok().map(|status| {
+                    (
+                        d.get_str("hash").unwrap_or_default().to_string(),
+                        status == set.live,
+                    )
+                });
+                let committed = d.get_document("next").ok().filter(|next| {
+                    let head = next.get_str("set").unwrap_or_default();
+                    generation.is_some() && committed.get(head).copied().flatten() == generation
+                });
+                Stored {
+                    key,
+                    generation,
+                    current,
+                    committed: committed.cloned(),
+                }
+            })
+            .collect())
+    }
+}
+
+/// The statements of one write: its stagings, then (after the commit) their applying and the
+/// touches of the unchanged items.
+pub(crate) struct Plan {
+    stage: Vec<Document>,
+    apply: Vec<Document>,
+    counts: Counts,
+}
+
+impl KeyedSet {
+    fn plan(
+        &self,
+        tenant_id: &str,
+        partition: &Document,
+        take: &Take,
+        stored: Vec<Stored>,
+        items: &[Item],
+    ) -> Plan {
+        let now = DateTime::now();
+        let mut plan = Plan {
+            stage: Vec::new(),
+            apply: Vec::new(),
+            counts: Counts::default(),
+        };
+        let mut stored: HashMap<String, Stored> =
+            stored.into_iter().map(|s| (s.key.clone(), s)).collect();
+        for item in items {
+            let hash = content_hash(&item.data);
+            let found = stored.remove(&item.key);
+            let state = found.as_ref().and_then(Stored::state);
+            match state {
+                Some((old, true)) if old == hash => plan.counts.unchanged += 1,
+                Some(_) => plan.counts.updated += 1,
+                None => plan.counts.created += 1,
+            }
+            let found_gen = found.as_ref().and_then(|s| s.generation);
+            let unchanged = found
+                .as_ref()
+                .is_some_and(|s| s.committed.is_none() && state == Some((hash.as_str(), true)));
+            if unchanged {
+                plan.apply.push(batch::statement(
+                    self.filter(tenant_id, &item.key, found_gen),
+                    doc! { "$set": { "last_seen_at": now } },
+                    false,
+                ));
+                continue;
+            }
+            let mut next = partition.clone();
+            next.insert("set", &take.head);
+            next.insert("live", true);
+            next.insert("hash", hash);
+            next.insert("data", item.data.clone());
+            self.stage(
+                &mut plan, tenant_id, &item.key, found_gen, next, partition, take, now,
+            );
+        }
+        // What is left was not produced: retire what is live here, and apply (under this take)
+        // the committed stagings of the rest, among them another partition's that moved a key
+        // away from this one.
+        for (key, found) in stored {
+            let moved_away = found
+                .committed
+                .as_ref()
+                .is_some_and(|next| next.get_str("set").is_ok_and(|head| head != take.head));
+            let mut next = match (found.committed.clone(), found.state()) {
+                (Some(committed), _) if moved_away => committed,
+                (committed, Some((_, true))) => {
+                    plan.counts.retired += 1;
+                    let mut next = committed.unwrap_or_default();
+                    next.insert("live", false);
+                    next
+                }
+                (Some(committed), _) => committed,
+                (None, _) => continue,
+            };
+            next.insert("set", &take.head);
+            self.stage(
+                &mut plan,
+                tenant_id,
+                &key,
+                found.generation,
+                next,
+                partition,
+                take,
+                now,
+            );
+        }
+        plan
+    }
+
+    /// Adds the staging of `next` on document `key` (last staged under `gen`) and, for after
+    /// the commit, its applying.
+    #[allow(clippy::too_many_arguments)]
+    fn stage(
+        &self,
+        plan: &mut Plan,
+        tenant_id: &str,
+        key: &str,
+        generation: Option<ObjectId>,
+        next: Document,
+        partition: &Document,
+        take: &Take,
+        now: DateTime,
+    ) {
+        let mut on_insert = partition.clone();
+        on_insert.insert("first_seen_at", now);
+        plan.stage.push(batch::statement(
+            self.filter(tenant_id, key, generation),
+            doc! {
+                "$set": { "gen": take.generation, "next": &next },
+                "$setOnInsert": on_insert,
+            },
+            generation.is_none(),
+        ));
+        let mut set = doc! { "updated_at": now };
+        let mut unset = doc! { "next": "" };
+        for (field, value) in &next {
+            match field.as_str() {
+                "set" | "live" => {}
+                _ => {
+                    set.insert(field.clone(), value.clone());
+                }
+            }
+        }
+        if next.get_bool("live").unwrap_or(false) {
+            set.insert("status", self.live);
+            set.insert("last_seen_at", now);
+            unset.insert(self.retired_at, "");
+        } else {
+            set.insert("status", self.retired);
+            set.insert(self.retired_at, now);
+        }
+        plan.apply.push(batch::statement(
+            self.filter(tenant_id, key, Some(take.generation)),
+            doc! { "$set": set, "$unset": unset },
+            false,
+        ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The protocol's steps interleaved by hand on the stand: a writer that a newer one took
+    //! over never makes anything visible, and a lost apply is finished by the next writer.
+
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::findings::FINDINGS;
+    use sv0_testkit::TestDb;
+
+    async fn setup(label: &str) -> (TestDb, Domain) {
+        let tdb = TestDb::new(label).await;
+        let domain = Domain::new(&tdb.db);
+        domain.ensure_indexes().await.unwrap();
+        (tdb, domain)
+    }
+
+    fn items(picture: &[(&str, i32)]) -> Vec<Item> {
+        picture
+            .iter()
+            .map(|(key, value)| Item {
+                key: key.to_string(),
+                data: doc! { "value": value },
+            })
+            .collect()
+    }
+
+    /// What readers see of tenant `t`'s findings: key → value.
+    async fn visible(domain: &Domain, tenant: &str) -> BTreeMap<String, i32> {
+        FINDINGS
+            .live(&domain.db, tenant, doc! {})
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|d| {
+                let key = d.get_str("key").unwrap().to_string();
+                (
+                    key,
+                    d.get_document("data").unwrap().get_i32("value").unwrap(),
+                )
+            })
+            .collect()
+    }
+
+    fn picture(p: &[(&str, i32)]) -> BTreeMap<String, i32> {
+        p.iter().map(|(k, v)| (k.to_string(), *v)).collect()
+    }
+
+    async fn begin<'a>(domain: &'a Domain, tenant: &str) -> SetWrite<'a> {
+        let by = ForRun::outside(ObjectId::new());
+        SetWrite::begin(domain, &FINDINGS, tenant, doc! {}, by)
+            .await
+            .unwrap()
+    }
+
+    async fn write(domain: &Domain, tenant: &str, p: &[(&str, i32)]) -> Counts {
+        let by = ForRun::outside(ObjectId::new());
+        domain
+            .write_set(&FINDINGS, tenant, doc! {}, by, items(p))
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_writer_taken_over_before_its_commit_makes_nothing_visible() {
+        let (_tdb, domain) = setup("set_taken_over").await;
+        write(&domain, "t", &[("a", 1), ("b", 1)]).await;
+        let older = begin(&domain, "t").await;
+        let newer = begin(&domain, "t").await;
+        let old_plan = older.plan(&items(&[("a", 2), ("c", 2)])).await.unwrap();
+        assert!(older.stage(&old_plan).await.unwrap());
+        assert_eq!(visible(&domain, "t").await, picture(&[("a", 1), ("b", 1)]));
+
+        let new_plan = newer.plan(&items(&[("a", 3)])).await.unwrap();
+        assert!(newer.stage(&new_plan).await.unwrap());
+        assert!(
+            !older.commit().await.unwrap(),
+            "the older take may not commit"
+        );
+        assert!(newer.commit().await.unwrap());
+        newer.apply(new_plan.apply).await.unwrap();
+        assert_eq!(visible(&domain, "t").await, picture(&[("a", 3)]));
+        // `c`, which only the older writer staged, stays invisible to the writers after it.
+        assert_eq!(
+            write(&domain, "t", &[("a", 3)]).await,
+            Counts {
+                unchanged: 1,
+                ..Counts::default()
+            }
+        );
+        assert_eq!(visible(&domain, "t").await, picture(&[("a", 3)]));
+    }
+
+    #[tokio::test]
+    async fn a_late_staging_lands_on_nothing_a_newer_writer_staged() {
+        let (_tdb, domain) = setup("set_late_staging").await;
+        write(&domain, "t", &[("a", 1)]).await;
+        let older = begin(&domain, "t").await;
+        let old_plan = older.plan(&items(&[("a", 2), ("n", 2)])).await.unwrap();
+        let newer = begin(&domain, "t").await;
+        let new_plan = newer.plan(&items(&[("a", 3)])).await.unwrap();
+        assert!(newer.stage(&new_plan).await.unwrap());
+        assert!(newer.commit().await.unwrap());
+        newer.apply(new_plan.apply).await.unwrap();
+
+        assert!(
+            !older.stage(&old_plan).await.unwrap(),
+            "the older staging of `a` matched nothing"
+        );
+        assert!(!older.commit().await.unwrap());
+        assert_eq!(visible(&domain, "t").await, picture(&[("a", 3)]));
+        // `n`, staged only by the older writer, stays invisible to the writers after it too.
+        assert_eq!(
+            write(&domain, "t", &[("a", 3)]).await,
+            Counts {
+                unchanged: 1,
+                ..Counts::default()
+            }
+        );
+        assert_eq!(visible(&domain, "t").await, picture(&[("a", 3)]));
+    }
+
+    #[tokio::test]
+    async fn a_commit_whose_apply_was_lost_is_applied_by_the_next_writer() {
+        let (_tdb, domain) = setup("set_lost_apply").await;
+        write(&domain, "t", &[("a", 1), ("b", 1)]).await;
+        let crashed = begin(&domain, "t").await;
+        let plan = crashed.plan(&items(&[("a", 2), ("c", 2)])).await.unwrap();
+        assert!(crashed.stage(&plan).await.unwrap());
+        assert!(crashed.commit().await.unwrap());
+        // Its writer died before applying: readers still see the picture before it.
+        assert_eq!(visible(&domain, "t").await, picture(&[("a", 1), ("b", 1)]));
+
+        // The next writer delivers the same picture: to it, the commit is already the state.
+        assert_eq!(
+            write(&domain, "t", &[("a", 2), ("c", 2)]).await,
+            Counts {
+                unchanged: 2,
+                ..Counts::default()
+            }
+        );
+        assert_eq!(visible(&domain, "t").await, picture(&[("a", 2), ("c", 2)]));
+        let b = domain
+            .db
+            .collection::<Document>("findings")
+            .find_one(doc! { "tenant_id": "t", "key": "b" })
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(b.get_str("status").unwrap(), "resolved");
+        assert!(b.get("next").is_none(), "applied: no staging left");
+    }
+
+    /// Writers interleaved at random (from a seed), some dying between steps: at every point,
+    /// every value readers see is the first picture's or that of a writer whose commit
+    /// succeeded; a last writer on its own then leaves exactly its picture.
+    #[tokio::test]
+    async fn random_interleavings_show_only_committed_pictures() {
+        let (_tdb, domain) = setup("set_interleavings").await;
+        for seed in 1..=40_u64 {
+            let tenant = format!("t{seed}");
+            let mut rng = seed;
+            let mut next = |n: u64| {
+                rng = rng
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                (rng >> 33) % n
+            };
+            write(&domain, &tenant, &[("a", 0), ("b", 0), ("c", 0)]).await;
+            // Writer w's picture: some of the keys a..e, each with the value w.
+            let pictures: Vec<Vec<(String, i32)>> = (1..=3)
+                .map(|w| {
+                    ["a", "b", "c", "d", "e"]
+                        .iter()
+                        .filter(|_| next(3) > 0)
+                        .map(|k| (k.to_string(), w))
+                        .collect()
+                })
+                .collect();
+            let mut writers: Vec<Option<SetWrite>> = (0..3).map(|_| None).collect();
+            let mut plans: Vec<Option<Plan>> = (0..3).map(|_| None).collect();
+            let mut step = [0_usize; 3];
+            let mut committed = vec![0];
+            while step.iter().any(|s| *s < 5) {
+                let w = next(3) as usize;
+                if step[w] >= 5 {
+                    continue;
+                }
+                if next(10) == 0 {
+                    step[w] = 5; // dies here
+                    continue;
+                }
+                let p: Vec<Item> = pictures[w]
+                    .iter()
+                    .map(|(k, v)| Item {
+                        key: k.clone(),
+                        data: doc! { "value": v },
+                    })
+                    .collect();
+                match step[w] {
+                    0 => writers[w] = Some(begin(&domain, &tenant).await),
+                    1 => plans[w] = Some(writers[w].as_ref().unwrap().plan(&p).await.unwrap()),
+                    2 => {
+                        let write = writers[w].as_ref().unwrap();
+                        if !write.stage(plans[w].as_ref().unwrap()).await.unwrap() {
+                            step[w] = 5;
+                            continue;
+                        }
+                    }
+                    3 => {
+                        if writers[w].as_ref().unwrap().commit().await.unwrap() {
+                            committed.push(w as i32 + 1);
+                        } else {
+                            step[w] = 5;
+                            continue;
+                        }
+                    }
+                    _ => {
+                        let plan = plans[w].take().unwrap();
+                        writers[w]
+                            .as_ref()
+                            .unwrap()
+                            .apply(plan.apply)
+                            .await
+                            .unwrap();
+                    }
+                }
+                step[w] += 1;
+                for (key, value) in visible(&domain, &tenant).await {
+                    assert!(
+                        committed.contains(&value),
+                        "seed {seed}: {key} = {value}, but only {committed:?} committed"
+                    );
+                }
+            }
+            write(&domain, &tenant, &[("b", 9), ("e", 9)]).await;
+            assert_eq!(
+                visible(&domain, &tenant).await,
+                picture(&[("b", 9), ("e", 9)]),
+                "seed {seed}"
+            );
+        }
     }
 }

@@ -8,7 +8,7 @@ use mongodb::bson::{self, Bson, DateTime, Document, doc};
 use crate::Domain;
 use crate::category::CategoryName;
 use crate::error::{DomainError, Result};
-use crate::fence::{RunFence, RunWriter, TAKE_UP_TRIES};
+use crate::fence::{ForRun, RunFence, RunWriter, TAKE_UP_TRIES};
 use crate::run::{CategoryResult, RunStatus, ScanRun, cell_update};
 use crate::syncs::is_duplicate;
 
@@ -148,6 +148,27 @@ impl Domain {
         let mut update = doc! { "$set": { "sync_id": sync_id, "updated_at": DateTime::now() } };
         writer.log(&mut update, "sync");
         self.write_run(tenant_id, id, writer, update).await
+    }
+
+    /// Refuses a write made for `by` (to its tenant's sets, its sync, its evidence pack) when `by`
+    /// is a stage holder whose fence no longer holds its run.
+    pub(crate) async fn check_holder(&self, tenant_id: &str, by: ForRun) -> Result<()> {
+        let RunWriter::Holder(fence) = by.writer else {
+            return Ok(());
+        };
+        let held = self
+            .runs()
+            .clone_with_type::<Document>()
+            .find_one(by.writer.filter(tenant_id, by.run_id))
+            .projection(doc! { "_id": 1 })
+            .await?;
+        match held {
+            Some(_) => Ok(()),
+            None => Err(DomainError::FencedOut(format!(
+                "run {}: {fence} no longer holds the run; its write for the run was refused",
+                by.run_id
+            ))),
+        }
     }
 
     /// One write to run `id` by `writer`: a holder whose fence no longer holds gets

@@ -3,8 +3,9 @@
 //! same write converges on the same documents.
 
 use futures::TryStreamExt;
+use mongodb::bson::oid::ObjectId;
 use mongodb::bson::{Document, doc};
-use sv0_domain::{Counts, Domain, Finding, Graph, Severity};
+use sv0_domain::{Counts, Domain, Finding, ForRun, Graph, Severity};
 use sv0_testkit::TestDb;
 
 async fn setup(label: &str) -> (TestDb, Domain) {
@@ -41,7 +42,13 @@ fn counts(created: u64, updated: u64, unchanged: u64, retired: u64) -> Counts {
         updated,
         unchanged,
         retired,
+        superseded: false,
     }
+}
+
+/// These tests write outside any run's stages; the fence's own tests are in set_fence.rs.
+fn by() -> ForRun {
+    ForRun::outside(ObjectId::new())
 }
 
 #[tokio::test]
@@ -53,7 +60,7 @@ async fn a_rewrite_creates_updates_keeps_and_resolves_findings() {
         finding("c", Severity::Medium),
     ];
     assert_eq!(
-        domain.write_findings("t", &first).await.unwrap(),
+        domain.write_findings("t", by(), &first).await.unwrap(),
         counts(3, 0, 0, 0)
     );
     let before = docs(&tdb, "findings", doc! {"key": "public_storage:a"}).await;
@@ -65,7 +72,7 @@ async fn a_rewrite_creates_updates_keeps_and_resolves_findings() {
         finding("d", Severity::Medium),
     ];
     assert_eq!(
-        domain.write_findings("t", &second).await.unwrap(),
+        domain.write_findings("t", by(), &second).await.unwrap(),
         counts(1, 1, 1, 1)
     );
     let after = docs(&tdb, "findings", doc! {}).await;
@@ -102,7 +109,7 @@ async fn a_rewrite_creates_updates_keeps_and_resolves_findings() {
 
     // The same write again (a replayed stage): nothing but last_seen_at changes.
     assert_eq!(
-        domain.write_findings("t", &second).await.unwrap(),
+        domain.write_findings("t", by(), &second).await.unwrap(),
         counts(0, 0, 3, 0)
     );
     // c fires again: it reopens (an update of the same finding, not a new one).
@@ -113,7 +120,7 @@ async fn a_rewrite_creates_updates_keeps_and_resolves_findings() {
         finding("d", Severity::Medium),
     ];
     assert_eq!(
-        domain.write_findings("t", &third).await.unwrap(),
+        domain.write_findings("t", by(), &third).await.unwrap(),
         counts(0, 1, 3, 0)
     );
     let c = docs(&tdb, "findings", doc! {"key": "public_storage:c"}).await;
@@ -129,17 +136,17 @@ async fn a_rewrite_creates_updates_keeps_and_resolves_findings() {
 async fn each_tenant_has_its_own_set() {
     let (tdb, domain) = setup("findings_tenants").await;
     domain
-        .write_findings("t1", &[finding("a", Severity::Low)])
+        .write_findings("t1", by(), &[finding("a", Severity::Low)])
         .await
         .unwrap();
     // t2's full set is empty: t1's finding is not t2's to resolve.
     assert_eq!(
-        domain.write_findings("t2", &[]).await.unwrap(),
+        domain.write_findings("t2", by(), &[]).await.unwrap(),
         counts(0, 0, 0, 0)
     );
     assert_eq!(
         domain
-            .write_findings("t2", &[finding("a", Severity::Low)])
+            .write_findings("t2", by(), &[finding("a", Severity::Low)])
             .await
             .unwrap(),
         counts(1, 0, 0, 0)
@@ -162,14 +169,14 @@ async fn a_sync_is_its_sources_full_state() {
     };
     assert_eq!(
         domain
-            .write_entities("t", "src-1", &graph(&["m1", "m2"]))
+            .write_entities("t", "src-1", by(), &graph(&["m1", "m2"]))
             .await
             .unwrap(),
         counts(2, 0, 0, 0)
     );
     assert_eq!(
         domain
-            .write_entities("t", "src-2", &graph(&["x1"]))
+            .write_entities("t", "src-2", by(), &graph(&["x1"]))
             .await
             .unwrap(),
         counts(1, 0, 0, 0)
@@ -177,7 +184,7 @@ async fn a_sync_is_its_sources_full_state() {
     // src-1 no longer has m2: gone. src-2's entity is not src-1's to retire.
     assert_eq!(
         domain
-            .write_entities("t", "src-1", &graph(&["m1", "m3"]))
+            .write_entities("t", "src-1", by(), &graph(&["m1", "m3"]))
             .await
             .unwrap(),
         counts(1, 0, 1, 1)
@@ -219,6 +226,7 @@ async fn one_set_may_not_name_a_key_twice() {
     let error = domain
         .write_findings(
             "t",
+            by(),
             &[finding("a", Severity::Low), finding("a", Severity::High)],
         )
         .await

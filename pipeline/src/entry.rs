@@ -8,8 +8,8 @@
 use mongodb::bson::oid::ObjectId;
 use sv0_domain::category::DRIVER;
 use sv0_domain::{
-    CategoryName, CategoryResult, ConnectorSync, DomainError, Graph, InstanceStatus, Materializer,
-    Result, RunStatus, RunWriter, ScanRun, TenantStatus, Trigger,
+    CategoryName, CategoryResult, ConnectorSync, DomainError, ForRun, Graph, InstanceStatus,
+    Materializer, Result, RunStatus, RunWriter, ScanRun, TenantStatus, Trigger,
 };
 
 use crate::Pipeline;
@@ -234,7 +234,10 @@ impl Pipeline {
         let (run, _) = self.domain.insert_run(&run).await?;
         let sync = self
             .domain
-            .record_sync(&ConnectorSync::new(tenant_id, run.id, source, None, graph))
+            .record_sync(
+                &ConnectorSync::new(tenant_id, run.id, source, None, graph),
+                ForRun::outside(run.id),
+            )
             .await?;
         self.domain
             .set_run_sync(tenant_id, run.id, RunWriter::Outside, sync.id)

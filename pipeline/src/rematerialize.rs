@@ -66,8 +66,8 @@ impl Rematerialize {
                 .map_err(into_handler)?;
             let outcome = with_retry(&job.cancel, || async {
                 match materializer {
-                    Materializer::Chains => materialize_chains(pipeline, &tenant_id).await,
-                    Materializer::StitchedPaths => materialize_stitched(pipeline, &tenant_id)
+                    Materializer::Chains => materialize_chains(pipeline, &run).await,
+                    Materializer::StitchedPaths => materialize_stitched(pipeline, &run)
                         .await
                         .map(|by_source| by_source.get("").copied().unwrap_or_default()),
                 }

@@ -9,7 +9,8 @@ use std::time::Duration;
 use mongodb::bson::{Bson, DateTime};
 use sv0_domain::category::DRIVER;
 use sv0_domain::{
-    CategoryName, CategoryResult, ConnectorSync, InstanceStatus, RunStatus, RunWriter, ScanRun,
+    CategoryName, CategoryResult, ConnectorSync, ForRun, InstanceStatus, RunStatus, RunWriter,
+    ScanRun,
 };
 use sv0_worker::{HandlerError, JobContext, JobHandler};
 
@@ -186,13 +187,19 @@ impl ExecuteScan {
             .stamp_cells(tenant_id, run.id, writer, &output.categories)
             .await?;
         let sync = domain
-            .record_sync(&ConnectorSync::new(
-                tenant_id,
-                run.id,
-                instance.id.to_hex(),
-                Some(instance.id),
-                output.graph,
-            ))
+            .record_sync(
+                &ConnectorSync::new(
+                    tenant_id,
+                    run.id,
+                    instance.id.to_hex(),
+                    Some(instance.id),
+                    output.graph,
+                ),
+                ForRun {
+                    run_id: run.id,
+                    writer,
+                },
+            )
             .await?;
         domain
             .set_run_sync(tenant_id, run.id, writer, sync.id)

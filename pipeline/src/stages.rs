@@ -7,7 +7,8 @@ use mongodb::bson::DateTime;
 use mongodb::bson::oid::ObjectId;
 use sv0_domain::category::{CHAIN, EVAL, EVIDENCE, STITCH, SYNC};
 use sv0_domain::{
-    CategoryName, CategoryResult, EvidencePack, Keyed, PackItem, RunWriter, ScanRun, content_hash,
+    CategoryName, CategoryResult, Counts, EvidencePack, ForRun, Keyed, PackItem, RunWriter,
+    ScanRun, content_hash,
 };
 use sv0_worker::HandlerError;
 
@@ -36,9 +37,15 @@ impl Stage for SyncIngestion {
             .await
             .map_err(into_handler)?;
         let counts = domain
-            .write_entities(&run.tenant_id, &sync.source, &sync.graph)
+            .write_entities(
+                &run.tenant_id,
+                &sync.source,
+                ForRun::holder_of(run),
+                &sync.graph,
+            )
             .await
             .map_err(into_handler)?;
+        superseded(run, "entities", counts);
         tracing::info!(run_id = %run.id, source = sync.source, ?counts, "entities synced");
         Ok(counts.current())
     }
@@ -67,9 +74,10 @@ impl Stage for EvaluateFindings {
             .map_err(into_handler)?;
         let findings = rules::evaluate(&entities);
         let counts = domain
-            .write_findings(&run.tenant_id, &findings)
+            .write_findings(&run.tenant_id, ForRun::holder_of(run), &findings)
             .await
             .map_err(into_handler)?;
+        superseded(run, "findings", counts);
         Ok(counts.created + counts.updated + counts.retired)
     }
 }
@@ -89,23 +97,29 @@ impl Stage for AssembleChains {
         Some(kinds::STITCH_PATHS)
     }
     async fn work(&self, pipeline: &Pipeline, run: &ScanRun) -> Result<u64, HandlerError> {
-        materialize_chains(pipeline, &run.tenant_id).await
+        materialize_chains(pipeline, run).await
     }
 }
 
 pub(crate) async fn materialize_chains(
     pipeline: &Pipeline,
-    tenant_id: &str,
+    run: &ScanRun,
 ) -> Result<u64, HandlerError> {
     let domain = &pipeline.domain;
+    let tenant_id = &run.tenant_id;
     let entities = domain
         .live_entities(tenant_id)
         .await
         .map_err(into_handler)?;
     let counts = domain
-        .write_chains(tenant_id, &chains::assemble(&entities))
+        .write_chains(
+            tenant_id,
+            ForRun::holder_of(run),
+            &chains::assemble(&entities),
+        )
         .await
         .map_err(into_handler)?;
+    superseded(run, "chains", counts);
     Ok(counts.created + counts.updated)
 }
 
@@ -127,7 +141,7 @@ impl Stage for StitchPaths {
     }
     async fn work(&self, pipeline: &Pipeline, run: &ScanRun) -> Result<u64, HandlerError> {
         let started = DateTime::now();
-        let by_source = materialize_stitched(pipeline, &run.tenant_id).await?;
+        let by_source = materialize_stitched(pipeline, run).await?;
         let total = by_source.get("").copied().unwrap_or_default();
         fan_out(pipeline, run, &by_source, started).await?;
         Ok(total)
@@ -138,9 +152,10 @@ impl Stage for StitchPaths {
 /// source takes part in.
 pub(crate) async fn materialize_stitched(
     pipeline: &Pipeline,
-    tenant_id: &str,
+    run: &ScanRun,
 ) -> Result<BTreeMap<String, u64>, HandlerError> {
     let domain = &pipeline.domain;
+    let tenant_id = &run.tenant_id;
     let entities = domain
         .live_entities(tenant_id)
         .await
@@ -148,9 +163,10 @@ pub(crate) async fn materialize_stitched(
     let chains = domain.live_chains(tenant_id).await.map_err(into_handler)?;
     let paths = chains::stitch(&chains, &entities);
     let counts = domain
-        .write_stitched_paths(tenant_id, &paths)
+        .write_stitched_paths(tenant_id, ForRun::holder_of(run), &paths)
         .await
         .map_err(into_handler)?;
+    superseded(run, "stitched_paths", counts);
     // The sources (connector instances, ingests) whose entities each path runs through.
     let source_of: HashMap<&str, &str> = entities
         .iter()
@@ -251,17 +267,28 @@ impl Stage for BuildEvidencePack {
             tenant_id: tenant.clone(),
             scan_run_id: run.id,
             hash: content_hash(&listed),
+            fence: None,
             findings,
             chains,
             stitched_paths,
             created_at: DateTime::now(),
         };
         let stored = domain
-            .put_evidence_pack(&pack)
+            .put_evidence_pack(&pack, ForRun::holder_of(run))
             .await
             .map_err(into_handler)?;
         tracing::info!(run_id = %run.id, pack = %stored.id, hash = stored.hash, "evidence pack built");
         Ok(1)
+    }
+}
+
+/// Logs a set write that a newer writer of the same set took over before it committed: another
+/// run's stage of the tenant (which started later, so its picture holds this one's), or a newer
+/// holder of this stage.
+fn superseded(run: &ScanRun, set: &str, counts: Counts) {
+    if counts.superseded {
+        tracing::info!(run_id = %run.id, tenant_id = run.tenant_id, set,
+            "a newer writer took the set over before this one committed; its picture stands");
     }
 }
 

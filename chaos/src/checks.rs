@@ -135,7 +135,7 @@ pub async fn check(
         }
         if !run.status.is_finished() {
             findings.unfinished_runs.push(run.id);
-        } else if let Some(why) = inconsistency(&run) {
+        } else if let Some(why) = inconsistency(run) {
             findings.inconsistent.push(format!("run {}: {why}", run.id));
         }
     }

@@ -105,6 +105,11 @@ struct Stored {
     current: Option<(String, bool)>,
     /// A committed staging not yet applied: what the document is once it is.
     committed: Option<Document>,
+    /// Stored in another partition (an entity another source delivered before).
+    elsewhere: bool,
+    /// Staged by a newer take of this set, not committed: that writer is at work, and this one
+    /// can no longer commit; staging over it would undo part of the newer picture.
+    newer: bool,
 }
 
 impl Stored {
@@ -171,8 +176,11 @@ impl KeyedSet {
         let collection = db.collection::<Document>(self.collection);
         let mut filter = partition.clone();
         filter.insert("tenant_id", tenant_id);
-        let projection =
+        let mut projection =
             doc! { self.key_field: 1, "hash": 1, "status": 1, "gen": 1, "next": 1, "_id": 0 };
+        for field in partition.keys() {
+            projection.insert(field.clone(), 1);
+        }
         let mut found: HashMap<String, Document> = HashMap::new();
         let mut cursor = collection
             .find(filter)
@@ -302,8 +310,12 @@ impl<'a> SetWrite<'a> {
             .plan(&self.tenant_id, &self.partition, &self.take, stored, items))
     }
 
-    /// Sends the plan's stagings: true when every one landed.
+    /// Sends the plan's stagings: true when every one landed. Sends nothing when a newer
+    /// writer's stagings were read.
     pub(crate) async fn stage(&self, plan: &Plan) -> Result<bool> {
+        if plan.newer_writer {
+            return Ok(false);
+        }
         let stagings = plan.stage.len() as u64;
         match batch::update_all(&self.domain.db, self.set.collection, plan.stage.clone()).await {
             Ok(n) => Ok(n == stagings),
@@ -337,13 +349,14 @@ impl Domain {
         take: &Take,
     ) -> Result<Vec<Stored>> {
         let docs = set.read(&self.db, tenant_id, partition, produced).await?;
-        let other_heads: HashSet<String> = docs
+        // The heads whose stagings the documents hold; this take's own head as of the take (a
+        // newer commit would need a newer take, which makes this writer superseded anyway).
+        let heads: HashSet<String> = docs
             .values()
             .filter_map(|d| d.get_document("next").ok()?.get_str("set").ok())
-            .filter(|h| *h != take.head)
             .map(str::to_string)
             .collect();
-        let mut committed = set_head::committed(&self.db, other_heads).await?;
+        let mut committed = set_head::committed(&self.db, heads).await?;
         committed.insert(take.head.clone(), take.committed);
         Ok(docs
             .into_iter()
@@ -355,15 +368,26 @@ impl Domain {
                         status == set.live,
                     )
                 });
-                let committed = d.get_document("next").ok().filter(|next| {
+                let elsewhere = partition
+                    .iter()
+                    .any(|(field, value)| d.get(field) != Some(value));
+                let next = d.get_document("next").ok();
+                let committed = next.filter(|next| {
                     let head = next.get_str("set").unwrap_or_default();
                     generation.is_some() && committed.get(head).copied().flatten() == generation
+                });
+                let newer = next.is_some_and(|next| {
+                    committed.is_none()
+                        && next.get_str("set").ok() == Some(take.head.as_str())
+                        && next.get_i64("take").is_ok_and(|n| n > take.number)
                 });
                 Stored {
                     key,
                     generation,
                     current,
                     committed: committed.cloned(),
+                    elsewhere,
+                    newer,
                 }
             })
             .collect())
@@ -376,6 +400,8 @@ pub(crate) struct Plan {
     stage: Vec<Document>,
     apply: Vec<Document>,
     counts: Counts,
+    /// A newer take of the set has staged some of it: this write may not stage.
+    newer_writer: bool,
 }
 
 impl KeyedSet {
@@ -392,6 +418,7 @@ impl KeyedSet {
             stage: Vec::new(),
             apply: Vec::new(),
             counts: Counts::default(),
+            newer_writer: stored.iter().any(|s| s.newer),
         };
         let mut stored: HashMap<String, Stored> =
             stored.into_iter().map(|s| (s.key.clone(), s)).collect();
@@ -399,15 +426,16 @@ impl KeyedSet {
             let hash = content_hash(&item.data);
             let found = stored.remove(&item.key);
             let state = found.as_ref().and_then(Stored::state);
+            let elsewhere = found.as_ref().is_some_and(|s| s.elsewhere);
             match state {
-                Some((old, true)) if old == hash => plan.counts.unchanged += 1,
+                Some((old, true)) if old == hash && !elsewhere => plan.counts.unchanged += 1,
                 Some(_) => plan.counts.updated += 1,
                 None => plan.counts.created += 1,
             }
             let found_gen = found.as_ref().and_then(|s| s.generation);
-            let unchanged = found
-                .as_ref()
-                .is_some_and(|s| s.committed.is_none() && state == Some((hash.as_str(), true)));
+            let unchanged = found.as_ref().is_some_and(|s| {
+                s.committed.is_none() && !s.elsewhere && state == Some((hash.as_str(), true))
+            });
             if unchanged {
                 plan.apply.push(batch::statement(
                     self.filter(tenant_id, &item.key, found_gen),
@@ -473,6 +501,8 @@ impl KeyedSet {
         take: &Take,
         now: DateTime,
     ) {
+        let mut next = next;
+        next.insert("take", take.number);
         let mut on_insert = partition.clone();
         on_insert.insert("first_seen_at", now);
         plan.stage.push(batch::statement(
@@ -487,7 +517,7 @@ impl KeyedSet {
         let mut unset = doc! { "next": "" };
         for (field, value) in &next {
             match field.as_str() {
-                "set" | "live" => {}
+                "set" | "live" | "take" => {}
                 _ => {
                     set.insert(field.clone(), value.clone());
                 }
@@ -661,6 +691,83 @@ mod tests {
             .unwrap();
         assert_eq!(b.get_str("status").unwrap(), "resolved");
         assert!(b.get("next").is_none(), "applied: no staging left");
+    }
+
+    #[test]
+    fn counts_add_up_and_a_superseded_write_keeps_them() {
+        let counts = Counts {
+            created: 1,
+            updated: 2,
+            unchanged: 4,
+            retired: 8,
+            superseded: false,
+        };
+        assert_eq!(counts.current(), 7, "the retired are not current");
+        let superseded = counts.superseded();
+        assert!(superseded.superseded);
+        assert_eq!(
+            Counts {
+                superseded: false,
+                ..superseded
+            },
+            counts
+        );
+    }
+
+    /// Four writers of one set at once, ten times over, each on its own connection: each
+    /// returns (committed, or superseded), and what readers see afterwards is exactly the
+    /// picture of the writer whose commit the head logged last.
+    #[tokio::test]
+    async fn concurrent_writers_leave_the_last_committed_picture() {
+        let (tdb, domain) = setup("set_concurrent").await;
+        let mut superseded = 0;
+        for round in 0..10 {
+            let mut tasks = Vec::new();
+            let mut pictures = HashMap::new();
+            for w in 0..4_i32 {
+                let run_id = ObjectId::new();
+                let value = round * 10 + w;
+                let keys: Vec<String> = ["a", "b", "c", "d", "e", "f"]
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| (i + w as usize + round as usize) % 3 != 0)
+                    .map(|(_, k)| k.to_string())
+                    .collect();
+                pictures.insert(
+                    run_id,
+                    keys.iter()
+                        .map(|k| (k.clone(), value))
+                        .collect::<BTreeMap<_, _>>(),
+                );
+                let db = sv0_testkit::connect(&tdb.uri()).await.database(&tdb.name());
+                tasks.push(tokio::spawn(async move {
+                    let domain = Domain::new(&db);
+                    let items = keys
+                        .iter()
+                        .map(|k| Item {
+                            key: k.clone(),
+                            data: doc! { "value": value },
+                        })
+                        .collect();
+                    domain
+                        .write_set(&FINDINGS, "t", doc! {}, ForRun::outside(run_id), items)
+                        .await
+                }));
+            }
+            for task in tasks {
+                if task.await.unwrap().unwrap().superseded {
+                    superseded += 1;
+                }
+            }
+            let heads = domain.set_heads().await.unwrap();
+            let last = heads[0].log.last().unwrap().run_id;
+            assert_eq!(
+                visible(&domain, "t").await,
+                pictures[&last],
+                "round {round}"
+            );
+        }
+        println!("{superseded} of 40 writes superseded");
     }
 
     /// Writers interleaved at random (from a seed), some dying between steps: at every point,

@@ -233,3 +233,46 @@ async fn one_set_may_not_name_a_key_twice() {
         .unwrap_err();
     assert!(error.to_string().contains("appears twice"), "{error}");
 }
+
+/// An entity that another source of the tenant delivered before moves to the source that
+/// delivers it now (an update of the same document), and the first source's next sync, without
+/// it, leaves it live: it is no longer that source's to retire.
+#[tokio::test]
+async fn an_entity_moves_to_the_source_that_delivers_it_now() {
+    let (tdb, domain) = setup("entities_move").await;
+    let graph = |ids: &[&str]| {
+        let entities: Vec<String> = ids
+            .iter()
+            .map(|id| {
+                format!(r#"{{"id": "{id}", "type": "machine", "cloud": "aws", "name": "{id}"}}"#)
+            })
+            .collect();
+        Graph::from_json(format!(r#"{{"entities": [{}]}}"#, entities.join(",")).as_bytes()).unwrap()
+    };
+    domain
+        .write_entities("t", "src-1", by(), &graph(&["x", "y"]))
+        .await
+        .unwrap();
+    assert_eq!(
+        domain
+            .write_entities("t", "src-2", by(), &graph(&["x"]))
+            .await
+            .unwrap(),
+        counts(0, 1, 0, 0),
+        "x is the same entity, updated: its source changes"
+    );
+    assert_eq!(
+        domain
+            .write_entities("t", "src-1", by(), &graph(&["y"]))
+            .await
+            .unwrap(),
+        counts(0, 0, 1, 0),
+        "x is src-2's now: not src-1's to retire"
+    );
+    let x = docs(&tdb, "entities", doc! {"external_id": "x"}).await;
+    assert_eq!(x.len(), 1);
+    assert_eq!(x[0].get_str("source").unwrap(), "src-2");
+    assert_eq!(x[0].get_str("status").unwrap(), "live");
+    assert_eq!(domain.count_live_entities("t", "src-1").await.unwrap(), 1);
+    assert_eq!(domain.count_live_entities("t", "src-2").await.unwrap(), 1);
+}

@@ -730,7 +730,7 @@ mod tests {
                 let keys: Vec<String> = ["a", "b", "c", "d", "e", "f"]
                     .iter()
                     .enumerate()
-                    .filter(|(i, _)| (i + w as usize + round as usize) % 3 != 0)
+                    .filter(|(i, _)| !(i + w as usize + round as usize).is_multiple_of(3))
                     .map(|(_, k)| k.to_string())
                     .collect();
                 pictures.insert(
@@ -739,7 +739,7 @@ mod tests {
                         .map(|k| (k.clone(), value))
                         .collect::<BTreeMap<_, _>>(),
                 );
-                let db = sv0_testkit::connect(&tdb.uri()).await.database(&tdb.name());
+                let db = sv0_testkit::connect(tdb.uri()).await.database(tdb.name());
                 tasks.push(tokio::spawn(async move {
                     let domain = Domain::new(&db);
                     let items = keys

@@ -662,6 +662,26 @@ mod tests {
         assert_eq!(visible(&domain, "t").await, picture(&[("a", 3)]));
     }
 
+    /// The older writer reads after the newer one staged: staging over the newer stagings
+    /// (whose `gen` it read) would land, and the newer writer's apply would then miss them.
+    #[tokio::test]
+    async fn an_older_writer_that_reads_a_newer_staging_stages_nothing() {
+        let (_tdb, domain) = setup("set_reads_newer").await;
+        write(&domain, "t", &[("a", 1), ("b", 1)]).await;
+        let older = begin(&domain, "t").await;
+        let newer = begin(&domain, "t").await;
+        let new_plan = newer.plan(&items(&[("a", 3), ("b", 3)])).await.unwrap();
+        assert!(newer.stage(&new_plan).await.unwrap());
+        let old_plan = older.plan(&items(&[("a", 2), ("b", 2)])).await.unwrap();
+        assert!(
+            !older.stage(&old_plan).await.unwrap(),
+            "the older writer saw the newer one's stagings"
+        );
+        assert!(newer.commit().await.unwrap());
+        newer.apply(new_plan.apply).await.unwrap();
+        assert_eq!(visible(&domain, "t").await, picture(&[("a", 3), ("b", 3)]));
+    }
+
     #[tokio::test]
     async fn a_commit_whose_apply_was_lost_is_applied_by_the_next_writer() {
         let (_tdb, domain) = setup("set_lost_apply").await;
@@ -772,7 +792,8 @@ mod tests {
 
     /// Writers interleaved at random (from a seed), some dying between steps: at every point,
     /// every value readers see is the first picture's or that of a writer whose commit
-    /// succeeded; a last writer on its own then leaves exactly its picture.
+    /// succeeded; when the last writer to commit also applied, readers see exactly its picture;
+    /// a last writer on its own then leaves exactly its picture.
     #[tokio::test]
     async fn random_interleavings_show_only_committed_pictures() {
         let (_tdb, domain) = setup("set_interleavings").await;
@@ -800,6 +821,7 @@ mod tests {
             let mut plans: Vec<Option<Plan>> = (0..3).map(|_| None).collect();
             let mut step = [0_usize; 3];
             let mut committed = vec![0];
+            let mut applied = Vec::new();
             while step.iter().any(|s| *s < 5) {
                 let w = next(3) as usize;
                 if step[w] >= 5 {
@@ -842,6 +864,7 @@ mod tests {
                             .apply(plan.apply)
                             .await
                             .unwrap();
+                        applied.push(w as i32 + 1);
                     }
                 }
                 step[w] += 1;
@@ -851,6 +874,13 @@ mod tests {
                         "seed {seed}: {key} = {value}, but only {committed:?} committed"
                     );
                 }
+            }
+            // When the last writer to commit also applied, readers see exactly its picture.
+            let last = *committed.last().unwrap();
+            if last > 0 && applied.contains(&last) {
+                let expected: BTreeMap<String, i32> =
+                    pictures[last as usize - 1].iter().cloned().collect();
+                assert_eq!(visible(&domain, &tenant).await, expected, "seed {seed}");
             }
             write(&domain, &tenant, &[("b", 9), ("e", 9)]).await;
             assert_eq!(

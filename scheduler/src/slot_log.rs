@@ -5,6 +5,8 @@
 //! Each document's `_id` is derived from what it records (scope, slot, outcome), so a tick that
 //! is replayed after a crash records nothing twice.
 
+use std::collections::{BTreeSet, HashMap};
+
 use futures::TryStreamExt;
 use mongodb::bson::oid::ObjectId;
 use mongodb::bson::{DateTime, doc};
@@ -117,6 +119,42 @@ impl SlotLog {
             Err(error) if only_duplicates(&error) => Ok(()),
             Err(error) => Err(DomainError::from(error)),
         }
+    }
+
+    /// For each of `scopes` (tenant, scope, its `next_run_at`), the outcomes recorded for slots
+    /// at or after its `next_run_at`: decisions of a tick whose settlement of the scope did not
+    /// land (it failed after recording them, or its claim expired), which a tick deciding the
+    /// scope again must keep.
+    pub async fn decided_ahead(
+        &self,
+        scopes: &[(String, ObjectId, DateTime)],
+    ) -> Result<HashMap<ObjectId, Vec<SlotOutcome>>> {
+        let Some(earliest) = scopes.iter().map(|(_, _, next)| *next).min() else {
+            return Ok(HashMap::new());
+        };
+        let tenants: BTreeSet<&str> = scopes.iter().map(|(t, _, _)| t.as_str()).collect();
+        let next_of: HashMap<ObjectId, DateTime> =
+            scopes.iter().map(|(_, id, next)| (*id, *next)).collect();
+        let found: Vec<SlotOutcome> = self
+            .outcomes
+            .find(doc! {
+                "tenant_id": { "$in": tenants.into_iter().collect::<Vec<_>>() },
+                "scope_id": { "$in": next_of.keys().collect::<Vec<_>>() },
+                "first_slot": { "$gte": earliest },
+            })
+            .await?
+            .try_collect()
+            .await?;
+        let mut ahead: HashMap<ObjectId, Vec<SlotOutcome>> = HashMap::new();
+        for outcome in found {
+            if next_of
+                .get(&outcome.scope_id)
+                .is_some_and(|next| outcome.first_slot >= *next)
+            {
+                ahead.entry(outcome.scope_id).or_default().push(outcome);
+            }
+        }
+        Ok(ahead)
     }
 
     /// A scope's recorded slots, newest first, at most `limit`.

@@ -5,7 +5,9 @@
 //!
 //! Order makes it safe to crash anywhere: runs are started before the scope's state moves on,
 //! and a run's dedup key is its slot, so a tick replayed after a crash (or by another replica
-//! once the claim expired) finds the runs already there instead of starting them again.
+//! once the claim expired) finds the runs already there instead of starting them again; and the
+//! slots it recorded as decided stay decided (`keep_decisions`), so a replay that would now
+//! decide a slot otherwise does not record it twice.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -206,6 +208,17 @@ impl Scheduler {
         now: DateTime,
         report: &mut TickReport,
     ) -> Result<Vec<ScopeSettlement>> {
+        let pending: Vec<(String, ObjectId, DateTime)> = scopes
+            .iter()
+            .filter_map(|s| Some((s.tenant_id.clone(), s.id, s.next_run_at?)))
+            .collect();
+        let mut ahead = self.slot_log.decided_ahead(&pending).await?;
+        let mut scopes = scopes;
+        for scope in &mut scopes {
+            if let Some(decided) = ahead.remove(&scope.id) {
+                keep_decisions(scope, &decided)?;
+            }
+        }
         let previous: Vec<ObjectId> = scopes.iter().filter_map(|s| s.last_run_id).collect();
         let statuses = self.domain().run_statuses(&previous).await?;
         let mut settlements = Vec::with_capacity(scopes.len());
@@ -369,6 +382,32 @@ impl Scheduler {
             .await?;
         Ok((run.id, created))
     }
+}
+
+/// Moves a claimed scope past the slots an earlier tick already decided for it (`decided`: the
+/// outcomes it recorded at or after the scope's `next_run_at`, whose settlement did not land), so
+/// that this tick decides only the slots after them: deciding one again could decide it
+/// otherwise (an overlap skip, then a run once the previous run has finished) and record the
+/// slot twice. A run such a tick started is the scope's previous run now.
+fn keep_decisions(scope: &mut ScanScope, decided: &[SlotOutcome]) -> Result<()> {
+    let Some(schedule) = &scope.schedule else {
+        return Ok(());
+    };
+    let slots = schedule.slots()?;
+    // A range of missed slots recorded by its count alone (no last slot) starts at
+    // `next_run_at`: deciding it again gives it the same id, so it is recorded once anyway.
+    let last = decided.iter().filter_map(|o| o.last_slot).max();
+    if let Some(last) = last {
+        scope.next_run_at = slots.next_after(last);
+    }
+    if let Some(ran) = decided
+        .iter()
+        .filter(|o| o.run_id.is_some())
+        .max_by_key(|o| o.first_slot)
+    {
+        scope.last_run_id = ran.run_id;
+    }
+    Ok(())
 }
 
 /// The scope's state as it was: settling it only gives the claim back.

@@ -8,7 +8,7 @@ use std::time::Duration;
 use mongodb::bson::{DateTime, doc};
 use support::{Stand, plus, slot_of};
 use sv0_domain::{CatchUpRun, Overlap, RunStatus, RunWriter, Schedule};
-use sv0_scheduler::{ReasonLabel, SchedulerMetrics, TriggerLabel};
+use sv0_scheduler::{ReasonLabel, SchedulerMetrics, SlotOutcome, TriggerLabel};
 
 fn every_minute(overlap: Overlap) -> Schedule {
     let mut schedule = Schedule::every(60);
@@ -250,6 +250,71 @@ async fn overlap_skip_through_the_database() {
     let report = replica.tick(plus(first, 120_001)).await.unwrap();
     assert_eq!(report.runs_created, 1);
     assert_eq!(stand.run_slots(&scope).await, [first, plus(first, 120_000)]);
+}
+
+/// A tick that recorded its decisions and then failed before its settlement landed (a cut
+/// connection: found by the long chaos run): the scope is decided again, later, when the previous
+/// run has finished. The slot it skipped stays skipped, recorded once, and is not run.
+#[tokio::test]
+async fn a_decision_recorded_by_a_tick_that_failed_to_settle_is_kept() {
+    let stand = Stand::new("sched_decision_kept").await;
+    let scope = stand.scope("acme", every_minute(Overlap::Skip)).await;
+    let first = scope.next_run_at.unwrap();
+    let second = plus(first, 60_000);
+    stand.replica("a").tick(plus(first, 1)).await.unwrap();
+    let runs = stand.runs(&scope).await;
+    // The failed tick: claims the scope at the second slot, records the overlap skip (the first
+    // run is still queued), and never settles; its claim lapses after a second.
+    let held = stand
+        .domain
+        .claim_due_scopes("failed", plus(second, 1), Duration::from_secs(1), 10, &[])
+        .await
+        .unwrap()
+        .scopes;
+    assert_eq!(held.len(), 1);
+    let skip = sv0_scheduler::plan::Skip {
+        reason: sv0_scheduler::plan::SkipReason::Overlap,
+        first: second,
+        last: Some(second),
+        count: 1,
+    };
+    stand
+        .slot_log
+        .record(&[SlotOutcome::skipped("acme", scope.id, &skip)])
+        .await
+        .unwrap();
+    stand
+        .domain
+        .finish_run(
+            "acme",
+            runs[0].id,
+            RunWriter::Outside,
+            RunStatus::Succeeded,
+            None,
+        )
+        .await
+        .unwrap();
+
+    let report = stand.replica("b").tick(plus(second, 2_000)).await.unwrap();
+    assert_eq!((report.scopes, report.runs_created), (1, 0));
+    assert_eq!(stand.run_slots(&scope).await, [first]);
+    let outcomes = stand
+        .slot_log
+        .for_scope("acme", scope.id, 10)
+        .await
+        .unwrap();
+    let for_second: Vec<&str> = outcomes
+        .iter()
+        .filter(|o| o.first_slot == second)
+        .map(|o| o.outcome.as_str())
+        .collect();
+    assert_eq!(for_second, ["skipped"], "{outcomes:#?}");
+    let after = stand.scope_now(&scope).await;
+    assert_eq!(after.next_run_at, Some(plus(second, 60_000)));
+    // The next slot is decided as usual: the previous run has finished, so it runs.
+    let report = stand.replica("b").tick(plus(second, 60_001)).await.unwrap();
+    assert_eq!(report.runs_created, 1);
+    assert_eq!(stand.run_slots(&scope).await, [first, plus(second, 60_000)]);
 }
 
 /// `buffer_one`: the slot waits while the previous run goes on, and runs (under its own slot

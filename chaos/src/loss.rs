@@ -239,6 +239,16 @@ pub fn events(
     Ok(found)
 }
 
+/// How many times a worker's stage holder was refused by its run's fence (a take-up skipped, or
+/// a write refused), as the workers' logs say: the fence at work, not a failure.
+pub fn holders_fenced(dir: &std::path::Path) -> anyhow::Result<u64> {
+    let refusals = [
+        "stage write refused by the run's fence",
+        "a newer holder has the run; job skipped",
+    ];
+    Ok(events(dir, "worker-", &refusals)?.len() as u64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

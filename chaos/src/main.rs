@@ -245,7 +245,7 @@ async fn run(args: &Args, dir: &std::path::Path, seed: u64, seconds: u64) -> any
     println!("settled in {:.0} s", settle.elapsed().as_secs_f64());
 
     let findings = checks::Findings {
-        holders_fenced: checks::holders_fenced(&dir)?,
+        holders_fenced: loss::holders_fenced(&dir)?,
         ..checks::check(&queue, &domain, &SlotLog::new(&database), &scopes).await?
     };
     let sightings = secrets::search(&dir, &database, &cluster).await?;

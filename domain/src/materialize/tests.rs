@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use super::*;
+use crate::entities::ENTITIES;
 use crate::findings::FINDINGS;
 use sv0_testkit::TestDb;
 
@@ -168,6 +169,65 @@ async fn a_commit_whose_apply_was_lost_is_applied_by_the_next_writer() {
         .unwrap();
     assert_eq!(b.get_str("status").unwrap(), "resolved");
     assert!(b.get("next").is_none(), "applied: no staging left");
+    let a = domain
+        .db
+        .collection::<Document>("findings")
+        .find_one(doc! { "tenant_id": "t", "key": "a" })
+        .await
+        .unwrap()
+        .unwrap();
+    for field in ["next", "set", "live", "take"] {
+        assert!(
+            a.get(field).is_none(),
+            "{field} is the staging's, not the item's"
+        );
+    }
+}
+
+/// An entity another source's writer moved (committed) but did not apply before it died: the
+/// first source's next write, without the entity, applies the move instead of retiring it.
+#[tokio::test]
+async fn a_committed_move_to_another_source_is_applied_not_retired() {
+    let (_tdb, domain) = setup("set_committed_move").await;
+    let entity = |value: i32| Item {
+        key: "x".into(),
+        data: doc! { "value": value },
+    };
+    let by = || ForRun::outside(ObjectId::new());
+    domain
+        .write_set(
+            &ENTITIES,
+            "t",
+            doc! { "source": "src-1" },
+            by(),
+            vec![entity(1)],
+        )
+        .await
+        .unwrap();
+    let mover = SetWrite::begin(&domain, &ENTITIES, "t", doc! { "source": "src-2" }, by())
+        .await
+        .unwrap();
+    let plan = mover.plan(&[entity(2)]).await.unwrap();
+    assert!(mover.stage(&plan).await.unwrap());
+    assert!(mover.commit().await.unwrap());
+    // Its writer died here. src-1 delivers its state without x.
+    let counts = domain
+        .write_set(&ENTITIES, "t", doc! { "source": "src-1" }, by(), vec![])
+        .await
+        .unwrap();
+    assert_eq!(counts.retired, 0, "x is src-2's: not src-1's to retire");
+    let x = domain
+        .db
+        .collection::<Document>("entities")
+        .find_one(doc! { "tenant_id": "t", "external_id": "x" })
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (x.get_str("source").unwrap(), x.get_str("status").unwrap()),
+        ("src-2", "live")
+    );
+    assert_eq!(x.get_document("data").unwrap().get_i32("value").unwrap(), 2);
 }
 
 #[test]

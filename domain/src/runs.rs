@@ -41,6 +41,14 @@ impl Domain {
         }
     }
 
+    /// The run created under `dedup_key`, if there is one.
+    pub async fn run_by_dedup_key(&self, dedup_key: &str) -> Result<Option<ScanRun>> {
+        Ok(self
+            .runs()
+            .find_one(doc! { "dedup_key": dedup_key })
+            .await?)
+    }
+
     pub async fn run(&self, tenant_id: &str, id: ObjectId) -> Result<ScanRun> {
         self.runs()
             .find_one(doc! { "_id": id, "tenant_id": tenant_id })

@@ -286,8 +286,33 @@ impl Scheduler {
             previous_running,
         };
         let plan = plan::plan(schedule, &slots, state, now);
-        let mut skips = plan.skips.clone();
         let mut last_run_id = scope.last_run_id;
+        let mut skips = Vec::with_capacity(plan.skips.len());
+        for skip in &plan.skips {
+            // A slot an earlier tick ran, whose record and settlement did not land: this tick
+            // sees the run before it as the previous one and would skip the slot for overlap.
+            // It ran; record it so.
+            if skip.reason == SkipReason::Overlap
+                && skip.count == 1
+                && let Some(run) = self
+                    .domain()
+                    .run_by_dedup_key(&slot_key(scope.id, skip.first))
+                    .await?
+            {
+                last_run_id = Some(run.id);
+                outcomes.push(SlotOutcome::ran(
+                    &scope.tenant_id,
+                    scope.id,
+                    skip.first,
+                    run.id,
+                    "schedule",
+                ));
+                tracing::info!(scope_id = %scope.id, tenant_id = %scope.tenant_id,
+                    slot = %skip.first, run_id = %run.id, created = false, "slot ran");
+                continue;
+            }
+            skips.push(skip.clone());
+        }
         for slot in &plan.runs {
             let reason = if Some(*slot) == scope.buffered_slot {
                 "buffered"

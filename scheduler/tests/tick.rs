@@ -317,6 +317,49 @@ async fn a_decision_recorded_by_a_tick_that_failed_to_settle_is_kept() {
     assert_eq!(stand.run_slots(&scope).await, [first, plus(second, 60_000)]);
 }
 
+/// The other half: a tick that started a slot's run and then failed before its record landed.
+/// The next tick, which still sees the run before it as the scope's previous run, would skip the
+/// slot for overlap; it records the slot as run, by the run that exists.
+#[tokio::test]
+async fn a_run_started_by_a_tick_that_failed_to_record_it_is_recorded_as_run() {
+    let stand = Stand::new("sched_run_kept").await;
+    let scope = stand.scope("acme", every_minute(Overlap::Skip)).await;
+    let first = scope.next_run_at.unwrap();
+    let second = plus(first, 60_000);
+    stand.replica("a").tick(plus(first, 1)).await.unwrap();
+    // The failed tick started the second slot's run (the first run still queued: `allow` would
+    // have, and a replica whose view of it was older could have) and recorded nothing.
+    let trigger = sv0_domain::Trigger::Scheduled {
+        scope_id: scope.id,
+        slot: second,
+    };
+    let (started, _) = stand
+        .pipeline
+        .start_scan(
+            "acme",
+            scope.id,
+            trigger,
+            Some(sv0_scheduler::slot_key(scope.id, second)),
+        )
+        .await
+        .unwrap();
+
+    let report = stand.replica("b").tick(plus(second, 1)).await.unwrap();
+    assert_eq!((report.runs_created, report.slots_skipped), (0, 0));
+    let outcomes = stand
+        .slot_log
+        .for_scope("acme", scope.id, 10)
+        .await
+        .unwrap();
+    let for_second: Vec<(&str, Option<mongodb::bson::oid::ObjectId>)> = outcomes
+        .iter()
+        .filter(|o| o.first_slot == second)
+        .map(|o| (o.outcome.as_str(), o.run_id))
+        .collect();
+    assert_eq!(for_second, [("ran", Some(started.id))]);
+    assert_eq!(stand.scope_now(&scope).await.last_run_id, Some(started.id));
+}
+
 /// `buffer_one`: the slot waits while the previous run goes on, and runs (under its own slot
 /// time) at the first tick after it finished.
 #[tokio::test]

@@ -205,5 +205,8 @@ mod tests {
         ];
         assert_eq!(stale_commits(&log), vec![&log[4]]);
         assert!(stale_commits(&log[..4]).is_empty());
+        // One holder committing the set twice (its stage's work retried) is not stale.
+        let again = [log[0].clone(), log[0].clone()];
+        assert!(stale_commits(&again).is_empty());
     }
 }

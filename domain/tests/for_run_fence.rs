@@ -8,7 +8,7 @@ use mongodb::bson::{DateTime, doc};
 use sv0_domain::set_head::stale_commits;
 use sv0_domain::{
     Budget, ConnectorSync, Domain, DomainError, EvidencePack, Finding, ForRun, Graph, RunFence,
-    RunWriter, ScanRun, Severity, Tenant, Trigger,
+    RunRecord, RunWriter, ScanRun, Severity, Tenant, Trigger,
 };
 use sv0_testkit::TestDb;
 
@@ -146,6 +146,9 @@ async fn a_newer_holders_record_replaces_an_older_ones_under_the_same_id() {
         .unwrap();
     assert_eq!((stored.hash.as_str(), stored.fence), ("second", Some(b)));
 
+    let fences = domain.record_fences(RunRecord::EvidencePack).await.unwrap();
+    assert_eq!(fences.get(&run.id), Some(&Some(b)));
+
     // A writer from outside the stages keeps what a holder stored.
     let sync = ConnectorSync::new("acme", run.id, "src".into(), None, Graph::default());
     let held = domain.record_sync(&sync, holder(&run, b)).await.unwrap();
@@ -155,4 +158,32 @@ async fn a_newer_holders_record_replaces_an_older_ones_under_the_same_id() {
         .await
         .unwrap();
     assert_eq!((kept.id, kept.source.as_str()), (held.id, "src"));
+}
+
+/// A newer holder's record landed between an older holder's check of its run and its insert:
+/// the older one's insert meets it and is refused, and the newer record stays.
+#[tokio::test]
+async fn an_older_holder_meeting_a_newer_holders_record_is_refused() {
+    let (tdb, domain, run) = setup("for_run_older_meets_newer").await;
+    let (a, b) = (RunFence::new(5, 1), RunFence::new(5, 2));
+    domain.start_run("acme", run.id, a).await.unwrap();
+    // What the newer holder stored, as it lands while the run's fence is still a's here.
+    let mut newer = mongodb::bson::to_document(&pack(&run, "newer")).unwrap();
+    newer.insert("fence", mongodb::bson::Bson::from(b));
+    tdb.db
+        .collection::<mongodb::bson::Document>("evidence_packs")
+        .insert_one(newer)
+        .await
+        .unwrap();
+    fenced_out(
+        domain
+            .put_evidence_pack(&pack(&run, "older"), holder(&run, a))
+            .await,
+    );
+    let stored = domain
+        .evidence_pack_of_run("acme", run.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((stored.hash.as_str(), stored.fence), ("newer", Some(b)));
 }

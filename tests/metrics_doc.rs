@@ -213,12 +213,15 @@ async fn every_process_serves_exactly_the_documented_metrics_and_the_run_series_
     let scheduler = WorkerProcess::scheduler(bench.tdb.uri(), bench.tdb.name(), &[]);
     let api = WorkerProcess::admin_api(bench.tdb.uri(), bench.tdb.name(), &[]);
 
+    // Each job settles after its handler has counted what it did.
     let run = bench.scan(&good).await;
     let run = bench.finished("acme", run.id, RUN_TIMEOUT).await;
     assert_eq!(run.status, RunStatus::Succeeded, "{run:#?}");
+    bench.settled_jobs(run.id, RUN_TIMEOUT).await;
     let run = bench.scan(&bad).await;
     let run = bench.finished("acme", run.id, RUN_TIMEOUT).await;
     assert_eq!(run.status, RunStatus::Failed, "{run:#?}");
+    bench.settled_jobs(run.id, RUN_TIMEOUT).await;
 
     let w = worker.status_addr();
     for stage in [

@@ -91,7 +91,7 @@ async fn a_demo_scan_runs_every_stage_and_each_cell_counts_what_is_stored() {
         "the connector's categories count its entities"
     );
     // Every stage job ran once and succeeded, deduplicated per (run, stage).
-    let jobs = all(db, "jobs", doc! {"group_id": run.id.to_hex()}).await;
+    let jobs = bench.settled_jobs(run.id, RUN_TIMEOUT).await;
     assert_eq!(jobs.len(), 6, "{jobs:#?}");
     assert!(jobs.iter().all(|j| j.get_str("status") == Ok("succeeded")));
 
@@ -147,7 +147,7 @@ async fn a_failing_stage_fails_the_run_naming_it_and_enqueues_nothing_after_it()
     assert!(error.starts_with("__sync failed: "), "{error}");
     assert!(error.contains("connector sync of run"), "{error}");
     assert!(run.cell(EVAL).is_none());
-    let jobs = all(bench.db(), "jobs", doc! {"group_id": run.id.to_hex()}).await;
+    let jobs = bench.settled_jobs(run.id, RUN_TIMEOUT).await;
     let kinds: Vec<&str> = jobs.iter().map(|j| j.get_str("kind").unwrap()).collect();
     assert_eq!(
         kinds,
@@ -269,7 +269,12 @@ async fn a_scan_whose_credentials_cannot_be_resolved_fails_saying_so() {
     let error = &cell(&run, DRIVER).errors[0];
     assert!(error.starts_with("credentials: "), "{error}");
     assert!(!marker.exists(), "the connector never started");
-    let scans = all(bench.db(), "jobs", doc! {"kind": "execute_scan"}).await;
+    let scans = bench.settled_jobs(run.id, RUN_TIMEOUT).await;
+    assert_eq!(
+        scans[0].get_str("kind").unwrap(),
+        "execute_scan",
+        "{scans:#?}"
+    );
     assert_eq!(
         scans[0].get_str("status").unwrap(),
         "failed",

@@ -155,6 +155,25 @@ impl Bench {
         }
     }
 
+    /// The run's jobs, once none is queued or running. A handler finishes the run before its
+    /// worker settles the job, so a job can still be `running` just after its run finished.
+    pub async fn settled_jobs(&self, run_id: ObjectId, timeout: Duration) -> Vec<Document> {
+        let group = doc! {"group_id": run_id.to_hex()};
+        let deadline = Instant::now() + timeout;
+        loop {
+            let jobs = super::all(self.db(), "jobs", group.clone()).await;
+            let unsettled = |j: &Document| matches!(j.get_str("status"), Ok("queued" | "running"));
+            if !jobs.iter().any(unsettled) {
+                return jobs;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "run {run_id}'s jobs unsettled after {timeout:?}: {jobs:#?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// The tenant's documents in every result collection, without what differs between two
     /// equal runs (ids, timestamps, run and sync ids), sorted: two snapshots are equal when
     /// the runs left the same results.

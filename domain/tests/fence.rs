@@ -2,30 +2,15 @@
 //! the run once a newer holder, or a later stage, has taken it up; take-ups never lower the
 //! fence, however they race; and the run's `fence_log` lists the landed holder writes in order.
 
+mod support;
+
 use mongodb::bson::oid::ObjectId;
+use support::acme_with_a_run as setup;
 use sv0_domain::fence::stale_entries;
 use sv0_domain::{
-    Budget, CategoryName, CategoryResult, CellStatus, Domain, DomainError, RunFence, RunStatus,
-    RunWriter, ScanRun, Tenant, Trigger,
+    CategoryName, CategoryResult, CellStatus, Domain, DomainError, RunFence, RunStatus, RunWriter,
+    ScanRun,
 };
-use sv0_testkit::TestDb;
-
-async fn setup(label: &str) -> (TestDb, Domain, ScanRun) {
-    let tdb = TestDb::new(label).await;
-    let domain = Domain::new(&tdb.db);
-    domain.ensure_indexes().await.unwrap();
-    domain
-        .put_tenant(&Tenant::new("acme", "acme").unwrap())
-        .await
-        .unwrap();
-    let run = ScanRun::new(
-        "acme",
-        Trigger::ManualApi { requested_by: None },
-        Budget::default(),
-    );
-    domain.insert_run(&run).await.unwrap();
-    (tdb, domain, run)
-}
 
 fn sync_cell() -> CategoryName {
     CategoryName::parse("__sync").unwrap()

@@ -3,31 +3,16 @@
 //! a newer holder's record replaces an older one's; each set's head logs its commits with the
 //! holder's fence.
 
+mod support;
+
 use mongodb::bson::oid::ObjectId;
 use mongodb::bson::{DateTime, doc};
+use support::acme_with_a_run as setup;
 use sv0_domain::set_head::stale_commits;
 use sv0_domain::{
-    Budget, ConnectorSync, Domain, DomainError, EvidencePack, Finding, ForRun, Graph, RunFence,
-    RunRecord, RunWriter, ScanRun, Severity, Tenant, Trigger,
+    ConnectorSync, DomainError, EvidencePack, Finding, ForRun, Graph, RunFence, RunRecord,
+    RunWriter, ScanRun, Severity,
 };
-use sv0_testkit::TestDb;
-
-async fn setup(label: &str) -> (TestDb, Domain, ScanRun) {
-    let tdb = TestDb::new(label).await;
-    let domain = Domain::new(&tdb.db);
-    domain.ensure_indexes().await.unwrap();
-    domain
-        .put_tenant(&Tenant::new("acme", "acme").unwrap())
-        .await
-        .unwrap();
-    let run = ScanRun::new(
-        "acme",
-        Trigger::ManualApi { requested_by: None },
-        Budget::default(),
-    );
-    domain.insert_run(&run).await.unwrap();
-    (tdb, domain, run)
-}
 
 fn holder(run: &ScanRun, fence: RunFence) -> ForRun {
     ForRun {

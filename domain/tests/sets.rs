@@ -47,6 +47,15 @@ fn counts(created: u64, updated: u64, unchanged: u64, retired: u64) -> Counts {
 }
 
 /// These tests write outside any run's stages; the fence's own tests are in set_fence.rs.
+/// A graph of one machine per id, all in one cloud.
+fn machines(ids: &[&str]) -> Graph {
+    let entities: Vec<String> = ids
+        .iter()
+        .map(|id| format!(r#"{{"id": "{id}", "type": "machine", "cloud": "aws", "name": "{id}"}}"#))
+        .collect();
+    Graph::from_json(format!(r#"{{"entities": [{}]}}"#, entities.join(",")).as_bytes()).unwrap()
+}
+
 fn by() -> ForRun {
     ForRun::outside(ObjectId::new())
 }
@@ -158,25 +167,16 @@ async fn each_tenant_has_its_own_set() {
 #[tokio::test]
 async fn a_sync_is_its_sources_full_state() {
     let (tdb, domain) = setup("entities_full_state").await;
-    let graph = |ids: &[&str]| {
-        let entities: Vec<String> = ids
-            .iter()
-            .map(|id| {
-                format!(r#"{{"id": "{id}", "type": "machine", "cloud": "aws", "name": "{id}"}}"#)
-            })
-            .collect();
-        Graph::from_json(format!(r#"{{"entities": [{}]}}"#, entities.join(",")).as_bytes()).unwrap()
-    };
     assert_eq!(
         domain
-            .write_entities("t", "src-1", by(), &graph(&["m1", "m2"]))
+            .write_entities("t", "src-1", by(), &machines(&["m1", "m2"]))
             .await
             .unwrap(),
         counts(2, 0, 0, 0)
     );
     assert_eq!(
         domain
-            .write_entities("t", "src-2", by(), &graph(&["x1"]))
+            .write_entities("t", "src-2", by(), &machines(&["x1"]))
             .await
             .unwrap(),
         counts(1, 0, 0, 0)
@@ -184,7 +184,7 @@ async fn a_sync_is_its_sources_full_state() {
     // src-1 no longer has m2: gone. src-2's entity is not src-1's to retire.
     assert_eq!(
         domain
-            .write_entities("t", "src-1", by(), &graph(&["m1", "m3"]))
+            .write_entities("t", "src-1", by(), &machines(&["m1", "m3"]))
             .await
             .unwrap(),
         counts(1, 0, 1, 1)
@@ -240,22 +240,13 @@ async fn one_set_may_not_name_a_key_twice() {
 #[tokio::test]
 async fn an_entity_moves_to_the_source_that_delivers_it_now() {
     let (tdb, domain) = setup("entities_move").await;
-    let graph = |ids: &[&str]| {
-        let entities: Vec<String> = ids
-            .iter()
-            .map(|id| {
-                format!(r#"{{"id": "{id}", "type": "machine", "cloud": "aws", "name": "{id}"}}"#)
-            })
-            .collect();
-        Graph::from_json(format!(r#"{{"entities": [{}]}}"#, entities.join(",")).as_bytes()).unwrap()
-    };
     domain
-        .write_entities("t", "src-1", by(), &graph(&["x", "y"]))
+        .write_entities("t", "src-1", by(), &machines(&["x", "y"]))
         .await
         .unwrap();
     assert_eq!(
         domain
-            .write_entities("t", "src-2", by(), &graph(&["x"]))
+            .write_entities("t", "src-2", by(), &machines(&["x"]))
             .await
             .unwrap(),
         counts(0, 1, 0, 0),
@@ -263,7 +254,7 @@ async fn an_entity_moves_to_the_source_that_delivers_it_now() {
     );
     assert_eq!(
         domain
-            .write_entities("t", "src-1", by(), &graph(&["y"]))
+            .write_entities("t", "src-1", by(), &machines(&["y"]))
             .await
             .unwrap(),
         counts(0, 0, 1, 0),

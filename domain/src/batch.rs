@@ -1,7 +1,7 @@
-//! Many upserts in one round trip: one `update` command with many statements, sent with
-//! `run_command`. The driver's `Client::bulk_write` would do the same but needs MongoDB 8.0 (the
-//! stand reports 6.0); the plain `update` command with a list of statements works on every
-//! server and on the stand.
+//! Many upserts (or deletes) in one round trip: one `update` (or `delete`) command with many
+//! statements, sent with `run_command`. The driver's `Client::bulk_write` would do the same but
+//! needs MongoDB 8.0 (the stand reports 6.0); the plain commands with a list of statements work
+//! on every server and on the stand.
 
 use mongodb::Database;
 use mongodb::bson::{Bson, Document, doc};
@@ -18,6 +18,27 @@ pub(crate) fn statement(filter: Document, update: Document, upsert: bool) -> Doc
     doc! { "q": filter, "u": update, "upsert": upsert }
 }
 
+/// One statement of a `delete` command: the one document matching `filter`.
+pub(crate) fn removal(filter: Document) -> Document {
+    doc! { "q": filter, "limit": 1 }
+}
+
+/// A command that carries many statements: its name and the field of its statements.
+#[derive(Clone, Copy)]
+enum Command {
+    Update,
+    Delete,
+}
+
+impl Command {
+    fn names(self) -> (&'static str, &'static str) {
+        match self {
+            Command::Update => ("update", "updates"),
+            Command::Delete => ("delete", "deletes"),
+        }
+    }
+}
+
 /// Sends `statements` to `collection`, unordered, in as few commands as the limits allow. A
 /// statement's error fails the call; a duplicate-key error (two upserts of one key racing) and a
 /// write-concern error are transient: the same statements may be sent again. Returns how many
@@ -27,30 +48,55 @@ pub(crate) async fn update_all(
     collection: &str,
     statements: Vec<Document>,
 ) -> Result<u64> {
+    send_all(db, collection, Command::Update, statements).await
+}
+
+/// Sends the [`removal`]s `statements` to `collection` as [`update_all`] sends updates; returns
+/// how many documents they deleted.
+pub(crate) async fn delete_all(
+    db: &Database,
+    collection: &str,
+    statements: Vec<Document>,
+) -> Result<u64> {
+    send_all(db, collection, Command::Delete, statements).await
+}
+
+async fn send_all(
+    db: &Database,
+    collection: &str,
+    command: Command,
+    statements: Vec<Document>,
+) -> Result<u64> {
     let mut chunk = Vec::new();
     let mut bytes = 0;
     let mut matched = 0;
     for statement in statements {
         let size = mongodb::bson::to_vec(&statement).map_or(0, |v| v.len());
         if !chunk.is_empty() && (chunk.len() == MAX_STATEMENTS || bytes + size > MAX_BYTES) {
-            matched += send(db, collection, std::mem::take(&mut chunk)).await?;
+            matched += send(db, collection, command, std::mem::take(&mut chunk)).await?;
             bytes = 0;
         }
         bytes += size;
         chunk.push(statement);
     }
     if !chunk.is_empty() {
-        matched += send(db, collection, chunk).await?;
+        matched += send(db, collection, command, chunk).await?;
     }
     Ok(matched)
 }
 
-async fn send(db: &Database, collection: &str, statements: Vec<Document>) -> Result<u64> {
+async fn send(
+    db: &Database,
+    collection: &str,
+    command: Command,
+    statements: Vec<Document>,
+) -> Result<u64> {
     let count = statements.len();
+    let (name, field) = command.names();
     let reply = db
         .run_command(doc! {
-            "update": collection,
-            "updates": statements.into_iter().map(Bson::Document).collect::<Vec<_>>(),
+            name: collection,
+            field: statements.into_iter().map(Bson::Document).collect::<Vec<_>>(),
             "ordered": false,
         })
         .await?;
@@ -74,7 +120,8 @@ async fn send(db: &Database, collection: &str, statements: Vec<Document>) -> Res
             "write concern error on {collection}: {error}"
         )));
     }
-    // `n` counts matched and upserted documents; servers send it as an int32 or an int64.
+    // `n` counts matched and upserted (or deleted) documents; servers send it as an int32 or an
+    // int64.
     let matched = match reply.get("n") {
         Some(Bson::Int32(n)) => i64::from(*n),
         Some(Bson::Int64(n)) => *n,

@@ -21,7 +21,9 @@
 //!
 //! A commit whose apply did not finish (its writer crashed) is applied by the set's next writer,
 //! which reads the committed `gen` from the head. What readers see moves only at step 4, and only
-//! to a committed picture, so no write of a taken-over holder becomes visible.
+//! to a committed picture, so no write of a taken-over holder becomes visible. The documents
+//! that a taken-over writer created for keys nobody produces since are deleted by the next
+//! writer, after its apply.
 
 use std::collections::{HashMap, HashSet};
 
@@ -110,6 +112,9 @@ struct Stored {
     /// Staged by a newer take of this set, not committed: that writer is at work, and this one
     /// can no longer commit; staging over it would undo part of the newer picture.
     newer: bool,
+    /// Created by an older take of this set that never committed (its writer was taken over):
+    /// no reader ever saw it and none ever will, unless a later writer produces its key.
+    abandoned: bool,
 }
 
 impl Stored {
@@ -255,8 +260,9 @@ impl Domain {
         if !write.commit().await? {
             return Ok(plan.counts.superseded());
         }
-        write.apply(plan.apply).await?;
-        Ok(plan.counts)
+        let counts = plan.counts;
+        write.apply(plan).await?;
+        Ok(counts)
     }
 }
 
@@ -329,10 +335,14 @@ impl<'a> SetWrite<'a> {
         set_head::commit(&self.domain.db, &self.take, self.by).await
     }
 
-    /// Applies committed stagings (and touches the unchanged items). Misses are stagings a newer
-    /// writer has applied already.
-    pub(crate) async fn apply(&self, statements: Vec<Document>) -> Result<()> {
-        batch::update_all(&self.domain.db, self.set.collection, statements).await?;
+    /// Applies committed stagings (and touches the unchanged items), then deletes the abandoned
+    /// documents. Misses are stagings a newer writer has applied already, and documents it has
+    /// deleted or staged again.
+    pub(crate) async fn apply(&self, plan: Plan) -> Result<()> {
+        batch::update_all(&self.domain.db, self.set.collection, plan.apply).await?;
+        if !plan.discard.is_empty() {
+            batch::delete_all(&self.domain.db, self.set.collection, plan.discard).await?;
+        }
         Ok(())
     }
 }
@@ -350,10 +360,12 @@ impl Domain {
     ) -> Result<Vec<Stored>> {
         let docs = set.read(&self.db, tenant_id, partition, produced).await?;
         // The heads whose stagings the documents hold; this take's own head as of the take (a
-        // newer commit would need a newer take, which makes this writer superseded anyway).
+        // newer commit would need a newer take, which makes this writer superseded anyway), so
+        // it is not read again.
         let heads: HashSet<String> = docs
             .values()
             .filter_map(|d| d.get_document("next").ok()?.get_str("set").ok())
+            .filter(|head| *head != take.head)
             .map(str::to_string)
             .collect();
         let mut committed = set_head::committed(&self.db, heads).await?;
@@ -376,11 +388,12 @@ impl Domain {
                     let head = next.get_str("set").unwrap_or_default();
                     generation.is_some() && committed.get(head).copied().flatten() == generation
                 });
-                let newer = next.is_some_and(|next| {
-                    committed.is_none()
-                        && next.get_str("set").ok() == Some(take.head.as_str())
-                        && next.get_i64("take").is_ok_and(|n| n > take.number)
+                let staged_here = next.is_some_and(|next| {
+                    committed.is_none() && next.get_str("set").ok() == Some(take.head.as_str())
                 });
+                let newer = staged_here
+                    && next.is_some_and(|next| next.get_i64("take").is_ok_and(|n| n > take.number));
+                let abandoned = staged_here && !newer && current.is_none();
                 Stored {
                     key,
                     generation,
@@ -388,6 +401,7 @@ impl Domain {
                     committed: committed.cloned(),
                     elsewhere,
                     newer,
+                    abandoned,
                 }
             })
             .collect())
@@ -399,9 +413,20 @@ impl Domain {
 pub(crate) struct Plan {
     stage: Vec<Document>,
     apply: Vec<Document>,
+    /// Removals of the abandoned documents of keys this write does not produce.
+    discard: Vec<Document>,
     counts: Counts,
     /// A newer take of the set has staged some of it: this write may not stage.
     newer_writer: bool,
+}
+
+/// What every staging of one plan shares: whose set, which take, when.
+#[derive(Clone, Copy)]
+struct Staging<'a> {
+    tenant_id: &'a str,
+    partition: &'a Document,
+    take: &'a Take,
+    now: DateTime,
 }
 
 impl KeyedSet {
@@ -413,10 +438,17 @@ impl KeyedSet {
         stored: Vec<Stored>,
         items: &[Item],
     ) -> Plan {
-        let now = DateTime::now();
+        let at = Staging {
+            tenant_id,
+            partition,
+            take,
+            now: DateTime::now(),
+        };
+        let now = at.now;
         let mut plan = Plan {
             stage: Vec::new(),
             apply: Vec::new(),
+            discard: Vec::new(),
             counts: Counts::default(),
             newer_writer: stored.iter().any(|s| s.newer),
         };
@@ -449,9 +481,7 @@ impl KeyedSet {
             next.insert("live", true);
             next.insert("hash", hash);
             next.insert("data", item.data.clone());
-            self.stage(
-                &mut plan, tenant_id, &item.key, found_gen, next, partition, take, now,
-            );
+            self.stage(&mut plan, &at, &item.key, found_gen, next);
         }
         // What is left was not produced: retire what is live here, and apply (under this take)
         // the committed stagings of the rest, among them another partition's that moved a key
@@ -470,37 +500,39 @@ impl KeyedSet {
                     next
                 }
                 (Some(committed), _) => committed,
-                (None, _) => continue,
+                (None, _) => {
+                    if found.abandoned {
+                        plan.discard.push(batch::removal(self.filter(
+                            tenant_id,
+                            &key,
+                            found.generation,
+                        )));
+                    }
+                    continue;
+                }
             };
             next.insert("set", &take.head);
-            self.stage(
-                &mut plan,
-                tenant_id,
-                &key,
-                found.generation,
-                next,
-                partition,
-                take,
-                now,
-            );
+            self.stage(&mut plan, &at, &key, found.generation, next);
         }
         plan
     }
 
     /// Adds the staging of `next` on document `key` (last staged under `gen`) and, for after
     /// the commit, its applying.
-    #[allow(clippy::too_many_arguments)]
     fn stage(
         &self,
         plan: &mut Plan,
-        tenant_id: &str,
+        at: &Staging,
         key: &str,
         generation: Option<ObjectId>,
         next: Document,
-        partition: &Document,
-        take: &Take,
-        now: DateTime,
     ) {
+        let Staging {
+            tenant_id,
+            partition,
+            take,
+            now,
+        } = *at;
         let mut next = next;
         next.insert("take", take.number);
         let mut on_insert = partition.clone();

@@ -42,6 +42,16 @@ async fn visible(domain: &Domain, tenant: &str) -> BTreeMap<String, i32> {
         .collect()
 }
 
+/// How many documents of tenant `t`'s findings hold `key`, whatever their state.
+async fn stored(domain: &Domain, tenant: &str, key: &str) -> u64 {
+    domain
+        .db
+        .collection::<Document>(FINDINGS.collection)
+        .count_documents(doc! { "tenant_id": tenant, "key": key })
+        .await
+        .unwrap()
+}
+
 fn picture(p: &[(&str, i32)]) -> BTreeMap<String, i32> {
     p.iter().map(|(k, v)| (k.to_string(), *v)).collect()
 }
@@ -70,6 +80,7 @@ async fn a_writer_taken_over_before_its_commit_makes_nothing_visible() {
     let old_plan = older.plan(&items(&[("a", 2), ("c", 2)])).await.unwrap();
     assert!(older.stage(&old_plan).await.unwrap());
     assert_eq!(visible(&domain, "t").await, picture(&[("a", 1), ("b", 1)]));
+    assert_eq!(stored(&domain, "t", "c").await, 1);
 
     let new_plan = newer.plan(&items(&[("a", 3)])).await.unwrap();
     assert!(newer.stage(&new_plan).await.unwrap());
@@ -78,9 +89,17 @@ async fn a_writer_taken_over_before_its_commit_makes_nothing_visible() {
         "the older take may not commit"
     );
     assert!(newer.commit().await.unwrap());
-    newer.apply(new_plan.apply).await.unwrap();
+    assert_eq!(
+        stored(&domain, "t", "c").await,
+        1,
+        "deleted only after the apply"
+    );
+    newer.apply(new_plan).await.unwrap();
     assert_eq!(visible(&domain, "t").await, picture(&[("a", 3)]));
-    // `c`, which only the older writer staged, stays invisible to the writers after it.
+    // `c`, which only the older writer staged, was never visible, and the newer writer, which
+    // read it, deleted its document.
+    assert_eq!(stored(&domain, "t", "c").await, 0, "abandoned documents go");
+    assert_eq!(stored(&domain, "t", "b").await, 1, "retired ones stay");
     assert_eq!(
         write(&domain, "t", &[("a", 3)]).await,
         Counts {
@@ -89,6 +108,15 @@ async fn a_writer_taken_over_before_its_commit_makes_nothing_visible() {
         }
     );
     assert_eq!(visible(&domain, "t").await, picture(&[("a", 3)]));
+
+    // A retired item that a taken-over writer staged back to life is not abandoned: the next
+    // writer, which does not produce it either, leaves it retired and stored.
+    let reviver = begin(&domain, "t").await;
+    let revival = reviver.plan(&items(&[("a", 3), ("b", 4)])).await.unwrap();
+    assert!(reviver.stage(&revival).await.unwrap());
+    write(&domain, "t", &[("a", 3)]).await;
+    assert_eq!(visible(&domain, "t").await, picture(&[("a", 3)]));
+    assert_eq!(stored(&domain, "t", "b").await, 1, "retired ones stay");
 }
 
 #[tokio::test]
@@ -101,7 +129,7 @@ async fn a_late_staging_lands_on_nothing_a_newer_writer_staged() {
     let new_plan = newer.plan(&items(&[("a", 3)])).await.unwrap();
     assert!(newer.stage(&new_plan).await.unwrap());
     assert!(newer.commit().await.unwrap());
-    newer.apply(new_plan.apply).await.unwrap();
+    newer.apply(new_plan).await.unwrap();
 
     assert!(
         !older.stage(&old_plan).await.unwrap(),
@@ -109,7 +137,9 @@ async fn a_late_staging_lands_on_nothing_a_newer_writer_staged() {
     );
     assert!(!older.commit().await.unwrap());
     assert_eq!(visible(&domain, "t").await, picture(&[("a", 3)]));
-    // `n`, staged only by the older writer, stays invisible to the writers after it too.
+    // `n`, staged only by the older writer, stays invisible to the writers after it too, and
+    // the next of them deletes its document.
+    assert_eq!(stored(&domain, "t", "n").await, 1);
     assert_eq!(
         write(&domain, "t", &[("a", 3)]).await,
         Counts {
@@ -118,6 +148,7 @@ async fn a_late_staging_lands_on_nothing_a_newer_writer_staged() {
         }
     );
     assert_eq!(visible(&domain, "t").await, picture(&[("a", 3)]));
+    assert_eq!(stored(&domain, "t", "n").await, 0, "abandoned documents go");
 }
 
 /// The older writer reads after the newer one staged: staging over the newer stagings
@@ -136,7 +167,7 @@ async fn an_older_writer_that_reads_a_newer_staging_stages_nothing() {
         "the older writer saw the newer one's stagings"
     );
     assert!(newer.commit().await.unwrap());
-    newer.apply(new_plan.apply).await.unwrap();
+    newer.apply(new_plan).await.unwrap();
     assert_eq!(visible(&domain, "t").await, picture(&[("a", 3), ("b", 3)]));
 }
 
@@ -227,6 +258,48 @@ async fn a_committed_move_to_another_source_is_applied_not_retired() {
         (x.get_str("source").unwrap(), x.get_str("status").unwrap()),
         ("src-2", "live")
     );
+    assert_eq!(x.get_document("data").unwrap().get_i32("value").unwrap(), 2);
+}
+
+/// A document that src-1's taken-over writer created and another source's writer has since
+/// staged (not yet committed) is that writer's: src-1's next writer leaves it alone.
+#[tokio::test]
+async fn an_abandoned_document_another_source_staged_is_not_deleted() {
+    let (_tdb, domain) = setup("set_abandoned_elsewhere").await;
+    let entity = |value: i32| Item {
+        key: "x".into(),
+        data: doc! { "value": value },
+    };
+    let by = || ForRun::outside(ObjectId::new());
+    let src = |n: i32| doc! { "source": format!("src-{n}") };
+    let abandoner = SetWrite::begin(&domain, &ENTITIES, "t", src(1), by())
+        .await
+        .unwrap();
+    let plan = abandoner.plan(&[entity(1)]).await.unwrap();
+    assert!(abandoner.stage(&plan).await.unwrap());
+    // Taken over: a newer src-1 writer takes the head, then src-2's writer stages x.
+    let taker = SetWrite::begin(&domain, &ENTITIES, "t", src(1), by())
+        .await
+        .unwrap();
+    let mover = SetWrite::begin(&domain, &ENTITIES, "t", src(2), by())
+        .await
+        .unwrap();
+    let moved = mover.plan(&[entity(2)]).await.unwrap();
+    assert!(mover.stage(&moved).await.unwrap());
+    let none = taker.plan(&[]).await.unwrap();
+    assert!(taker.stage(&none).await.unwrap());
+    assert!(taker.commit().await.unwrap());
+    taker.apply(none).await.unwrap();
+    assert!(mover.commit().await.unwrap());
+    mover.apply(moved).await.unwrap();
+    let x = domain
+        .db
+        .collection::<Document>("entities")
+        .find_one(doc! { "tenant_id": "t", "external_id": "x" })
+        .await
+        .unwrap()
+        .expect("x survives src-1's clean-up");
+    assert_eq!(x.get_str("status").unwrap(), "live");
     assert_eq!(x.get_document("data").unwrap().get_i32("value").unwrap(), 2);
 }
 
@@ -375,12 +448,7 @@ async fn random_interleavings_show_only_committed_pictures() {
                 }
                 _ => {
                     let plan = plans[w].take().unwrap();
-                    writers[w]
-                        .as_ref()
-                        .unwrap()
-                        .apply(plan.apply)
-                        .await
-                        .unwrap();
+                    writers[w].as_ref().unwrap().apply(plan).await.unwrap();
                     applied.push(w as i32 + 1);
                 }
             }
@@ -405,5 +473,12 @@ async fn random_interleavings_show_only_committed_pictures() {
             picture(&[("b", 9), ("e", 9)]),
             "seed {seed}"
         );
+        let invisible = domain
+            .db
+            .collection::<Document>(FINDINGS.collection)
+            .count_documents(doc! { "tenant_id": &tenant, "status": { "$exists": false } })
+            .await
+            .unwrap();
+        assert_eq!(invisible, 0, "seed {seed}: abandoned documents left");
     }
 }

@@ -157,6 +157,34 @@ async fn a_failing_stage_fails_the_run_naming_it_and_enqueues_nothing_after_it()
     assert_eq!(jobs[0].get_str("status").unwrap(), "failed");
 }
 
+/// A scan cancelled while its connector runs: what the connector delivers after the cancel
+/// lands nowhere, and the run stays exactly as the cancel left it.
+#[tokio::test]
+async fn a_scan_cancelled_while_its_connector_runs_stays_as_the_cancel_left_it() {
+    let bench = Bench::new("cancel_mid_scan").await;
+    let marker = tempfile::NamedTempFile::new().unwrap().into_temp_path();
+    std::fs::remove_file(&marker).unwrap();
+    let slow = format!("sleep:1:{}", marker.display());
+    let scope = bench
+        .provision("acme", wrapped(&slow), demo_scope(20, 1), 60)
+        .await;
+    let _worker = bench.worker(&["acme"], &[]);
+    let run = bench.scan(&scope).await;
+    common::eventually("the connector to start", RUN_TIMEOUT, || async {
+        marker.exists()
+    })
+    .await;
+    let cancelled = bench.pipeline.cancel_run("acme", run.id).await.unwrap();
+    assert_eq!(cancelled.status, RunStatus::Cancelled);
+    let jobs = bench.settled_jobs(run.id, RUN_TIMEOUT).await;
+    let kinds: Vec<&str> = jobs.iter().map(|j| j.get_str("kind").unwrap()).collect();
+    assert_eq!(kinds, vec!["execute_scan"], "nothing after the cancel");
+    let now = bench.domain.run("acme", run.id).await.unwrap();
+    assert_eq!(now, cancelled, "the run changed after its cancel");
+    assert_eq!(count(bench.db(), "connector_syncs", doc! {}).await, 0);
+    assert_eq!(count(bench.db(), "entities", doc! {}).await, 0);
+}
+
 /// A connector past the run's budget: its whole process group is killed, the run times out, and
 /// the driver cell says so.
 #[tokio::test]

@@ -24,6 +24,10 @@ pub struct RunFence(i64);
 const TOKEN_BITS: u32 = 40;
 
 impl RunFence {
+    /// The fence of a finished run: above every holder's, so that a holder still at work when
+    /// the run was finished from outside (cancelled, timed out) lands nothing more on it.
+    pub const CLOSED: RunFence = RunFence(i64::MAX);
+
     /// The fence of the holder of stage number `stage` (its place in the pipeline) under lease
     /// `token`.
     pub fn new(stage: u8, token: i64) -> RunFence {
@@ -41,6 +45,9 @@ impl RunFence {
 
 impl std::fmt::Display for RunFence {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if *self == RunFence::CLOSED {
+            return f.write_str("closed (the run is finished)");
+        }
         write!(f, "stage {} token {}", self.stage(), self.token())
     }
 }

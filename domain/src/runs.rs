@@ -255,8 +255,10 @@ impl Domain {
             "status",
             doc! { "$in": from.iter().map(|s| s.as_str()).collect::<Vec<_>>() },
         );
+        // The fence closes with the run: a holder still at work lands nothing more on it.
         let mut update = doc! { "$set": {
             "status": status.as_str(), "error": error, "finished_at": now, "updated_at": now,
+            "fence": RunFence::CLOSED,
         } };
         writer.log(&mut update, &format!("finish {}", status.as_str()));
         let finished = self.runs().update_one(filter, update).await?;

@@ -8,8 +8,8 @@ use mongodb::bson::oid::ObjectId;
 use support::acme_with_a_run as setup;
 use sv0_domain::fence::stale_entries;
 use sv0_domain::{
-    CategoryName, CategoryResult, CellStatus, Domain, DomainError, RunFence, RunStatus, RunWriter,
-    ScanRun,
+    CategoryName, CategoryResult, CellStatus, Domain, DomainError, Finding, ForRun, RunFence,
+    RunStatus, RunWriter, ScanRun, Severity,
 };
 
 fn sync_cell() -> CategoryName {
@@ -183,6 +183,63 @@ async fn a_later_stage_fences_out_an_earlier_stages_holder() {
     let now = domain.run("acme", run.id).await.unwrap();
     assert!(now.cell("__sync").is_some());
     assert_eq!(now.fence_log.len(), 2, "{:?}", now.fence_log);
+}
+
+/// A run finished from outside (an operator's cancel, the orphan reaper's timeout) while its
+/// holder still works: the holder's later writes are refused, to the run (a cell, its end) and
+/// for it (a keyed set), so the run stays as it was finished.
+#[tokio::test]
+async fn a_run_finished_from_outside_refuses_its_holders_writes() {
+    let (_tdb, domain, run) = setup("fence_finished").await;
+    let holder = RunFence::new(0, 1);
+    domain.start_run("acme", run.id, holder).await.unwrap();
+    let cancelled = domain
+        .finish_run(
+            "acme",
+            run.id,
+            RunWriter::Outside,
+            RunStatus::Cancelled,
+            Some("cancelled on request".into()),
+        )
+        .await
+        .unwrap();
+    assert!(cancelled);
+    let finished = domain.run("acme", run.id).await.unwrap();
+
+    let cell = domain
+        .stamp_cell(
+            "acme",
+            run.id,
+            RunWriter::Holder(holder),
+            &sync_cell(),
+            &succeeded(),
+        )
+        .await;
+    assert!(matches!(cell, Err(DomainError::FencedOut(_))), "{cell:?}");
+    let for_run = ForRun {
+        run_id: run.id,
+        writer: RunWriter::Holder(holder),
+    };
+    let finding = Finding {
+        rule: "public_storage".into(),
+        entity_id: "s".into(),
+        severity: Severity::High,
+        title: "storage s is public".into(),
+    };
+    let set = domain.write_findings("acme", for_run, &[finding]).await;
+    assert!(matches!(set, Err(DomainError::FencedOut(_))), "{set:?}");
+    let end = domain
+        .finish_run(
+            "acme",
+            run.id,
+            RunWriter::Holder(holder),
+            RunStatus::Succeeded,
+            None,
+        )
+        .await
+        .unwrap();
+    assert!(!end, "the run was finished already");
+    assert_eq!(domain.run("acme", run.id).await.unwrap(), finished);
 }
 
 /// Holders racing to take the run up, each on a connection of its own: whatever the order, the

@@ -12,6 +12,8 @@ use nix::unistd::Pid;
 use sv0_devdb::DevDb;
 use sv0_testkit::FaultProxy;
 
+use crate::children;
+
 /// How devdb goes down when a fault restarts it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DbStop {
@@ -35,6 +37,7 @@ impl Db {
             .data(data)
             .start()
             .context("starting devdb")?;
+        children::started(server.pid());
         Ok(Db {
             addr: server.addr(),
             server: Some(server),
@@ -49,6 +52,7 @@ impl Db {
     /// A stop, clean or SIGKILL, then a start on the same port and file.
     pub fn restart(&mut self, how: DbStop, down_for: Duration) -> anyhow::Result<()> {
         if let Some(server) = self.server.take() {
+            children::stopping(server.pid());
             if how == DbStop::Kill {
                 kill(Pid::from_raw(server.pid() as i32), Signal::SIGKILL)
                     .context("SIGKILL to devdb")?;
@@ -62,12 +66,14 @@ impl Db {
             .listen(self.addr)
             .start()
             .context("starting devdb again on its port and data")?;
+        children::started(server.pid());
         self.server = Some(server);
         Ok(())
     }
 
     pub fn stop(mut self) -> anyhow::Result<()> {
         if let Some(server) = self.server.take() {
+            children::stopping(server.pid());
             server.stop()?;
         }
         Ok(())
@@ -147,6 +153,7 @@ impl Sv0Process {
             .stderr(Stdio::from(log))
             .spawn()
             .with_context(|| format!("starting {}", self.name))?;
+        children::started(child.id());
         self.child = Some(child);
         Ok(())
     }
@@ -159,6 +166,7 @@ impl Sv0Process {
 
     pub fn sigkill(&mut self) {
         if let Some(mut child) = self.child.take() {
+            children::stopping(child.id());
             let _ = child.kill();
             let _ = child.wait();
         }
@@ -174,6 +182,7 @@ impl Sv0Process {
         let Some(mut child) = self.child.take() else {
             return;
         };
+        children::stopping(child.id());
         let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
         let deadline = std::time::Instant::now() + grace;
         while std::time::Instant::now() < deadline {

@@ -7,6 +7,7 @@
 //! the queue's, the domain's and the scheduler's public APIs, never their collections.
 
 mod checks;
+mod children;
 mod cluster;
 mod faults;
 mod loss;
@@ -70,6 +71,11 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args: Args = clap::Parser::parse();
+    tokio::spawn(async {
+        if let Err(e) = children::kill_all_when_interrupted().await {
+            eprintln!("sv0-chaos: cannot watch for SIGINT and SIGTERM: {e:#}");
+        }
+    });
     let seed = args.seed.unwrap_or_else(|| fastrand::u64(..));
     let seconds = args.seconds.unwrap_or(match args.profile {
         Profile::Short => 150,

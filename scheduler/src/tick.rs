@@ -26,6 +26,11 @@ use crate::{SchedulerMetrics, SlotLog, SlotOutcome, slot_key};
 /// then refuses to claim.
 const MAX_ROUNDS_PER_TICK: usize = 10_000;
 
+/// The skipped ranges at most this long are checked slot by slot for a run an earlier tick
+/// started and failed to record (one look-up each); a longer one (a scope far behind) is
+/// recorded as planned.
+const SKIPPED_SLOTS_CHECKED: u64 = 16;
+
 #[derive(Debug, Clone)]
 pub struct SchedulerConfig {
     /// Who holds the claims (host and process): shown on a claimed scope.
@@ -290,28 +295,36 @@ impl Scheduler {
         let mut skips = Vec::with_capacity(plan.skips.len());
         for skip in &plan.skips {
             // A slot an earlier tick ran, whose record and settlement did not land: this tick
-            // sees the run before it as the previous one and would skip the slot for overlap.
-            // It ran; record it so.
-            if skip.reason == SkipReason::Overlap
-                && skip.count == 1
-                && let Some(run) = self
+            // would skip it (for overlap, seeing the run before it as the previous one; or for
+            // catch-up, with a newer slot due now). It ran; record it so, and skip the rest.
+            let checked = skip.last.filter(|_| skip.count <= SKIPPED_SLOTS_CHECKED);
+            let Some(last) = checked else {
+                skips.push(skip.clone());
+                continue;
+            };
+            let mut not_run = Vec::new();
+            for slot in slots.between(skip.first, last, SKIPPED_SLOTS_CHECKED as usize) {
+                let Some(run) = self
                     .domain()
-                    .run_by_dedup_key(&slot_key(scope.id, skip.first))
+                    .run_by_dedup_key(&slot_key(scope.id, slot))
                     .await?
-            {
+                else {
+                    not_run.push(slot);
+                    continue;
+                };
+                skips.extend(stretch(skip.reason, &std::mem::take(&mut not_run)));
                 last_run_id = Some(run.id);
                 outcomes.push(SlotOutcome::ran(
                     &scope.tenant_id,
                     scope.id,
-                    skip.first,
+                    slot,
                     run.id,
                     "schedule",
                 ));
                 tracing::info!(scope_id = %scope.id, tenant_id = %scope.tenant_id,
-                    slot = %skip.first, run_id = %run.id, created = false, "slot ran");
-                continue;
+                    slot = %slot, run_id = %run.id, created = false, "slot ran");
             }
-            skips.push(skip.clone());
+            skips.extend(stretch(skip.reason, &not_run));
         }
         for slot in &plan.runs {
             let reason = if Some(*slot) == scope.buffered_slot {
@@ -445,4 +458,14 @@ fn unchanged(scope: &ScanScope) -> ScopeSettlement {
         buffered_slot: scope.buffered_slot,
         last_run_id: scope.last_run_id,
     }
+}
+
+/// The slots `not_run` (consecutive, in order) as one skip for `reason`; none if empty.
+fn stretch(reason: SkipReason, not_run: &[DateTime]) -> Option<Skip> {
+    Some(Skip {
+        reason,
+        first: *not_run.first()?,
+        last: not_run.last().copied(),
+        count: not_run.len() as u64,
+    })
 }

@@ -360,6 +360,61 @@ async fn a_run_started_by_a_tick_that_failed_to_record_it_is_recorded_as_run() {
     assert_eq!(stand.scope_now(&scope).await.last_run_id, Some(started.id));
 }
 
+/// The same for catch-up: a tick started a slot's run and failed before its record landed; the
+/// next tick finds that slot and a newer one due and would skip the older for `catch_up.run =
+/// latest`. It records the slot as run by the run that exists, and skips only the slots around it.
+#[tokio::test]
+async fn a_run_started_by_a_lost_tick_is_not_skipped_for_catch_up() {
+    let stand = Stand::new("sched_run_kept_catch_up").await;
+    let scope = stand.scope("acme", every_minute(Overlap::Allow)).await;
+    let first = scope.next_run_at.unwrap();
+    let (second, third, fourth) = (
+        plus(first, 60_000),
+        plus(first, 120_000),
+        plus(first, 180_000),
+    );
+    stand.replica("a").tick(plus(first, 1)).await.unwrap();
+    let trigger = sv0_domain::Trigger::Scheduled {
+        scope_id: scope.id,
+        slot: third,
+    };
+    let (started, _) = stand
+        .pipeline
+        .start_scan(
+            "acme",
+            scope.id,
+            trigger,
+            Some(sv0_scheduler::slot_key(scope.id, third)),
+        )
+        .await
+        .unwrap();
+
+    let report = stand.replica("b").tick(plus(fourth, 1)).await.unwrap();
+    assert_eq!((report.runs_created, report.slots_skipped), (1, 1));
+    let outcomes = stand
+        .slot_log
+        .for_scope("acme", scope.id, 10)
+        .await
+        .unwrap();
+    let mut after_first: Vec<(DateTime, &str, &str, i64)> = outcomes
+        .iter()
+        .filter(|o| o.first_slot > first)
+        .map(|o| (o.first_slot, o.outcome.as_str(), o.reason.as_str(), o.count))
+        .collect();
+    after_first.sort();
+    assert_eq!(
+        after_first,
+        [
+            (second, "skipped", "catch_up_latest", 1),
+            (third, "ran", "schedule", 1),
+            (fourth, "ran", "schedule", 1),
+        ]
+    );
+    let ran_third = outcomes.iter().find(|o| o.first_slot == third).unwrap();
+    assert_eq!(ran_third.run_id, Some(started.id));
+    assert_eq!(stand.run_slots(&scope).await, [first, third, fourth]);
+}
+
 /// `buffer_one`: the slot waits while the previous run goes on, and runs (under its own slot
 /// time) at the first tick after it finished.
 #[tokio::test]

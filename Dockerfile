@@ -15,13 +15,19 @@
 #   needed: TLS is rustls, and aws-lc-sys and ring build with the image's C compiler alone.
 # - runtime: Debian slim of the same release as the builder (so the glibc the binary was linked
 #   against is the one it runs on), ca-certificates (for MongoDB over TLS, Key Vault and the
-#   connectors' APIs), a non-root user, and two binaries:
+#   connectors' APIs), a non-root user, two binaries and the connector registry:
 #     /usr/local/bin/sv0                 the one binary (every role);
-#     /usr/local/bin/sv0-demo-connector  the synthetic connector. The worker runs a connector
-#       instance's `command` (stored in the database) with a bare program name looked up on PATH,
-#       so an instance with `command: ["sv0-demo-connector"]` scans the demo clouds in this
-#       image. It reads only the files it is given and refuses to run without its credential.
-#       Real connectors go into an image built FROM this one, on PATH the same way.
+#     /usr/local/bin/sv0-demo-connector  the synthetic connector: it reads only the files it is
+#       given and refuses to run without its credential;
+#     /etc/sv0/connectors.toml           (deploy/connectors.toml) which program scans each
+#       connector kind: here kind `demo` → /usr/local/bin/sv0-demo-connector. SV0_CONNECTORS
+#       points at it, so the worker, the admin API and `migrate` read it. An instance names a
+#       kind, never a program; an instance of kind `demo` scans the demo clouds in this image.
+#       Real connectors go into an image built FROM this one, with their executables and its
+#       own registry file in place of this one (or elsewhere, SV0_CONNECTORS naming it).
+#   The worker runs every connector confined (Landlock, seccomp, rlimits), as the worker's own
+#   user (uid 10001, not root). The host's kernel must offer Landlock (Linux 5.13 or later, the
+#   LSM enabled) and seccomp filters, or the worker refuses to start.
 #
 # No secret is baked in: the MongoDB URI, tenant credentials (`SV0_TENANT_*`), Key Vault settings
 # and API tokens reach the containers at run time (see docker-compose.yml). There is no
@@ -53,6 +59,9 @@ RUN groupadd --system --gid 10001 sv0 \
  && useradd --system --uid 10001 --gid sv0 --home-dir /home/sv0 --create-home \
       --shell /usr/sbin/nologin sv0
 COPY --from=builder /out/sv0 /out/sv0-demo-connector /usr/local/bin/
+# Root's and read-only to the sv0 user: what runs is the image's choice, not the container's.
+COPY --chmod=0644 deploy/connectors.toml /etc/sv0/connectors.toml
+ENV SV0_CONNECTORS=/etc/sv0/connectors.toml
 LABEL org.opencontainers.image.title="sv0" \
       org.opencontainers.image.description="sv0 pipeline: connector scans and their stages on a MongoDB job queue" \
       org.opencontainers.image.licenses="Apache-2.0"

@@ -1,7 +1,8 @@
 //! `sv0 admin-api`: serves the admin API (`sv0-admin-api`) over HTTP, with `/healthz`,
 //! `/readyz` and `/metrics` on the same port, until SIGTERM or Ctrl-C (requests in flight are
 //! finished first). Run as many as you like behind a load balancer: the API keeps no state of
-//! its own outside the database.
+//! its own outside the database. It reads the connector registry the workers read: an instance
+//! may only be created of a kind it has.
 
 use std::sync::Arc;
 
@@ -9,7 +10,7 @@ use anyhow::Context;
 use prometheus_client::registry::Registry;
 use sv0_admin_api::{AdminApi, ApiMetrics};
 use sv0_domain::Domain;
-use sv0_pipeline::Pipeline;
+use sv0_pipeline::{ConnectorRegistry, Pipeline};
 use sv0_queue::Queue;
 use sv0_scheduler::controls::Controls;
 use sv0_scheduler::{SchedulerMetrics, SlotLog};
@@ -23,14 +24,21 @@ pub struct AdminApiArgs {
     /// Where to listen; port 0 picks a free one (logged as `listening`).
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: std::net::SocketAddr,
+    #[command(flatten)]
+    connectors: crate::connectors::RegistryArgs,
     #[arg(long, value_enum, default_value = "json")]
     pub log_format: LogFormat,
 }
 
 pub async fn run(args: AdminApiArgs) -> anyhow::Result<()> {
+    let connectors = args.connectors.registry()?;
+    tracing::info!(
+        kinds = ?connectors.names().collect::<Vec<_>>(),
+        "connector registry: instances may be created of these kinds"
+    );
     let db = args.db.connect().await?;
     let mut registry = Registry::with_prefix("sv0");
-    let (controls, metrics) = build(&db, &mut registry)?;
+    let (controls, metrics) = build(&db, &mut registry, connectors)?;
     let api = AdminApi::new(&db, controls, metrics, Arc::new(registry));
     ensure_indexes(&db).await?;
     api.ensure_indexes()
@@ -52,16 +60,19 @@ pub async fn run(args: AdminApiArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The controls the API acts through and its metrics, registered in `registry`.
+/// The controls the API acts through, holding the connector registry instances are checked
+/// against, and its metrics, registered in `registry`.
 pub fn build(
     db: &mongodb::Database,
     registry: &mut Registry,
+    connectors: ConnectorRegistry,
 ) -> anyhow::Result<(Controls, ApiMetrics)> {
     let broker = crate::broker_from_env(registry)?;
     let queue = Queue::new(db);
     queue.metrics().register(registry);
     queue.metrics().start_kinds(sv0_pipeline::kinds::ALL);
-    let pipeline = Arc::new(Pipeline::new(Domain::new(db), queue, broker));
+    let pipeline =
+        Arc::new(Pipeline::new(Domain::new(db), queue, broker).with_connectors(connectors));
     pipeline.metrics().register(registry);
     let scheduler_metrics = SchedulerMetrics::default();
     scheduler_metrics.register(registry);

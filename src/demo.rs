@@ -6,8 +6,14 @@
 //! --wait`, twice: the second time for the same deploy creates nothing). Last, it puts the scope
 //! on a 5-second schedule and starts a scheduler process: scheduled runs appear one slot after
 //! another. `--serve` keeps the stand, the workers, the API and the scheduler up afterwards.
+//!
+//! The instance names only a kind. Which program scans it is deployment configuration, here the
+//! demo's own connector registry, and the workers run that program confined (under root, as
+//! `nobody`).
 
-use std::path::PathBuf;
+use std::fs::{DirBuilder, Permissions};
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -21,7 +27,10 @@ use sv0_devdb::DevDb;
 use sv0_domain::{
     Budget, ConnectorInstance, Domain, RunStatus, ScanRun, ScanScope, Schedule, Tenant, Trigger,
 };
-use sv0_pipeline::{Pipeline, RunRequest};
+use sv0_pipeline::sandbox::DEFAULT_CONNECTOR_USER;
+use sv0_pipeline::{
+    ConnectorKind, ConnectorRegistry, Pipeline, RunRequest, Sandbox, SandboxSettings,
+};
 use sv0_queue::Queue;
 use tokio::process::{Child, Command};
 
@@ -39,12 +48,18 @@ pub struct DemoArgs {
     /// Where the workers' logs go.
     #[arg(long, default_value = "target/demo")]
     logs: PathBuf,
+    /// Let the workers run the connector unconfined on a kernel without Landlock or seccomp
+    /// (they refuse to otherwise).
+    #[arg(long)]
+    allow_unconfined_connectors: bool,
     /// Keep the stand, the workers and the scheduler up afterwards, until Ctrl-C.
     #[arg(long)]
     serve: bool,
 }
 
 const TENANT: &str = "demo";
+/// The connector kind the instance names and the demo's registry maps to the demo connector.
+const KIND: &str = "demo";
 const CREDENTIALS_REF: &str = "DEMO_CLOUD";
 /// The variable the demo connector refuses to run without.
 const CONNECTOR_CREDENTIAL: &str = "DEMO_CLOUD_TOKEN";
@@ -61,6 +76,18 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         "--connector: {} does not exist (build it: cargo build -p sv0-demo-connector)",
         connector.display()
     );
+    let deployment = Deployment::create(&connector)?;
+    let registry = ConnectorRegistry::load(&deployment.registry)?;
+    let kind = registry.kind(KIND)?.clone();
+    // The sandbox each worker builds, built here too with the same settings: a kernel that
+    // cannot confine fails the demo now, and its structured answer makes a short line. (It
+    // also makes this process non-dumpable, which costs the demo nothing.)
+    let sandbox = Sandbox::new(SandboxSettings {
+        allow_unconfined: args.allow_unconfined_connectors,
+        connector_user: DEFAULT_CONNECTOR_USER.to_string(),
+        runs_dir: Some(deployment.runs.clone()),
+    })
+    .context("confining connectors")?;
     println!("sv0 pipeline demo: one tenant scanned end to end, every stage, on the local stand\n");
 
     let devdb = DevDb::builder().start().context("starting devdb")?;
@@ -79,8 +106,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let instance = ConnectorInstance::new(
         TENANT,
         "demo-clouds",
-        "demo",
-        vec![connector.display().to_string()],
+        KIND,
         CredentialsRef {
             provider: Provider::Env,
             reference: CREDENTIALS_REF.into(),
@@ -98,13 +124,18 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     domain.insert_scope(&scope).await?;
     println!("tenant     {TENANT} ({}), active", tenant.name);
     println!(
-        "instance   {}: {} with credentials_ref {{provider: env, ref: {CREDENTIALS_REF}}}",
-        instance.name,
-        connector.file_name().unwrap_or_default().to_string_lossy()
+        "instance   {}: kind {} with credentials_ref {{provider: env, ref: {CREDENTIALS_REF}}}",
+        instance.name, instance.kind
     );
     println!(
         "scope      {}: {} entities per cloud, seed 7, budget 120 s",
         scope.name, args.size
+    );
+    println!(
+        "connectors registry {}: {KIND} → {}, {}",
+        deployment.registry.display(),
+        kind.executable.display(),
+        reach(&kind)
     );
 
     // The credential lives only in the workers' environment, where the broker's env provider
@@ -119,6 +150,28 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let token = format!("demo-token-{}", ObjectId::new().to_hex());
     std::fs::create_dir_all(&args.logs)
         .with_context(|| format!("--logs {}", args.logs.display()))?;
+    let registry_file = deployment
+        .registry
+        .to_str()
+        .context("a non-UTF-8 temporary directory")?;
+    let runs_dir = deployment
+        .runs
+        .to_str()
+        .context("a non-UTF-8 temporary directory")?;
+    let mut worker_args = vec![
+        // The stand runs without an oplog here: polling only (DESIGN.md §8).
+        "--change-streams",
+        "off",
+        "--metrics-addr",
+        "127.0.0.1:0",
+        "--connectors",
+        registry_file,
+        "--connector-runs-dir",
+        runs_dir,
+    ];
+    if args.allow_unconfined_connectors {
+        worker_args.push("--allow-unconfined-connectors");
+    }
     let mut workers = Vec::new();
     for n in 1..=args.workers {
         let worker = sv0_process(
@@ -126,26 +179,38 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             &args.logs,
             "worker",
             &format!("worker-{n}"),
-            // The stand runs without an oplog here: polling only (DESIGN.md §8).
-            &["--change-streams", "off", "--metrics-addr", "127.0.0.1:0"],
+            &worker_args,
             Some((&variable, &token)),
         )?;
         workers.push(worker);
     }
     println!(
-        "workers    {} processes (logs in {}/worker-N.log); the credential reaches them as {variable}\n",
+        "workers    {} processes (logs in {}/worker-N.log); the credential reaches them as {variable}",
         workers.len(),
         args.logs.display()
     );
+    // What the worker logged is the truth; the short line only stands for it when they agree.
+    let logged = logged_confinement(&args.logs.join("worker-1.log"), &mut workers[0]).await?;
+    let confinement = if logged == sandbox.describe() {
+        confinement_line(&sandbox)
+    } else {
+        format!("as worker-1 logged it: {logged}")
+    };
+    let label = if sandbox.unconfined() {
+        "UNCONFINED"
+    } else {
+        "confined"
+    };
+    println!("{label:<10} {confinement}\n");
 
     let broker = sv0_broker::CredentialBroker::new(sv0_broker::BrokerMetrics::new(
         &mut prometheus_client::registry::Registry::default(),
     ));
-    let pipeline = Arc::new(Pipeline::new(domain.clone(), queue, broker));
+    let pipeline = Arc::new(Pipeline::new(domain.clone(), queue, broker).with_connectors(registry));
     let mut result = scenario(&pipeline, &domain, scope.id).await;
     let mut api_url = None;
     if result.is_ok() {
-        match admin_api(&uri, &args.logs).await {
+        match admin_api(&uri, &args.logs, registry_file).await {
             Ok((api, url)) => {
                 workers.push(api);
                 result = ci_step(&db, &domain, &url).await;
@@ -196,6 +261,160 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     result
 }
 
+/// The demo's connector deployment, in a fresh directory of the system's temporary one, removed
+/// on drop: the demo connector copied into `bin/`, the registry naming it (`connectors.toml`),
+/// and `runs/`, where the workers make each run's private directory. Under a root worker the
+/// connector runs as `nobody`, who must reach its executable and its run directory through
+/// every parent directory, which a build tree under a private home does not allow: hence the
+/// copy, and modes that let any user through (0755; 0711 for `runs/`: enter, not list). `bin/`
+/// holds the executable alone because a confined connector may read its executable's whole
+/// directory.
+struct Deployment {
+    dir: PathBuf,
+    registry: PathBuf,
+    runs: PathBuf,
+}
+
+impl Deployment {
+    fn create(connector: &Path) -> anyhow::Result<Deployment> {
+        let dir = std::env::temp_dir().join(format!("sv0-demo-{}", ObjectId::new().to_hex()));
+        // `mkdir` refuses whatever is already there, a planted symbolic link included: nothing
+        // below is written through another user's entry.
+        make_dir(&dir, 0o755).with_context(|| format!("creating {}", dir.display()))?;
+        let deployment = Deployment {
+            registry: dir.join("connectors.toml"),
+            runs: dir.join("runs"),
+            dir,
+        };
+        let bin = deployment.dir.join("bin");
+        make_dir(&bin, 0o755)?;
+        make_dir(&deployment.runs, 0o711)?;
+        let executable = bin.join("sv0-demo-connector");
+        std::fs::copy(connector, &executable)
+            .with_context(|| format!("copying {}", connector.display()))?;
+        std::fs::set_permissions(&executable, Permissions::from_mode(0o755))?;
+        // A JSON string is a TOML basic string: the same quotes and escapes.
+        let executable = serde_json::to_string(
+            executable
+                .to_str()
+                .context("a non-UTF-8 temporary directory")?,
+        )?;
+        std::fs::write(
+            &deployment.registry,
+            format!(
+                "# sv0 demo's connector registry: the program for the one kind its instance names.\n\
+                 [kinds.{KIND}]\n\
+                 executable = {executable}\n\
+                 tcp_ports = [443]\n"
+            ),
+        )?;
+        Ok(deployment)
+    }
+}
+
+impl Drop for Deployment {
+    fn drop(&mut self) {
+        if let Err(error) = std::fs::remove_dir_all(&self.dir) {
+            eprintln!("removing {}: {error}", self.dir.display());
+        }
+    }
+}
+
+/// A directory of exactly `mode`, whatever the umask.
+fn make_dir(path: &Path, mode: u32) -> std::io::Result<()> {
+    DirBuilder::new().mode(mode).create(path)?;
+    std::fs::set_permissions(path, Permissions::from_mode(mode))
+}
+
+/// What a kind may reach and use, as the registry says: its TCP ports and its limits.
+fn reach(kind: &ConnectorKind) -> String {
+    let ports = match kind.tcp_ports.as_slice() {
+        [] => "no TCP".to_string(),
+        ports => {
+            let ports: Vec<String> = ports.iter().map(u16::to_string).collect();
+            format!("TCP {} only", ports.join(", "))
+        }
+    };
+    let limits = kind.limits;
+    format!(
+        "{ports}; at most {} MiB of data, {} s of CPU, {} open files, {} MiB per file",
+        limits.memory_mib, limits.cpu_seconds, limits.open_files, limits.output_mib
+    )
+}
+
+/// One line on what confines every connector of a worker with `sandbox`: what the kernel
+/// enforces and what it lacks, the user connectors run as, and where their runs are.
+fn confinement_line(sandbox: &Sandbox) -> String {
+    let enforced = sandbox.enforced();
+    let landlock = [
+        (enforced.landlock_filesystem, "files"),
+        (enforced.landlock_network, "TCP ports"),
+        (enforced.landlock_scoping, "signals and sockets"),
+    ];
+    let on: Vec<&str> = landlock.iter().filter(|f| f.0).map(|f| f.1).collect();
+    let mut by = Vec::new();
+    if !on.is_empty() {
+        by.push(format!("Landlock ({})", on.join(", ")));
+    }
+    if enforced.seccomp {
+        by.push("seccomp".to_string());
+    }
+    by.push("rlimits".to_string());
+    let mut lacking: Vec<String> = landlock
+        .iter()
+        .filter(|f| !f.0)
+        .map(|f| format!("Landlock {}", f.1))
+        .collect();
+    if !enforced.seccomp {
+        lacking.push("seccomp".to_string());
+    }
+    let lacking = if lacking.is_empty() {
+        String::new()
+    } else {
+        format!(" (not on this kernel: {})", lacking.join(", "))
+    };
+    let user = match sandbox.user() {
+        Some(user) => format!("run as {DEFAULT_CONNECTOR_USER} (uid {})", user.uid),
+        None => "run as this user (not root)".to_string(),
+    };
+    format!(
+        "by {}{lacking}; {user}, each run in a directory of its own under {}",
+        by.join(", "),
+        sandbox.runs_dir().display()
+    )
+}
+
+/// The confinement the worker logging to `log` gives its connectors, as it logged it at start.
+/// A worker that stops before (a registry it refuses, a kernel it will not run connectors on)
+/// fails the demo with the end of its log.
+async fn logged_confinement(log: &Path, worker: &mut Child) -> anyhow::Result<String> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        let logged = text.lines().find_map(|line| {
+            let event: serde_json::Value = serde_json::from_str(line).ok()?;
+            event["confinement"].as_str().map(String::from)
+        });
+        if let Some(logged) = logged {
+            return Ok(logged);
+        }
+        if let Some(status) = worker.try_wait()? {
+            let lines: Vec<&str> = text.lines().collect();
+            bail!(
+                "{} stopped ({status}) before it ran any connector:\n  {}",
+                log.display(),
+                lines[lines.len().saturating_sub(3)..].join("\n  ")
+            );
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "{} logged no connector confinement in 30 s",
+            log.display()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 async fn scenario(pipeline: &Pipeline, domain: &Domain, scope_id: ObjectId) -> anyhow::Result<()> {
     let began = Instant::now();
     let run = manual_scan(pipeline, scope_id).await?;
@@ -221,14 +440,15 @@ async fn scenario(pipeline: &Pipeline, domain: &Domain, scope_id: ObjectId) -> a
     Ok(())
 }
 
-/// `sv0 admin-api` on a free port: the process, and its URL once it listens.
-async fn admin_api(uri: &str, logs: &std::path::Path) -> anyhow::Result<(Child, String)> {
+/// `sv0 admin-api` on a free port, checking instances against the `registry` file: the
+/// process, and its URL once it listens.
+async fn admin_api(uri: &str, logs: &Path, registry: &str) -> anyhow::Result<(Child, String)> {
     let api = sv0_process(
         uri,
         logs,
         "admin-api",
         "admin-api",
-        &["--listen", "127.0.0.1:0"],
+        &["--listen", "127.0.0.1:0", "--connectors", registry],
         None,
     )?;
     let log = logs.join("admin-api.log");
@@ -533,7 +753,7 @@ async fn print_results(domain: &Domain, run: &ScanRun) -> anyhow::Result<()> {
 /// `env` (the credential) in its environment.
 fn sv0_process(
     uri: &str,
-    logs: &std::path::Path,
+    logs: &Path,
     role: &str,
     name: &str,
     extra: &[&str],

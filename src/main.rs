@@ -3,6 +3,7 @@
 
 mod admin_api;
 mod all;
+mod connectors;
 mod ctl;
 mod demo;
 mod dev;

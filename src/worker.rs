@@ -76,6 +76,8 @@ pub struct WorkerArgs {
     /// Where to serve /metrics and /healthz; port 0 picks a free one (logged).
     #[arg(long, default_value = "127.0.0.1:9464")]
     metrics_addr: SocketAddr,
+    #[command(flatten)]
+    connectors: crate::connectors::SandboxArgs,
     #[arg(long, value_enum, default_value = "json")]
     pub log_format: LogFormat,
 }
@@ -147,7 +149,19 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<()> {
         .await
         .context("creating the domain's indexes")?;
     let broker = crate::broker_from_env(&mut registry)?;
-    let pipeline = Arc::new(Pipeline::new(domain, queue.clone(), broker));
+    let mut pipeline = Pipeline::new(domain, queue.clone(), broker);
+    // Only a worker that runs connectors needs (and checks) a kernel that can confine them.
+    if args.kinds.is_empty()
+        || args
+            .kinds
+            .iter()
+            .any(|k| k == sv0_pipeline::kinds::EXECUTE_SCAN)
+    {
+        let (connectors, sandbox) = args.connectors.load()?;
+        sandbox.register_metrics(&mut registry);
+        pipeline = pipeline.with_connectors(connectors).with_sandbox(sandbox);
+    }
+    let pipeline = Arc::new(pipeline);
     pipeline.metrics().register(&mut registry);
     let mut handlers = sv0_pipeline::handlers(pipeline);
     if args.diagnostics {

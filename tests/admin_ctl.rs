@@ -7,8 +7,8 @@ mod common;
 use std::process::Output;
 use std::time::Duration;
 
-use common::pipeline::{Bench, canary, ctl, demo_connector, token};
-use common::{WorkerProcess, count, http_get};
+use common::pipeline::{Bench, DEMO_KIND, canary, ctl, token};
+use common::{count, http_get};
 use mongodb::bson::doc;
 use serde_json::Value;
 
@@ -31,13 +31,13 @@ async fn the_ci_step_rematerializes_once_per_deploy_and_nothing_leaks() {
     let scope = bench
         .provision(
             "acme",
-            vec![demo_connector()],
+            DEMO_KIND,
             doc! {"clouds": ["aws", "azure"], "size": 60, "seed": 5},
             120,
         )
         .await;
     let worker = bench.worker(&["acme"], &[]);
-    let api = WorkerProcess::admin_api(bench.tdb.uri(), bench.tdb.name(), &[]);
+    let api = bench.admin_api(&[]);
     let url = api.api_url();
     let ci = token(&bench, "ci", "ci-pipeline");
     let operator = token(&bench, "operator", "oncall");
@@ -167,17 +167,13 @@ async fn sv0_all_runs_every_role_in_one_process() {
     let scope = bench
         .provision(
             "acme",
-            vec![demo_connector()],
+            DEMO_KIND,
             doc! {"clouds": ["aws"], "size": 20, "seed": 1},
             120,
         )
         .await;
     let (variable, value) = common::pipeline::credential_var("acme");
-    let mut all = WorkerProcess::all(
-        bench.tdb.uri(),
-        bench.tdb.name(),
-        &[(variable.as_str(), value.as_str())],
-    );
+    let mut all = bench.all(&[(variable.as_str(), value.as_str())]);
     let url = all.api_url();
     let operator = token(&bench, "operator", "oncall");
     let triggered = ctl(

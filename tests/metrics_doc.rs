@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use common::WorkerProcess;
 use common::http_get;
-use common::pipeline::{Bench, wrapped};
+use common::pipeline::{Bench, DEMO_KIND};
 use mongodb::bson::doc;
 use sv0_domain::RunStatus;
 
@@ -193,10 +193,11 @@ fn value(addr: &str, series: &str) -> f64 {
 async fn every_process_serves_exactly_the_documented_metrics_and_the_run_series_count() {
     let docs = documented();
     let bench = Bench::new("metrics_doc").await;
+    let failing = bench.wrap_kind("exit");
     let good = bench
         .provision(
             "acme",
-            wrapped("ok"),
+            DEMO_KIND,
             doc! {"clouds": ["aws"], "size": 20, "seed": 1},
             60,
         )
@@ -204,14 +205,14 @@ async fn every_process_serves_exactly_the_documented_metrics_and_the_run_series_
     let bad = bench
         .provision(
             "acme",
-            wrapped("exit"),
+            &failing,
             doc! {"clouds": ["aws"], "size": 20, "seed": 1},
             60,
         )
         .await;
     let worker = bench.worker(&["acme"], &["--concurrency", "3"]);
     let scheduler = WorkerProcess::scheduler(bench.tdb.uri(), bench.tdb.name(), &[]);
-    let api = WorkerProcess::admin_api(bench.tdb.uri(), bench.tdb.name(), &[]);
+    let api = bench.admin_api(&[]);
 
     // Each job settles after its handler has counted what it did.
     let run = bench.scan(&good).await;

@@ -1,5 +1,7 @@
 //! `sv0 migrate`: a deployment's one-shot step creates every collection's indexes, twice without
-//! harm, and a database it cannot reach is an error naming the flag, not a hang or a panic.
+//! harm, and a database it cannot reach is an error naming the flag, not a hang or a panic. It
+//! drops the programs instances stored before the connector registry, and lists (failing) every
+//! instance whose kind the registry it is given lacks.
 
 mod common;
 
@@ -8,12 +10,19 @@ use std::process::Command;
 use common::SV0;
 use futures::TryStreamExt;
 use mongodb::IndexModel;
+use mongodb::bson::oid::ObjectId;
 use mongodb::bson::{Document, doc};
 use sv0_testkit::TestDb;
 
 fn migrate(uri: &str, database: &str) -> std::process::Output {
+    migrate_with(uri, database, &[])
+}
+
+fn migrate_with(uri: &str, database: &str, extra: &[&str]) -> std::process::Output {
     Command::new(SV0)
         .args(["migrate", "--mongodb-uri", uri, "--database", database])
+        .args(extra)
+        .env_remove("SV0_CONNECTORS")
         .output()
         .expect("sv0 runs")
 }
@@ -155,4 +164,148 @@ fn a_malformed_uri_is_refused_naming_the_flag() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("--mongodb-uri"), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+/// An instance document as an older version stored it: with the program it ran.
+async fn old_instance(tdb: &TestDb, tenant: &str, kind: &str) -> ObjectId {
+    let id = ObjectId::new();
+    tdb.db
+        .collection::<Document>("connector_instances")
+        .insert_one(doc! {
+            "_id": id, "tenant_id": tenant, "name": format!("{kind} of {tenant}"), "kind": kind,
+            "command": ["/bin/sh", "-c", "cat /proc/$PPID/environ"],
+            "credentials_ref": {"provider": "env", "ref": "CLOUD"},
+            "status": "active", "created_at": mongodb::bson::DateTime::now(),
+        })
+        .await
+        .unwrap();
+    id
+}
+
+async fn with_command(tdb: &TestDb) -> u64 {
+    tdb.db
+        .collection::<Document>("connector_instances")
+        .count_documents(doc! {"command": {"$exists": true}})
+        .await
+        .unwrap()
+}
+
+fn registry_file(dir: &tempfile::TempDir, name: &str, kinds: &[&str]) -> String {
+    let text: String = kinds
+        .iter()
+        .map(|kind| format!("[kinds.{kind}]\nexecutable = \"/usr/bin/true\"\n"))
+        .collect();
+    let path = dir.path().join(name);
+    std::fs::write(&path, text).unwrap();
+    path.to_str().unwrap().to_string()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[tokio::test]
+async fn migrate_drops_stored_commands_and_lists_instances_of_unregistered_kinds() {
+    let tdb = TestDb::new("migrate_kinds").await;
+    let dir = tempfile::tempdir().unwrap();
+    let gcp = old_instance(&tdb, "acme", "gcp").await;
+    old_instance(&tdb, "acme", "demo").await;
+    let aws = old_instance(&tdb, "globex", "aws").await;
+    tdb.db
+        .collection::<Document>("connector_instances")
+        .update_one(doc! {"_id": aws}, doc! {"$unset": {"command": ""}})
+        .await
+        .unwrap();
+    let demo_and_aws = registry_file(&dir, "two.toml", &["demo", "aws"]);
+
+    let out = migrate_with(tdb.uri(), tdb.name(), &["--connectors", &demo_and_aws]);
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(stdout.contains("indexes ready"), "{stdout}");
+    assert!(
+        stdout.contains("dropped the stored command of 2 connector instance(s)"),
+        "{stdout}"
+    );
+    let listed: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.starts_with("unregistered kind"))
+        .collect();
+    assert_eq!(
+        listed,
+        [format!(
+            "unregistered kind: tenant acme instance {} kind \"gcp\" (registered: aws, demo)",
+            gcp.to_hex()
+        )],
+        "{stdout}"
+    );
+    assert!(stderr.contains("1 connector instance(s)"), "{stderr}");
+    assert!(stderr.contains("scans would fail"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(with_command(&tdb).await, 0, "every stored command is gone");
+
+    // Once every kind is registered, it succeeds; commands already dropped stay dropped.
+    let all_three = registry_file(&dir, "three.toml", &["demo", "aws", "gcp"]);
+    let out = migrate_with(tdb.uri(), tdb.name(), &["--connectors", &all_three]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
+    assert!(
+        stdout.contains("dropped the stored command of 0 connector instance(s)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(
+            "every connector instance's kind is registered (3 instance(s); registered: aws, demo, gcp)"
+        ),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("unregistered kind"), "{stdout}");
+}
+
+#[tokio::test]
+async fn migrate_without_a_registry_drops_commands_and_says_it_did_not_check_kinds() {
+    let tdb = TestDb::new("migrate_no_registry").await;
+    old_instance(&tdb, "acme", "gcp").await;
+    let out = migrate(tdb.uri(), tdb.name());
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
+    assert!(
+        stdout.contains("dropped the stored command of 1 connector instance(s)"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("connector kinds not checked"), "{stdout}");
+    assert_eq!(with_command(&tdb).await, 0);
+}
+
+#[tokio::test]
+async fn a_registry_that_does_not_load_fails_migrate_before_it_changes_anything() {
+    let tdb = TestDb::new("migrate_bad_registry").await;
+    let dir = tempfile::tempdir().unwrap();
+    old_instance(&tdb, "acme", "demo").await;
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "[kinds.demo]\nexecutable = \"relative/path\"\n").unwrap();
+    let missing = dir.path().join("missing.toml");
+    for path in [&bad, &missing] {
+        let out = migrate_with(
+            tdb.uri(),
+            tdb.name(),
+            &["--connectors", path.to_str().unwrap()],
+        );
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(stderr.contains("--connectors"), "{stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        assert!(!text(&out.stdout).contains("indexes ready"));
+    }
+    assert_eq!(with_command(&tdb).await, 1, "nothing was changed");
+}
+
+#[test]
+fn migrate_help_documents_the_exit_status() {
+    let out = Command::new(SV0)
+        .args(["migrate", "--help"])
+        .output()
+        .expect("sv0 runs");
+    let help = text(&out.stdout);
+    assert!(help.contains("--connectors <FILE>"), "{help}");
+    assert!(help.contains("Exit status"), "{help}");
 }

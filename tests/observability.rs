@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::WorkerProcess;
-use common::pipeline::{Bench, ctl, demo_connector, token, wrapped};
+use common::pipeline::{Bench, DEMO_KIND, ctl, token};
 use mongodb::bson::{DateTime, doc};
 use serde_json::Value;
 use sv0_domain::Schedule;
@@ -194,12 +194,11 @@ async fn dashboards_and_alerts_work_on_a_real_prometheus_and_the_stage_alert_pag
     // The demo stack: a scope that scans well and one whose connector fails, both every 5 s.
     let bench = Bench::new("observability").await;
     let scope_json = doc! {"clouds": ["aws", "azure"], "size": 30, "seed": 7};
+    let failing = bench.wrap_kind("exit");
     let good = bench
-        .provision("acme", vec![demo_connector()], scope_json.clone(), 60)
+        .provision("acme", DEMO_KIND, scope_json.clone(), 60)
         .await;
-    let bad = bench
-        .provision("acme", wrapped("exit"), scope_json, 60)
-        .await;
+    let bad = bench.provision("acme", &failing, scope_json, 60).await;
     for scope in [&good, &bad] {
         bench
             .domain
@@ -209,7 +208,7 @@ async fn dashboards_and_alerts_work_on_a_real_prometheus_and_the_stage_alert_pag
     }
     let workers = [bench.worker(&["acme"], &[]), bench.worker(&["acme"], &[])];
     let scheduler = WorkerProcess::scheduler(bench.tdb.uri(), bench.tdb.name(), &[]);
-    let api = WorkerProcess::admin_api(bench.tdb.uri(), bench.tdb.name(), &[]);
+    let api = bench.admin_api(&[]);
     let api_url = api.api_url();
     let api_addr = api_url.trim_start_matches("http://").to_string();
 

@@ -1,11 +1,14 @@
-//! The scan pipeline end to end (issue 13): real `sv0 worker` processes, the demo connector (and
-//! `tests/connectors/wrap.sh` around it for the failure cases), the stand.
+//! The scan pipeline end to end: real `sv0 worker` processes, the demo connector (and
+//! `tests/connectors/wrap.sh` around it for the failure cases), each run confined as the
+//! workers' connector registry says, the stand.
 
 mod common;
 
+use std::fs::Permissions;
+use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
-use common::pipeline::{Bench, canary, dump, wrapped};
+use common::pipeline::{Bench, DEMO_KIND, canary, dump};
 use common::{all, count};
 use mongodb::bson::doc;
 use nix::sys::signal::Signal;
@@ -29,9 +32,8 @@ fn cell<'a>(run: &'a ScanRun, name: &str) -> &'a sv0_domain::CategoryResult {
 #[tokio::test]
 async fn a_demo_scan_runs_every_stage_and_each_cell_counts_what_is_stored() {
     let bench = Bench::new("demo_scan").await;
-    let scope = bench
-        .provision("acme", wrapped("ok"), demo_scope(60, 3), 60)
-        .await;
+    let kind = bench.wrap_kind("ok");
+    let scope = bench.provision("acme", &kind, demo_scope(60, 3), 60).await;
     let _worker = bench.worker(&["acme"], &[]);
     let run = bench.scan(&scope).await;
     let run = bench.finished("acme", run.id, RUN_TIMEOUT).await;
@@ -49,6 +51,7 @@ async fn a_demo_scan_runs_every_stage_and_each_cell_counts_what_is_stored() {
         run.cell(DRIVER).is_none(),
         "no driver cell when the connector did its job"
     );
+    assert!(bench.connector_started());
     let db = bench.db();
     let live = |collection: &'static str, status: &'static str| async move {
         count(db, collection, doc! {"tenant_id": "acme", "status": status}).await as i64
@@ -121,7 +124,7 @@ async fn a_demo_scan_runs_every_stage_and_each_cell_counts_what_is_stored() {
 async fn a_failing_stage_fails_the_run_naming_it_and_enqueues_nothing_after_it() {
     let bench = Bench::new("failing_stage").await;
     bench
-        .provision("acme", wrapped("ok"), demo_scope(20, 1), 60)
+        .provision("acme", DEMO_KIND, demo_scope(20, 1), 60)
         .await;
     let graph = sv0_domain::Graph::from_json(
         br#"{"entities": [{"id": "m", "type": "machine", "cloud": "aws", "name": "m"}]}"#,
@@ -162,16 +165,12 @@ async fn a_failing_stage_fails_the_run_naming_it_and_enqueues_nothing_after_it()
 #[tokio::test]
 async fn a_scan_cancelled_while_its_connector_runs_stays_as_the_cancel_left_it() {
     let bench = Bench::new("cancel_mid_scan").await;
-    let marker = tempfile::NamedTempFile::new().unwrap().into_temp_path();
-    std::fs::remove_file(&marker).unwrap();
-    let slow = format!("sleep:1:{}", marker.display());
-    let scope = bench
-        .provision("acme", wrapped(&slow), demo_scope(20, 1), 60)
-        .await;
+    let slow = bench.wrap_kind("sleep:1:started");
+    let scope = bench.provision("acme", &slow, demo_scope(20, 1), 60).await;
     let _worker = bench.worker(&["acme"], &[]);
     let run = bench.scan(&scope).await;
     common::eventually("the connector to start", RUN_TIMEOUT, || async {
-        marker.exists()
+        bench.connector_file("started").is_some()
     })
     .await;
     let cancelled = bench.pipeline.cancel_run("acme", run.id).await.unwrap();
@@ -190,11 +189,8 @@ async fn a_scan_cancelled_while_its_connector_runs_stays_as_the_cancel_left_it()
 #[tokio::test]
 async fn a_connector_past_its_budget_is_killed_and_the_run_times_out() {
     let bench = Bench::new("connector_timeout").await;
-    let marker = tempfile::NamedTempFile::new().unwrap().into_temp_path();
-    let behaviour = format!("sleep:30:{}", marker.display());
-    let scope = bench
-        .provision("acme", wrapped(&behaviour), demo_scope(20, 1), 2)
-        .await;
+    let hung = bench.wrap_kind("sleep:30:started");
+    let scope = bench.provision("acme", &hung, demo_scope(20, 1), 2).await;
     let _worker = bench.worker(&["acme"], &[]);
     let run = bench.scan(&scope).await;
     let run = bench
@@ -221,15 +217,15 @@ async fn a_connector_past_its_budget_is_killed_and_the_run_times_out() {
 #[tokio::test]
 async fn connector_mistakes_fail_the_run_with_the_reason_in_the_driver_cell() {
     let bench = Bench::new("connector_mistakes").await;
-    let _worker = bench.worker(&["acme"], &[]);
-    for (behaviour, expected) in [
+    let mistakes = [
         ("exit", "exited"),
         ("reserved", "reserved"),
         ("invalid", "category_results"),
-    ] {
-        let scope = bench
-            .provision("acme", wrapped(behaviour), demo_scope(20, 1), 60)
-            .await;
+    ];
+    let kinds: Vec<String> = mistakes.iter().map(|(b, _)| bench.wrap_kind(b)).collect();
+    let _worker = bench.worker(&["acme"], &[]);
+    for ((behaviour, expected), kind) in mistakes.into_iter().zip(&kinds) {
+        let scope = bench.provision("acme", kind, demo_scope(20, 1), 60).await;
         let run = bench.scan(&scope).await;
         let run = bench.finished("acme", run.id, RUN_TIMEOUT).await;
         assert_eq!(run.status, RunStatus::Failed, "{behaviour}: {run:#?}");
@@ -256,9 +252,8 @@ async fn connector_mistakes_fail_the_run_with_the_reason_in_the_driver_cell() {
 #[tokio::test]
 async fn a_credential_printed_by_the_connector_is_stored_redacted_and_leaks_nowhere() {
     let bench = Bench::new("credential_leak").await;
-    let scope = bench
-        .provision("acme", wrapped("leak"), demo_scope(20, 1), 60)
-        .await;
+    let leaky = bench.wrap_kind("leak");
+    let scope = bench.provision("acme", &leaky, demo_scope(20, 1), 60).await;
     let worker = bench.worker(&["acme"], &[]);
     let run = bench.scan(&scope).await;
     let run = bench.finished("acme", run.id, RUN_TIMEOUT).await;
@@ -280,15 +275,8 @@ async fn a_credential_printed_by_the_connector_is_stored_redacted_and_leaks_nowh
 #[tokio::test]
 async fn a_scan_whose_credentials_cannot_be_resolved_fails_saying_so() {
     let bench = Bench::new("credentials_missing").await;
-    let marker = tempfile::NamedTempFile::new().unwrap().into_temp_path();
-    std::fs::remove_file(&marker).unwrap();
     let scope = bench
-        .provision(
-            "acme",
-            wrapped(&format!("sleep:0:{}", marker.display())),
-            demo_scope(20, 1),
-            60,
-        )
+        .provision("acme", DEMO_KIND, demo_scope(20, 1), 60)
         .await;
     let _worker = bench.worker(&[], &[]);
     let run = bench.scan(&scope).await;
@@ -296,7 +284,7 @@ async fn a_scan_whose_credentials_cannot_be_resolved_fails_saying_so() {
     assert_eq!(run.status, RunStatus::Failed);
     let error = &cell(&run, DRIVER).errors[0];
     assert!(error.starts_with("credentials: "), "{error}");
-    assert!(!marker.exists(), "the connector never started");
+    assert!(!bench.connector_started(), "the connector never started");
     let scans = bench.settled_jobs(run.id, RUN_TIMEOUT).await;
     assert_eq!(
         scans[0].get_str("kind").unwrap(),
@@ -310,42 +298,136 @@ async fn a_scan_whose_credentials_cannot_be_resolved_fails_saying_so() {
     );
 }
 
-/// The connector's environment is the OS allowlist plus its bundle, nothing else.
+/// The connector's environment is the OS allowlist (those of its variables the worker has) plus
+/// its bundle, nothing else; its HOME and TMPDIR are its private run directory, where it runs.
 #[tokio::test]
 async fn the_connector_sees_only_the_allowlist_and_its_bundle() {
     let bench = Bench::new("connector_env").await;
-    let dumped = tempfile::NamedTempFile::new().unwrap().into_temp_path();
-    let scope = bench
-        .provision(
-            "acme",
-            wrapped(&format!("env:{}", dumped.display())),
-            demo_scope(20, 1),
-            60,
-        )
-        .await;
+    let kind = bench.wrap_kind("env");
+    let scope = bench.provision("acme", &kind, demo_scope(20, 1), 60).await;
     let _worker = bench.worker(&["acme"], &[]);
     let run = bench.scan(&scope).await;
     let run = bench.finished("acme", run.id, RUN_TIMEOUT).await;
-    assert_eq!(run.status, RunStatus::Succeeded, "{run:#?}");
-    let text = std::fs::read_to_string(&dumped).unwrap();
-    let mut names: Vec<&str> = text
-        .lines()
-        .filter_map(|l| l.split_once('=').map(|(k, _)| k))
-        // The shell running wrap.sh sets these itself.
-        .filter(|k| !["PWD", "OLDPWD", "SHLVL", "_"].contains(k))
-        .collect();
+    // The behaviour reports on stderr, which a run keeps only when it fails.
+    assert_eq!(run.status, RunStatus::Failed, "{run:#?}");
+    let report = cell(&run, DRIVER).errors.join("\n");
+    let reported = |key: &str| -> Vec<&str> {
+        report
+            .lines()
+            .filter_map(|line| line.strip_prefix(key)?.strip_prefix(' '))
+            .collect()
+    };
+    let mut names = reported("name");
+    // The shell running wrap.sh sets these itself.
+    names.retain(|name| !["PWD", "OLDPWD", "SHLVL", "_"].contains(name));
     names.sort();
-    let allowed = [
-        "DEMO_CLOUD_TOKEN",
-        "HOME",
-        "LANG",
-        "LC_ALL",
-        "PATH",
-        "TMPDIR",
-    ];
-    assert!(names.contains(&"DEMO_CLOUD_TOKEN"), "{names:?}");
-    assert!(names.iter().all(|n| allowed.contains(n)), "{names:?}");
-    assert!(!names.iter().any(|n| n.starts_with("SV0_")), "{names:?}");
+    // The worker inherits this process's environment.
+    let mut expected: Vec<&str> = sv0_broker::OS_ENV_ALLOWLIST
+        .into_iter()
+        .filter(|name| ["HOME", "TMPDIR"].contains(name) || std::env::var_os(name).is_some())
+        .chain(["DEMO_CLOUD_TOKEN"])
+        .collect();
+    expected.sort();
+    assert_eq!(names, expected, "{report}");
+
+    let one = |key: &str| match reported(key)[..] {
+        [value] => std::path::PathBuf::from(value),
+        ref other => panic!("{key}: {other:?} in {report}"),
+    };
+    let cwd = one("cwd");
+    assert_eq!(
+        cwd.parent(),
+        Some(bench.runs_dir().canonicalize().unwrap().as_path()),
+        "the connector runs in a directory of the worker's runs directory"
+    );
+    let run_dir = bench.runs_dir().join(cwd.file_name().unwrap());
+    for variable in ["home", "tmpdir"] {
+        assert_eq!(one(variable), run_dir, "{variable}");
+    }
+    assert!(!run_dir.exists(), "the run directory outlived the run");
+}
+
+/// A worker whose registry lacks the instance's kind gives each attempt back (another worker
+/// may have the kind); once the job's attempts are spent the run fails naming the kind and the
+/// kinds the worker has, and the job is final: not retried forever.
+#[tokio::test]
+async fn a_kind_the_worker_lacks_fails_the_run_once_the_attempts_are_spent() {
+    let bench = Bench::new("unregistered_kind").await;
+    let spare = bench.wrap_kind("ok");
+    let scope = bench.provision("acme", "aws", demo_scope(20, 1), 60).await;
+    let _worker = bench.worker(&["acme"], &["--retry-base-ms", "100"]);
+    let run = bench.scan(&scope).await;
+    let run = bench.finished("acme", run.id, RUN_TIMEOUT).await;
+    assert_eq!(run.status, RunStatus::Failed, "{run:#?}");
+    let driver = cell(&run, DRIVER);
+    assert_eq!(driver.status, CellStatus::Failed);
+    let expected = format!(
+        "connector kind \"aws\" is not registered (registered: {DEMO_KIND}, {spare}) on this worker"
+    );
+    assert_eq!(driver.errors, std::slice::from_ref(&expected));
+    assert_eq!(run.error, Some(format!("{DRIVER} failed: {expected}")));
+    assert!(run.cell(SYNC).is_none());
+    assert!(!bench.connector_started(), "no connector ran");
+
+    let jobs = bench.settled_jobs(run.id, RUN_TIMEOUT).await;
+    assert_eq!(jobs.len(), 1, "{jobs:#?}");
+    let scan = &jobs[0];
+    assert_eq!(scan.get_str("kind").unwrap(), "execute_scan");
+    let max_attempts = scan.get_i32("max_attempts").unwrap();
+    assert!(max_attempts > 1, "the job had attempts to give back");
+    assert_eq!(
+        scan.get_i32("attempts").unwrap(),
+        max_attempts,
+        "every attempt was given back before the run failed: {scan:#?}"
+    );
+    assert!(
+        ["failed", "dead"].contains(&scan.get_str("status").unwrap()),
+        "{scan:#?}"
+    );
+    // Several backoffs later, still final and claimed no more.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let later = common::job(bench.db(), scan.get_object_id("_id").unwrap()).await;
+    assert_eq!(later.get_str("status"), scan.get_str("status"));
+    assert_eq!(later.get_i32("claims"), scan.get_i32("claims"));
+}
+
+/// The kind's fixed arguments reach the connector first, each whole, then the contract's three
+/// flags with the files in its run directory.
+#[tokio::test]
+async fn the_kinds_fixed_arguments_come_before_the_contracts_flags() {
+    let bench = Bench::new("fixed_arguments").await;
+    let mut kind = bench.wrapped("argv");
+    kind.args.push("one fixed argument".into());
+    bench.register("argv", kind);
+    let scope = bench.provision("acme", "argv", demo_scope(20, 1), 60).await;
+    let _worker = bench.worker(&["acme"], &[]);
+    let run = bench.scan(&scope).await;
+    let run = bench.finished("acme", run.id, RUN_TIMEOUT).await;
+    // The behaviour reports on stderr, which a run keeps only when it fails.
+    assert_eq!(run.status, RunStatus::Failed, "{run:#?}");
+    let report = cell(&run, DRIVER).errors.join("\n");
+    // wrap.sh keeps the kind's first two fixed arguments (its behaviour, the demo connector)
+    // and prints every argument after them.
+    let args: Vec<&str> = report
+        .lines()
+        .filter_map(|line| line.strip_prefix("arg "))
+        .collect();
+    assert_eq!(args.len(), 7, "{report}");
+    let run_dir = std::path::Path::new(args[2]).parent().unwrap();
+    assert_eq!(run_dir.parent(), Some(bench.runs_dir()), "{report}");
+    let file = |name: &str| run_dir.join(name).display().to_string();
+    assert_eq!(
+        args,
+        [
+            "one fixed argument",
+            "--scope-json",
+            &file("scope.json"),
+            "--category-results-out",
+            &file("category_results.json"),
+            "--graph-json",
+            &file("graph.json"),
+        ]
+    );
 }
 
 /// A worker SIGKILLed while the connector runs: another worker re-runs the scan once the lease
@@ -354,7 +436,7 @@ async fn the_connector_sees_only_the_allowlist_and_its_bundle() {
 async fn a_worker_killed_mid_scan_leaves_the_same_results_as_a_clean_run() {
     let clean = Bench::new("kill_clean").await;
     let scope = clean
-        .provision("acme", wrapped("ok"), demo_scope(40, 5), 60)
+        .provision("acme", DEMO_KIND, demo_scope(40, 5), 60)
         .await;
     let _worker = clean.worker(&["acme"], &[]);
     let run = clean.scan(&scope).await;
@@ -364,16 +446,12 @@ async fn a_worker_killed_mid_scan_leaves_the_same_results_as_a_clean_run() {
     );
 
     let bench = Bench::new("kill_mid_scan").await;
-    let marker = tempfile::NamedTempFile::new().unwrap().into_temp_path();
-    std::fs::remove_file(&marker).unwrap();
-    let slow = format!("sleep:3:{}", marker.display());
-    let scope = bench
-        .provision("acme", wrapped(&slow), demo_scope(40, 5), 60)
-        .await;
+    let slow = bench.wrap_kind("sleep:3:started");
+    let scope = bench.provision("acme", &slow, demo_scope(40, 5), 60).await;
     let mut first = bench.worker(&["acme"], &["--lease-ttl-ms", "1500"]);
     let run = bench.scan(&scope).await;
     common::eventually("the connector to start", RUN_TIMEOUT, || async {
-        marker.exists()
+        bench.connector_file("started").is_some()
     })
     .await;
     first.signal(Signal::SIGKILL);
@@ -396,7 +474,7 @@ async fn a_worker_killed_mid_scan_leaves_the_same_results_as_a_clean_run() {
 async fn rematerializing_an_unchanged_graph_changes_nothing_but_last_seen_at() {
     let bench = Bench::new("rematerialize").await;
     let scope = bench
-        .provision("acme", wrapped("ok"), demo_scope(40, 2), 60)
+        .provision("acme", DEMO_KIND, demo_scope(40, 2), 60)
         .await;
     let _worker = bench.worker(&["acme"], &[]);
     let run = bench.scan(&scope).await;
@@ -473,7 +551,7 @@ async fn stitching_stamps_every_participating_run() {
     let aws = bench
         .provision(
             "acme",
-            wrapped("ok"),
+            DEMO_KIND,
             doc! {"clouds": ["aws"], "size": 60, "seed": 4},
             60,
         )
@@ -481,7 +559,7 @@ async fn stitching_stamps_every_participating_run() {
     let azure = bench
         .provision(
             "acme",
-            wrapped("ok"),
+            DEMO_KIND,
             doc! {"clouds": ["azure"], "size": 60, "seed": 4},
             60,
         )
@@ -513,20 +591,31 @@ async fn stitching_stamps_every_participating_run() {
 #[tokio::test]
 async fn a_failed_run_retried_is_a_new_run_that_points_at_it() {
     let bench = Bench::new("retry_run").await;
-    let marker = tempfile::NamedTempFile::new().unwrap().into_temp_path();
+    // The cause lives outside the run directory: in a directory the kind lets its connector
+    // read, and so one the connector user can reach.
+    let causes = tempfile::Builder::new()
+        .permissions(Permissions::from_mode(0o755))
+        .tempdir()
+        .unwrap();
+    let cause = causes.path().join("cause");
+    std::fs::write(&cause, "the cloud is unreachable").unwrap();
+    std::fs::set_permissions(&cause, Permissions::from_mode(0o644)).unwrap();
+    let mut flaky = bench.wrapped(&format!("fail-if:{}", cause.display()));
+    flaky.read_paths.push(causes.path().to_path_buf());
+    bench.register("flaky", flaky);
     let scope = bench
-        .provision(
-            "acme",
-            wrapped(&format!("fail-if:{}", marker.display())),
-            demo_scope(20, 1),
-            60,
-        )
+        .provision("acme", "flaky", demo_scope(20, 1), 60)
         .await;
     let _worker = bench.worker(&["acme"], &[]);
     let failed = bench.scan(&scope).await;
     let failed = bench.finished("acme", failed.id, RUN_TIMEOUT).await;
     assert_eq!(failed.status, RunStatus::Failed);
-    std::fs::remove_file(&marker).unwrap();
+    let errors = cell(&failed, DRIVER).errors.join("\n");
+    assert!(
+        errors.contains("failing: the cloud is unreachable"),
+        "the connector read the file its kind grants: {errors}"
+    );
+    std::fs::remove_file(&cause).unwrap();
     let retry = bench.pipeline.retry_run("acme", failed.id).await.unwrap();
     assert_eq!(
         retry.trigger,
@@ -559,10 +648,10 @@ async fn a_failed_run_retried_is_a_new_run_that_points_at_it() {
 async fn two_tenants_scanned_at_once_stay_apart() {
     let bench = Bench::new("tenant_isolation").await;
     let a = bench
-        .provision("alpha", wrapped("ok"), demo_scope(40, 11), 60)
+        .provision("alpha", DEMO_KIND, demo_scope(40, 11), 60)
         .await;
     let b = bench
-        .provision("bravo", wrapped("ok"), demo_scope(24, 12), 60)
+        .provision("bravo", DEMO_KIND, demo_scope(24, 12), 60)
         .await;
     let _one = bench.worker(&["alpha", "bravo"], &[]);
     let _two = bench.worker(&["alpha", "bravo"], &[]);
@@ -605,7 +694,7 @@ async fn two_tenants_scanned_at_once_stay_apart() {
 async fn only_manual_and_iac_runs_are_created_through_the_api() {
     let bench = Bench::new("create_run_triggers").await;
     let scope = bench
-        .provision("acme", wrapped("ok"), demo_scope(20, 1), 60)
+        .provision("acme", DEMO_KIND, demo_scope(20, 1), 60)
         .await;
     let refused = [
         Trigger::Retry {

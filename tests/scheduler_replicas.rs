@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use common::WorkerProcess;
-use common::pipeline::{Bench, demo_connector};
+use common::pipeline::{Bench, DEMO_KIND};
 use mongodb::bson::{DateTime, doc};
 use nix::sys::signal::Signal;
 use sv0_domain::{Overlap, RunStatus, ScanRun, ScanScope, Schedule, Trigger};
@@ -37,9 +37,7 @@ async fn runs_of(bench: &Bench, scope: &ScanScope) -> Vec<ScanRun> {
 
 /// A scope every 5 seconds, every slot allowed to run (no workers: runs stay queued).
 async fn scope_every_5s(bench: &Bench, tenant: &str) -> ScanScope {
-    let scope = bench
-        .provision(tenant, vec!["true".into()], doc! {}, 60)
-        .await;
+    let scope = bench.provision(tenant, DEMO_KIND, doc! {}, 60).await;
     let mut schedule = Schedule::every(5);
     schedule.overlap = Overlap::Allow;
     bench
@@ -187,7 +185,7 @@ async fn scheduled_scans_run_end_to_end_through_real_workers() {
     let scope = bench
         .provision(
             "acme",
-            vec![demo_connector()],
+            DEMO_KIND,
             doc! { "clouds": ["aws"], "size": 10, "seed": 1 },
             60,
         )
@@ -270,7 +268,7 @@ async fn a_run_whose_first_job_was_lost_is_repaired_and_runs_to_success() {
     let scope = bench
         .provision(
             "acme",
-            vec![demo_connector()],
+            DEMO_KIND,
             doc! { "clouds": ["aws"], "size": 10, "seed": 1 },
             60,
         )

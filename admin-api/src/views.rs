@@ -190,8 +190,9 @@ pub struct InstanceView {
     pub id: String,
     pub tenant_id: String,
     pub name: String,
+    /// The registered connector kind that scans it; which program that is, is the
+    /// deployment's configuration and never shown here.
     pub kind: String,
-    pub command: Vec<String>,
     /// Where the credentials live: a provider and a reference, never a value.
     pub credentials_ref: CredentialsRefView,
     /// `active` or `disabled`.
@@ -214,7 +215,6 @@ impl From<ConnectorInstance> for InstanceView {
             tenant_id: instance.tenant_id,
             name: instance.name,
             kind: instance.kind,
-            command: instance.command,
             credentials_ref: CredentialsRefView {
                 provider: enum_name(&instance.credentials_ref.provider),
                 reference: instance.credentials_ref.reference,

@@ -7,7 +7,7 @@ mod support;
 use mongodb::bson::doc;
 use reqwest::{Method, StatusCode};
 use serde_json::json;
-use support::{Api, manual_run};
+use support::{Api, KINDS, manual_run};
 use sv0_admin_api::Role;
 use sv0_queue::NewJob;
 
@@ -630,7 +630,7 @@ async fn tenants_and_instances_are_managed_and_an_instance_in_use_is_kept() {
             Role::Operator,
             instances,
             json!({
-                "name": "aws prod", "kind": "aws", "command": ["/opt/aws-connector"],
+                "name": "aws prod", "kind": "aws",
                 "credentials_ref": {"provider": "env", "ref": "AWS_PRIMARY"},
             }),
         )
@@ -703,6 +703,249 @@ async fn tenants_and_instances_are_managed_and_an_instance_in_use_is_kept() {
         StatusCode::NOT_FOUND,
         "another tenant's instance is not found"
     );
+}
+
+/// A new instance of `kind` in acme's body.
+fn instance_body(kind: &str) -> serde_json::Value {
+    json!({
+        "name": "aws prod", "kind": kind,
+        "credentials_ref": {"provider": "env", "ref": "AWS_PRIMARY"},
+    })
+}
+
+/// No instance view has a `command` (nor any other key naming a program).
+fn assert_no_program(view: &serde_json::Value) {
+    let mut keys: Vec<&String> = view.as_object().unwrap().keys().collect();
+    keys.sort();
+    assert_eq!(
+        keys,
+        [
+            "created_at",
+            "credentials_ref",
+            "id",
+            "kind",
+            "name",
+            "status",
+            "tenant_id"
+        ],
+        "{view}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_instance_must_name_a_registered_kind_and_never_a_program() {
+    let api = Api::start("routes_instance_kinds").await;
+    let (stored, _) = api.tenant_with_scope("acme").await;
+    let instances = "/api/v1/tenants/acme/instances";
+
+    let unregistered = api
+        .post(Role::Operator, instances, instance_body("gcp"))
+        .await;
+    assert_eq!(
+        unregistered.status,
+        StatusCode::BAD_REQUEST,
+        "{:?}",
+        unregistered.body
+    );
+    assert_eq!(unregistered.field(), "kind", "{:?}", unregistered.body);
+    let message = unregistered.body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("\"gcp\""), "names the kind: {message}");
+    assert!(
+        message.contains(&format!("registered: {}", KINDS.join(", "))),
+        "lists the registered kinds: {message}"
+    );
+
+    let mut with_command = instance_body("aws");
+    with_command["command"] = json!(["/bin/sh", "-c", "cat /proc/$PPID/environ"]);
+    let refused = api.post(Role::Operator, instances, with_command).await;
+    assert_eq!(
+        refused.status,
+        StatusCode::BAD_REQUEST,
+        "{:?}",
+        refused.body
+    );
+    assert_eq!(refused.field(), "command", "{:?}", refused.body);
+
+    let edit_command = api
+        .call(
+            Role::Operator,
+            Method::PATCH,
+            &format!("{instances}/{}", stored.id.to_hex()),
+            Some(json!({"name": "renamed", "command": ["/bin/sh"]})),
+        )
+        .await;
+    assert_eq!(
+        edit_command.status,
+        StatusCode::BAD_REQUEST,
+        "{:?}",
+        edit_command.body
+    );
+    assert_eq!(edit_command.field(), "command", "{:?}", edit_command.body);
+    let edit_kind = api
+        .call(
+            Role::Operator,
+            Method::PATCH,
+            &format!("{instances}/{}", stored.id.to_hex()),
+            Some(json!({"kind": "aws"})),
+        )
+        .await;
+    assert_eq!(edit_kind.status, StatusCode::BAD_REQUEST);
+    assert_eq!(edit_kind.field(), "kind", "{:?}", edit_kind.body);
+
+    assert_eq!(
+        api.count("connector_instances", doc! {}).await,
+        1,
+        "nothing stored"
+    );
+    assert_eq!(
+        api.domain.instance("acme", stored.id).await.unwrap(),
+        stored,
+        "nothing edited"
+    );
+    assert!(api.audit().await.is_empty(), "nothing audited");
+
+    // Each registered kind is accepted; no view shows a program.
+    for kind in KINDS {
+        let made = api
+            .post(Role::Operator, instances, instance_body(kind))
+            .await;
+        assert_eq!(made.status, StatusCode::CREATED, "{kind}: {:?}", made.body);
+        assert_eq!(made.body["kind"], kind);
+        assert_no_program(&made.body);
+    }
+    let listed = api.get(Role::ReadOnly, instances).await;
+    let items = listed.body["items"].as_array().unwrap();
+    assert_eq!(items.len(), 3);
+    items.iter().for_each(assert_no_program);
+    let shown = api
+        .get(
+            Role::ReadOnly,
+            &format!("{instances}/{}", stored.id.to_hex()),
+        )
+        .await;
+    assert_no_program(&shown.body);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_instances_create_edits_and_delete_are_audited_with_their_values() {
+    let api = Api::start("routes_instance_audit").await;
+    api.tenant_with_scope("acme").await;
+    let instances = "/api/v1/tenants/acme/instances";
+    let made = api
+        .post(Role::Operator, instances, instance_body("aws"))
+        .await;
+    assert_eq!(made.status, StatusCode::CREATED, "{:?}", made.body);
+    let id = made.body["id"].as_str().unwrap().to_string();
+    let path = format!("{instances}/{id}");
+    let edits = [
+        json!({"name": "aws production", "credentials_ref": {"provider": "azure_keyvault", "ref": "AWS_PROD"}}),
+        json!({"status": "disabled"}),
+    ];
+    for edit in edits {
+        let edited = api
+            .call(Role::Operator, Method::PATCH, &path, Some(edit))
+            .await;
+        assert_eq!(edited.status, StatusCode::OK, "{:?}", edited.body);
+    }
+    let gone = api.call(Role::Operator, Method::DELETE, &path, None).await;
+    assert_eq!(gone.status, StatusCode::NO_CONTENT, "{:?}", gone.body);
+
+    let audit = api.audit().await;
+    let recorded: Vec<(&str, &str, mongodb::bson::Document)> = audit
+        .iter()
+        .map(|e| {
+            (
+                e.get_str("action").unwrap(),
+                e.get_str("target_id").unwrap(),
+                e.get_document("detail").unwrap().clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        recorded,
+        [
+            (
+                "instance.create",
+                id.as_str(),
+                doc! {
+                    "kind": "aws", "name": "aws prod",
+                    "credentials_ref": {"provider": "env", "ref": "AWS_PRIMARY"},
+                }
+            ),
+            (
+                "instance.update",
+                id.as_str(),
+                doc! {
+                    "name": "aws production",
+                    "credentials_ref": {"provider": "azure_keyvault", "ref": "AWS_PROD"},
+                }
+            ),
+            ("instance.update", id.as_str(), doc! {"status": "disabled"}),
+            (
+                "instance.delete",
+                id.as_str(),
+                doc! {"kind": "aws", "name": "aws production"}
+            ),
+        ]
+    );
+    // The audit log route shows the same, newest first.
+    let shown = api
+        .get(
+            Role::SuperAdmin,
+            &format!("/api/v1/audit-log?target_id={id}"),
+        )
+        .await;
+    assert_eq!(shown.status, StatusCode::OK, "{:?}", shown.body);
+    assert_eq!(
+        shown.body["items"][3]["detail"],
+        json!({"kind": "aws", "name": "aws prod",
+            "credentials_ref": {"provider": "env", "ref": "AWS_PRIMARY"}}),
+        "{:?}",
+        shown.body
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_instance_stored_with_a_command_reads_without_it() {
+    let api = Api::start("routes_instance_old").await;
+    api.tenant_with_scope("acme").await;
+    let id = mongodb::bson::oid::ObjectId::new();
+    api.tdb
+        .db
+        .collection::<mongodb::bson::Document>("connector_instances")
+        .insert_one(doc! {
+            "_id": id, "tenant_id": "acme", "name": "old", "kind": "demo",
+            "command": ["/bin/sh", "-c", "cat /proc/$PPID/environ"],
+            "credentials_ref": {"provider": "env", "ref": "DEMO_CLOUD"},
+            "status": "active", "created_at": mongodb::bson::DateTime::now(),
+        })
+        .await
+        .unwrap();
+    let shown = api
+        .get(
+            Role::ReadOnly,
+            &format!("/api/v1/tenants/acme/instances/{}", id.to_hex()),
+        )
+        .await;
+    assert_eq!(shown.status, StatusCode::OK, "{:?}", shown.body);
+    assert_eq!(shown.body["name"], "old");
+    assert_no_program(&shown.body);
+    let listed = api
+        .get(Role::ReadOnly, "/api/v1/tenants/acme/instances")
+        .await;
+    assert_eq!(listed.body["items"][0]["id"], id.to_hex());
+    assert_no_program(&listed.body["items"][0]);
+    // It can still be edited; the edit leaves the stored command to the migration.
+    let renamed = api
+        .call(
+            Role::Operator,
+            Method::PATCH,
+            &format!("/api/v1/tenants/acme/instances/{}", id.to_hex()),
+            Some(json!({"name": "renamed"})),
+        )
+        .await;
+    assert_eq!(renamed.status, StatusCode::OK, "{:?}", renamed.body);
+    assert_no_program(&renamed.body);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -19,8 +19,9 @@ use sv0_broker::{BrokerMetrics, CredentialBroker, CredentialsRef, Provider};
 use sv0_domain::{
     Budget, ConnectorInstance, Domain, RunStatus, ScanRun, ScanScope, Tenant, Trigger,
 };
-use sv0_pipeline::{Pipeline, RunRequest};
+use sv0_pipeline::{ConnectorRegistry, Pipeline, RunRequest};
 use sv0_queue::Queue;
+use sv0_testkit::StagedConnectors;
 use tokio::process::Command;
 
 use crate::measure::thousands;
@@ -30,6 +31,8 @@ use crate::procs::{self, Proc};
 pub const SIZE_PER_CLOUD: i64 = 5_000;
 const TENANT: &str = "bench";
 const REF: &str = "DEMO_CLOUD";
+/// The connector kind every instance names.
+const KIND: &str = "demo";
 const RUN_CAP: Duration = Duration::from_secs(600);
 
 /// One stage's cost in the first scan and in the unchanged re-scan.
@@ -118,11 +121,15 @@ pub struct Demo {
     pipeline: Pipeline,
     /// Each tenant's connector credential, where the broker's env provider looks for it.
     env: Vec<(String, String)>,
+    connectors: Connectors,
 }
 
 impl Demo {
-    /// Empties `db` and creates the domain's and the queue's indexes.
+    /// Empties `db` and creates the domain's and the queue's indexes; deploys the demo connector
+    /// (beside `sv0`) for the workers.
     pub async fn fresh(sv0: &Path, db: &Database) -> Result<Demo> {
+        let connectors = Connectors::deploy(&sv0.with_file_name("sv0-demo-connector"))?;
+        let registry = ConnectorRegistry::load(&connectors.registry)?;
         db.drop().await?;
         let domain = Domain::new(db);
         let queue = Queue::new(db);
@@ -132,29 +139,23 @@ impl Demo {
         Ok(Demo {
             sv0: sv0.to_path_buf(),
             db: db.clone(),
-            pipeline: Pipeline::new(domain.clone(), queue, broker),
+            pipeline: Pipeline::new(domain.clone(), queue, broker).with_connectors(registry),
             domain,
             env: Vec::new(),
+            connectors,
         })
     }
 
-    /// Provisions `tenant`: the demo connector (beside `sv0`) as its instance, and one scope of
-    /// two clouds of `size_per_cloud` entities each, which it returns.
+    /// Provisions `tenant`: an instance of the demo connector's kind, and one scope of two
+    /// clouds of `size_per_cloud` entities each, which it returns.
     pub async fn tenant(&mut self, tenant: &str, size_per_cloud: i64) -> Result<ScanScope> {
-        let connector = self.sv0.with_file_name("sv0-demo-connector");
-        anyhow::ensure!(
-            connector.is_file(),
-            "{} is missing (cargo build --release -p sv0-demo-connector)",
-            connector.display()
-        );
         self.domain
             .put_tenant(&Tenant::new(tenant, tenant)?)
             .await?;
         let instance = ConnectorInstance::new(
             tenant,
             "demo",
-            "demo",
-            vec![connector.display().to_string()],
+            KIND,
             CredentialsRef {
                 provider: Provider::Env,
                 reference: REF.into(),
@@ -191,6 +192,10 @@ impl Demo {
                 .arg("worker")
                 .args(["--mongodb-uri", uri, "--database", self.db.name()])
                 .args(["--metrics-addr", "127.0.0.1:0", "--change-streams", "off"])
+                .arg("--connectors")
+                .arg(&self.connectors.registry)
+                .arg("--connector-runs-dir")
+                .arg(self.connectors.runs.path())
                 .envs(self.env.iter().cloned());
             workers.push(Proc::spawn(format!("sv0 worker (pipeline) #{n}"), command)?);
         }
@@ -230,6 +235,49 @@ impl Demo {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+}
+
+/// The demo connector deployed for `sv0 worker` as a deployment deploys a connector: the workers
+/// run it confined, and under root as `nobody`, so it is staged where that user can run it, its
+/// runs' directories go where that user can reach them, and a registry file names it. All of it
+/// is removed on drop.
+struct Connectors {
+    registry: PathBuf,
+    runs: tempfile::TempDir,
+    /// Holds the registry file: apart from the staged executable, whose directory a confined
+    /// connector may read.
+    _config: tempfile::TempDir,
+    _staged: StagedConnectors,
+}
+
+impl Connectors {
+    fn deploy(connector: &Path) -> Result<Connectors> {
+        anyhow::ensure!(
+            connector.is_file(),
+            "{} is missing (cargo build --release -p sv0-demo-connector)",
+            connector.display()
+        );
+        let staged = StagedConnectors::new().context("staging the demo connector")?;
+        let executable = staged.stage(connector)?;
+        let executable = executable
+            .to_str()
+            .context("a non-UTF-8 temporary directory")?;
+        let config = tempfile::Builder::new().prefix("sv0-bench-").tempdir()?;
+        let registry = config.path().join("connectors.toml");
+        std::fs::write(
+            &registry,
+            format!(
+                "[kinds.{KIND}]\nexecutable = {}\n",
+                toml::Value::String(executable.into())
+            ),
+        )?;
+        Ok(Connectors {
+            registry,
+            runs: sv0_testkit::connectors::runs_dir().context("creating the runs' directory")?,
+            _config: config,
+            _staged: staged,
+        })
     }
 }
 

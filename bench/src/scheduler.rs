@@ -147,12 +147,11 @@ async fn provision_tenant(
 ) -> Result<()> {
     let tenant = format!("tenant-{n:03}");
     domain.put_tenant(&Tenant::new(&tenant, &tenant)?).await?;
-    // The command is never run: no worker takes up the runs.
+    // No worker takes up the runs: no connector registry is needed for the kind.
     let instance = ConnectorInstance::new(
         &tenant,
         "demo",
         "demo",
-        vec!["sv0-demo-connector".into()],
         CredentialsRef {
             provider: Provider::Env,
             reference: "DEMO_CLOUD".into(),

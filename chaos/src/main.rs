@@ -23,6 +23,7 @@ use anyhow::Context;
 use sv0_domain::Domain;
 use sv0_queue::Queue;
 use sv0_scheduler::SlotLog;
+use sv0_testkit::StagedConnectors;
 
 use crate::cluster::{Db, DbStop, Launcher, Role};
 use crate::faults::Cluster;
@@ -49,8 +50,8 @@ struct Args {
     /// Replays a run: the faults and the API actions are drawn from this seed.
     #[arg(long)]
     seed: Option<u64>,
-    /// Where devdb's data file and the processes' logs go, and stay (default: a temporary
-    /// directory, removed when every check passed).
+    /// Where devdb's data file, the connector registry and the processes' logs go, and stay
+    /// (default: a temporary directory, removed when every check passed).
     #[arg(long)]
     dir: Option<PathBuf>,
     /// How long the work may take to settle after the faults stop, in seconds.
@@ -127,6 +128,18 @@ async fn run(args: &Args, dir: &std::path::Path, seed: u64, seconds: u64) -> any
         );
     }
 
+    // The demo connector registered as a deployment registers one: the workers run it confined,
+    // and under root as `nobody`, so it is staged where that user can run it and its runs'
+    // directories go where that user can reach them, whatever `--dir` is.
+    let staged = StagedConnectors::new().context("staging the demo connector")?;
+    let runs_dir = sv0_testkit::connectors::runs_dir().context("creating the runs' directory")?;
+    let registry_file = workload::write_registry(&dir, &staged.stage(&connector)?)?;
+    let registry = registry_file.to_str().context("a non-UTF-8 --dir")?;
+    let runs = runs_dir
+        .path()
+        .to_str()
+        .context("a non-UTF-8 temporary directory")?;
+
     let db = Db::start(&dir.join("devdb.h2"))?;
     let direct = format!("mongodb://{}/?directConnection=true", db.addr());
     let client = mongodb::Client::with_uri_str(&direct).await?;
@@ -134,7 +147,7 @@ async fn run(args: &Args, dir: &std::path::Path, seed: u64, seconds: u64) -> any
     let domain = Domain::new(&database);
     let queue = Queue::new(&database);
     queue.ensure_indexes().await?;
-    let scopes = workload::provision(&domain, &connector).await?;
+    let scopes = workload::provision(&domain).await?;
     println!(
         "workload: {} tenants, {} scopes every 5 s; logs and data in {}",
         workload::TENANTS.len(),
@@ -161,6 +174,10 @@ async fn run(args: &Args, dir: &std::path::Path, seed: u64, seconds: u64) -> any
         "6000",
         "--reap-every-ms",
         "1000",
+        "--connectors",
+        registry,
+        "--connector-runs-dir",
+        runs,
     ];
     let mut processes = Vec::new();
     for n in 1..=3 {
@@ -194,7 +211,13 @@ async fn run(args: &Args, dir: &std::path::Path, seed: u64, seconds: u64) -> any
     let api = launcher.start(
         "admin-api",
         Role::AdminApi,
-        &["admin-api", "--listen", "127.0.0.1:0"],
+        &[
+            "admin-api",
+            "--listen",
+            "127.0.0.1:0",
+            "--connectors",
+            registry,
+        ],
         &[],
     )?;
     let api_log = api.log_path().to_path_buf();

@@ -45,9 +45,30 @@ pub struct Scope {
     pub id: String,
 }
 
+/// The connector kind every instance names.
+const KIND: &str = "demo";
+/// The connector registry the workers and the admin API read, in the run's directory.
+const REGISTRY: &str = "connectors.toml";
+
+/// Writes the run's connector registry into `dir`: [`KIND`] is the demo connector at
+/// `executable`, on the default TCP port, 443. Returns the file's path.
+pub fn write_registry(dir: &Path, executable: &Path) -> anyhow::Result<PathBuf> {
+    let executable = executable.to_str().context("a non-UTF-8 connector path")?;
+    let path = dir.join(REGISTRY);
+    std::fs::write(
+        &path,
+        format!(
+            "[kinds.{KIND}]\nexecutable = {}\n",
+            toml::Value::String(executable.into())
+        ),
+    )
+    .with_context(|| format!("writing {}", path.display()))?;
+    Ok(path)
+}
+
 /// Tenants, their demo-connector instances and scopes on a 5 s schedule, written directly: the
 /// set-up is not under test.
-pub async fn provision(domain: &Domain, connector: &Path) -> anyhow::Result<Vec<Scope>> {
+pub async fn provision(domain: &Domain) -> anyhow::Result<Vec<Scope>> {
     domain.ensure_indexes().await?;
     let mut scopes = Vec::new();
     for (t, tenant) in TENANTS.iter().enumerate() {
@@ -55,8 +76,7 @@ pub async fn provision(domain: &Domain, connector: &Path) -> anyhow::Result<Vec<
         let instance = ConnectorInstance::new(
             tenant,
             "demo-clouds",
-            "demo",
-            vec![connector.display().to_string()],
+            KIND,
             CredentialsRef {
                 provider: Provider::Env,
                 reference: CREDENTIALS_REF.into(),

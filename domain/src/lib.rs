@@ -44,7 +44,7 @@ pub use scopes::{ClaimedScopes, ScopeSettlement};
 pub use syncs::{ConnectorSync, EvidencePack, PackItem, RunRecord};
 pub use tenancy::{
     ConnectorInstance, InstanceStatus, InstanceUpdate, Pause, ScanScope, ScopeClaim, ScopeUpdate,
-    Tenant, TenantStatus, validate_budget, validate_tenant_id,
+    Tenant, TenantStatus, validate_budget, validate_kind, validate_tenant_id,
 };
 
 use mongodb::bson::{Document, doc};

@@ -45,10 +45,10 @@ pub struct ConnectorInstance {
     pub id: ObjectId,
     pub tenant_id: String,
     pub name: String,
-    /// The connector's kind (`demo`, `aws`, …): part of where Key Vault looks for its secrets.
+    /// The connector's kind (`demo`, `aws`, …): which registered connector program scans it
+    /// (the deployment's connector registry says which executable that is; an instance never
+    /// names a program), and part of where Key Vault looks for its secrets.
     pub kind: String,
-    /// The connector executable and its fixed arguments; the driver appends the contract's three.
-    pub command: Vec<String>,
     pub credentials_ref: CredentialsRef,
     pub status: InstanceStatus,
     pub created_at: DateTime,
@@ -116,7 +116,6 @@ pub struct ScopeClaim {
 #[derive(Debug, Clone, Default)]
 pub struct InstanceUpdate {
     pub name: Option<String>,
-    pub command: Option<Vec<String>>,
     pub credentials_ref: Option<CredentialsRef>,
     pub status: Option<InstanceStatus>,
 }
@@ -149,29 +148,17 @@ impl ConnectorInstance {
         tenant_id: &str,
         name: &str,
         kind: &str,
-        command: Vec<String>,
         credentials_ref: CredentialsRef,
     ) -> Result<ConnectorInstance> {
         validate_tenant_id(tenant_id)?;
         validate_name(name)?;
-        validate_command(&command)?;
-        if kind.is_empty()
-            || !kind
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-        {
-            return Err(DomainError::invalid(
-                "kind",
-                "must be lower-case letters, digits and `_`",
-            ));
-        }
+        validate_kind(kind)?;
         validate_credentials_ref(&credentials_ref)?;
         Ok(ConnectorInstance {
             id: ObjectId::new(),
             tenant_id: tenant_id.to_string(),
             name: name.to_string(),
             kind: kind.to_string(),
-            command,
             credentials_ref,
             status: InstanceStatus::Active,
             created_at: DateTime::now(),
@@ -231,11 +218,21 @@ fn validate_name(name: &str) -> Result<()> {
     Ok(())
 }
 
-fn validate_command(command: &[String]) -> Result<()> {
-    if command.first().is_none_or(|program| program.is_empty()) {
+/// The longest connector kind name.
+pub const MAX_KIND_CHARS: usize = 64;
+
+/// A connector kind's name: the key of the deployment's connector registry and a part of Key
+/// Vault secret names, so plain lower-case ASCII.
+pub fn validate_kind(kind: &str) -> Result<()> {
+    if kind.is_empty()
+        || kind.len() > MAX_KIND_CHARS
+        || !kind
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+    {
         return Err(DomainError::invalid(
-            "command",
-            "must name the connector executable first",
+            "kind",
+            format!("must be 1 to {MAX_KIND_CHARS} lower-case letters, digits and `_`"),
         ));
     }
     Ok(())
@@ -267,10 +264,6 @@ impl InstanceUpdate {
             validate_name(name)?;
             set.insert("name", name);
         }
-        if let Some(command) = &self.command {
-            validate_command(command)?;
-            set.insert("command", mongodb::bson::to_bson(command)?);
-        }
         if let Some(credentials_ref) = &self.credentials_ref {
             validate_credentials_ref(credentials_ref)?;
             set.insert("credentials_ref", mongodb::bson::to_bson(credentials_ref)?);
@@ -278,7 +271,7 @@ impl InstanceUpdate {
         if let Some(status) = self.status {
             set.insert("status", mongodb::bson::to_bson(&status)?);
         }
-        non_empty(set, "name, command, credentials_ref, status")
+        non_empty(set, "name, credentials_ref, status")
     }
 }
 
@@ -411,6 +404,46 @@ impl Domain {
             return Err(DomainError::not_found("connector instance", id, tenant_id));
         }
         Ok(())
+    }
+
+    /// Removes the `command` instances stored when an API caller could set the program a
+    /// connector runs; the deployment's connector registry says that now. Returns how many
+    /// instances had one. Idempotent: a second call changes nothing.
+    pub async fn drop_instance_commands(&self) -> Result<u64> {
+        let dropped = self
+            .instances()
+            .update_many(
+                doc! { "command": { "$exists": true } },
+                doc! { "$unset": { "command": "" } },
+            )
+            .await?;
+        Ok(dropped.modified_count)
+    }
+
+    /// Every instance's tenant, id and kind, by tenant then id: what to hold against a
+    /// connector registry before workers that read it start.
+    pub async fn instance_kinds(&self) -> Result<Vec<(String, ObjectId, String)>> {
+        use futures::TryStreamExt;
+        #[derive(Deserialize)]
+        struct KindRow {
+            #[serde(rename = "_id")]
+            id: ObjectId,
+            tenant_id: String,
+            kind: String,
+        }
+        let mut rows: Vec<(String, ObjectId, String)> = self
+            .instances()
+            .clone_with_type::<KindRow>()
+            .find(doc! {})
+            .projection(doc! { "_id": 1, "tenant_id": 1, "kind": 1 })
+            .await?
+            .map_ok(|row| (row.tenant_id, row.id, row.kind))
+            .try_collect()
+            .await?;
+        // Sorted here rather than by the server: no index serves this order, and a one-shot
+        // report of a few thousand rows needs none.
+        rows.sort();
+        Ok(rows)
     }
 
     /// Inserts `scope`. A scope inserted with a schedule starts at the schedule's first slot

@@ -32,14 +32,7 @@ fn env_ref(reference: &str) -> CredentialsRef {
 }
 
 async fn instance(domain: &Domain, tenant: &str, name: &str) -> ConnectorInstance {
-    let instance = ConnectorInstance::new(
-        tenant,
-        name,
-        "demo",
-        vec!["sv0-demo-connector".into()],
-        env_ref("DEMO_CLOUD"),
-    )
-    .unwrap();
+    let instance = ConnectorInstance::new(tenant, name, "demo", env_ref("DEMO_CLOUD")).unwrap();
     domain.insert_instance(&instance).await.unwrap();
     instance
 }
@@ -319,10 +312,6 @@ async fn an_instance_update_sets_each_field_given() {
             ..Default::default()
         },
         InstanceUpdate {
-            command: Some(vec!["/opt/connector".into(), "--fast".into()]),
-            ..Default::default()
-        },
-        InstanceUpdate {
             credentials_ref: Some(CredentialsRef {
                 provider: Provider::AzureKeyvault,
                 reference: "AWS_PRIMARY".into(),
@@ -341,9 +330,6 @@ async fn an_instance_update_sets_each_field_given() {
             .unwrap();
         if let Some(name) = update.name {
             expected.name = name;
-        }
-        if let Some(command) = update.command {
-            expected.command = command;
         }
         if let Some(credentials_ref) = update.credentials_ref {
             expected.credentials_ref = credentials_ref;
@@ -364,21 +350,15 @@ async fn an_invalid_instance_update_names_its_field_and_writes_nothing() {
         name: Some(name.into()),
         ..Default::default()
     };
-    let command = |command: &[&str]| InstanceUpdate {
-        name: Some("renamed".into()),
-        command: Some(command.iter().map(|c| c.to_string()).collect()),
-        ..Default::default()
-    };
     let cases = [
         (name(""), "name"),
         (name("   "), "name"),
         (name("two\nlines"), "name"),
         (name(&"x".repeat(201)), "name"),
         // With a valid name beside it: the edit is written whole or not at all.
-        (command(&[]), "command"),
-        (command(&["", "--fast"]), "command"),
         (
             InstanceUpdate {
+                name: Some("renamed".into()),
                 credentials_ref: Some(env_ref("../other-tenant")),
                 ..Default::default()
             },
@@ -395,8 +375,62 @@ async fn an_invalid_instance_update_names_its_field_and_writes_nothing() {
         assert_eq!(domain.instance("t", stored.id).await.unwrap(), stored);
     }
     // Creation holds names to the same rule.
-    let error = ConnectorInstance::new("t", " ", "demo", vec!["c".into()], env_ref("DEMO"));
+    let error = ConnectorInstance::new("t", " ", "demo", env_ref("DEMO"));
     assert_eq!(invalid_field(error.unwrap_err()), "name");
+    let error = ConnectorInstance::new("t", "demo", "Demo Cloud", env_ref("DEMO"));
+    assert_eq!(invalid_field(error.unwrap_err()), "kind");
+}
+
+/// An instance as stored before the connector registry: with the program it ran.
+async fn insert_old_instance(db: &mongodb::Database, tenant: &str, kind: &str) -> ObjectId {
+    let id = ObjectId::new();
+    db.collection::<mongodb::bson::Document>("connector_instances")
+        .insert_one(doc! {
+            "_id": id, "tenant_id": tenant, "name": "old", "kind": kind,
+            "command": ["/bin/sh", "-c", "cat /proc/$PPID/environ"],
+            "credentials_ref": {"provider": "env", "ref": "DEMO_CLOUD"},
+            "status": "active", "created_at": DateTime::now(),
+        })
+        .await
+        .unwrap();
+    id
+}
+
+#[tokio::test]
+async fn an_instance_stored_with_a_command_still_reads_and_migrating_drops_the_command() {
+    let (tdb, domain) = setup("instance_old_command", &["a", "b"]).await;
+    let old_b = insert_old_instance(&tdb.db, "b", "aws").await;
+    let old_a = insert_old_instance(&tdb.db, "a", "demo").await;
+    let new_a = instance(&domain, "a", "new").await;
+
+    let read = domain.instance("a", old_a).await.unwrap();
+    assert_eq!((read.kind.as_str(), read.name.as_str()), ("demo", "old"));
+    let listed = domain.list_instances(Some("b"), None, 10).await.unwrap();
+    assert_eq!(ids(listed, |i| i.id), [old_b]);
+
+    let raw = tdb
+        .db
+        .collection::<mongodb::bson::Document>("connector_instances");
+    let with_command = || raw.count_documents(doc! { "command": { "$exists": true } });
+    assert_eq!(with_command().await.unwrap(), 2);
+    assert_eq!(domain.drop_instance_commands().await.unwrap(), 2);
+    assert_eq!(with_command().await.unwrap(), 0);
+    assert_eq!(
+        domain.drop_instance_commands().await.unwrap(),
+        0,
+        "a second migration changes nothing"
+    );
+    // Only `command` went: every other field reads back as before.
+    assert_eq!(domain.instance("a", old_a).await.unwrap(), read);
+    assert_eq!(domain.instance("a", new_a.id).await.unwrap(), new_a);
+
+    let mut expected = vec![
+        ("a".to_string(), old_a, "demo".to_string()),
+        ("a".to_string(), new_a.id, "demo".to_string()),
+        ("b".to_string(), old_b, "aws".to_string()),
+    ];
+    expected.sort();
+    assert_eq!(domain.instance_kinds().await.unwrap(), expected);
 }
 
 #[tokio::test]

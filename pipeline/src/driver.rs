@@ -1,15 +1,17 @@
-//! The connector driver: the only code that starts a connector (docs/connector-contract.md,
-//! ADR-027 §b).
+//! The connector driver: the only code that starts a connector (docs/connector-contract.md).
 //!
-//! One call of [`run_connector`] is one connector process: a private directory with
-//! `scope.json` in it, a cleared environment plus the broker's bundle, a process group of its
-//! own that is killed as a whole on the time budget, a cancel, or when the connector is done,
-//! and the two output files read back and validated. Nothing of the run outlives the call: not
-//! the directory, not a process of the group.
+//! One call of [`run_connector`] is one connector process: the registered kind's executable,
+//! confined by the worker's [`Sandbox`] (its files limited to the system's, its executable's and
+//! its private run directory; its TCP connects to the kind's ports; seccomp; rlimits; another
+//! user under a root worker), a private directory with `scope.json` in it, a cleared
+//! environment plus the broker's bundle, a process group of its own that is killed as a whole on
+//! the time budget, a cancel, or when the connector is done, and the two output files read back
+//! and validated. Nothing of the run outlives the call: not the directory, not a process of the
+//! group.
 //!
 //! Secrets: the bundle's values go into the child's environment and nowhere else. The only
 //! connector text the driver keeps is the tail of its stderr, and every bundle value in it is
-//! replaced by [`REDACTED`] before it is returned. Logs carry the program, the exit status and
+//! replaced by `[REDACTED]` before it is returned. Logs carry the program, the exit status and
 //! timings only.
 
 use std::collections::BTreeMap;
@@ -17,7 +19,7 @@ use std::fs::{File, Permissions};
 use std::io::{self, Read};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::os::unix::process::ExitStatusExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
@@ -26,16 +28,17 @@ use nix::libc;
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use serde::Deserialize;
-use sv0_broker::{REDACTED, SecretBundle};
+use sv0_broker::SecretBundle;
 use sv0_domain::category::CONNECTOR_CATEGORY_RULE;
 use sv0_domain::{CategoryName, CategoryNameError, CategoryResult, CellStatus, Graph};
-use tokio::io::AsyncReadExt;
-use tokio::process::{Child, ChildStderr, Command};
+use tokio::process::{Child, Command};
 use tokio_util::sync::CancellationToken;
 
-/// How much of the connector's stderr a run keeps: the end of it, where the reason for a failure
-/// usually is.
-pub const STDERR_TAIL_BYTES: usize = 16 * 1024;
+pub use crate::redact::STDERR_TAIL_BYTES;
+use crate::redact::{Redactor, StderrTail};
+use crate::registry::ConnectorKind;
+use crate::sandbox::Sandbox;
+
 /// The largest `category_results.json` read: a few hundred categories take a few KiB.
 pub const MAX_RESULTS_BYTES: u64 = 1024 * 1024;
 /// The largest `graph.json` read. A sync holds at most [`sv0_domain::graph::MAX_GRAPH_ENTITIES`]
@@ -53,12 +56,23 @@ const STDERR_DRAIN_GRACE: Duration = Duration::from_secs(1);
 /// Connector text put into an error message (a category name, a parser's reason) is cut to this
 /// many characters: the message is stored in the run's `__driver__` cell.
 const MAX_MESSAGE_CHARS: usize = 300;
+/// The most categories one `category_results.json` may hold: each becomes a cell of the run.
+pub const MAX_CATEGORIES: usize = 256;
+/// A category's errors as stored: at most this many, each at most [`MAX_ERROR_CHARS`]
+/// characters; the rest is summarized in a last line, so a chatty connector still has its scan
+/// recorded but cannot grow the run document without bound.
+pub const MAX_ERRORS_PER_CATEGORY: usize = 32;
+pub const MAX_ERROR_CHARS: usize = 2000;
 
 /// One run of a connector.
 pub struct ConnectorRun<'a> {
-    /// The program and its fixed arguments (`ConnectorInstance.command`); the contract's three
-    /// flags are appended. A relative program path is taken from the worker's current directory.
-    pub command: &'a [String],
+    /// The kind's name, for logs.
+    pub kind_name: &'a str,
+    /// The registered program, its fixed arguments (the contract's three flags are appended)
+    /// and its confinement.
+    pub kind: &'a ConnectorKind,
+    /// How this worker confines connectors.
+    pub sandbox: &'a Sandbox,
     /// The scope's `scope` document, written to `scope.json`.
     pub scope: &'a serde_json::Value,
     /// The credentials the broker resolved for the instance: the connector's environment.
@@ -85,6 +99,12 @@ pub struct ConnectorOutput {
 /// `__driver__` cell, and never holds a bundle value.
 #[derive(Debug, thiserror::Error)]
 pub enum DriverError {
+    #[error("connector {program:?} cannot be confined: {source}")]
+    Confinement {
+        program: String,
+        #[source]
+        source: sv0_confine::ConfineError,
+    },
     #[error("connector {program:?} could not be started: {source}")]
     Spawn {
         program: String,
@@ -171,27 +191,28 @@ fn one_line(text: &str) -> String {
 /// Runs the connector once, as the contract says, and returns its validated output.
 pub async fn run_connector(run: ConnectorRun<'_>) -> Result<ConnectorOutput, DriverError> {
     let started = Instant::now();
-    let Some(program) = run.command.first() else {
-        return Err(DriverError::Spawn {
-            program: String::new(),
-            source: io::Error::new(io::ErrorKind::InvalidInput, "the command is empty"),
-        });
-    };
+    let program = run.kind_name;
     // A run cancelled before it started (the lease was lost while the bundle was resolved) has
     // nothing to kill: do not start it.
     if run.cancel.is_cancelled() {
         return Err(DriverError::Cancelled);
     }
-    // 0700: other users of the machine cannot read the scope or the outputs. Dropping the
+    // 0700: other users of the machine cannot read the scope or the outputs; under a root
+    // worker it belongs to the connector's user, who alone may then enter it. Dropping the
     // `TempDir` removes it on every path out of this function, an early return, a panic or the
     // future being dropped included.
     let dir = tempfile::Builder::new()
         .prefix("sv0-connector-")
         .permissions(Permissions::from_mode(0o700))
-        .tempdir()
+        .tempdir_in(run.sandbox.runs_dir())
         .map_err(DriverError::io(
             "creating the connector's working directory",
         ))?;
+    if let Some(user) = run.sandbox.user() {
+        std::os::unix::fs::chown(dir.path(), Some(user.uid), Some(user.gid)).map_err(
+            DriverError::io("giving the working directory to the connector's user"),
+        )?;
+    }
     let result = run_in(dir.path(), program, &run, started).await;
     // Closing it here (rather than on drop) only adds a log line when removal fails.
     if let Err(error) = dir.close() {
@@ -211,9 +232,9 @@ async fn run_in(
     let scope = serde_json::to_vec(run.scope).expect("a JSON value always serializes");
     std::fs::write(&scope_path, scope).map_err(DriverError::io("writing scope.json"))?;
 
-    let mut command = Command::new(program_path(program));
+    let mut command = Command::new(&run.kind.executable);
     command
-        .args(&run.command[1..])
+        .args(&run.kind.args)
         .arg("--scope-json")
         .arg(&scope_path)
         .arg("--category-results-out")
@@ -232,8 +253,39 @@ async fn run_in(
         // the connector in the background.
         .kill_on_drop(true);
     run.bundle.apply_to_command(command.as_std_mut());
+    // The worker's own HOME and TMPDIR are out of the connector's reach: its private directory
+    // stands for both.
+    command.env("HOME", dir).env("TMPDIR", dir);
+    // The bundle's own value of a name wins over the worker's.
+    for name in run
+        .kind
+        .env
+        .iter()
+        .filter(|n| !run.bundle.names().any(|b| b == *n))
+    {
+        if let Some(value) = std::env::var_os(name) {
+            command.env(name, value);
+        }
+    }
+    let policy = run.sandbox.policy(run.kind, dir, run.time_limit);
+    let confinement = sv0_confine::prepare(&policy, run.sandbox.mode()).map_err(|source| {
+        DriverError::Confinement {
+            program: program.to_string(),
+            source,
+        }
+    })?;
+    let enforced = confinement.enforced();
+    confinement.apply(command.as_std_mut());
 
-    tracing::info!(%program, "starting the connector");
+    if run.sandbox.unconfined() {
+        tracing::warn!(
+            %program,
+            confinement = %run.sandbox.describe(),
+            "starting the connector UNCONFINED (--allow-unconfined-connectors)"
+        );
+    } else {
+        tracing::info!(%program, confinement = %enforced, "starting the connector");
+    }
     let mut child = command.spawn().map_err(|source| DriverError::Spawn {
         program: program.to_string(),
         source,
@@ -246,6 +298,8 @@ async fn run_in(
         .filter(|value| !value.is_empty())
         .collect();
     let mut tail = StderrTail::new(&secrets);
+    // The categories' errors are connector text stored on the run, like the stderr tail.
+    let redactor = Redactor::new(&secrets);
     let ending = supervise(
         &mut child,
         &mut group,
@@ -254,7 +308,7 @@ async fn run_in(
         &run.cancel,
     )
     .await?;
-    let stderr_tail = tail.finish(&secrets);
+    let stderr_tail = tail.finish();
     let elapsed_ms = started.elapsed().as_millis() as u64;
 
     match ending {
@@ -285,7 +339,7 @@ async fn run_in(
     // worker's lease heartbeats keep going meanwhile.
     let dir = dir.to_path_buf();
     let (categories, graph, graph_bytes) =
-        match tokio::task::spawn_blocking(move || read_outputs(&dir)).await {
+        match tokio::task::spawn_blocking(move || read_outputs(&dir, &redactor)).await {
             Ok(outputs) => outputs?,
             Err(join) if join.is_panic() => std::panic::resume_unwind(join.into_panic()),
             Err(join) => {
@@ -302,20 +356,6 @@ async fn run_in(
         stderr_tail,
         elapsed: started.elapsed(),
     })
-}
-
-/// The working directory is the connector's private one, so a relative program path (as a
-/// developer might configure, `target/debug/…`) would be looked up there and never found; it is
-/// meant from where the worker runs. Bare names are left to the `PATH` lookup.
-fn program_path(program: &str) -> PathBuf {
-    let path = Path::new(program);
-    if path.is_relative()
-        && program.contains('/')
-        && let Ok(current) = std::env::current_dir()
-    {
-        return current.join(path);
-    }
-    path.to_path_buf()
 }
 
 /// How the connector's process ended.
@@ -416,112 +456,13 @@ impl Drop for ProcessGroup {
     }
 }
 
-/// The end of the connector's stderr, raw. It keeps [`STDERR_TAIL_BYTES`] plus the longest
-/// secret's length: a secret that straddles where the tail will be cut is then still whole in
-/// the raw bytes, and found.
-struct StderrTail {
-    raw: Vec<u8>,
-    keep: usize,
-    /// Whether bytes before `raw` were dropped.
-    truncated: bool,
-}
-
-impl StderrTail {
-    fn new(secrets: &[&[u8]]) -> StderrTail {
-        let longest = secrets.iter().map(|s| s.len()).max().unwrap_or(0);
-        StderrTail {
-            raw: Vec::new(),
-            keep: STDERR_TAIL_BYTES + longest,
-            truncated: false,
-        }
-    }
-
-    async fn read_from(&mut self, mut stderr: ChildStderr) {
-        let mut chunk = [0u8; 8192];
-        loop {
-            match stderr.read(&mut chunk).await {
-                Ok(0) => return,
-                Ok(n) => self.push(&chunk[..n]),
-                Err(error) => {
-                    tracing::debug!(%error, "reading the connector's stderr failed");
-                    return;
-                }
-            }
-        }
-    }
-
-    fn push(&mut self, chunk: &[u8]) {
-        self.raw.extend_from_slice(chunk);
-        // Trimming only past twice the size keeps the copying amortized.
-        if self.raw.len() > 2 * self.keep {
-            self.trim();
-        }
-    }
-
-    fn trim(&mut self) {
-        if self.raw.len() > self.keep {
-            self.raw.drain(..self.raw.len() - self.keep);
-            self.truncated = true;
-        }
-    }
-
-    /// The tail as kept: secrets redacted, then cut to [`STDERR_TAIL_BYTES`].
-    fn finish(mut self, secrets: &[&[u8]]) -> String {
-        self.trim();
-        redact_tail(&self.raw, self.truncated, secrets)
-    }
-}
-
-/// Replaces every occurrence of every secret in `raw` with [`REDACTED`] and returns at most the
-/// last [`STDERR_TAIL_BYTES`] of the result, cut on a character boundary.
-///
-/// Occurrences are marked byte by byte before anything is replaced, so that overlapping secrets
-/// (one inside another, or one's end another's start) are redacted whole. When `raw` is itself a
-/// cut (`truncated`), its first `longest - 1` bytes may hold the end of a secret whose start was
-/// dropped, which no search can recognize: those bytes are dropped too. Every byte kept then
-/// belongs only to occurrences that start inside `raw`, and are found.
-fn redact_tail(raw: &[u8], truncated: bool, secrets: &[&[u8]]) -> String {
-    let mut secret = vec![false; raw.len()];
-    for value in secrets.iter().filter(|value| !value.is_empty()) {
-        for start in 0..raw.len().saturating_sub(value.len() - 1) {
-            if raw[start..].starts_with(value) {
-                secret[start..start + value.len()].fill(true);
-            }
-        }
-    }
-    let longest = secrets.iter().map(|s| s.len()).max().unwrap_or(0);
-    let mut at = if truncated {
-        longest.saturating_sub(1).min(raw.len())
-    } else {
-        0
-    };
-    let mut redacted = Vec::with_capacity(raw.len());
-    while at < raw.len() {
-        if secret[at] {
-            redacted.extend_from_slice(REDACTED.as_bytes());
-            while at < raw.len() && secret[at] {
-                at += 1;
-            }
-        } else {
-            redacted.push(raw[at]);
-            at += 1;
-        }
-    }
-    // Lossy: a connector's stderr need not be UTF-8, and the raw cut may split a character.
-    let text = String::from_utf8_lossy(&redacted);
-    let mut start = text.len().saturating_sub(STDERR_TAIL_BYTES);
-    while !text.is_char_boundary(start) {
-        start += 1;
-    }
-    text[start..].to_string()
-}
-
 /// Reads and validates both output files (blocking: run on a blocking thread).
 fn read_outputs(
     dir: &Path,
+    redactor: &Redactor,
 ) -> Result<(BTreeMap<CategoryName, CategoryResult>, Graph, usize), DriverError> {
     let results = read_output(dir, RESULTS_FILE, MAX_RESULTS_BYTES)?;
-    let categories = parse_results(&results)?;
+    let categories = parse_results(&results, redactor)?;
     let graph_json = read_output(dir, GRAPH_FILE, MAX_GRAPH_BYTES)?;
     let graph = Graph::from_json(&graph_json).map_err(|e| DriverError::InvalidGraph {
         reason: one_line(&e.to_string()),
@@ -589,12 +530,21 @@ enum WireStatus {
     Failed,
 }
 
-fn parse_results(bytes: &[u8]) -> Result<BTreeMap<CategoryName, CategoryResult>, DriverError> {
+fn parse_results(
+    bytes: &[u8],
+    redactor: &Redactor,
+) -> Result<BTreeMap<CategoryName, CategoryResult>, DriverError> {
     let invalid = |reason: String| DriverError::InvalidResults {
         reason: one_line(&reason),
     };
     let cells: BTreeMap<String, WireCell> =
         serde_json::from_slice(bytes).map_err(|e| invalid(e.to_string()))?;
+    if cells.len() > MAX_CATEGORIES {
+        return Err(invalid(format!(
+            "{} categories; at most {MAX_CATEGORIES}",
+            cells.len()
+        )));
+    }
     let mut categories = BTreeMap::new();
     for (name, cell) in cells {
         let category = CategoryName::connector(&name).map_err(|refusal| match refusal {
@@ -630,77 +580,74 @@ fn parse_results(bytes: &[u8]) -> Result<BTreeMap<CategoryName, CategoryResult>,
                 items_scanned,
                 started_at,
                 ended_at: Some(ended_at),
-                errors: cell.errors,
+                errors: bounded_errors(cell.errors, redactor),
             },
         );
     }
     Ok(categories)
 }
 
+/// A category's errors as stored: secrets redacted, each cut to [`MAX_ERROR_CHARS`], at most
+/// [`MAX_ERRORS_PER_CATEGORY`] of them with the rest counted in a last line.
+fn bounded_errors(errors: Vec<String>, redactor: &Redactor) -> Vec<String> {
+    let total = errors.len();
+    let mut kept: Vec<String> = errors
+        .into_iter()
+        .take(MAX_ERRORS_PER_CATEGORY)
+        .map(|error| {
+            let mut error: String = error.chars().take(MAX_ERROR_CHARS).collect();
+            error = redactor.redact(&error);
+            error
+        })
+        .collect();
+    if total > MAX_ERRORS_PER_CATEGORY {
+        kept.push(format!(
+            "… and {} more errors not kept",
+            total - MAX_ERRORS_PER_CATEGORY
+        ));
+    }
+    kept
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    const SECRET: &[u8] = b"canary-s3cr3t-7d1f";
-
     #[test]
-    fn every_occurrence_is_redacted_and_short_tails_are_kept_whole() {
-        let raw = b"start canary-s3cr3t-7d1f middle canary-s3cr3t-7d1fcanary-s3cr3t-7d1f end";
-        assert_eq!(
-            redact_tail(raw, false, &[SECRET, b""]),
-            "start [REDACTED] middle [REDACTED] end"
-        );
-    }
-
-    #[test]
-    fn overlapping_secrets_are_redacted_whole() {
-        assert_eq!(
-            redact_tail(b"x abcdef y", false, &[b"abcd", b"cdef"]),
-            "x [REDACTED] y"
-        );
-        assert_eq!(
-            redact_tail(b"x abcd y", false, &[b"bc", b"abcd"]),
-            "x [REDACTED] y"
-        );
-    }
-
-    /// A secret straddling the stream's last [`STDERR_TAIL_BYTES`], and one straddling the start
-    /// of the raw window with more copies after it (whose redaction shortens the text, so that
-    /// the final cut would not drop the remnant by itself): no part of either survives, and the
-    /// result stays within the bound.
-    #[test]
-    fn a_secret_at_either_cut_leaves_no_remnant() {
-        let cases = [
-            (STDERR_TAIL_BYTES - 9, 0),
-            (STDERR_TAIL_BYTES + SECRET.len() - 9 - 4 * SECRET.len(), 4),
+    fn a_categorys_errors_are_redacted_and_bounded() {
+        let secret: &[u8] = b"canary-s3cr3t-7d1f";
+        let redactor = Redactor::new(&[secret]);
+        let mut errors = vec![
+            "token canary-s3cr3t-7d1f refused".to_string(),
+            "x".repeat(3 * MAX_ERROR_CHARS),
         ];
-        for (after, repeats) in cases {
-            let mut tail = StderrTail::new(&[SECRET]);
-            tail.push(b"token=");
-            tail.push(SECRET);
-            tail.push(&vec![b'x'; after]);
-            tail.push(&SECRET.repeat(repeats));
-            let kept = tail.finish(&[SECRET]);
-            assert!(
-                kept.len() <= STDERR_TAIL_BYTES,
-                "{after}: {} bytes",
-                kept.len()
-            );
-            assert!(
-                !kept.contains("cr3t-7d1f"),
-                "{after}: a remnant of the secret survived"
-            );
-            let end = if repeats > 0 { "x[REDACTED]" } else { "xx" };
-            assert!(kept.ends_with(end), "{after}: the end was not kept");
-        }
+        errors.extend((0..40).map(|n| format!("account {n} unreachable")));
+        let kept = bounded_errors(errors, &redactor);
+        assert_eq!(kept[0], "token [REDACTED] refused");
+        assert_eq!(kept[1].chars().count(), MAX_ERROR_CHARS);
+        assert_eq!(kept.len(), MAX_ERRORS_PER_CATEGORY + 1);
+        assert_eq!(
+            kept[MAX_ERRORS_PER_CATEGORY],
+            "… and 10 more errors not kept"
+        );
     }
 
     #[test]
-    fn the_cut_falls_on_a_character_boundary() {
-        let raw = "é".repeat(STDERR_TAIL_BYTES);
-        let kept = redact_tail(raw.as_bytes(), true, &[]);
-        assert_eq!(kept.len(), STDERR_TAIL_BYTES);
-        assert!(kept.chars().all(|c| c == 'é'));
+    fn too_many_categories_are_refused() {
+        let cell = r#"{"status":"succeeded","items_scanned":1,"started_at":"2026-01-01T00:00:00Z","ended_at":"2026-01-01T00:00:01Z","errors":[]}"#;
+        let file = |n: usize| {
+            let cells: Vec<String> = (0..n).map(|i| format!("\"c{i}\": {cell}")).collect();
+            format!("{{{}}}", cells.join(","))
+        };
+        let redactor = Redactor::new(&[]);
+        assert_eq!(
+            parse_results(file(MAX_CATEGORIES).as_bytes(), &redactor)
+                .unwrap()
+                .len(),
+            MAX_CATEGORIES
+        );
+        let error = parse_results(file(MAX_CATEGORIES + 1).as_bytes(), &redactor).unwrap_err();
+        assert!(error.to_string().contains("at most 256"), "{error}");
     }
 
     #[test]

@@ -12,8 +12,11 @@ pub mod driver;
 mod entry;
 mod first_job;
 mod metrics;
+mod redact;
+pub mod registry;
 mod rematerialize;
 pub mod rules;
+pub mod sandbox;
 mod scan;
 mod stage;
 mod stages;
@@ -29,6 +32,8 @@ use sv0_worker::{HandlerError, HandlerSet};
 pub use entry::{Deploy, RunRequest};
 pub use first_job::FirstJob;
 pub use metrics::PipelineMetrics;
+pub use registry::{ConnectorKind, ConnectorLimits, ConnectorRegistry, RegistryError, UnknownKind};
+pub use sandbox::{Sandbox, SandboxError, SandboxSettings};
 pub use stage::Stage;
 
 /// The pipeline's job kinds, in pipeline order, then the deploy gate's.
@@ -52,22 +57,49 @@ pub mod kinds {
 }
 
 /// What the stages and the entry points share: the domain's collections, the queue, the
-/// credential broker (used by `execute_scan` only) and the pipeline's metrics.
+/// credential broker and the connector registry and sandbox (used by `execute_scan` only) and
+/// the pipeline's metrics.
 pub struct Pipeline {
     pub domain: Domain,
     pub queue: Queue,
     pub broker: CredentialBroker,
+    connectors: ConnectorRegistry,
+    sandbox: Option<Sandbox>,
     metrics: PipelineMetrics,
 }
 
 impl Pipeline {
+    /// A pipeline with an empty connector registry and no sandbox: it can start runs and
+    /// run every stage but `execute_scan`.
     pub fn new(domain: Domain, queue: Queue, broker: CredentialBroker) -> Pipeline {
         Pipeline {
             domain,
             queue,
             broker,
+            connectors: ConnectorRegistry::default(),
+            sandbox: None,
             metrics: PipelineMetrics::default(),
         }
+    }
+
+    /// The deployment's connector registry: what instances may name, and what runs for them.
+    pub fn with_connectors(mut self, registry: ConnectorRegistry) -> Pipeline {
+        self.connectors = registry;
+        self
+    }
+
+    /// How connectors are confined: without one, `execute_scan` runs no connector.
+    pub fn with_sandbox(mut self, sandbox: Sandbox) -> Pipeline {
+        self.sandbox = Some(sandbox);
+        self
+    }
+
+    pub fn connectors(&self) -> &ConnectorRegistry {
+        &self.connectors
+    }
+
+    pub fn sandbox(&self) -> Option<&Sandbox> {
+        self.sandbox.as_ref()
     }
 
     /// The runs' and stages' series, to register with the process's registry.

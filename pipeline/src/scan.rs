@@ -141,6 +141,21 @@ impl ExecuteScan {
                 instance.id
             )));
         }
+        let Some(sandbox) = self.pipeline.sandbox() else {
+            return Err(ScanFailure::permanent(
+                "this process was started without a connector sandbox and runs no connector",
+            ));
+        };
+        // Another worker may have the kind (a registry being rolled out): the attempt is given
+        // back, and once the job's attempts are spent the run fails saying so.
+        let kind = self
+            .pipeline
+            .connectors()
+            .kind(&instance.kind)
+            .map_err(|unknown| ScanFailure {
+                transient: true,
+                ..ScanFailure::permanent(format!("{unknown} on this worker"))
+            })?;
         let bundle = self
             .pipeline
             .broker
@@ -154,7 +169,9 @@ impl ExecuteScan {
         let time_limit = remaining(run);
         let scope_json = Bson::Document(scope.scope.clone()).into_relaxed_extjson();
         let output = run_connector(ConnectorRun {
-            command: &instance.command,
+            kind_name: &instance.kind,
+            kind,
+            sandbox,
             scope: &scope_json,
             bundle: &bundle,
             time_limit,

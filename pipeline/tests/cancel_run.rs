@@ -33,7 +33,6 @@ async fn setup(label: &str) -> (TestDb, Pipeline, ScanScope) {
         "a",
         "demo",
         "demo",
-        vec!["sv0-demo-connector".into()],
         CredentialsRef {
             provider: Provider::Env,
             reference: "DEMO_CLOUD".into(),

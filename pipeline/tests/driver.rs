@@ -1,14 +1,18 @@
-//! The connector driver against real processes: the shell scripts in `tests/connectors/`, each
-//! doing one thing a connector may do (obey the contract, print its credential, hang, leave a
-//! child behind, write bad outputs). Scripts report what they saw into a directory of the test's
-//! (`out`), outside the driver's private one, since that one is gone when the run returns.
+//! The connector driver against real processes: the scripts in `tests/connectors/`, each doing
+//! one thing a connector may do (obey the contract, print its credential, hang, leave a child
+//! behind, write bad outputs), run confined as a worker runs them: staged where the connector
+//! user can run them, their run directories in a directory of the test's own. A confined script
+//! writes only in its run directory, which is gone when the run returns: it reports on stderr,
+//! or the test reads what it wrote there while it runs.
 //!
-//! Every run goes through [`run`], which checks on every outcome that the canary credential shows
-//! in no returned text and that error messages are one line.
+//! Every run goes through [`Connectors::run_with`], which checks on every outcome that the canary
+//! credential shows in no returned text and that error messages are one line.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::Permissions;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use mongodb::bson::DateTime;
 use serde_json::{Value, json};
@@ -17,6 +21,8 @@ use sv0_domain::{CategoryName, CellStatus};
 use sv0_pipeline::driver::{
     ConnectorOutput, ConnectorRun, DriverError, MAX_RESULTS_BYTES, STDERR_TAIL_BYTES, run_connector,
 };
+use sv0_pipeline::{ConnectorKind, ConnectorRegistry, RegistryError, Sandbox, SandboxSettings};
+use sv0_testkit::StagedConnectors;
 use tempfile::TempDir;
 use tokio_util::sync::CancellationToken;
 
@@ -25,15 +31,153 @@ const CANARY: &str = "canary-s3cr3t-7d1f";
 const TOKEN_VAR: &str = "SV0_TEST_TOKEN";
 /// A time limit only a hung run reaches.
 const GENEROUS: Duration = Duration::from_secs(20);
+/// The kind name every run is logged and reported under.
+const KIND: &str = "test_connector";
 
-fn connector(name: &str) -> String {
-    format!("{}/tests/connectors/{name}", env!("CARGO_MANIFEST_DIR"))
+/// The test connectors, staged where the connector user (`nobody` under a root test) can run
+/// them, and a sandbox that makes run directories in a directory of this test's own.
+struct Connectors {
+    staged: StagedConnectors,
+    runs: TempDir,
+    sandbox: Sandbox,
 }
 
-fn command(name: &str, args: &[&str]) -> Vec<String> {
-    std::iter::once(connector(name))
-        .chain(args.iter().map(|a| a.to_string()))
-        .collect()
+impl Connectors {
+    fn new() -> Connectors {
+        let staged = StagedConnectors::new().unwrap();
+        // All of them, `args.sh` included: the scripts source it from their own directory.
+        let scripts = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/connectors");
+        for script in std::fs::read_dir(scripts).unwrap() {
+            staged.stage(&script.unwrap().path()).unwrap();
+        }
+        let runs = sv0_testkit::connectors::runs_dir().unwrap();
+        let sandbox = Sandbox::new(SandboxSettings {
+            allow_unconfined: false,
+            connector_user: "nobody".into(),
+            runs_dir: Some(runs.path().to_path_buf()),
+        })
+        .expect("this machine confines connectors");
+        Connectors {
+            staged,
+            runs,
+            sandbox,
+        }
+    }
+
+    /// The kind running the staged `script` with the fixed arguments `args`.
+    fn kind(&self, script: &str, args: &[&str]) -> ConnectorKind {
+        ConnectorKind::new(
+            self.staged.path().join(script),
+            args.iter().map(|a| a.to_string()).collect(),
+        )
+    }
+
+    /// `outputs.sh` copying `results` and `graph` from `files`, which its kind lets it read.
+    fn outputs(&self, files: &Fixtures, results: &str, graph: &str) -> ConnectorKind {
+        let mut kind = self.kind("outputs.sh", &[results, graph]);
+        kind.read_paths.push(files.path().to_path_buf());
+        kind
+    }
+
+    async fn run(
+        &self,
+        kind: &ConnectorKind,
+        time_limit: Duration,
+    ) -> Result<ConnectorOutput, DriverError> {
+        self.run_with(
+            kind,
+            &bundle(&[(TOKEN_VAR, CANARY)]),
+            time_limit,
+            CancellationToken::new(),
+        )
+        .await
+    }
+
+    async fn run_with(
+        &self,
+        kind: &ConnectorKind,
+        bundle: &SecretBundle,
+        time_limit: Duration,
+        cancel: CancellationToken,
+    ) -> Result<ConnectorOutput, DriverError> {
+        let scope = scope();
+        let result = run_connector(ConnectorRun {
+            kind_name: KIND,
+            kind,
+            sandbox: &self.sandbox,
+            scope: &scope,
+            bundle,
+            time_limit,
+            cancel,
+        })
+        .await;
+        match &result {
+            Ok(output) => assert!(!output.stderr_tail.contains(CANARY), "the canary leaked"),
+            Err(error) => assert_clean(error),
+        }
+        result
+    }
+
+    /// Waits until the running connector has written `file` into its run directory, and returns
+    /// the directory and the file's content. Only one run at a time uses this test's runs
+    /// directory.
+    async fn wait_for_file(&self, file: &str) -> (PathBuf, String) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            for entry in std::fs::read_dir(self.runs.path()).unwrap() {
+                let dir = entry.unwrap().path();
+                if let Ok(content) = std::fs::read_to_string(dir.join(file)) {
+                    return (dir, content);
+                }
+            }
+            assert!(Instant::now() < deadline, "no connector wrote {file}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// When the runs directory last changed: each run makes its directory there before its
+    /// connector starts.
+    fn runs_modified(&self) -> SystemTime {
+        std::fs::metadata(self.runs.path())
+            .unwrap()
+            .modified()
+            .unwrap()
+    }
+
+    /// The uid the connectors run as.
+    fn connector_uid(&self) -> u32 {
+        match self.sandbox.user() {
+            Some(user) => user.uid,
+            None => nix::unistd::Uid::effective().as_raw(),
+        }
+    }
+}
+
+/// Files the connectors may read: world-readable, and granted to a kind by `read_paths`.
+struct Fixtures {
+    dir: TempDir,
+}
+
+impl Fixtures {
+    fn new() -> Fixtures {
+        let dir = tempfile::Builder::new()
+            .permissions(Permissions::from_mode(0o755))
+            .tempdir()
+            .unwrap();
+        Fixtures { dir }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Writes `content` into the directory and returns the file's path, for `outputs.sh` to copy.
+    fn file(&self, name: &str, content: &[u8]) -> String {
+        let file = self.dir.path().join(name);
+        std::fs::write(&file, content).unwrap();
+        std::fs::set_permissions(&file, Permissions::from_mode(0o644)).unwrap();
+        file.to_str().unwrap().to_string()
+    }
 }
 
 fn bundle(entries: &[(&str, &str)]) -> SecretBundle {
@@ -51,42 +195,6 @@ fn scope() -> Value {
     json!({"clouds": ["aws", "azure"], "size": 3, "seed": 7})
 }
 
-fn path(dir: &Path) -> &str {
-    dir.to_str().unwrap()
-}
-
-async fn run(command: &[String], time_limit: Duration) -> Result<ConnectorOutput, DriverError> {
-    run_with(
-        command,
-        &bundle(&[(TOKEN_VAR, CANARY)]),
-        time_limit,
-        CancellationToken::new(),
-    )
-    .await
-}
-
-async fn run_with(
-    command: &[String],
-    bundle: &SecretBundle,
-    time_limit: Duration,
-    cancel: CancellationToken,
-) -> Result<ConnectorOutput, DriverError> {
-    let scope = scope();
-    let result = run_connector(ConnectorRun {
-        command,
-        scope: &scope,
-        bundle,
-        time_limit,
-        cancel,
-    })
-    .await;
-    match &result {
-        Ok(output) => assert!(!output.stderr_tail.contains(CANARY), "the canary leaked"),
-        Err(error) => assert_clean(error),
-    }
-    result
-}
-
 /// No form of the error shows the canary, and its message is one line.
 fn assert_clean(error: &DriverError) {
     let display = error.to_string();
@@ -100,12 +208,20 @@ fn assert_clean(error: &DriverError) {
     assert!(!display.contains('\n'), "not one line: {display:?}");
 }
 
-fn read(out: &Path, file: &str) -> String {
-    std::fs::read_to_string(out.join(file)).unwrap_or_else(|e| panic!("{file}: {e}"))
+/// The values of the `KEY VALUE` lines of `report` with this key.
+fn reported<'a>(report: &'a str, key: &str) -> Vec<&'a str> {
+    report
+        .lines()
+        .filter_map(|line| line.strip_prefix(key)?.strip_prefix(' '))
+        .collect()
 }
 
-fn pid(out: &Path, file: &str) -> i32 {
-    read(out, file).trim().parse().unwrap()
+/// The one `KEY VALUE` line of `report` with this key.
+fn reported_once<'a>(report: &'a str, key: &str) -> &'a str {
+    match reported(report, key)[..] {
+        [value] => value,
+        ref other => panic!("{key}: {other:?} in {report}"),
+    }
 }
 
 /// Whether the process is gone within a few seconds: no longer in /proc, or a zombie (killed,
@@ -128,13 +244,6 @@ fn gone(pid: i32) -> bool {
     false
 }
 
-/// Writes `content` into `dir` and returns the file's path, for `outputs.sh` to copy.
-fn fixture(dir: &Path, name: &str, content: &[u8]) -> String {
-    let file = dir.join(name);
-    std::fs::write(&file, content).unwrap();
-    file.to_str().unwrap().to_string()
-}
-
 fn valid_graph() -> Value {
     json!({
         "entities": [
@@ -151,31 +260,33 @@ fn cell() -> Value {
 }
 
 /// Runs `outputs.sh` with `results` as category_results.json and a valid graph.
-async fn run_with_results(results: &[u8]) -> Result<ConnectorOutput, DriverError> {
-    let files = TempDir::new().unwrap();
-    let results = fixture(files.path(), "results.json", results);
-    let graph = fixture(
-        files.path(),
-        "graph.json",
-        valid_graph().to_string().as_bytes(),
-    );
-    run(&command("outputs.sh", &[&results, &graph]), GENEROUS).await
+async fn run_with_results(
+    connectors: &Connectors,
+    results: &[u8],
+) -> Result<ConnectorOutput, DriverError> {
+    let files = Fixtures::new();
+    let results = files.file("results.json", results);
+    let graph = files.file("graph.json", valid_graph().to_string().as_bytes());
+    let kind = connectors.outputs(&files, &results, &graph);
+    connectors.run(&kind, GENEROUS).await
 }
 
 #[tokio::test]
 async fn the_connector_runs_in_a_private_directory_with_the_contract_arguments() {
-    let out = TempDir::new().unwrap();
-    let output = run(
-        &command("contract.sh", &[path(out.path()), "a fixed argument"]),
-        GENEROUS,
-    )
-    .await
-    .unwrap();
+    let connectors = Connectors::new();
+    let kind = connectors.kind("contract.sh", &["--first", "a fixed argument"]);
+    let output = connectors.run(&kind, GENEROUS).await.unwrap();
+    let report = output.stderr_tail.as_str();
 
-    let argv: Vec<String> = read(out.path(), "argv").lines().map(String::from).collect();
+    let argv = reported(report, "arg");
     assert_eq!(argv.len(), 8, "{argv:?}");
-    assert_eq!(argv[..2], [path(out.path()), "a fixed argument"]);
-    let dir = Path::new(&argv[3]).parent().unwrap().to_path_buf();
+    assert_eq!(argv[..2], ["--first", "a fixed argument"]);
+    let dir = Path::new(argv[3]).parent().unwrap().to_path_buf();
+    assert_eq!(
+        dir.parent(),
+        Some(connectors.runs.path()),
+        "the run directory is made in the sandbox's runs directory"
+    );
     let file = |name: &str| dir.join(name).to_str().unwrap().to_string();
     assert_eq!(
         argv[2..],
@@ -189,16 +300,22 @@ async fn the_connector_runs_in_a_private_directory_with_the_contract_arguments()
         ]
     );
     assert_eq!(
-        read(out.path(), "cwd").trim(),
+        reported_once(report, "cwd"),
         "same",
         "the working directory"
     );
+    assert_eq!(reported_once(report, "mode"), "700", "the directory's mode");
+    let uid = connectors.connector_uid().to_string();
+    assert_eq!(reported_once(report, "uid"), uid, "the connector's user");
     assert_eq!(
-        read(out.path(), "mode").trim(),
-        "700",
-        "the directory's mode"
+        reported_once(report, "owner"),
+        uid,
+        "the directory belongs to the connector's user"
     );
-    let written: Value = serde_json::from_str(&read(out.path(), "scope.json")).unwrap();
+    if nix::unistd::Uid::effective().is_root() {
+        assert_ne!(uid, "0", "a root worker's connector runs as another user");
+    }
+    let written: Value = serde_json::from_str(reported_once(report, "scope")).unwrap();
     assert_eq!(written, scope());
     assert!(!dir.exists(), "{} was not removed", dir.display());
 
@@ -218,8 +335,14 @@ async fn the_connector_runs_in_a_private_directory_with_the_contract_arguments()
     assert_eq!(output.categories.len(), 2);
     assert_eq!(output.graph.entities.len(), 2);
     assert_eq!(output.graph.edges.len(), 1);
-    assert_eq!(output.graph_bytes, read(out.path(), "graph.json").len());
-    assert_eq!(output.stderr_tail, "contract connector done\n");
+    assert_eq!(
+        output.graph_bytes.to_string(),
+        reported_once(report, "graph_bytes")
+    );
+    assert!(
+        report.ends_with("\ncontract connector done\n"),
+        "the stderr tail is kept whole: {report:?}"
+    );
 }
 
 #[tokio::test]
@@ -234,52 +357,63 @@ async fn the_environment_is_exactly_the_allowlist_and_the_bundle() {
         "the test's own environment has nothing to clear"
     );
 
+    let connectors = Connectors::new();
     let bundle = bundle(&[
         (TOKEN_VAR, CANARY),
         ("SV0_SECOND", "second value"),
         ("SV0_EMPTY", ""),
     ]);
-    let out = TempDir::new().unwrap();
-    run_with(
-        &command("environ.sh", &[path(out.path())]),
-        &bundle,
-        GENEROUS,
-        CancellationToken::new(),
-    )
-    .await
-    .unwrap();
+    let output = connectors
+        .run_with(
+            &connectors.kind("environ.pl", &[]),
+            &bundle,
+            GENEROUS,
+            CancellationToken::new(),
+        )
+        .await
+        .unwrap();
 
-    let dumped = std::fs::read(out.path().join("environ")).unwrap();
-    let entries: Vec<(String, String)> = dumped
-        .split(|&b| b == 0)
-        .filter(|entry| !entry.is_empty())
-        .map(|entry| {
-            let (name, value) = std::str::from_utf8(entry).unwrap().split_once('=').unwrap();
-            (name.to_string(), value.to_string())
+    // Only the script's lines: a warning of perl's (an unknown locale, say) is not its report.
+    let entries: BTreeMap<&str, String> = output
+        .stderr_tail
+        .lines()
+        .filter_map(|line| {
+            let (name, hex) = line.split_once('=')?;
+            let name_like = |c: char| c.is_ascii_alphanumeric() || c == '_';
+            if name.is_empty() || !name.chars().all(name_like) || hex.len() % 2 != 0 {
+                return None;
+            }
+            let mut bytes = (0..hex.len())
+                .step_by(2)
+                .map(|at| u8::from_str_radix(hex.get(at..at + 2)?, 16).ok())
+                .collect::<Option<Vec<u8>>>()?;
+            bytes.reverse();
+            Some((name, String::from_utf8(bytes).ok()?))
         })
         .collect();
-    let names: BTreeSet<&str> = entries.iter().map(|(name, _)| name.as_str()).collect();
+    let names: BTreeSet<&str> = entries.keys().copied().collect();
+    // The connector's HOME and TMPDIR are its run directory, whatever the worker's are.
     let expected: BTreeSet<&str> = OS_ENV_ALLOWLIST
         .into_iter()
-        .filter(|name| std::env::var_os(name).is_some())
+        .filter(|name| ["HOME", "TMPDIR"].contains(name) || std::env::var_os(name).is_some())
         .chain(bundle.names())
         .collect();
     assert_eq!(names, expected);
-    let value = |wanted: &str| {
-        entries
-            .iter()
-            .find(|(name, _)| name == wanted)
-            .map(|(_, value)| value.clone())
-    };
+    let value = |wanted: &str| entries.get(wanted).cloned();
     assert_eq!(value(TOKEN_VAR).as_deref(), Some(CANARY));
     assert_eq!(value("SV0_SECOND").as_deref(), Some("second value"));
     assert_eq!(value("SV0_EMPTY").as_deref(), Some(""));
     assert_eq!(value("PATH"), std::env::var("PATH").ok());
+    let home = PathBuf::from(value("HOME").unwrap());
+    assert_eq!(home.parent(), Some(connectors.runs.path()), "{home:?}");
+    assert_eq!(value("TMPDIR"), value("HOME"));
 }
 
 #[tokio::test]
 async fn a_failing_connector_reports_its_status_and_a_redacted_stderr_tail() {
-    let error = run(&command("stderr.sh", &["100", "3", "0"]), GENEROUS)
+    let connectors = Connectors::new();
+    let error = connectors
+        .run(&connectors.kind("stderr.sh", &["100", "3", "0"]), GENEROUS)
         .await
         .unwrap_err();
     let DriverError::Exit {
@@ -303,20 +437,17 @@ async fn a_failing_connector_reports_its_status_and_a_redacted_stderr_tail() {
 /// itself): no part of it survives either way.
 #[tokio::test]
 async fn a_secret_straddling_the_tail_cut_is_still_redacted() {
+    let connectors = Connectors::new();
     let again = " token=".len() + CANARY.len();
     for (after, repeats) in [
         (STDERR_TAIL_BYTES - 9, 0),
         (STDERR_TAIL_BYTES + CANARY.len() - 9 - 4 * again, 4),
     ] {
-        let error = run(
-            &command(
-                "stderr.sh",
-                &[&after.to_string(), "3", &repeats.to_string()],
-            ),
-            GENEROUS,
-        )
-        .await
-        .unwrap_err();
+        let kind = connectors.kind(
+            "stderr.sh",
+            &[&after.to_string(), "3", &repeats.to_string()],
+        );
+        let error = connectors.run(&kind, GENEROUS).await.unwrap_err();
         let tail = error.stderr_tail().expect("an exit error has a tail");
         assert!(
             tail.len() <= STDERR_TAIL_BYTES,
@@ -337,45 +468,51 @@ async fn a_secret_straddling_the_tail_cut_is_still_redacted() {
     }
 }
 
-#[tokio::test]
-async fn a_relative_program_is_found_from_the_workers_directory() {
-    // Cargo runs integration tests from the package's directory.
-    assert_eq!(
-        std::env::current_dir().unwrap(),
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-    );
-    let relative = ["tests/connectors/stderr.sh", "0", "4", "0"].map(String::from);
-    let error = run(&relative, GENEROUS).await.unwrap_err();
-    assert!(
-        matches!(&error, DriverError::Exit { status, .. } if status.code() == Some(4)),
-        "{error:?}"
-    );
+/// A connector's program is the registry's, named by an absolute path: never looked up in a
+/// directory that depends on where the worker or the connector runs.
+#[test]
+fn a_kinds_executable_must_be_an_absolute_path() {
+    for relative in ["tests/connectors/stderr.sh", "stderr.sh"] {
+        let kinds = BTreeMap::from([(
+            "relative".to_string(),
+            ConnectorKind::new(relative, Vec::new()),
+        )]);
+        let error = ConnectorRegistry::from_kinds(kinds).unwrap_err();
+        assert!(
+            matches!(&error, RegistryError::InvalidKind { kind, reason }
+                if kind == "relative" && reason.contains("absolute")),
+            "{relative}: {error}"
+        );
+    }
 }
 
 #[tokio::test]
 async fn a_program_that_cannot_be_started_is_a_spawn_error() {
-    let error = run(&["/nonexistent/sv0-connector".to_string()], GENEROUS)
+    let connectors = Connectors::new();
+    // In a directory the connector may read: only the program itself is missing.
+    let error = connectors
+        .run(&connectors.kind("sv0-no-such-connector", &[]), GENEROUS)
         .await
         .unwrap_err();
     assert!(matches!(error, DriverError::Spawn { .. }), "{error:?}");
     assert!(
         error
             .to_string()
-            .starts_with("connector \"/nonexistent/sv0-connector\" could not be started: "),
+            .starts_with(&format!("connector {KIND:?} could not be started: ")),
         "{error}"
     );
 }
 
 #[tokio::test]
 async fn a_connector_past_its_time_limit_is_killed_with_its_whole_group() {
-    let out = TempDir::new().unwrap();
+    let connectors = Connectors::new();
     let started = Instant::now();
-    let error = run(
-        &command("sleeper.sh", &[path(out.path())]),
-        Duration::from_secs(1),
-    )
-    .await
-    .unwrap_err();
+    let kind = connectors.kind("sleeper.sh", &[]);
+    let (result, (dir, grandchild)) = tokio::join!(
+        connectors.run(&kind, Duration::from_secs(1)),
+        connectors.wait_for_file("grandchild.pid"),
+    );
+    let error = result.unwrap_err();
     assert!(started.elapsed() < Duration::from_secs(10));
     assert!(
         matches!(&error, DriverError::Timeout { after, .. } if *after == Duration::from_secs(1)),
@@ -386,70 +523,66 @@ async fn a_connector_past_its_time_limit_is_killed_with_its_whole_group() {
         "connector timed out after 1 s and was killed"
     );
     assert_eq!(error.stderr_tail(), Some("sleeping\n"));
-    let grandchild = pid(out.path(), "grandchild.pid");
+    let grandchild: i32 = grandchild.trim().parse().unwrap();
     assert!(
         gone(grandchild),
         "the background child {grandchild} survived"
     );
-    let dir = PathBuf::from(read(out.path(), "dir").trim());
     assert!(!dir.exists(), "{} was not removed", dir.display());
 }
 
 #[tokio::test]
 async fn a_cancelled_run_kills_the_whole_group() {
-    let out = TempDir::new().unwrap();
+    let connectors = Connectors::new();
     let cancel = CancellationToken::new();
     // Cancel once the connector has started its child, however slow the machine.
-    let pid_file = out.path().join("grandchild.pid");
-    let canceller = {
-        let cancel = cancel.clone();
-        tokio::spawn(async move {
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while !pid_file.exists() && Instant::now() < deadline {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            cancel.cancel();
-        })
+    let canceller = async {
+        let found = connectors.wait_for_file("grandchild.pid").await;
+        cancel.cancel();
+        found
     };
     let started = Instant::now();
-    let error = run_with(
-        &command("sleeper.sh", &[path(out.path())]),
-        &bundle(&[(TOKEN_VAR, CANARY)]),
-        GENEROUS,
-        cancel,
-    )
-    .await
-    .unwrap_err();
-    canceller.await.unwrap();
+    let kind = connectors.kind("sleeper.sh", &[]);
+    let credentials = bundle(&[(TOKEN_VAR, CANARY)]);
+    let (result, (dir, grandchild)) = tokio::join!(
+        connectors.run_with(&kind, &credentials, GENEROUS, cancel.clone()),
+        canceller,
+    );
+    let error = result.unwrap_err();
     assert!(started.elapsed() < Duration::from_secs(15));
     assert!(matches!(error, DriverError::Cancelled), "{error:?}");
     assert_eq!(error.to_string(), "connector was cancelled and killed");
-    let grandchild = pid(out.path(), "grandchild.pid");
+    let grandchild: i32 = grandchild.trim().parse().unwrap();
     assert!(
         gone(grandchild),
         "the background child {grandchild} survived"
     );
-    let dir = PathBuf::from(read(out.path(), "dir").trim());
     assert!(!dir.exists(), "{} was not removed", dir.display());
 }
 
 #[tokio::test]
 async fn a_run_cancelled_before_it_starts_starts_nothing() {
-    let out = TempDir::new().unwrap();
+    let connectors = Connectors::new();
+    let before = connectors.runs_modified();
+    // Past the file system's timestamp granularity, where it is coarse: a directory made by the
+    // run would show.
+    tokio::time::sleep(Duration::from_millis(50)).await;
     let cancel = CancellationToken::new();
     cancel.cancel();
-    let error = run_with(
-        &command("contract.sh", &[path(out.path())]),
-        &bundle(&[]),
-        GENEROUS,
-        cancel,
-    )
-    .await
-    .unwrap_err();
+    let error = connectors
+        .run_with(
+            &connectors.kind("contract.sh", &[]),
+            &bundle(&[]),
+            GENEROUS,
+            cancel,
+        )
+        .await
+        .unwrap_err();
     assert!(matches!(error, DriverError::Cancelled), "{error:?}");
-    assert!(
-        !out.path().join("argv").exists(),
-        "the connector was started"
+    assert_eq!(
+        connectors.runs_modified(),
+        before,
+        "a run directory was made: the connector was about to start"
     );
 }
 
@@ -457,14 +590,17 @@ async fn a_run_cancelled_before_it_starts_starts_nothing() {
 /// stderr it holds open.
 #[tokio::test]
 async fn processes_left_behind_by_a_successful_connector_are_killed() {
-    let out = TempDir::new().unwrap();
+    let connectors = Connectors::new();
     let started = Instant::now();
-    let output = run(&command("leftover.sh", &[path(out.path())]), GENEROUS)
+    let output = connectors
+        .run(&connectors.kind("leftover.sh", &[]), GENEROUS)
         .await
         .unwrap();
     assert!(started.elapsed() < Duration::from_secs(10));
     assert!(output.categories.is_empty());
-    let grandchild = pid(out.path(), "grandchild.pid");
+    let grandchild: i32 = reported_once(&output.stderr_tail, "grandchild")
+        .parse()
+        .unwrap();
     assert!(
         gone(grandchild),
         "the background child {grandchild} survived"
@@ -473,7 +609,10 @@ async fn processes_left_behind_by_a_successful_connector_are_killed() {
 
 #[tokio::test]
 async fn a_missing_output_file_is_named() {
-    let error = run(&command("outputs.sh", &["-", "-"]), GENEROUS)
+    let connectors = Connectors::new();
+    let files = Fixtures::new();
+    let error = connectors
+        .run(&connectors.outputs(&files, "-", "-"), GENEROUS)
         .await
         .unwrap_err();
     assert!(
@@ -490,9 +629,9 @@ async fn a_missing_output_file_is_named() {
         "connector exited 0 but did not write category_results.json"
     );
 
-    let files = TempDir::new().unwrap();
-    let results = fixture(files.path(), "results.json", b"{}");
-    let error = run(&command("outputs.sh", &[&results, "-"]), GENEROUS)
+    let results = files.file("results.json", b"{}");
+    let error = connectors
+        .run(&connectors.outputs(&files, &results, "-"), GENEROUS)
         .await
         .unwrap_err();
     assert!(
@@ -503,6 +642,7 @@ async fn a_missing_output_file_is_named() {
 
 #[tokio::test]
 async fn a_bad_category_results_file_is_refused_with_the_parsers_reason() {
+    let connectors = Connectors::new();
     let with = |field: &str, value: Value| {
         let mut cell = cell();
         cell[field] = value;
@@ -546,7 +686,9 @@ async fn a_bad_category_results_file_is_refused_with_the_parsers_reason() {
         (with("errors", json!("one error")), "invalid type: string"),
     ];
     for (content, wanted) in cases {
-        let error = run_with_results(content.as_bytes()).await.unwrap_err();
+        let error = run_with_results(&connectors, content.as_bytes())
+            .await
+            .unwrap_err();
         let DriverError::InvalidResults { reason } = &error else {
             panic!("{content}: expected invalid results, got {error:?}");
         };
@@ -561,9 +703,12 @@ async fn a_bad_category_results_file_is_refused_with_the_parsers_reason() {
 
 #[tokio::test]
 async fn category_names_are_the_connectors_own() {
+    let connectors = Connectors::new();
     for reserved in ["__sync", "__driver__", "__anything"] {
         let content = json!({ "identities": cell(), reserved: cell() }).to_string();
-        let error = run_with_results(content.as_bytes()).await.unwrap_err();
+        let error = run_with_results(&connectors, content.as_bytes())
+            .await
+            .unwrap_err();
         assert!(
             matches!(&error, DriverError::ReservedCategory { name } if name == reserved),
             "{error:?}"
@@ -575,7 +720,9 @@ async fn category_names_are_the_connectors_own() {
     }
     for malformed in ["Storage", "storage-buckets", "a\nb", ""] {
         let content = json!({ malformed: cell() }).to_string();
-        let error = run_with_results(content.as_bytes()).await.unwrap_err();
+        let error = run_with_results(&connectors, content.as_bytes())
+            .await
+            .unwrap_err();
         assert!(
             matches!(&error, DriverError::MalformedCategory { .. }),
             "{malformed:?}: {error:?}"
@@ -585,8 +732,9 @@ async fn category_names_are_the_connectors_own() {
 
 #[tokio::test]
 async fn an_invalid_graph_is_refused_with_the_domains_reason() {
-    let files = TempDir::new().unwrap();
-    let results = fixture(files.path(), "results.json", b"{}");
+    let connectors = Connectors::new();
+    let files = Fixtures::new();
+    let results = files.file("results.json", b"{}");
     let dangling = json!({
         "entities": [{"id": "m", "type": "machine", "cloud": "aws", "name": "m"}],
         "edges": [{"from": "m", "to": "nowhere", "type": "runs_as"}]
@@ -595,8 +743,9 @@ async fn an_invalid_graph_is_refused_with_the_domains_reason() {
         (dangling.to_string(), "graph.edges[0].to"),
         ("{\"entities\": 3}".to_string(), "graph.json: invalid type"),
     ] {
-        let graph = fixture(files.path(), "graph.json", content.as_bytes());
-        let error = run(&command("outputs.sh", &[&results, &graph]), GENEROUS)
+        let graph = files.file("graph.json", content.as_bytes());
+        let error = connectors
+            .run(&connectors.outputs(&files, &results, &graph), GENEROUS)
             .await
             .unwrap_err();
         let DriverError::InvalidGraph { reason } = &error else {
@@ -611,18 +760,11 @@ async fn an_invalid_graph_is_refused_with_the_domains_reason() {
 /// promptly, naming the file.
 #[tokio::test]
 async fn output_files_must_be_regular_files_of_bounded_size() {
-    let files = TempDir::new().unwrap();
-    let graph = fixture(
-        files.path(),
-        "graph.json",
-        valid_graph().to_string().as_bytes(),
-    );
-    let large = fixture(
-        files.path(),
-        "large.json",
-        &vec![b' '; MAX_RESULTS_BYTES as usize + 1],
-    );
-    let target = fixture(files.path(), "target.json", b"{}");
+    let connectors = Connectors::new();
+    let files = Fixtures::new();
+    let graph = files.file("graph.json", valid_graph().to_string().as_bytes());
+    let large = files.file("large.json", &vec![b' '; MAX_RESULTS_BYTES as usize + 1]);
+    let target = files.file("target.json", b"{}");
     let link = format!("link:{target}");
     for (results, wanted) in [
         (large.as_str(), "at most 1048576"),
@@ -630,7 +772,8 @@ async fn output_files_must_be_regular_files_of_bounded_size() {
         (link.as_str(), "symbolic link"),
     ] {
         let started = Instant::now();
-        let error = run(&command("outputs.sh", &[results, &graph]), GENEROUS)
+        let error = connectors
+            .run(&connectors.outputs(&files, results, &graph), GENEROUS)
             .await
             .unwrap_err();
         assert!(started.elapsed() < Duration::from_secs(10), "{results}");

@@ -9,9 +9,13 @@
 //!   started and every test runs against that server instead.
 //! - [`TestDb`] hands each test a fresh database on the stand, so tests run in parallel.
 //! - [`FaultProxy`] sits between a process and the server: latency, cut connections, black hole.
+//! - [`StagedConnectors`] copies connector executables where an unprivileged connector user can
+//!   run them.
 
+pub mod connectors;
 pub mod fault_proxy;
 mod stand;
 
+pub use connectors::StagedConnectors;
 pub use fault_proxy::FaultProxy;
 pub use stand::{REAL_MONGODB_ENV, Stand, TestDb, connect, on_real_mongodb, oplog_stand, stand};

@@ -70,19 +70,23 @@ impl WorkerProcess {
         WorkerProcess::spawn(uri, database, &args, &[])
     }
 
-    /// `sv0 admin-api` on `uri`/`database`, on a free port (see [`WorkerProcess::api_url`]).
-    pub fn admin_api(uri: &str, database: &str, env: &[(&str, &str)]) -> WorkerProcess {
-        WorkerProcess::spawn(
-            uri,
-            database,
-            &["admin-api", "--listen", "127.0.0.1:0"],
-            env,
-        )
+    /// `sv0 admin-api` on `uri`/`database`, on a free port (see [`WorkerProcess::api_url`]),
+    /// with `extra` arguments.
+    pub fn admin_api(
+        uri: &str,
+        database: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> WorkerProcess {
+        let mut args = vec!["admin-api", "--listen", "127.0.0.1:0"];
+        args.extend(extra);
+        WorkerProcess::spawn(uri, database, &args, env)
     }
 
-    /// `sv0 all` (a worker, a scheduler and the admin API in one process), every port free.
-    pub fn all(uri: &str, database: &str, env: &[(&str, &str)]) -> WorkerProcess {
-        let args = [
+    /// `sv0 all` (a worker, a scheduler and the admin API in one process), every port free,
+    /// with `extra` arguments.
+    pub fn all(uri: &str, database: &str, extra: &[&str], env: &[(&str, &str)]) -> WorkerProcess {
+        let mut args = vec![
             "all",
             "--listen",
             "127.0.0.1:0",
@@ -91,6 +95,7 @@ impl WorkerProcess {
             "--scheduler-metrics-addr",
             "127.0.0.1:0",
         ];
+        args.extend(extra);
         WorkerProcess::spawn(uri, database, &args, env)
     }
 

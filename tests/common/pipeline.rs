@@ -1,10 +1,14 @@
-//! The pipeline's test bench: a tenant provisioned through the domain's API, workers with its
-//! credential in their environment, connectors from `tests/connectors/wrap.sh` around the demo
-//! connector, and snapshots of the domain's collections to compare runs by.
+//! The pipeline's test bench: a tenant provisioned through the domain's API, a connector
+//! registry handed to every worker and API process it starts, connectors from
+//! `tests/connectors/wrap.sh` around the demo connector, and snapshots of the domain's
+//! collections to compare runs by.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, SystemTime};
 
 use mongodb::Database;
 use mongodb::bson::oid::ObjectId;
@@ -12,29 +16,29 @@ use mongodb::bson::{Bson, Document, doc};
 use sv0_broker::naming::{Ref, TenantId, env_prefix};
 use sv0_broker::{BrokerMetrics, CredentialBroker, CredentialsRef, Provider};
 use sv0_domain::{Budget, ConnectorInstance, Domain, ScanRun, ScanScope, Tenant, Trigger};
-use sv0_pipeline::{Pipeline, RunRequest};
+use sv0_pipeline::{ConnectorKind, ConnectorRegistry, Pipeline, RunRequest};
 use sv0_queue::Queue;
-use sv0_testkit::TestDb;
+use sv0_testkit::{StagedConnectors, TestDb};
 
 use super::WorkerProcess;
 
 pub const CREDENTIALS_REF: &str = "DEMO_CLOUD";
 
+/// The kind every bench registers: the demo connector, run as it is.
+pub const DEMO_KIND: &str = "demo";
+
+/// The longest kind name the domain takes.
+const MAX_KIND_CHARS: usize = 64;
+
 /// The demo connector, built beside `sv0` by `cargo test --workspace`.
-pub fn demo_connector() -> String {
+fn demo_connector() -> PathBuf {
     let path = PathBuf::from(super::SV0).with_file_name("sv0-demo-connector");
     assert!(
         path.is_file(),
         "{} is missing: build it with `cargo build -p sv0-demo-connector` (the workspace's tests do)",
         path.display()
     );
-    path.display().to_string()
-}
-
-/// `tests/connectors/wrap.sh BEHAVIOUR <demo connector>`: see the script for the behaviours.
-pub fn wrapped(behaviour: &str) -> Vec<String> {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/connectors/wrap.sh");
-    vec![script.to_string(), behaviour.to_string(), demo_connector()]
+    path
 }
 
 /// The credential value planted for `tenant`: a canary the tests search for everywhere.
@@ -51,14 +55,138 @@ pub fn credential_var(tenant: &str) -> (String, String) {
     (format!("{prefix}DEMO_CLOUD_TOKEN"), canary(tenant))
 }
 
-/// A test database with the domain and the queue set up, and a pipeline handle for starting runs.
+/// A test database with the domain and the queue set up, a pipeline handle for starting runs,
+/// and the connector registry its processes are started with.
 pub struct Bench {
     pub tdb: TestDb,
     pub domain: Domain,
     pub pipeline: Pipeline,
+    connectors: Connectors,
+}
+
+/// The bench's connector registry, written to a file each time a kind is registered; the
+/// executables staged where the connector user (`nobody` under a root test) can run them; and
+/// the directory the workers make their connectors' run directories in.
+struct Connectors {
+    /// Held for its directory, which holds `demo` and `wrap`.
+    _staged: StagedConnectors,
+    demo: PathBuf,
+    wrap: PathBuf,
+    kinds: Mutex<BTreeMap<String, ConnectorKind>>,
+    /// Whether a process was started with the registry: it read the file then, and never again.
+    handed_out: AtomicBool,
+    file_dir: tempfile::TempDir,
+    runs: tempfile::TempDir,
+    /// The runs directory's modification time before any process could use it.
+    runs_created: SystemTime,
+}
+
+impl Connectors {
+    fn new() -> Connectors {
+        let staged = StagedConnectors::new().unwrap();
+        // One directory for both: the confined wrap.sh may execute the demo connector because
+        // its own directory is readable to it.
+        let demo = staged.stage(&demo_connector()).unwrap();
+        let wrap = staged
+            .stage(Path::new(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/connectors/wrap.sh"
+            )))
+            .unwrap();
+        let runs = sv0_testkit::connectors::runs_dir().unwrap();
+        let runs_created = modified(runs.path());
+        Connectors {
+            _staged: staged,
+            demo,
+            wrap,
+            kinds: Mutex::default(),
+            handed_out: AtomicBool::new(false),
+            file_dir: tempfile::tempdir().unwrap(),
+            runs,
+            runs_created,
+        }
+    }
+
+    fn file(&self) -> PathBuf {
+        self.file_dir.path().join("connectors.toml")
+    }
+
+    /// The registry file's path, for a process about to start.
+    fn hand_out(&self) -> String {
+        self.handed_out.store(true, Ordering::SeqCst);
+        self.file().display().to_string()
+    }
+
+    fn register(&self, name: &str, kind: ConnectorKind) {
+        assert!(
+            !self.handed_out.load(Ordering::SeqCst),
+            "kind {name:?} registered after a process read the registry: register every kind \
+             before starting workers"
+        );
+        let mut kinds = self.kinds.lock().unwrap();
+        kinds.insert(name.to_string(), kind);
+        let text = registry_toml(&kinds);
+        // The file must say exactly what was registered, as the processes will read it.
+        let read = ConnectorRegistry::from_toml(&text)
+            .unwrap_or_else(|e| panic!("the bench's registry does not read back: {e}\n{text}"));
+        assert_eq!(read, ConnectorRegistry::from_kinds(kinds.clone()).unwrap());
+        std::fs::write(self.file(), text).unwrap();
+    }
+}
+
+/// The registry file holding `kinds`, every field written out.
+fn registry_toml(kinds: &BTreeMap<String, ConnectorKind>) -> String {
+    let strings = |items: Vec<String>| {
+        let quoted: Vec<String> = items.iter().map(|s| toml_string(s)).collect();
+        format!("[{}]", quoted.join(", "))
+    };
+    let paths =
+        |paths: &[PathBuf]| strings(paths.iter().map(|p| p.display().to_string()).collect());
+    let mut text = String::new();
+    for (name, kind) in kinds {
+        let ports: Vec<String> = kind.tcp_ports.iter().map(u16::to_string).collect();
+        let limits = kind.limits;
+        writeln!(text, "[kinds.{name}]").unwrap();
+        writeln!(
+            text,
+            "executable = {}",
+            toml_string(&kind.executable.display().to_string())
+        )
+        .unwrap();
+        writeln!(text, "args = {}", strings(kind.args.clone())).unwrap();
+        writeln!(text, "tcp_ports = [{}]", ports.join(", ")).unwrap();
+        writeln!(text, "env = {}", strings(kind.env.clone())).unwrap();
+        writeln!(text, "read_paths = {}", paths(&kind.read_paths)).unwrap();
+        writeln!(text, "[kinds.{name}.limits]").unwrap();
+        writeln!(text, "memory_mib = {}", limits.memory_mib).unwrap();
+        writeln!(text, "cpu_seconds = {}", limits.cpu_seconds).unwrap();
+        writeln!(text, "open_files = {}", limits.open_files).unwrap();
+        writeln!(text, "output_mib = {}\n", limits.output_mib).unwrap();
+    }
+    text
+}
+
+/// A TOML basic string.
+fn toml_string(text: &str) -> String {
+    let mut quoted = String::from('"');
+    for c in text.chars() {
+        match c {
+            '"' => quoted.push_str("\\\""),
+            '\\' => quoted.push_str("\\\\"),
+            c if c.is_control() => write!(quoted, "\\u{:04X}", c as u32).unwrap(),
+            c => quoted.push(c),
+        }
+    }
+    quoted.push('"');
+    quoted
+}
+
+fn modified(path: &Path) -> SystemTime {
+    std::fs::metadata(path).unwrap().modified().unwrap()
 }
 
 impl Bench {
+    /// A bench whose registry has the demo connector as kind [`DEMO_KIND`].
     pub async fn new(label: &str) -> Bench {
         let tdb = TestDb::new(label).await;
         let domain = Domain::new(&tdb.db);
@@ -67,10 +195,13 @@ impl Bench {
         queue.ensure_indexes().await.unwrap();
         let broker = CredentialBroker::new(BrokerMetrics::new(&mut Default::default()));
         let pipeline = Pipeline::new(domain.clone(), queue, broker);
+        let connectors = Connectors::new();
+        connectors.register(DEMO_KIND, ConnectorKind::new(&connectors.demo, Vec::new()));
         Bench {
             tdb,
             domain,
             pipeline,
+            connectors,
         }
     }
 
@@ -78,11 +209,67 @@ impl Bench {
         &self.tdb.db
     }
 
-    /// An active tenant with one instance running `command` and one scope of it.
+    /// Registers `kind` as `name` for the processes started after this (they read the registry
+    /// when they start; registering after one started panics).
+    pub fn register(&self, name: &str, kind: ConnectorKind) {
+        self.connectors.register(name, kind);
+    }
+
+    /// The kind `tests/connectors/wrap.sh BEHAVIOUR <demo connector>` (see the script for the
+    /// behaviours), not registered: for a test to adjust first.
+    pub fn wrapped(&self, behaviour: &str) -> ConnectorKind {
+        let demo = self.connectors.demo.display().to_string();
+        ConnectorKind::new(&self.connectors.wrap, vec![behaviour.to_string(), demo])
+    }
+
+    /// Registers [`Bench::wrapped`]`(behaviour)` under a name made of the behaviour
+    /// (`sleep:1:started` is `wrap_sleep_1_started`) and returns the name.
+    pub fn wrap_kind(&self, behaviour: &str) -> String {
+        let mut name: String = std::iter::once("wrap_")
+            .chain([behaviour])
+            .flat_map(str::chars)
+            .map(|c| match c.to_ascii_lowercase() {
+                c @ ('a'..='z' | '0'..='9') => c,
+                _ => '_',
+            })
+            .collect();
+        name.truncate(MAX_KIND_CHARS);
+        self.register(&name, self.wrapped(behaviour));
+        name
+    }
+
+    /// Where the bench's workers make their connectors' run directories.
+    pub fn runs_dir(&self) -> &Path {
+        self.connectors.runs.path()
+    }
+
+    /// `file` in a connector's run directory (`<runs dir>/sv0-connector-*/file`), while the
+    /// run lasts (the worker removes the directory after it).
+    pub fn connector_file(&self, file: &str) -> Option<PathBuf> {
+        std::fs::read_dir(self.runs_dir())
+            .unwrap()
+            .map(|entry| entry.unwrap().path())
+            .filter(|dir| {
+                dir.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("sv0-connector-"))
+            })
+            .map(|dir| dir.join(file))
+            .find(|path| path.exists())
+    }
+
+    /// Whether a connector was ever started by the bench's workers: each run gets a directory
+    /// in the runs directory before its connector starts, removed afterwards, so the runs
+    /// directory's modification time moved.
+    pub fn connector_started(&self) -> bool {
+        modified(self.runs_dir()) != self.connectors.runs_created
+    }
+
+    /// An active tenant with one instance of the connector kind `kind` and one scope of it.
     pub async fn provision(
         &self,
         tenant: &str,
-        command: Vec<String>,
+        kind: &str,
         scope: Document,
         budget_seconds: i64,
     ) -> ScanScope {
@@ -94,9 +281,8 @@ impl Bench {
         }
         let instance = ConnectorInstance::new(
             tenant,
-            "demo",
-            "demo",
-            command,
+            kind,
+            kind,
             CredentialsRef {
                 provider: Provider::Env,
                 reference: CREDENTIALS_REF.into(),
@@ -117,11 +303,35 @@ impl Bench {
         scope
     }
 
-    /// A worker serving every pipeline kind, with the credentials of `tenants`.
+    /// A worker serving every pipeline kind, with the bench's registry and runs directory and
+    /// the credentials of `tenants`.
     pub fn worker(&self, tenants: &[&str], extra: &[&str]) -> WorkerProcess {
         let vars: Vec<(String, String)> = tenants.iter().map(|t| credential_var(t)).collect();
         let env: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        WorkerProcess::start_with_env(self.tdb.uri(), self.tdb.name(), extra, &env)
+        let file = self.connectors.hand_out();
+        let runs = self.runs_dir().display().to_string();
+        let mut args = vec!["--connectors", &file, "--connector-runs-dir", &runs];
+        args.extend(extra);
+        WorkerProcess::start_with_env(self.tdb.uri(), self.tdb.name(), &args, &env)
+    }
+
+    /// `sv0 admin-api` with the bench's registry, on a free port.
+    pub fn admin_api(&self, env: &[(&str, &str)]) -> WorkerProcess {
+        let file = self.connectors.hand_out();
+        WorkerProcess::admin_api(
+            self.tdb.uri(),
+            self.tdb.name(),
+            &["--connectors", &file],
+            env,
+        )
+    }
+
+    /// `sv0 all` with the bench's registry and runs directory.
+    pub fn all(&self, env: &[(&str, &str)]) -> WorkerProcess {
+        let file = self.connectors.hand_out();
+        let runs = self.runs_dir().display().to_string();
+        let args = ["--connectors", &file, "--connector-runs-dir", &runs];
+        WorkerProcess::all(self.tdb.uri(), self.tdb.name(), &args, env)
     }
 
     /// A `manual_api` run of `scope`, enqueued.

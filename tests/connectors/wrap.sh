@@ -1,10 +1,15 @@
 #!/bin/sh
 # A test connector: does what its first argument says, then (for most behaviours) runs the demo
-# connector (second argument) with the contract's arguments (the rest).
+# connector (second argument) with the contract's arguments (the rest). It runs confined: it
+# writes only in its run directory (its working directory) and reads only the system's files,
+# its own directory (the demo connector is staged beside it) and its kind's `read_paths`.
 #   ok                  run the demo connector
-#   sleep:N:MARKER      create MARKER, sleep N seconds, then run it
-#   fail-if:MARKER      exit 3 while MARKER exists, else run it
-#   env:FILE            write the environment to FILE, then run it
+#   sleep:N:MARKER      create MARKER in the run directory, sleep N seconds, then run it
+#   fail-if:MARKER      while MARKER exists, print "failing: " and its content, exit 3; else run
+#                       it (the kind grants MARKER's directory in `read_paths`)
+#   env                 print the environment's names (never the values: the credential is one),
+#                       HOME, TMPDIR and the working directory to stderr, exit 3
+#   argv                print the arguments after the first two to stderr, one a line, exit 3
 #   leak                print the credential to stderr, exit 4
 #   exit                print a line to stderr, exit 3
 #   reserved            write a results file with a reserved category, exit 0
@@ -25,16 +30,22 @@ case "$behaviour" in
     rest="${behaviour#sleep:}"
     seconds="${rest%%:*}"
     marker="${rest#*:}"
-    touch "$marker"
+    touch "./$marker"
     sleep "$seconds"
     exec "$demo" "$@" ;;
   fail-if:*)
     marker="${behaviour#fail-if:}"
-    if [ -e "$marker" ]; then echo "failing: $marker exists" >&2; exit 3; fi
+    if [ -e "$marker" ]; then echo "failing: $(cat "$marker")" >&2; exit 3; fi
     exec "$demo" "$@" ;;
-  env:*)
-    /usr/bin/env > "${behaviour#env:}"
-    exec "$demo" "$@" ;;
+  env)
+    env | sed -n 's/^\([A-Za-z_][A-Za-z0-9_]*\)=.*/name \1/p' >&2
+    echo "home ${HOME-}" >&2
+    echo "tmpdir ${TMPDIR-}" >&2
+    echo "cwd $(pwd -P)" >&2
+    exit 3 ;;
+  argv)
+    printf 'arg %s\n' "$@" >&2
+    exit 3 ;;
   leak)
     echo "about to fail; my token is $DEMO_CLOUD_TOKEN (a connector must never do this)" >&2
     exit 4 ;;

@@ -1,12 +1,14 @@
 //! Connector instances of a tenant: list, detail, create, edit, delete (refused while a scope
-//! uses the instance). An instance names where its credentials live, never their values.
+//! uses the instance). An instance names where its credentials live, never their values, and a
+//! connector kind the deployment's registry has, never a program: what runs for a kind is the
+//! deployment's configuration, out of every API caller's reach.
 
 use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use mongodb::bson::doc;
+use mongodb::bson::{Document, doc};
 use serde::Deserialize;
 use sv0_broker::{CredentialsRef, Provider};
 use sv0_domain::{ConnectorInstance, InstanceStatus, InstanceUpdate};
@@ -19,7 +21,7 @@ use crate::error::{ApiError, ErrorBody};
 use crate::extract::{Ctx, JsonBody, Params};
 use crate::page::{self, Page};
 use crate::roles::Right;
-use crate::views::InstanceView;
+use crate::views::{InstanceView, enum_name};
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -97,18 +99,20 @@ impl From<CredentialsRefBody> for CredentialsRef {
     }
 }
 
+/// A new instance. Any other field is refused, `command` included: the program a kind runs is
+/// set in the deployment's connector registry, not here.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct CreateInstanceRequest {
     name: String,
-    /// The connector's kind (`demo`, `aws`, …): lower-case letters, digits and `_`.
+    /// The connector's kind (`demo`, `aws`, …): one the deployment's connector registry has
+    /// (the file the workers and this API read); an unregistered kind is refused, naming the
+    /// registered ones. Not editable later.
     kind: String,
-    /// The connector executable and its fixed arguments.
-    command: Vec<String>,
     credentials_ref: CredentialsRefBody,
 }
 
-/// Creates an active connector instance.
+/// Creates an active connector instance of a registered kind.
 #[utoipa::path(post, path = "/api/v1/tenants/{tenant_id}/instances", tag = "instances",
     params(("tenant_id" = String, Path)), request_body = CreateInstanceRequest, security(("bearer" = [])),
     responses((status = 201, body = InstanceView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
@@ -126,9 +130,14 @@ pub(crate) async fn create(
         &tenant_id,
         &body.name,
         &body.kind,
-        body.command,
         body.credentials_ref.into(),
     )?;
+    // Refused now rather than stored: every scan of an instance of a kind the workers do not
+    // have would fail.
+    api.pipeline
+        .connectors()
+        .kind(&instance.kind)
+        .map_err(|unknown| ApiError::invalid("kind", unknown.to_string()))?;
     api.pipeline.domain.tenant(&tenant_id).await?;
     api.pipeline.domain.insert_instance(&instance).await?;
     api.audit
@@ -141,7 +150,11 @@ pub(crate) async fn create(
                 target_id: instance.id.to_hex(),
                 tenant_id: Some(&tenant_id),
                 reason: None,
-                detail: doc! { "kind": &instance.kind },
+                detail: doc! {
+                    "kind": &instance.kind,
+                    "name": &instance.name,
+                    "credentials_ref": credentials_ref_detail(&instance.credentials_ref),
+                },
             },
         )
         .await;
@@ -154,8 +167,6 @@ pub(crate) struct UpdateInstanceRequest {
     #[serde(default)]
     name: Option<String>,
     #[serde(default)]
-    command: Option<Vec<String>>,
-    #[serde(default)]
     credentials_ref: Option<CredentialsRefBody>,
     /// `active` or `disabled` (a disabled instance's scopes do not run).
     #[serde(default)]
@@ -163,7 +174,7 @@ pub(crate) struct UpdateInstanceRequest {
     status: Option<InstanceStatus>,
 }
 
-/// Edits an instance: only the fields given change.
+/// Edits an instance: only the fields given change (its kind never does).
 #[utoipa::path(patch, path = "/api/v1/tenants/{tenant_id}/instances/{id}", tag = "instances",
     params(("tenant_id" = String, Path), ("id" = String, Path)), request_body = UpdateInstanceRequest,
     security(("bearer" = [])),
@@ -181,7 +192,6 @@ pub(crate) async fn update(
     let id = object_id("id", &id)?;
     let update = InstanceUpdate {
         name: body.name,
-        command: body.command,
         credentials_ref: body.credentials_ref.map(CredentialsRef::from),
         status: body.status,
     };
@@ -200,24 +210,35 @@ pub(crate) async fn update(
                 target_id: id.to_hex(),
                 tenant_id: Some(&tenant_id),
                 reason: None,
-                detail: doc! { "fields": changed_fields(&update) },
+                detail: update_detail(&update),
             },
         )
         .await;
     Ok(Json(instance.into()))
 }
 
-/// Which fields an edit set (the audit log records the names, not the values).
-fn changed_fields(update: &InstanceUpdate) -> Vec<&'static str> {
-    [
-        ("name", update.name.is_some()),
-        ("command", update.command.is_some()),
-        ("credentials_ref", update.credentials_ref.is_some()),
-        ("status", update.status.is_some()),
-    ]
-    .into_iter()
-    .filter_map(|(name, set)| set.then_some(name))
-    .collect()
+/// Where the credentials live, for the audit log: a provider and a ref are names, never
+/// secret values, and the log must say where a changed instance now reads from.
+fn credentials_ref_detail(credentials_ref: &CredentialsRef) -> Document {
+    doc! {
+        "provider": enum_name(&credentials_ref.provider),
+        "ref": &credentials_ref.reference,
+    }
+}
+
+/// Each field an edit set, with its new value.
+fn update_detail(update: &InstanceUpdate) -> Document {
+    let mut detail = Document::new();
+    if let Some(name) = &update.name {
+        detail.insert("name", name);
+    }
+    if let Some(credentials_ref) = &update.credentials_ref {
+        detail.insert("credentials_ref", credentials_ref_detail(credentials_ref));
+    }
+    if let Some(status) = &update.status {
+        detail.insert("status", enum_name(status));
+    }
+    detail
 }
 
 /// Deletes an instance no scope uses (409 while one does).
@@ -233,6 +254,9 @@ pub(crate) async fn delete(
     ctx.require(Right::ActOnInstances)?;
     sv0_domain::validate_tenant_id(&tenant_id)?;
     let id = object_id("id", &id)?;
+    // Read first so that the log says what was deleted; an instance gone in between is a 404
+    // from the delete, as it would have been anyway.
+    let instance = api.pipeline.domain.instance(&tenant_id, id).await?;
     api.pipeline.domain.delete_instance(&tenant_id, id).await?;
     api.audit
         .record(
@@ -244,7 +268,7 @@ pub(crate) async fn delete(
                 target_id: id.to_hex(),
                 tenant_id: Some(&tenant_id),
                 reason: None,
-                detail: doc! {},
+                detail: doc! { "kind": &instance.kind, "name": &instance.name },
             },
         )
         .await;

@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use sv0_admin_api::{AdminApi, ApiMetrics, Role, Tokens};
 use sv0_broker::{BrokerMetrics, CredentialBroker, CredentialsRef, Provider};
 use sv0_domain::{Budget, ConnectorInstance, Domain, ScanScope, Tenant};
-use sv0_pipeline::Pipeline;
+use sv0_pipeline::{ConnectorKind, ConnectorRegistry, Pipeline};
 use sv0_queue::Queue;
 use sv0_scheduler::controls::Controls;
 use sv0_scheduler::{SchedulerMetrics, SlotLog};
@@ -52,7 +52,10 @@ impl Api {
         slot_log.ensure_indexes().await.unwrap();
         let mut registry = Registry::with_prefix("sv0");
         let broker = CredentialBroker::new(BrokerMetrics::new(&mut registry));
-        let pipeline = Arc::new(Pipeline::new(domain.clone(), queue.clone(), broker));
+        let pipeline = Arc::new(
+            Pipeline::new(domain.clone(), queue.clone(), broker)
+                .with_connectors(registry_of(&KINDS)),
+        );
         let controls = Controls {
             pipeline,
             slot_log,
@@ -139,7 +142,6 @@ impl Api {
             tenant,
             "demo",
             "demo",
-            vec!["sv0-demo-connector".into()],
             CredentialsRef {
                 provider: Provider::Env,
                 reference: "DEMO_CLOUD".into(),
@@ -175,6 +177,25 @@ impl Api {
             .await
             .unwrap()
     }
+}
+
+/// The kinds the API's connector registry has. The API only checks instances against it and
+/// never runs a connector, so any absolute path will do.
+pub const KINDS: [&str; 2] = ["aws", "demo"];
+
+pub fn registry_of(kinds: &[&str]) -> ConnectorRegistry {
+    ConnectorRegistry::from_kinds(
+        kinds
+            .iter()
+            .map(|kind| {
+                (
+                    kind.to_string(),
+                    ConnectorKind::new("/usr/bin/true", Vec::new()),
+                )
+            })
+            .collect(),
+    )
+    .unwrap()
 }
 
 pub fn manual_run(tenant: &str, scope_id: &str) -> Value {

@@ -1,14 +1,19 @@
 #!/bin/sh
-# Obeys the contract and reports what it was given into the directory "$1" (outside its own):
-# its arguments, whether its working directory is the driver's directory, that directory's mode,
-# and a copy of scope.json.
+# Obeys the contract and reports what it was given on stderr, one `KEY VALUE` line each (its
+# directory is gone once the run returns, and it can write nowhere else): every argument (`arg`),
+# whether its working directory is the driver's directory (`cwd`), that directory's mode and
+# owner (`mode`, `owner`), its own uid (`uid`), scope.json (`scope`) and the size of the
+# graph.json it wrote (`graph_bytes`).
 set -eu
 . "${0%/*}/args.sh"
-out=$1
-printf '%s\n' "$@" > "$out/argv"
-if [ "$(pwd -P)" = "$(cd "$dir" && pwd -P)" ]; then echo same > "$out/cwd"; else pwd -P > "$out/cwd"; fi
-stat -c %a "$dir" > "$out/mode"
-cp "$scope" "$out/scope.json"
+{
+    printf 'arg %s\n' "$@"
+    if [ "$(pwd -P)" = "$(cd "$dir" && pwd -P)" ]; then echo "cwd same"; else echo "cwd $(pwd -P)"; fi
+    echo "mode $(stat -c %a "$dir")"
+    echo "owner $(stat -c %u "$dir")"
+    echo "uid $(id -u)"
+    echo "scope $(cat "$scope")"
+} >&2
 cat > "$results" <<'JSON'
 {
   "identities": {"status": "succeeded", "items_scanned": 2, "started_at": "2026-11-29T08:00:00Z",
@@ -28,5 +33,5 @@ cat > "$graph" <<'JSON'
   "edges": [{"from": "aws:machine:web-1", "to": "aws:identity:alice", "type": "runs_as"}]
 }
 JSON
-cp "$graph" "$out/graph.json"
+echo "graph_bytes $(wc -c < "$graph")" >&2
 echo "contract connector done" >&2

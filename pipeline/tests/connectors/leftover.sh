@@ -1,9 +1,9 @@
 #!/bin/sh
 # Writes valid outputs and exits 0, leaving a background child running (which holds stderr open);
-# records the child's pid into "$1".
+# prints the child's pid on stderr (`grandchild PID`).
 set -eu
 . "${0%/*}/args.sh"
 sleep 300 &
-echo $! > "$1/grandchild.pid"
+echo "grandchild $!" >&2
 echo '{}' > "$results"
 echo '{"entities": []}' > "$graph"

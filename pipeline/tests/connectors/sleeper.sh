@@ -1,12 +1,10 @@
 #!/bin/sh
-# Starts a background child, records its directory and its pid into "$1", then sleeps far past
-# any test's time limit. The pid file appears last and whole (written aside, then renamed): the
-# test cancels the run as soon as it exists.
+# Starts a background child, records its pid into `grandchild.pid` in its own directory, then
+# sleeps far past any test's time limit. The pid file appears whole (written aside, then
+# renamed): the test, which looks for it in the runs directory, acts as soon as it exists.
 set -eu
-. "${0%/*}/args.sh"
 sleep 300 &
-echo "$dir" > "$1/dir"
-echo $! > "$1/grandchild.pid.part"
-mv "$1/grandchild.pid.part" "$1/grandchild.pid"
+echo $! > grandchild.pid.part
+mv grandchild.pid.part grandchild.pid
 echo "sleeping" >&2
 sleep 300

@@ -53,7 +53,6 @@ impl Stand {
             tenant,
             "demo",
             "demo",
-            vec!["sv0-demo-connector".into()],
             CredentialsRef {
                 provider: Provider::Env,
                 reference: "DEMO_CLOUD".into(),

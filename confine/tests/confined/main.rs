@@ -1,0 +1,10 @@
+//! Confined programs run for real under a policy, each case checked by what the kernel did.
+//! One binary for every case: the parent is made non-dumpable once, for all of them.
+
+mod concurrency;
+mod enforcement;
+mod filesystem;
+mod fork_guard;
+mod harness;
+mod network;
+mod process;

@@ -1,10 +1,14 @@
 //! Connector confinement, proven through real scans: a real `sv0 worker` holding two tenants'
-//! credentials runs `sv0-hostile-connector`, which tries every way out of its sandbox and reports
-//! what the kernel answered (one category per case, stored on its run); each answer is held to
-//! what confinement must give. Another tenant's run of the same connector is going on meanwhile,
-//! as the neighbour to attack. A third run prints its own credential in plain and encoded forms
-//! to stderr and fails, to prove the stored stderr is redacted. Last, the other tenant's
-//! credential is looked for everywhere a leak could land.
+//! credentials in its environment runs `sv0-hostile-connector`, which tries every way out of its
+//! sandbox and reports what the kernel answered (one category per case, stored on its run); each
+//! answer is held to what confinement must give. Two other tenants' runs of the same connector go
+//! on meanwhile: `other`, whose credential is in the worker's environment, and `vaulted`, whose
+//! credential only the fake Key Vault holds, so the worker resolves it at run time, through its
+//! real production path (an egress proxy, a private CA, App Service's managed-identity
+//! variables); the vaulted run is the neighbour attacked, and the vault, its proxy and the
+//! identity endpoint are among the ports tried. A further run prints its own credential in plain
+//! and encoded forms to stderr and fails, to prove the stored stderr is redacted. Last, the other
+//! tenants' credentials are looked for everywhere a leak could land.
 //!
 //! CI runs as root: the worker is root and its connectors run as `nobody`. The secrets file, /tmp
 //! and the other run's directory are open to `nobody` on permissions alone, so a refusal there is
@@ -17,21 +21,27 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fs::Permissions;
 use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::pipeline::{Bench, canary};
+use common::pipeline::{Bench, CREDENTIALS_REF, canary, credential_var};
 use common::{all, http_get};
 use mongodb::bson::doc;
 use nix::unistd::{Uid, User};
+use sv0_broker::naming::{Ref, TenantId, key_vault_prefix};
+use sv0_broker::{CA_FILE_VAR, Provider, VAULT_URL_VAR};
 use sv0_domain::category::DRIVER;
 use sv0_domain::{RunStatus, ScanRun};
 use sv0_pipeline::ConnectorKind;
 use sv0_testkit::StagedConnectors;
+use sv0_testkit::fake_identity::{FakeIdentity, IDENTITY_HEADER_SECRET};
+use sv0_testkit::fake_vault::{self, FakeVault};
 
 /// Each wait below is for an event that takes well under a few seconds here.
 const TIMEOUT: Duration = Duration::from_secs(60);
 const KIND: &str = "hostile";
+/// The tenant whose credential only the fake Key Vault holds.
+const VAULTED: &str = "vaulted";
 
 /// What a case relies on beyond what the worker refuses to start without (Landlock's filesystem
 /// rules and the seccomp filter).
@@ -75,6 +85,10 @@ const CASES: &[(&str, &str, Needs, &str)] = &[
     ("chown_to_root",           "EPERM",  Needs::Nothing, "no capabilities"),
     ("tcp_forbidden",           "EACCES", Needs::Ports,   "Landlock port rule, not ECONNREFUSED"),
     ("tcp_allowed",             "ok",     Needs::Nothing, "the kind's port"),
+    // The worker reaches these; its connectors must not, whatever they would find there.
+    ("tcp_vault",               "EACCES", Needs::Ports,   "Landlock port rule: the Key Vault"),
+    ("tcp_vault_proxy",         "EACCES", Needs::Ports,   "Landlock port rule: the vault's proxy"),
+    ("tcp_identity",            "EACCES", Needs::Ports,   "Landlock port rule: the token endpoint"),
     ("tcp_fastopen_forbidden",  "EPERM",  Needs::Nothing, "seccomp: MSG_FASTOPEN (Landlock)"),
     ("mptcp_forbidden",         "EPROTONOSUPPORT", Needs::Nothing, "seccomp: MPTCP sockets"),
     // Landlock does not check connecting to a named Unix socket; the socket is refused.
@@ -114,14 +128,54 @@ fn lacking(needs: Needs, abi: u32) -> Option<String> {
     }
 }
 
-/// Writes `release` in the victim's run directory when dropped: the victim stops waiting
+/// Writes `release` in each victim's run directory when dropped: the victims stop waiting
 /// whichever way the test ends.
-struct Release(PathBuf);
+#[derive(Default)]
+struct Release(Vec<PathBuf>);
 
 impl Drop for Release {
     fn drop(&mut self) {
-        let _ = std::fs::write(self.0.join("release"), b"");
+        for dir in &self.0 {
+            let _ = std::fs::write(dir.join("release"), b"");
+        }
     }
+}
+
+/// The run directory of the victim `run` of `tenant`, once its connector wrote `victim.txt`
+/// there: the one directory holding it that is not among `known`.
+async fn victim_dir(bench: &Bench, tenant: &str, run: &ScanRun, known: &[PathBuf]) -> PathBuf {
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let found = std::fs::read_dir(bench.runs_dir())
+            .unwrap()
+            .map(|entry| entry.unwrap().path())
+            .find(|dir| dir.join("victim.txt").exists() && !known.contains(dir));
+        if let Some(dir) = found {
+            return dir;
+        }
+        let now = bench.domain.run(tenant, run.id).await.unwrap();
+        assert!(
+            !now.status.is_finished(),
+            "{tenant}'s victim ended before it started waiting: {now:#?}"
+        );
+        assert!(Instant::now() < deadline, "{tenant}'s victim never started");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn victim_pid(dir: &Path) -> i64 {
+    let marker: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("victim.txt")).unwrap()).unwrap();
+    marker["pid"].as_i64().unwrap()
+}
+
+/// The Key Vault secret holding `tenant`'s demo credential (bundle name `DEMO_CLOUD_TOKEN`).
+fn vault_secret_name(tenant: &str) -> String {
+    let prefix = key_vault_prefix(
+        &TenantId::parse(tenant).unwrap(),
+        &Ref::parse(CREDENTIALS_REF).unwrap(),
+    );
+    format!("{prefix}demo-cloud-token")
 }
 
 fn base64(bytes: &[u8]) -> String {
@@ -146,7 +200,9 @@ async fn collections_holding(db: &mongodb::Database, needle: &str) -> Vec<String
     holding
 }
 
-#[tokio::test]
+// Two threads: the fake vault, its proxy and the identity endpoint answer the worker while the
+// test waits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hostile_connector_reaches_nothing_beyond_its_run_and_its_own_credential() {
     let support = sv0_confine::Support::probe();
     let (abi, seccomp) = (support.landlock_abi, support.seccomp);
@@ -186,30 +242,65 @@ async fn a_hostile_connector_reaches_nothing_beyond_its_run_and_its_own_credenti
     let _service = std::os::unix::net::UnixListener::bind(&unix_socket).unwrap();
     std::fs::set_permissions(&unix_socket, Permissions::from_mode(0o777)).unwrap();
 
+    // The vaulted tenant's credential, in the fake Key Vault only. The worker reaches the vault
+    // by its real host name through an egress proxy (`HTTPS_PROXY`), trusts its certificate as
+    // a private CA's (`SV0_KEYVAULT_CA_FILE`), and gets its token from the managed-identity
+    // endpoint App Service's variables name: the production code path, configured as a
+    // deployment would be.
+    let vault = FakeVault::start().await;
+    vault.set_secret(&vault_secret_name(VAULTED), &canary(VAULTED));
+    let proxy = vault.proxy().await;
+    let identity = FakeIdentity::start().await;
+    let ca_dir = tempfile::tempdir().unwrap();
+    let ca_file = ca_dir.path().join("vault-ca.pem");
+    std::fs::write(&ca_file, vault.ca_pem()).unwrap();
+    let ca_file = ca_file.display().to_string();
+    let mut vault_env = vec![
+        (VAULT_URL_VAR, vault.url.as_str()),
+        (CA_FILE_VAR, ca_file.as_str()),
+        ("HTTPS_PROXY", proxy.url.as_str()),
+        // The identity endpoint is on loopback, never behind the proxy.
+        ("NO_PROXY", "127.0.0.1"),
+    ];
+    let identity_env = identity.app_service_env();
+    vault_env.extend(identity_env.iter().map(|(k, v)| (*k, v.as_str())));
+
     let bench = Bench::new("confinement").await;
     let staged = StagedConnectors::new().unwrap();
     let mut kind = ConnectorKind::new(staged.stage(&hostile_connector()).unwrap(), Vec::new());
     kind.tcp_ports = vec![allowed_port];
     bench.register(KIND, kind);
-    let worker = bench.worker(&["acme", "other"], &[]);
+    let worker = bench.worker_with_env(&["acme", "other"], &[], &vault_env);
+    // Nothing but the vault can hand the vaulted tenant its credential: the worker's
+    // environment is this process's, `vault_env` and the two other tenants' variables.
+    let vaulted_var = credential_var(VAULTED).0;
+    assert!(
+        std::env::var_os(&vaulted_var).is_none(),
+        "{vaulted_var} is set"
+    );
+    assert!(vault_env.iter().all(|(name, _)| *name != vaulted_var));
 
-    // The other tenant's run, waiting until the attack is over.
-    let victim_scope = bench
+    // The neighbours' runs, waiting until the attack is over. Each checks its own credential
+    // came; the vaulted one's can only have come from the vault.
+    let mut release = Release::default();
+    let vaulted_scope = bench
+        .provision_from(
+            Provider::AzureKeyvault,
+            VAULTED,
+            KIND,
+            doc! { "mode": "victim" },
+            120,
+        )
+        .await;
+    let vaulted_run = bench.scan(&vaulted_scope).await;
+    let vaulted_dir = victim_dir(&bench, VAULTED, &vaulted_run, &[]).await;
+    release.0.push(vaulted_dir.clone());
+    let other_scope = bench
         .provision("other", KIND, doc! { "mode": "victim" }, 120)
         .await;
-    let victim_run = bench.scan(&victim_scope).await;
-    let deadline = Instant::now() + TIMEOUT;
-    let victim_file = loop {
-        if let Some(file) = bench.connector_file("victim.txt") {
-            break file;
-        }
-        assert!(Instant::now() < deadline, "the victim never started");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
-    let other_run_dir = victim_file.parent().unwrap().to_path_buf();
-    let release = Release(other_run_dir.clone());
-    let marker: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&victim_file).unwrap()).unwrap();
+    let other_run = bench.scan(&other_scope).await;
+    let other_dir = victim_dir(&bench, "other", &other_run, &release.0).await;
+    release.0.push(other_dir.clone());
 
     let attack_scope = bench
         .provision(
@@ -217,11 +308,14 @@ async fn a_hostile_connector_reaches_nothing_beyond_its_run_and_its_own_credenti
             KIND,
             doc! {
                 "mode": "attack",
-                "victim_pid": marker["pid"].as_i64().unwrap(),
-                "other_run_dir": other_run_dir.display().to_string(),
+                "victim_pid": victim_pid(&vaulted_dir),
+                "other_run_dir": vaulted_dir.display().to_string(),
                 "secrets_file": secrets_file.display().to_string(),
                 "forbidden_port": i32::from(forbidden_port),
                 "allowed_port": i32::from(allowed_port),
+                "vault_port": i32::from(vault.port()),
+                "vault_proxy_port": i32::from(proxy.port()),
+                "identity_port": i32::from(identity.port()),
                 "unix_socket": unix_socket.display().to_string(),
             },
             60,
@@ -235,16 +329,18 @@ async fn a_hostile_connector_reaches_nothing_beyond_its_run_and_its_own_credenti
     let attack = bench.finished("acme", attack_run.id, TIMEOUT).await;
     let leak = bench.finished("acme", leak_run.id, TIMEOUT).await;
     drop(release);
-    let victim = bench.finished("other", victim_run.id, TIMEOUT).await;
-    for run in [&attack, &leak, &victim] {
+    let vaulted = bench.finished(VAULTED, vaulted_run.id, TIMEOUT).await;
+    let other = bench.finished("other", other_run.id, TIMEOUT).await;
+    for run in [&attack, &leak, &vaulted, &other] {
         bench.settled_jobs(run.id, TIMEOUT).await;
     }
     assert_eq!(attack.status, RunStatus::Succeeded, "{attack:#?}");
-    assert_eq!(victim.status, RunStatus::Succeeded, "{victim:#?}");
-    assert!(
-        !other_run_dir.exists(),
-        "the victim's run directory outlived its run"
-    );
+    assert_eq!(vaulted.status, RunStatus::Succeeded, "{vaulted:#?}");
+    assert_eq!(other.status, RunStatus::Succeeded, "{other:#?}");
+    for dir in [&vaulted_dir, &other_dir] {
+        assert!(!dir.exists(), "a victim's run directory outlived its run");
+    }
+    check_vault_resolve(&vault, &proxy, &identity);
 
     let report = Report::of(&attack);
     eprintln!("the hostile connector's report (Landlock ABI {abi}):");
@@ -263,6 +359,35 @@ async fn a_hostile_connector_reaches_nothing_beyond_its_run_and_its_own_credenti
         .collect();
     assert!(log.contains("connector finished"), "{log}");
     check_nowhere(bench.db(), &log, &metrics).await;
+}
+
+/// The vaulted victim's credential came from the vault, as production would fetch it: a token
+/// from the App Service identity endpoint, every vault request tunnelled through the proxy to
+/// the vault's own host name, the listing and the secret read with that token.
+fn check_vault_resolve(vault: &FakeVault, proxy: &fake_vault::VaultProxy, identity: &FakeIdentity) {
+    assert!(
+        identity.requests() >= 1,
+        "the worker asked the identity endpoint"
+    );
+    let tunnels = proxy.requests();
+    let expected = format!("CONNECT {}:{} HTTP/1.1", fake_vault::HOST, vault.port());
+    assert!(
+        !tunnels.is_empty() && tunnels.iter().all(|t| *t == expected),
+        "{tunnels:#?}"
+    );
+    // Each vault request as (path without a trailing `/`, whether it carried the token).
+    let requests = vault.requests();
+    let seen: Vec<(&str, bool)> = requests
+        .iter()
+        .filter_map(|r| {
+            let path = r.strip_prefix("GET ")?.split(['?', ' ']).next()?;
+            Some((path.trim_end_matches('/'), r.ends_with(" bearer")))
+        })
+        .collect();
+    let read = format!("/secrets/{}", vault_secret_name(VAULTED));
+    for wanted in ["/secrets", read.as_str()] {
+        assert!(seen.contains(&(wanted, true)), "{wanted} in {requests:#?}");
+    }
 }
 
 /// The run's categories: name → errors (the hostile connector's outcomes and facts).
@@ -433,9 +558,11 @@ fn check_leak(leak: &ScanRun) {
     }
 }
 
-/// The other tenant's credential (in the worker's environment and its neighbour run's) is in no
-/// collection of the database, the worker's log or its /metrics; nor is this tenant's own, in
-/// any of the forms the leak printed.
+/// The other tenants' credentials (`other`'s in the worker's environment and its run's;
+/// `vaulted`'s in the fake vault and its run's), and what the worker authenticates to the vault
+/// with (the identity endpoint's header secret, the token it hands out), are in no collection of
+/// the database, the worker's log or its /metrics; nor is this tenant's own, in any of the forms
+/// the leak printed.
 async fn check_nowhere(db: &mongodb::Database, log: &str, metrics: &str) {
     let collections = db.list_collection_names().await.unwrap();
     for searched in ["scan_runs", "jobs", "connector_syncs"] {
@@ -447,6 +574,9 @@ async fn check_nowhere(db: &mongodb::Database, log: &str, metrics: &str) {
     let own = canary("acme");
     for secret in [
         canary("other"),
+        canary(VAULTED),
+        IDENTITY_HEADER_SECRET.to_string(),
+        fake_vault::TOKEN.to_string(),
         own.clone(),
         base64(own.as_bytes()),
         hex::encode(own.as_bytes()),

@@ -8,16 +8,25 @@ use crate::naming::{Ref, TenantId, key_vault_bundle_name, key_vault_prefix};
 use crate::secret::{BundleName, SecretBundle, SecretValue};
 use azure_core::credentials::TokenCredential;
 use azure_core::error::ErrorKind;
-use azure_core::http::{ClientOptions, ExponentialRetryOptions, RetryOptions, Url};
-use azure_identity::{DeveloperToolsCredential, ManagedIdentityCredential};
+use azure_core::http::{ClientOptions, ExponentialRetryOptions, RetryOptions, Transport, Url};
+use azure_identity::{
+    DeveloperToolsCredential, ManagedIdentityCredential, ManagedIdentityCredentialOptions,
+};
 use azure_security_keyvault_secrets::{ResourceExt, SecretClient, SecretClientOptions};
 use futures::TryStreamExt;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Names of the process variables [`KeyVaultConfig::from_env`] reads.
 pub const VAULT_URL_VAR: &str = "SV0_KEYVAULT_URL";
 pub const CREDENTIAL_VAR: &str = "SV0_KEYVAULT_CREDENTIAL";
+pub const CA_FILE_VAR: &str = "SV0_KEYVAULT_CA_FILE";
+
+/// The SDK's own transport settings (`azure_core`'s default `reqwest` client), kept when a CA
+/// file makes us build the client ourselves.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
+const READ_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// How the broker authenticates to the vault.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,6 +49,9 @@ pub struct KeyVaultConfig {
     pub cache_ttl: Duration,
     /// Most bundles kept at once (one per tenant and ref).
     pub cache_capacity: usize,
+    /// A PEM file of root certificates trusted in addition to the system's: a TLS-inspecting
+    /// egress proxy's, or a private CA's.
+    pub ca_file: Option<PathBuf>,
 }
 
 impl KeyVaultConfig {
@@ -52,11 +64,13 @@ impl KeyVaultConfig {
             max_retries: 3,
             cache_ttl: Duration::from_secs(300),
             cache_capacity: 256,
+            ca_file: None,
         }
     }
 
-    /// Reads [`VAULT_URL_VAR`] (unset: the provider is off, `Ok(None)`) and [`CREDENTIAL_VAR`]
-    /// (`managed_identity`, the default, or `developer`) through `var`, e.g. `std::env::var(..).ok()`.
+    /// Reads [`VAULT_URL_VAR`] (unset: the provider is off, `Ok(None)`), [`CREDENTIAL_VAR`]
+    /// (`managed_identity`, the default, or `developer`) and [`CA_FILE_VAR`] (optional) through
+    /// `var`, e.g. `std::env::var(..).ok()`.
     pub fn from_env(var: impl Fn(&str) -> Option<String>) -> Result<Option<Self>, ConfigError> {
         let Some(url) = var(VAULT_URL_VAR) else {
             return Ok(None);
@@ -67,6 +81,7 @@ impl KeyVaultConfig {
             Some("developer") => VaultCredential::DeveloperTools,
             Some(other) => return Err(ConfigError::Credential(other.to_owned())),
         };
+        config.ca_file = var(CA_FILE_VAR).map(PathBuf::from);
         Ok(Some(config))
     }
 }
@@ -77,6 +92,8 @@ pub enum ConfigError {
     VaultUrl,
     #[error("`{CREDENTIAL_VAR}` must be `managed_identity` or `developer`, not `{0}`")]
     Credential(String),
+    #[error("`{CA_FILE_VAR}` ({}): {reason}", path.display())]
+    CaFile { path: PathBuf, reason: String },
     #[error("creating the Azure client failed: {0}")]
     Azure(#[from] azure_core::Error),
 }
@@ -88,13 +105,27 @@ pub struct KeyVaultProvider {
 }
 
 impl KeyVaultProvider {
-    /// The production constructor: the credential named in `config`, the SDK's default transport.
+    /// The production constructor: the credential named in `config`; the SDK's default transport,
+    /// or, with `config.ca_file`, the same one also trusting that file's roots (for the vault and
+    /// the managed identity's endpoint alike, as a proxy sees both).
     pub fn connect(config: KeyVaultConfig) -> Result<Self, ConfigError> {
+        let client_options = match &config.ca_file {
+            None => ClientOptions::default(),
+            Some(path) => ClientOptions {
+                transport: Some(Transport::new(Arc::new(client_trusting(path)?))),
+                ..Default::default()
+            },
+        };
         let credential: Arc<dyn TokenCredential> = match config.credential {
-            VaultCredential::ManagedIdentity => ManagedIdentityCredential::new(None)?,
+            VaultCredential::ManagedIdentity => {
+                ManagedIdentityCredential::new(Some(ManagedIdentityCredentialOptions {
+                    client_options: client_options.clone(),
+                    ..Default::default()
+                }))?
+            }
             VaultCredential::DeveloperTools => DeveloperToolsCredential::new(None)?,
         };
-        Self::with_credential(config, credential, ClientOptions::default())
+        Self::with_credential(config, credential, client_options)
     }
 
     /// Any credential and client options (tests pass a test credential and a transport that
@@ -210,6 +241,27 @@ impl KeyVaultProvider {
         }
         Ok(bundle)
     }
+}
+
+/// The SDK's default HTTP client, also trusting the roots in the PEM file at `path`.
+fn client_trusting(path: &Path) -> Result<reqwest::Client, ConfigError> {
+    let failed = |reason: String| ConfigError::CaFile {
+        path: path.to_owned(),
+        reason,
+    };
+    let pem = std::fs::read(path).map_err(|e| failed(e.to_string()))?;
+    let roots = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| failed(e.to_string()))?;
+    if roots.is_empty() {
+        return Err(failed("no PEM certificate in it".into()));
+    }
+    reqwest::Client::builder()
+        .connect_timeout(CONNECT_TIMEOUT)
+        .read_timeout(READ_TIMEOUT)
+        // The SDK follows no redirect: a vault's answer is never one.
+        .redirect(reqwest::redirect::Policy::none())
+        .tls_certs_merge(roots)
+        .build()
+        .map_err(|e| failed(e.to_string()))
 }
 
 /// Sorts an SDK error into transient or permanent. Only status codes, service error codes and the

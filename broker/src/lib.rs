@@ -22,7 +22,8 @@ mod secret;
 pub use env::EnvProvider;
 pub use error::{BrokerError, TransientError};
 pub use keyvault::{
-    CREDENTIAL_VAR, ConfigError, KeyVaultConfig, KeyVaultProvider, VAULT_URL_VAR, VaultCredential,
+    CA_FILE_VAR, CREDENTIAL_VAR, ConfigError, KeyVaultConfig, KeyVaultProvider, VAULT_URL_VAR,
+    VaultCredential,
 };
 pub use metrics::BrokerMetrics;
 pub use secret::{

@@ -7,12 +7,12 @@ mod support;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::registry::Registry;
 use std::sync::Arc;
-use support::fake_vault::FakeVault;
 use support::{TestCredential, capture_tracing};
 use sv0_broker::{
     BrokerMetrics, CredentialBroker, CredentialsRef, EnvProvider, KeyVaultConfig, KeyVaultProvider,
     Provider, REDACTED,
 };
+use sv0_testkit::fake_vault::FakeVault;
 
 const CANARY: &str = "CANARY-7f3a9c1e-do-not-leak";
 

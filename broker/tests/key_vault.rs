@@ -1,4 +1,4 @@
-//! The `azure_keyvault` provider, over HTTPS, against the fake vault in `support/fake_vault.rs`
+//! The `azure_keyvault` provider, over HTTPS, against the fake vault in `sv0_testkit::fake_vault`
 //! (see there for why a fake), driven by the official Azure SDK crates with only their transport
 //! and retry options configured.
 
@@ -8,12 +8,12 @@ use prometheus_client::registry::Registry;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use support::TestCredential;
-use support::fake_vault::{FakeVault, Fault, REAL_RESOURCE, TOKEN};
 use sv0_broker::naming::{Ref, TenantId, key_vault_prefix};
 use sv0_broker::{
-    BrokerError, BrokerMetrics, CredentialBroker, CredentialsRef, KeyVaultConfig, KeyVaultProvider,
-    Provider, TransientError,
+    BrokerError, BrokerMetrics, CA_FILE_VAR, ConfigError, CredentialBroker, CredentialsRef,
+    KeyVaultConfig, KeyVaultProvider, Provider, TransientError, VAULT_URL_VAR,
 };
+use sv0_testkit::fake_vault::{FakeVault, Fault, REAL_RESOURCE, TOKEN};
 
 fn kv_ref(reference: &str) -> CredentialsRef {
     CredentialsRef {
@@ -420,4 +420,51 @@ async fn plain_http_vault_urls_are_refused() {
         .err()
         .expect("refused");
     assert!(err.to_string().contains("must be an https URL"), "{err}");
+}
+
+/// `SV0_KEYVAULT_CA_FILE` is read with the rest of the configuration and is optional.
+#[test]
+fn the_ca_file_is_configured_from_the_environment() {
+    fn lookup(vars: &[(&str, &str)], name: &str) -> Option<String> {
+        vars.iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.to_string())
+    }
+    let url = (VAULT_URL_VAR, "https://kv-sv0-dev.vault.azure.net");
+    let with = [url, (CA_FILE_VAR, "/etc/sv0/proxy-ca.pem")];
+    let config = KeyVaultConfig::from_env(|name| lookup(&with, name))
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        config.ca_file.as_deref(),
+        Some(std::path::Path::new("/etc/sv0/proxy-ca.pem"))
+    );
+    let config = KeyVaultConfig::from_env(|name| lookup(&[url], name))
+        .unwrap()
+        .unwrap();
+    assert_eq!(config.ca_file, None);
+}
+
+/// A CA file that cannot be read or holds no certificate stops the start, naming the variable
+/// and the file: a worker that silently trusted only the system's roots would fail every resolve.
+#[test]
+fn an_unusable_ca_file_is_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("empty.pem");
+    std::fs::write(&empty, "not a certificate\n").unwrap();
+    for (path, reason) in [
+        (dir.path().join("missing.pem"), "No such file"),
+        (empty, "no PEM certificate"),
+    ] {
+        let mut config = KeyVaultConfig::new("https://kv-sv0-dev.vault.azure.net");
+        config.ca_file = Some(path.clone());
+        let err = KeyVaultProvider::connect(config).err().expect("refused");
+        assert!(matches!(err, ConfigError::CaFile { .. }), "{err:?}");
+        let text = err.to_string();
+        assert!(
+            text.starts_with(&format!("`{CA_FILE_VAR}` ({})", path.display())),
+            "{text}"
+        );
+        assert!(text.contains(reason), "{text}");
+    }
 }

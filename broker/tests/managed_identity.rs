@@ -4,10 +4,8 @@
 //!
 //! The credential is the official `ManagedIdentityCredential` (the one `KeyVaultProvider::connect`
 //! builds in production, IMDS flavour), configured through its public options to reach the fake
-//! IMDS in `support/fake_identity.rs`; see there for how, and for why the SDK's sleeps are cut
-//! short in this test binary. The vault is the fake in `support/fake_vault.rs`.
-
-mod support;
+//! IMDS in `sv0_testkit::fake_identity`; see there for how, and for why the SDK's sleeps are cut
+//! short in this test binary. The vault is the fake in `sv0_testkit::fake_vault`.
 
 use azure_core::credentials::TokenCredential;
 use azure_identity::{DeveloperToolsCredential, DeveloperToolsCredentialOptions, Executor};
@@ -17,14 +15,14 @@ use std::os::unix::process::ExitStatusExt;
 use std::process::{ExitStatus, Output};
 use std::sync::Arc;
 use std::time::Duration;
-use support::fake_identity::{
-    Answer, BODY_CANARY, FakeIdentity, fast_sdk_sleeps, unreachable_imds_credential,
-};
-use support::fake_vault::FakeVault;
 use sv0_broker::{
     BrokerError, BrokerMetrics, CredentialBroker, CredentialsRef, KeyVaultConfig, KeyVaultProvider,
     Provider,
 };
+use sv0_testkit::fake_identity::{
+    Answer, BODY_CANARY, FakeIdentity, fast_sdk_sleeps, unreachable_imds_credential,
+};
+use sv0_testkit::fake_vault::FakeVault;
 
 fn kv_ref() -> CredentialsRef {
     CredentialsRef {

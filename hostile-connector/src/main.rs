@@ -4,7 +4,8 @@
 //!
 //! ```json
 //! {"mode": "attack", "worker_pid": 123, "victim_pid": 456, "other_run_dir": "/runs/sv0-connector-x",
-//!  "secrets_file": "/tmp/s/secrets.env", "forbidden_port": 5000, "allowed_port": 5001}
+//!  "secrets_file": "/tmp/s/secrets.env", "forbidden_port": 5000, "allowed_port": 5001,
+//!  "vault_port": 5002, "vault_proxy_port": 5003, "identity_port": 5004}
 //! ```
 //!
 //! - `attack` tries each escape and writes one category per case, `case_<name>`, whose `errors`
@@ -12,7 +13,8 @@
 //!   `info_<name>` categories for what it learnt about itself (its variables' names, its ids,
 //!   its capabilities). The categories are the report because a successful run stores them and
 //!   not its stderr. A case whose target the plan does not name is left out. It exits 0.
-//! - `victim` stands for another tenant's run at the same time: it writes `victim.txt` (its pid)
+//! - `victim` stands for another tenant's run at the same time: it checks that its own secret (the
+//!   variable `secret_var`) was handed to it, failing at once if not; writes `victim.txt` (its pid)
 //!   in its run directory, waits for a `release` file there (at most 60 s), then writes its
 //!   outputs.
 //! - `leak` prints its own secret (the variable `secret_var`, `DEMO_CLOUD_TOKEN` by default) to
@@ -50,6 +52,7 @@ const EXIT_OUTPUT: u8 = 3;
 const EXIT_NOT_RELEASED: u8 = 4;
 /// The leak run's status: any failure gets the stderr tail stored; this one says it was meant.
 const EXIT_LEAKED: u8 = 5;
+const EXIT_NO_SECRET: u8 = 6;
 
 /// How long a victim waits for its `release` file. The test releases it within seconds; a
 /// victim left waiting must not hold its worker for the run's whole budget.
@@ -78,6 +81,11 @@ struct Plan {
     secrets_file: Option<PathBuf>,
     forbidden_port: Option<u16>,
     allowed_port: Option<u16>,
+    /// The credential store's ports (none of them the kind's): the Key Vault, the egress proxy
+    /// the worker reaches it through, and the managed-identity endpoint that hands out its tokens.
+    vault_port: Option<u16>,
+    vault_proxy_port: Option<u16>,
+    identity_port: Option<u16>,
     /// A named Unix socket a service listens on (a container runtime's, a database's).
     unix_socket: Option<PathBuf>,
     #[serde(default = "default_secret_var")]
@@ -147,6 +155,14 @@ fn main() -> ExitCode {
     };
     let report = match plan.mode {
         Mode::Leak => return leak(&plan),
+        // A neighbour without its credential would prove nothing about keeping that credential in.
+        Mode::Victim if std::env::var_os(&plan.secret_var).is_none_or(|v| v.is_empty()) => {
+            eprintln!(
+                "sv0-hostile-connector: victim: no value for {} in my environment",
+                plan.secret_var
+            );
+            return ExitCode::from(EXIT_NO_SECRET);
+        }
         Mode::Victim => match victim() {
             Ok(report) => report,
             Err(message) => {
@@ -316,6 +332,15 @@ fn attack(plan: &Plan) -> Report {
     }
     if let Some(port) = plan.allowed_port {
         report.case("tcp_allowed", tcp_connect(port));
+    }
+    for (case, port) in [
+        ("tcp_vault", plan.vault_port),
+        ("tcp_vault_proxy", plan.vault_proxy_port),
+        ("tcp_identity", plan.identity_port),
+    ] {
+        if let Some(port) = port {
+            report.case(case, tcp_connect(port));
+        }
     }
     if let Some(path) = &plan.unix_socket {
         report.case(

@@ -1,5 +1,5 @@
 //! Test support for sv0's suites: the stand every test talks to, a database of its own per test,
-//! and a fault-injecting TCP proxy.
+//! a fault-injecting TCP proxy, and fakes of Azure Key Vault and of a managed-identity endpoint.
 //!
 //! This crate owns test plumbing only. It must not contain product logic, and product crates must
 //! not depend on it outside `[dev-dependencies]`.
@@ -11,8 +11,12 @@
 //! - [`FaultProxy`] sits between a process and the server: latency, cut connections, black hole.
 //! - [`StagedConnectors`] copies connector executables where an unprivileged connector user can
 //!   run them.
+//! - [`fake_vault`] and [`fake_identity`] stand in for Azure Key Vault and a managed-identity
+//!   endpoint, for the broker in-process and for real `sv0 worker` processes alike.
 
 pub mod connectors;
+pub mod fake_identity;
+pub mod fake_vault;
 pub mod fault_proxy;
 mod stand;
 

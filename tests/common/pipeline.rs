@@ -265,9 +265,23 @@ impl Bench {
         modified(self.runs_dir()) != self.connectors.runs_created
     }
 
-    /// An active tenant with one instance of the connector kind `kind` and one scope of it.
+    /// An active tenant with one instance of the connector kind `kind` and one scope of it, its
+    /// credentials from the `env` provider.
     pub async fn provision(
         &self,
+        tenant: &str,
+        kind: &str,
+        scope: Document,
+        budget_seconds: i64,
+    ) -> ScanScope {
+        self.provision_from(Provider::Env, tenant, kind, scope, budget_seconds)
+            .await
+    }
+
+    /// [`Bench::provision`], the instance's credentials from `provider` (ref [`CREDENTIALS_REF`]).
+    pub async fn provision_from(
+        &self,
+        provider: Provider,
         tenant: &str,
         kind: &str,
         scope: Document,
@@ -284,7 +298,7 @@ impl Bench {
             kind,
             kind,
             CredentialsRef {
-                provider: Provider::Env,
+                provider,
                 reference: CREDENTIALS_REF.into(),
             },
         )
@@ -306,8 +320,22 @@ impl Bench {
     /// A worker serving every pipeline kind, with the bench's registry and runs directory and
     /// the credentials of `tenants`.
     pub fn worker(&self, tenants: &[&str], extra: &[&str]) -> WorkerProcess {
+        self.worker_with_env(tenants, extra, &[])
+    }
+
+    /// [`Bench::worker`] with `env` added to its environment.
+    pub fn worker_with_env(
+        &self,
+        tenants: &[&str],
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> WorkerProcess {
         let vars: Vec<(String, String)> = tenants.iter().map(|t| credential_var(t)).collect();
-        let env: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let env: Vec<(&str, &str)> = vars
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .chain(env.iter().copied())
+            .collect();
         let file = self.connectors.hand_out();
         let runs = self.runs_dir().display().to_string();
         let mut args = vec!["--connectors", &file, "--connector-runs-dir", &runs];

@@ -1,13 +1,12 @@
-//! Test support shared by the broker's integration tests.
+//! Test support shared by the broker's integration tests (the fake vault and identity endpoint
+//! they run against are `sv0_testkit`'s, shared with the end-to-end tests).
 
 #![allow(dead_code)] // each test binary uses its own part of this module
-
-pub mod fake_identity;
-pub mod fake_vault;
 
 use azure_core::credentials::{AccessToken, Secret, TokenCredential, TokenRequestOptions};
 use std::io::Write;
 use std::sync::{Arc, Mutex};
+use sv0_testkit::fake_vault;
 
 /// A `TokenCredential` that hands out [`fake_vault::TOKEN`] and records the scopes it was asked for.
 #[derive(Debug, Default)]

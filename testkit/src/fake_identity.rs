@@ -1,13 +1,17 @@
-//! A fake managed-identity endpoint: the VM's Instance Metadata Service (IMDS), which the official
-//! `ManagedIdentityCredential` asks for tokens at
-//! `http://169.254.169.254/metadata/identity/oauth2/token` when no App Service variables are set.
+//! A fake managed-identity endpoint, in both flavours the official `ManagedIdentityCredential`
+//! picks between by its process's variables:
+//! - the VM's Instance Metadata Service (IMDS), asked at
+//!   `http://169.254.169.254/metadata/identity/oauth2/token` when no App Service variables are set;
+//! - App Service's identity endpoint, asked at `IDENTITY_ENDPOINT` with the `IDENTITY_HEADER`
+//!   secret in `X-IDENTITY-HEADER`: how another process (a real `sv0 worker`) is pointed here,
+//!   through the platform's own variables ([`FakeIdentity::app_service_env`]).
 //!
-//! The credential is the SDK's own, changed only through its public options: its
+//! For IMDS the credential is the SDK's own, changed only through its public options: its
 //! [`ClientOptions`] carry a transport that sends plain-HTTP requests through an HTTP proxy, and
 //! the proxy is this server, which answers the absolute-form request itself. So the SDK builds its
 //! real request, runs its real retry schedule (the one it fixes for IMDS) and wraps failures its
 //! real way. What it answers:
-//! - a token for the fake vault (`support::fake_vault::TOKEN`), shaped as IMDS shapes it;
+//! - a token for the fake vault (`crate::fake_vault::TOKEN`), shaped as IMDS shapes it;
 //! - or an error status with an IMDS-like JSON body that contains [`BODY_CANARY`], so a test can
 //!   show that no response body reaches the broker's messages.
 //!
@@ -15,11 +19,12 @@
 //! [`fast_sdk_sleeps`] installs, through the SDK's public `set_async_runtime`, a runtime whose
 //! sleeps last a thousandth of what the SDK asks: the same schedule, in milliseconds.
 //!
-//! A request that is not an IMDS token request (wrong host or path, no `Metadata: true` header, no
-//! `api-version` or `resource`) is recorded and answered 418; [`FakeIdentity::requests`] then
-//! fails the test, so a change in the SDK's request cannot pass for an outage.
+//! A request that is not a token request of either flavour (wrong host or path, no
+//! `Metadata: true` header, no `api-version` or `resource`, a missing or wrong identity header) is
+//! recorded and answered 418; [`FakeIdentity::requests`] then fails the test, so a change in the
+//! SDK's request cannot pass for an outage.
 
-use super::fake_vault::{REAL_RESOURCE, TOKEN};
+use crate::fake_vault::{REAL_RESOURCE, TOKEN};
 use axum::Router;
 use axum::extract::{Request, State};
 use axum::http::{StatusCode, header};
@@ -41,6 +46,12 @@ use tokio::task::JoinHandle;
 
 /// Part of every error body the fake sends: it must never show in a broker error.
 pub const BODY_CANARY: &str = "IMDS-BODY-CANARY-5d2e";
+
+/// The App Service flavour's path, and the secret its caller must present (the platform hands it
+/// to the app in `IDENTITY_HEADER`; it is as secret as a token).
+pub const APP_SERVICE_PATH: &str = "/msi/token";
+pub const IDENTITY_HEADER_SECRET: &str = "identity-header-canary-0c4e81";
+const APP_SERVICE_API_VERSION: &str = "api-version=2019-08-01";
 
 /// What the endpoint answers to a token request.
 #[derive(Clone, Copy, Debug)]
@@ -106,6 +117,23 @@ impl FakeIdentity {
     pub fn credential(&self) -> Arc<ManagedIdentityCredential> {
         imds_credential(self.addr)
     }
+
+    /// The loopback port the endpoint listens on.
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    /// The variables App Service sets for an app with a managed identity, naming this endpoint:
+    /// given to another process, its `ManagedIdentityCredential` asks here.
+    pub fn app_service_env(&self) -> [(&'static str, String); 2] {
+        [
+            (
+                "IDENTITY_ENDPOINT",
+                format!("http://{}{APP_SERVICE_PATH}", self.addr),
+            ),
+            ("IDENTITY_HEADER", IDENTITY_HEADER_SECRET.to_owned()),
+        ]
+    }
 }
 
 /// A `ManagedIdentityCredential` whose IMDS requests go to `proxy` (see the module docs).
@@ -144,15 +172,24 @@ pub async fn unreachable_imds_credential() -> Arc<ManagedIdentityCredential> {
 async fn handle(State(state): State<Arc<Mutex<IdentityState>>>, request: Request) -> Response {
     let uri = request.uri();
     let query = uri.query().unwrap_or_default();
-    let well_formed = uri.host() == Some("169.254.169.254")
-        && uri.path() == "/metadata/identity/oauth2/token"
-        && query.contains("api-version=")
-        && query.contains("resource=")
-        && request
+    let header = |name: &str| {
+        request
             .headers()
-            .get("metadata")
+            .get(name)
             .and_then(|v| v.to_str().ok())
-            == Some("true");
+            .map(str::to_owned)
+    };
+    let imds = uri.host() == Some("169.254.169.254")
+        && uri.path() == "/metadata/identity/oauth2/token"
+        && query.contains("api-version=");
+    // Origin-form: the caller connected here itself, as to App Service's local endpoint.
+    let app_service = uri.host().is_none()
+        && uri.path() == APP_SERVICE_PATH
+        && query.contains(APP_SERVICE_API_VERSION)
+        && header("x-identity-header").as_deref() == Some(IDENTITY_HEADER_SECRET);
+    let well_formed = (imds || app_service)
+        && query.contains("resource=")
+        && header("metadata").as_deref() == Some("true");
     let answer = {
         let mut s = state.lock().unwrap();
         s.requests += 1;

@@ -3,9 +3,12 @@
 //! Vault's server is not on Maven Central), so this stands in.
 //!
 //! What it reproduces:
-//! - HTTPS only, with a self-signed certificate made at start (`rcgen`) for `HOST`; clients reach it
-//!   through [`FakeVault::client_options`], whose transport trusts that certificate and resolves
-//!   `HOST` to the loopback address (no DNS query leaves the machine).
+//! - HTTPS only, with a self-signed certificate made at start (`rcgen`) for `HOST`. In-process
+//!   clients reach it through [`FakeVault::client_options`], whose transport trusts that
+//!   certificate and resolves `HOST` to the loopback address (no DNS query leaves the machine).
+//!   Another process reaches it as it would reach a real vault from behind an egress proxy:
+//!   `HTTPS_PROXY` names [`FakeVault::proxy`], a `CONNECT` proxy that tunnels `HOST` to this
+//!   server, and the certificate ([`FakeVault::ca_pem`]) is among the roots it trusts.
 //! - The challenge flow: a request without a valid bearer token gets 401 with
 //!   `WWW-Authenticate: Bearer authorization="https://login.microsoftonline.com/<tenant>",
 //!   resource="<challenge resource>"`; the retried request with the token succeeds.
@@ -30,7 +33,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
-use tokio::net::TcpListener;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
@@ -82,6 +86,7 @@ pub struct FakeVault {
     pub url: String,
     addr: SocketAddr,
     cert: CertificateDer<'static>,
+    cert_pem: String,
     state: Arc<Mutex<VaultState>>,
     server: JoinHandle<()>,
 }
@@ -96,6 +101,7 @@ impl FakeVault {
     pub async fn start() -> FakeVault {
         let key = rcgen::generate_simple_self_signed(vec![HOST.to_owned()]).expect("test cert");
         let cert = key.cert.der().clone();
+        let cert_pem = key.cert.pem();
         let private =
             PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.signing_key.serialize_der()));
         let provider = Arc::new(tokio_rustls::rustls::crypto::aws_lc_rs::default_provider());
@@ -142,9 +148,25 @@ impl FakeVault {
             url,
             addr,
             cert,
+            cert_pem,
             state,
             server,
         }
+    }
+
+    /// The vault's certificate as PEM: the root a client outside this process must trust.
+    pub fn ca_pem(&self) -> &str {
+        &self.cert_pem
+    }
+
+    /// The loopback port the vault listens on.
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    /// Starts a `CONNECT` proxy in front of this vault (see the module docs).
+    pub async fn proxy(&self) -> VaultProxy {
+        VaultProxy::start(format!("{HOST}:{}", self.addr.port()), self.addr).await
     }
 
     fn state(&self) -> MutexGuard<'_, VaultState> {
@@ -442,4 +464,87 @@ fn page(
         )
     });
     ok(json!({ "value": value, "nextLink": next_link }))
+}
+
+/// An HTTP proxy that answers `CONNECT {HOST}:{port}` by tunnelling to the vault, and any other
+/// request 403: a process whose `HTTPS_PROXY` names it reaches the vault by its real host name and
+/// checks its certificate end to end, as behind a real egress proxy.
+pub struct VaultProxy {
+    /// `http://127.0.0.1:{port}`, for `HTTPS_PROXY`.
+    pub url: String,
+    addr: SocketAddr,
+    tunnels: Arc<Mutex<Vec<String>>>,
+    server: JoinHandle<()>,
+}
+
+impl Drop for VaultProxy {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+impl VaultProxy {
+    async fn start(authority: String, vault: SocketAddr) -> VaultProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let url = format!("http://{addr}");
+        let tunnels = Arc::new(Mutex::new(Vec::new()));
+        let seen = tunnels.clone();
+        let server = tokio::spawn(async move {
+            loop {
+                let Ok((client, _)) = listener.accept().await else {
+                    return;
+                };
+                let (authority, seen) = (authority.clone(), seen.clone());
+                tokio::spawn(async move {
+                    let _ = tunnel(client, &authority, vault, &seen).await;
+                });
+            }
+        });
+        VaultProxy {
+            url,
+            addr,
+            tunnels,
+            server,
+        }
+    }
+
+    /// The loopback port the proxy listens on.
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    /// The request line of every request the proxy received, in order.
+    pub fn requests(&self) -> Vec<String> {
+        self.tunnels.lock().unwrap().clone()
+    }
+}
+
+async fn tunnel(
+    client: TcpStream,
+    authority: &str,
+    vault: SocketAddr,
+    seen: &Mutex<Vec<String>>,
+) -> std::io::Result<()> {
+    let mut client = BufReader::new(client);
+    let mut request_line = String::new();
+    client.read_line(&mut request_line).await?;
+    // The client sends nothing after its head until it is answered.
+    let mut header = String::new();
+    while client.read_line(&mut header).await? > 2 {
+        header.clear();
+    }
+    let request_line = request_line.trim_end().to_owned();
+    seen.lock().unwrap().push(request_line.clone());
+    if request_line != format!("CONNECT {authority} HTTP/1.1") {
+        return client
+            .write_all(b"HTTP/1.1 403 Forbidden\r\ncontent-length: 0\r\n\r\n")
+            .await;
+    }
+    let mut upstream = TcpStream::connect(vault).await?;
+    client
+        .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+        .await?;
+    tokio::io::copy_bidirectional(&mut client, &mut upstream).await?;
+    Ok(())
 }

@@ -1,12 +1,17 @@
 //! Files: what a confined program may read and write, and the parent's secrets it may not.
 
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::process::Command;
 
+use nix::libc;
 use sv0_confine::make_non_dumpable;
 
 use crate::harness::{
-    Feature, child_user, chmod, needs, open_dir, owned_dir, policy, run, sh, skip, stderr, stdout,
+    Feature, child_user, chmod, needs, open_dir, owned_dir, policy, python_errno,
+    python_errno_command, run, run_confined, sh, skip, stderr, stdout,
 };
 
 #[test]
@@ -148,4 +153,96 @@ fn confined_child_uses_the_standard_character_devices() {
         stdout(&output).split_whitespace().collect::<Vec<_>>(),
         ["8", "8"]
     );
+}
+
+#[test]
+fn a_read_path_that_is_a_file_grants_that_file_alone() {
+    if !needs(&[Feature::LandlockFilesystem]) {
+        return;
+    }
+    let write = owned_dir();
+    let dir = open_dir();
+    let granted = dir.path().join("granted");
+    let sibling = dir.path().join("sibling");
+    for file in [&granted, &sibling] {
+        std::fs::write(file, file.file_name().unwrap().as_encoded_bytes()).unwrap();
+        chmod(file, 0o644);
+    }
+    let mut policy = policy(write.path(), &[]);
+    policy.read.push(granted.clone());
+
+    let read = sh(&policy, &format!("cat {}", granted.display()));
+    assert_eq!(stdout(&read), "granted");
+    let output = sh(&policy, &format!("cat {}", sibling.display()));
+    assert!(
+        !output.status.success(),
+        "a file beside the granted one was read"
+    );
+    assert!(
+        stderr(&output).ends_with("Permission denied"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+/// The devices are granted for reading and writing, not for their drivers' ioctl commands: those
+/// are kernel code no program needs to reach through them.
+#[test]
+fn ioctl_commands_of_the_standard_devices_are_refused() {
+    if !needs(&[Feature::LandlockDeviceIoctl, Feature::Python]) {
+        return;
+    }
+    let write = owned_dir();
+    // RNDGETENTCNT: the entropy count, which any process may ask the random device for.
+    let code = r#"
+import fcntl
+def attempt():
+    with open("/dev/urandom", "rb") as device:
+        fcntl.ioctl(device, 0x80045200, b"\0" * 4)
+"#;
+    let control = python_errno_command(code, &[]).output().unwrap();
+    assert_eq!(stdout(&control), "ok", "control run");
+    assert_eq!(
+        python_errno(&policy(write.path(), &[]), code, &[]),
+        "EACCES"
+    );
+}
+
+/// A descriptor the parent holds without close-on-exec (another thread's, opened between its
+/// `open` and its `fcntl`, or a library's that never asked for the flag) must not reach the
+/// confined program, whose rules it would bypass: Landlock checks a file when it is opened.
+#[test]
+fn a_descriptor_the_parent_leaves_inheritable_does_not_reach_the_confined_program() {
+    if !needs(&[Feature::Python]) {
+        return;
+    }
+    let write = owned_dir();
+    let secrets = open_dir();
+    let secret = secrets.path().join("token");
+    std::fs::write(&secret, "hunter2").unwrap();
+    let file = File::open(&secret).unwrap();
+    let fd = file.as_raw_fd().to_string();
+    let code = "import os\ndef attempt(): os.read(int(sys.argv[1]), 64)";
+    let inheriting = || {
+        let mut command = python_errno_command(code, &[&fd]);
+        inherit(&mut command, file.as_raw_fd());
+        command
+    };
+
+    let control = inheriting().output().unwrap();
+    assert_eq!(stdout(&control), "ok", "control run");
+    let confined = run_confined(&policy(write.path(), &[]), inheriting());
+    assert_eq!(stdout(&confined), "EBADF");
+}
+
+/// Clears close-on-exec on `fd` in the forked child only: in this process the descriptor keeps
+/// the flag, so the children other tests start meanwhile do not inherit it.
+fn inherit(command: &mut Command, fd: RawFd) {
+    // SAFETY: fcntl on a descriptor number is async-signal-safe and allocates nothing.
+    unsafe {
+        command.pre_exec(move || match libc::fcntl(fd, libc::F_SETFD, 0) {
+            0 => Ok(()),
+            _ => Err(io::Error::last_os_error()),
+        });
+    }
 }

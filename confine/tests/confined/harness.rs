@@ -38,6 +38,8 @@ pub enum Feature {
     LandlockFilesystem,
     LandlockNetwork,
     LandlockScoping,
+    /// Landlock's rule on device ioctl commands (ABI 5).
+    LandlockDeviceIoctl,
     Seccomp,
     Root,
     Python,
@@ -52,6 +54,7 @@ pub fn needs(features: &[Feature]) -> bool {
             Feature::LandlockFilesystem => support.filesystem(),
             Feature::LandlockNetwork => support.network(),
             Feature::LandlockScoping => support.scoping(),
+            Feature::LandlockDeviceIoctl => support.landlock_abi >= 5,
             Feature::Seccomp => support.seccomp,
             Feature::Root => nix::unistd::geteuid().is_root(),
             Feature::Python => Path::new(PYTHON).exists(),
@@ -116,8 +119,8 @@ pub fn policy(write: &Path, connect_ports: &[u16]) -> Policy {
 /// confinement can leave one waiting forever (a traced child stopped on a signal, say).
 const RUN_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Runs `program` confined by `policy`, with only `PATH` in its environment.
-pub fn run(policy: &Policy, program: &str, args: &[&str]) -> Output {
+/// A command for `program` with only `PATH` in its environment, no input, and its output kept.
+pub fn command(program: &str, args: &[&str]) -> Command {
     let mut command = Command::new(program);
     command
         .args(args)
@@ -126,15 +129,29 @@ pub fn run(policy: &Policy, program: &str, args: &[&str]) -> Output {
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    fork_guard::arm(&mut command);
-    // Required wherever the kernel can honour it, as a worker would run connectors.
+    command
+}
+
+/// Required wherever the kernel can honour it, as a worker would run connectors.
+pub fn mode() -> Mode {
     let support = Support::probe();
-    let mode = if support.filesystem() && support.seccomp {
+    if support.filesystem() && support.seccomp {
         Mode::Required
     } else {
         Mode::BestEffort
-    };
-    prepare(policy, mode)
+    }
+}
+
+/// Runs `program` confined by `policy`, with only `PATH` in its environment.
+pub fn run(policy: &Policy, program: &str, args: &[&str]) -> Output {
+    run_confined(policy, command(program, args))
+}
+
+/// Runs `command` confined by `policy`, after whatever `pre_exec` steps it already has.
+pub fn run_confined(policy: &Policy, mut command: Command) -> Output {
+    let program = command.get_program().to_string_lossy().into_owned();
+    fork_guard::arm(&mut command);
+    prepare(policy, mode())
         .expect("prepare the confinement")
         .apply(&mut command);
     let child = command.spawn().expect("spawn the confined program");
@@ -203,6 +220,13 @@ except OSError as e:
 
 /// `body` defines `attempt()`; the program prints what it gave.
 pub fn python_errno(policy: &Policy, body: &str, args: &[&str]) -> String {
+    stdout(&run_confined(policy, python_errno_command(body, args)))
+}
+
+/// The program `python_errno` runs, as a command not yet confined.
+pub fn python_errno_command(body: &str, args: &[&str]) -> Command {
     let code = format!("{body}\n{ERRNO_OF_ATTEMPT}");
-    stdout(&python(policy, &code, args))
+    let mut all = vec!["-I", "-c", &code];
+    all.extend_from_slice(args);
+    command(PYTHON, &all)
 }

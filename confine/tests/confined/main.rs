@@ -3,8 +3,10 @@
 
 mod concurrency;
 mod enforcement;
+mod fake_kernel;
 mod filesystem;
 mod fork_guard;
 mod harness;
 mod network;
+mod other_kernels;
 mod process;

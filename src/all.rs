@@ -5,9 +5,12 @@
 //! they scale, restart and fail apart. The connector options are the worker's; the admin API
 //! reads the same registry, so it accepts exactly the kinds the worker can run.
 
+use std::collections::HashMap;
 use std::ffi::OsString;
+use std::pin::Pin;
 
 use clap::{Args, FromArgMatches};
+use tokio::task::JoinSet;
 
 use crate::admin_api::AdminApiArgs;
 use crate::scheduler::SchedulerArgs;
@@ -51,13 +54,61 @@ pub async fn run(args: AllArgs) -> anyhow::Result<()> {
     )?;
     let api: AdminApiArgs = role("admin-api", &db, api_args(&args))?;
     tracing::info!(api = %args.listen, "running a worker, a scheduler and the admin API in one process");
-    // Each role stops on the signal by itself; the first to fail stops the others.
-    tokio::try_join!(
-        crate::worker::run(worker),
-        crate::scheduler::run(scheduler),
-        crate::admin_api::run(api),
-    )?;
+    supervise(vec![
+        ("worker", Box::pin(crate::worker::run(worker))),
+        ("scheduler", Box::pin(crate::scheduler::run(scheduler))),
+        ("admin-api", Box::pin(crate::admin_api::run(api))),
+    ])
+    .await
+}
+
+type RoleRun = Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send>>;
+
+/// Runs each role as a task of its own until all have stopped (each stops on the signal by
+/// itself). The first to fail, by an error or a panic, ends the rest and the process with an
+/// error naming it: a role that is gone while the others carry on is a process that looks up
+/// and is not, and a panic's own message says where, not which role.
+async fn supervise(roles: Vec<(&'static str, RoleRun)>) -> anyhow::Result<()> {
+    let mut tasks = JoinSet::new();
+    let mut names = HashMap::new();
+    for (name, run) in roles {
+        names.insert(tasks.spawn(run).id(), name);
+    }
+    while let Some(joined) = tasks.join_next_with_id().await {
+        let (id, outcome) = match joined {
+            Ok((id, outcome)) => (id, outcome),
+            Err(error) => {
+                let id = error.id();
+                let outcome = if error.is_panic() {
+                    Err(anyhow::anyhow!(
+                        "panicked: {}",
+                        panic_message(error.into_panic())
+                    ))
+                } else {
+                    Err(anyhow::anyhow!("{error}"))
+                };
+                (id, outcome)
+            }
+        };
+        let name = names.get(&id).copied().unwrap_or("a role");
+        match outcome {
+            Ok(()) => tracing::info!(role = name, "role stopped"),
+            Err(error) => {
+                tasks.abort_all();
+                return Err(error.context(format!("the {name} role failed; stopping every role")));
+            }
+        }
+    }
     Ok(())
+}
+
+fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
+    match payload.downcast::<String>() {
+        Ok(message) => *message,
+        Err(payload) => payload
+            .downcast_ref::<&str>()
+            .map_or_else(|| "(no message)".to_string(), |message| message.to_string()),
+    }
 }
 
 /// `--connectors FILE` when `all` was given one. The worker and the API read the one registry:
@@ -163,5 +214,58 @@ mod tests {
         // Each role's own parser takes them.
         role::<WorkerArgs>("worker", &[], worker).unwrap();
         role::<AdminApiArgs>("admin-api", &[], api).unwrap();
+    }
+
+    /// A role that runs until the others stop it, as a role waits for the signal.
+    fn waiting() -> RoleRun {
+        Box::pin(std::future::pending())
+    }
+
+    #[tokio::test]
+    async fn a_role_that_panics_in_its_task_stops_every_role_naming_it() {
+        let error = supervise(vec![
+            ("worker", waiting()),
+            (
+                "scheduler",
+                Box::pin(async {
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                    panic!("the tick went wrong")
+                }),
+            ),
+            ("admin-api", waiting()),
+        ])
+        .await
+        .unwrap_err();
+        assert_eq!(
+            format!("{error:#}"),
+            "the scheduler role failed; stopping every role: panicked: the tick went wrong"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_role_that_fails_stops_every_role_naming_it() {
+        let error = supervise(vec![
+            ("worker", waiting()),
+            (
+                "admin-api",
+                Box::pin(async { Err(anyhow::anyhow!("--listen: address in use")) }),
+            ),
+        ])
+        .await
+        .unwrap_err();
+        assert_eq!(
+            format!("{error:#}"),
+            "the admin-api role failed; stopping every role: --listen: address in use"
+        );
+    }
+
+    #[tokio::test]
+    async fn roles_that_all_stop_cleanly_are_a_clean_stop() {
+        supervise(vec![
+            ("worker", Box::pin(async { Ok(()) })),
+            ("scheduler", Box::pin(async { Ok(()) })),
+        ])
+        .await
+        .unwrap();
     }
 }

@@ -174,15 +174,16 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     }
     let mut workers = Vec::new();
     for n in 1..=args.workers {
+        let name = format!("worker-{n}");
         let worker = sv0_process(
             &uri,
             &args.logs,
             "worker",
-            &format!("worker-{n}"),
+            &name,
             &worker_args,
             Some((&variable, &token)),
         )?;
-        workers.push(worker);
+        workers.push(Process::new(name, &args.logs, worker));
     }
     println!(
         "workers    {} processes (logs in {}/worker-N.log); the credential reaches them as {variable}",
@@ -190,7 +191,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         args.logs.display()
     );
     // What the worker logged is the truth; the short line only stands for it when they agree.
-    let logged = logged_confinement(&args.logs.join("worker-1.log"), &mut workers[0]).await?;
+    let first = &mut workers[0];
+    let logged = logged_confinement(&first.log, &mut first.child).await?;
     let confinement = if logged == sandbox.describe() {
         confinement_line(&sandbox)
     } else {
@@ -212,7 +214,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     if result.is_ok() {
         match admin_api(&uri, &args.logs, registry_file).await {
             Ok((api, url)) => {
-                workers.push(api);
+                workers.push(Process::new("admin-api".into(), &args.logs, api));
                 result = ci_step(&db, &domain, &url).await;
                 api_url = Some(url);
             }
@@ -228,7 +230,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             &["--tick-ms", "1000", "--metrics-addr", "127.0.0.1:0"],
             None,
         ) {
-            Ok(scheduler) => workers.push(scheduler),
+            Ok(scheduler) => workers.push(Process::new("scheduler".into(), &args.logs, scheduler)),
             Err(error) => result = Err(error),
         }
     }
@@ -251,14 +253,66 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             exe.display(),
             exe.display()
         );
-        crate::shutdown_signal().await?;
+        tokio::select! {
+            signal = crate::shutdown_signal() => signal?,
+            exited = first_exit(&mut workers) => {
+                eprintln!("\n{exited:#}\nstopping the rest.");
+                result = Err(exited);
+            }
+        }
     }
     for process in &mut workers {
-        stop(process).await;
+        stop(&mut process.child).await;
     }
     drop(client);
     devdb.stop().context("stopping devdb")?;
     result
+}
+
+/// A process the demo started, by the name its log is under.
+struct Process {
+    name: String,
+    log: PathBuf,
+    child: Child,
+}
+
+impl Process {
+    fn new(name: String, logs: &Path, child: Child) -> Process {
+        let log = logs.join(format!("{name}.log"));
+        Process { name, log, child }
+    }
+}
+
+/// How often a serving demo looks whether its processes are still there.
+const WATCH_INTERVAL: Duration = Duration::from_millis(200);
+/// How much of a dead process's log its report shows.
+const LOG_TAIL_LINES: usize = 10;
+
+/// Waits until one of `processes` exits and says which, how, and how its log ends. Each of them
+/// is part of what a serving demo serves: one gone unnoticed (an admin API refusing every
+/// connection, no scheduler) would leave a stand that looks up and is not.
+async fn first_exit(processes: &mut [Process]) -> anyhow::Error {
+    loop {
+        for process in processes.iter_mut() {
+            let status = match process.child.try_wait() {
+                Ok(Some(status)) => status,
+                Ok(None) => continue,
+                Err(error) => {
+                    return anyhow::Error::new(error)
+                        .context(format!("watching the {} process", process.name));
+                }
+            };
+            let text = std::fs::read_to_string(&process.log).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            let tail = lines[lines.len().saturating_sub(LOG_TAIL_LINES)..].join("\n  ");
+            return anyhow::anyhow!(
+                "the {} process exited ({status}) while the demo was serving; the end of {}:\n  {tail}",
+                process.name,
+                process.log.display()
+            );
+        }
+        tokio::time::sleep(WATCH_INTERVAL).await;
+    }
 }
 
 /// The demo's connector deployment, in a fresh directory of the system's temporary one, removed
@@ -787,4 +841,65 @@ async fn stop(worker: &mut Child) {
         );
     }
     let _ = tokio::time::timeout(Duration::from_secs(10), worker.wait()).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn process(logs: &Path, name: &str, script: &str) -> Process {
+        let log = std::fs::File::create(logs.join(format!("{name}.log"))).unwrap();
+        let child = Command::new("sh")
+            .args(["-c", script])
+            .stdout(log)
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        Process::new(name.into(), logs, child)
+    }
+
+    #[tokio::test]
+    async fn the_first_process_to_exit_is_named_with_its_status_and_the_end_of_its_log() {
+        let logs = tempfile::tempdir().unwrap();
+        let mut processes = vec![
+            process(logs.path(), "worker-1", "sleep 30"),
+            process(
+                logs.path(),
+                "admin-api",
+                "seq 1 30 | sed 's/^/line /'; sleep 0.3; exit 3",
+            ),
+            process(logs.path(), "scheduler", "sleep 30"),
+        ];
+        let error = tokio::time::timeout(Duration::from_secs(10), first_exit(&mut processes))
+            .await
+            .expect("the exit was noticed")
+            .to_string();
+        assert!(
+            error.starts_with(
+                "the admin-api process exited (exit status: 3) while the demo was serving"
+            ),
+            "{error}"
+        );
+        let tail: Vec<&str> = error.lines().skip(1).map(str::trim).collect();
+        let expected: Vec<String> = (21..=30).map(|n| format!("line {n}")).collect();
+        assert_eq!(tail, expected);
+        assert!(processes[0].child.try_wait().unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_process_killed_by_a_signal_is_reported_so() {
+        let logs = tempfile::tempdir().unwrap();
+        let mut processes = vec![process(logs.path(), "admin-api", "sleep 30")];
+        let pid = processes[0].child.id().unwrap();
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .unwrap();
+        let error = first_exit(&mut processes).await.to_string();
+        assert!(
+            error.contains("admin-api process exited (signal: 9"),
+            "{error}"
+        );
+    }
 }

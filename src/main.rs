@@ -55,9 +55,34 @@ enum Command {
     Migrate(migrate::MigrateArgs),
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<std::process::ExitCode> {
-    let done = match Cli::parse().command {
+/// Every runtime thread's stack. serde's BSON deserializer recurses once per nesting level of a
+/// document, some kilobytes a level, so a 2 MiB stack (tokio's default) overflows on a document
+/// some 100 levels deep, which MongoDB stores (it allows 100 levels; the stand, any number), and
+/// a stack overflow aborts the whole process, every request in it. 64 MiB reads any document
+/// MongoDB can store with room to spare; it is a virtual reservation, paged in only as deep as a
+/// read goes.
+const RUNTIME_THREAD_STACK_BYTES: usize = 64 * 1024 * 1024;
+
+fn main() -> anyhow::Result<std::process::ExitCode> {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_stack_size(RUNTIME_THREAD_STACK_BYTES)
+        .build()
+        .context("starting the async runtime")?;
+    // Spawned rather than run by `block_on`, which polls on the main thread: that thread's stack
+    // is the operating system's (8 MiB), not the runtime's.
+    runtime.block_on(async {
+        match tokio::spawn(run(cli)).await {
+            Ok(done) => done,
+            Err(joined) if joined.is_panic() => std::panic::resume_unwind(joined.into_panic()),
+            Err(joined) => Err(anyhow::anyhow!("the main task ended: {joined}")),
+        }
+    })
+}
+
+async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
+    let done = match cli.command {
         Command::Demo(args) => demo::run(args).await,
         Command::Dev(args) => dev::run(args).await,
         Command::Enqueue(args) => enqueue::run(args).await,

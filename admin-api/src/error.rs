@@ -3,7 +3,8 @@
 //! field; a 5xx means the database (or this code) failed, never the caller.
 
 use axum::Json;
-use axum::http::StatusCode;
+use axum::http::header::WWW_AUTHENTICATE;
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use sv0_domain::DomainError;
@@ -15,9 +16,11 @@ pub enum ApiError {
     /// Input the caller can fix: the field and the rule.
     #[error("{field}: {reason}")]
     Invalid { field: String, reason: String },
-    /// No bearer token, or not one this API issued (or a revoked one): nothing more is said.
+    /// No bearer token, or not one this API issued (or a revoked one): nothing more is said in
+    /// the body. `token_refused` tells the two apart in the `WWW-Authenticate` challenge only,
+    /// which says no more than the caller knows already (that it sent a token).
     #[error("a valid bearer token is required")]
-    Unauthenticated,
+    Unauthenticated { token_refused: bool },
     /// The token's role lacks the right.
     #[error("role {role} may not {action}")]
     Forbidden { role: &'static str, action: String },
@@ -49,7 +52,7 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::Invalid { .. } => StatusCode::BAD_REQUEST,
-            ApiError::Unauthenticated => StatusCode::UNAUTHORIZED,
+            ApiError::Unauthenticated { .. } => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden { .. } => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
@@ -63,7 +66,7 @@ impl ApiError {
     fn code(&self) -> &'static str {
         match self {
             ApiError::Invalid { .. } => "invalid",
-            ApiError::Unauthenticated => "unauthenticated",
+            ApiError::Unauthenticated { .. } => "unauthenticated",
             ApiError::Forbidden { .. } => "forbidden",
             ApiError::NotFound(_) => "not_found",
             ApiError::Conflict(_) => "conflict",
@@ -119,9 +122,26 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// Renders an error with its request id (the request-id layer calls this).
+/// The protection space every 401's challenge names.
+pub const REALM: &str = "sv0";
+
+/// Renders an error with its request id (the request-id layer calls this). A 401 carries the
+/// challenge HTTP requires of it, so that clients know to send a bearer token, and, when a
+/// token was sent and refused, `invalid_token`, so that they know to get another rather than
+/// retry it.
 pub(crate) fn render(error: &ApiError, request_id: &str) -> Response {
-    (error.status(), Json(error.body(request_id))).into_response()
+    let mut response = (error.status(), Json(error.body(request_id))).into_response();
+    if let ApiError::Unauthenticated { token_refused } = error {
+        let challenge = if *token_refused {
+            format!("Bearer realm=\"{REALM}\", error=\"invalid_token\"")
+        } else {
+            format!("Bearer realm=\"{REALM}\"")
+        };
+        if let Ok(value) = HeaderValue::from_str(&challenge) {
+            response.headers_mut().insert(WWW_AUTHENTICATE, value);
+        }
+    }
+    response
 }
 
 impl From<DomainError> for ApiError {

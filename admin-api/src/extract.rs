@@ -150,17 +150,21 @@ impl FromRequestParts<Arc<AdminApi>> for Ctx {
             .headers
             .get(AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .ok_or(ApiError::Unauthenticated)?;
+            .and_then(bearer_token)
+            .ok_or(ApiError::Unauthenticated {
+                token_refused: false,
+            })?;
         let caller = api
             .tokens
-            .verify(presented.trim())
+            .verify(presented)
             .await
             .map_err(|error| {
                 tracing::warn!(%error, "token lookup failed");
                 ApiError::Unavailable
             })?
-            .ok_or(ApiError::Unauthenticated)?;
+            .ok_or(ApiError::Unauthenticated {
+                token_refused: true,
+            })?;
         tracing::debug!(
             token_id = caller.token_id,
             role = caller.role.as_str(),
@@ -168,6 +172,14 @@ impl FromRequestParts<Arc<AdminApi>> for Ctx {
         );
         Ok(Ctx { caller, request_id })
     }
+}
+
+/// The token of an `Authorization: Bearer <token>` header. HTTP's auth schemes are
+/// case-insensitive, and clients do send `bearer`; any other scheme, or none, is no token.
+fn bearer_token(header: &str) -> Option<&str> {
+    let (scheme, token) = header.trim_start().split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
 /// A request's body, read but not yet parsed: a handler parses it after the caller's rights are
@@ -216,6 +228,7 @@ impl JsonBody {
 
 /// Deserializes `bytes`, naming the path of the field that failed.
 pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    crate::limits::check_body_depth(bytes)?;
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
         let path = error.path().to_string();

@@ -13,6 +13,7 @@
 mod audit;
 mod error;
 mod extract;
+mod limits;
 mod metrics;
 mod openapi;
 mod page;

@@ -43,7 +43,7 @@ use crate::views::{
         Page<RunView>, Page<TenantView>, Page<InstanceView>, Page<ScopeView>, Page<JobView>,
         Page<AuditView>, Page<TokenView>,
     )),
-    modifiers(&BearerAuth, &BodyRefusals),
+    modifiers(&BearerAuth, &BodyRefusals, &Challenges),
 )]
 struct ApiDoc;
 
@@ -75,6 +75,42 @@ impl Modify for BodyRefusals {
                     let responses = &mut operation.responses.responses;
                     responses.insert("413".into(), refusal("The body is too large").into());
                     responses.insert("415".into(), refusal("The body is not JSON").into());
+                }
+            }
+        }
+    }
+}
+
+/// Every 401 carries a `WWW-Authenticate` challenge; the annotations cannot say so once for all.
+struct Challenges;
+
+impl Modify for Challenges {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::header::HeaderBuilder;
+        use utoipa::openapi::{ObjectBuilder, RefOr, Type};
+        let challenge = HeaderBuilder::new()
+            .schema(ObjectBuilder::new().schema_type(Type::String))
+            .description(Some(format!(
+                "`Bearer realm=\"{realm}\"`, with `error=\"invalid_token\"` when a token was \
+                 sent and refused",
+                realm = crate::error::REALM
+            )))
+            .build();
+        for item in openapi.paths.paths.values_mut() {
+            for operation in [
+                &mut item.get,
+                &mut item.post,
+                &mut item.put,
+                &mut item.patch,
+                &mut item.delete,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                if let Some(RefOr::T(response)) = operation.responses.responses.get_mut("401") {
+                    response
+                        .headers
+                        .insert("WWW-Authenticate".into(), challenge.clone());
                 }
             }
         }

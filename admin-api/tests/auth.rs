@@ -232,10 +232,63 @@ async fn every_route_refuses_a_request_without_a_valid_token_alike() {
                 reply.body
             );
             assert_eq!(reply.body["request_id"], reply.request_id.as_str());
+            // The challenge HTTP requires of a 401; `invalid_token` only when one was sent.
+            let challenge = match token {
+                Some(_) => r#"Bearer realm="sv0", error="invalid_token""#,
+                None => r#"Bearer realm="sv0""#,
+            };
+            assert_eq!(
+                reply.challenge(),
+                Some(challenge),
+                "{method} {path} with {token:?}"
+            );
+            bodies.insert(reply.body["error"].to_string());
+        }
+        // Another scheme is no bearer token at all; a bearer scheme in any case is one.
+        for (authorization, challenge) in [
+            ("Basic YWRtaW46YWRtaW4=", r#"Bearer realm="sv0""#),
+            ("Bearer", r#"Bearer realm="sv0""#),
+            (
+                "bearer sv0_nonsense",
+                r#"Bearer realm="sv0", error="invalid_token""#,
+            ),
+        ] {
+            let reply = api
+                .call_authorized(Some(authorization), method.clone(), &path, body.clone())
+                .await;
+            assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{method} {path}");
+            assert_eq!(
+                reply.challenge(),
+                Some(challenge),
+                "{method} {path} with {authorization:?}"
+            );
             bodies.insert(reply.body["error"].to_string());
         }
     }
     assert_eq!(bodies.len(), 1, "every refusal reads the same: {bodies:?}");
+}
+
+/// HTTP's auth schemes are case-insensitive: `bearer` and `BEARER` are the same scheme, and a
+/// valid token under either gets past authentication on every route.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_bearer_scheme_is_accepted_in_any_case_on_every_route() {
+    let api = Api::start("auth_scheme_case").await;
+    let admin = api.tokens[&Role::SuperAdmin].clone();
+    for (method, path, body, _) in routes() {
+        for scheme in ["bearer", "BEARER", "BeArEr"] {
+            let authorization = format!("{scheme} {admin}");
+            let reply = api
+                .call_authorized(Some(&authorization), method.clone(), &path, body.clone())
+                .await;
+            assert!(
+                reply.status != StatusCode::UNAUTHORIZED && !reply.status.is_server_error(),
+                "{method} {path} with scheme {scheme:?}: {} {:?}",
+                reply.status,
+                reply.body
+            );
+            assert_eq!(reply.challenge(), None, "{method} {path}");
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

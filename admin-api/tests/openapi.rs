@@ -50,3 +50,24 @@ fn the_document_is_openapi_3_1_and_covers_every_route_with_bearer_auth() {
         "bearer"
     );
 }
+
+#[test]
+fn every_401_documents_its_challenge() {
+    let doc = sv0_admin_api::openapi_json();
+    let mut documented = 0;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            let Some(unauthorized) = operation["responses"].get("401") else {
+                continue;
+            };
+            assert!(
+                unauthorized["headers"]["WWW-Authenticate"]["description"]
+                    .as_str()
+                    .is_some_and(|d| d.contains("invalid_token")),
+                "{method} {path}: {unauthorized}"
+            );
+            documented += 1;
+        }
+    }
+    assert!(documented >= 30, "{documented} operations document a 401");
+}

@@ -9,7 +9,8 @@
 //! It must not: log, print, serialize or put into an error any secret value (values live in
 //! [`SecretValue`], which always formats as [`REDACTED`]); write anything to MongoDB; let a ref
 //! name a tenant, or reach another ref's secrets; let a bundle set the connector's OS variables
-//! or the loader's (see [`BundleName`]); touch the queue, the workers or the scheduler.
+//! or the loader's, route its traffic or hook its runtime (see [`BundleName`]); touch the queue,
+//! the workers or the scheduler.
 
 mod cache;
 mod env;
@@ -27,8 +28,8 @@ pub use keyvault::{
 };
 pub use metrics::BrokerMetrics;
 pub use secret::{
-    BundleName, LOADER_PREFIXES, OS_ENV_ALLOWLIST, REDACTED, ReservedName, SecretBundle,
-    SecretValue,
+    BundleName, HOOK_ENV_NAMES, HOOK_ENV_PREFIXES, LOADER_PREFIXES, OS_ENV_ALLOWLIST,
+    PROXY_ENV_NAMES, REDACTED, ReservedName, SecretBundle, SecretValue,
 };
 
 use naming::{Ref, TenantId};

@@ -271,12 +271,15 @@ async fn a_bundle_may_not_set_os_or_loader_variables() {
         let broker = broker(&[(&var, value), ("SV0_TENANT_ACME_AWS_KEY", "fine")]);
         let err = broker.resolve("acme", &env_ref("AWS")).await.unwrap_err();
         assert!(!err.is_transient(), "{err}");
+        let upper = name.to_ascii_uppercase();
+        let why = if upper.starts_with("LD_") || upper.starts_with("DYLD_") {
+            "the dynamic loader acts on it"
+        } else {
+            "the connector inherits it from the OS"
+        };
         assert_eq!(
             err.to_string(),
-            format!(
-                "secret `{var}` refused: bundle name `{name}` is reserved (a bundle may not set \
-                 the OS allowlist's variables or the loader's `LD_*`/`DYLD_*`)"
-            )
+            format!("secret `{var}` refused: bundle name `{name}` is reserved: {why}")
         );
         assert!(!format!("{err:?}").contains(value), "{err:?}");
     }
@@ -293,4 +296,54 @@ async fn a_bundle_may_not_set_os_or_loader_variables() {
         bundle.names().collect::<Vec<_>>(),
         ["LANGUAGE", "LD", "MY_LD_PRELOAD", "OLD_PATH", "PATHS"]
     );
+}
+
+/// A tenant's secret named like a proxy, or like a variable that makes an interpreter, libc, a
+/// TLS library or git load code, trust or send elsewhere, used to reach the connector's
+/// environment as such (`HTTPS_PROXY`, `NODE_OPTIONS`, `PYTHONPATH`, `BASH_ENV`,
+/// `JAVA_TOOL_OPTIONS` …). Now the resolve fails naming the variable, and nothing is passed.
+#[tokio::test]
+async fn a_bundle_may_not_set_proxies_or_runtime_hooks() {
+    let value = "http://attacker.example:3128";
+    let proxies = [
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "https_proxy",
+        "ALL_PROXY",
+        "NO_PROXY",
+        "FTP_PROXY",
+    ];
+    let hooks = [
+        "NODE_OPTIONS",
+        "PYTHONPATH",
+        "BASH_ENV",
+        "JAVA_TOOL_OPTIONS",
+        "_JAVA_OPTIONS",
+        "PERL5OPT",
+        "GCONV_PATH",
+        "SSL_CERT_FILE",
+        "GIT_SSH_COMMAND",
+        "GIT_CONFIG_KEY_0",
+        "node_options",
+    ];
+    let cases = proxies
+        .into_iter()
+        .map(|name| (name, "it routes the connector's traffic"))
+        .chain(hooks.into_iter().map(|name| {
+            (
+                name,
+                "it makes the connector's runtime load code, trust or send secrets elsewhere",
+            )
+        }));
+    for (name, why) in cases {
+        let var = format!("SV0_TENANT_ACME_AWS_{name}");
+        let broker = broker(&[(&var, value), ("SV0_TENANT_ACME_AWS_KEY", "fine")]);
+        let err = broker.resolve("acme", &env_ref("AWS")).await.unwrap_err();
+        assert!(!err.is_transient(), "{err}");
+        assert_eq!(
+            err.to_string(),
+            format!("secret `{var}` refused: bundle name `{name}` is reserved: {why}")
+        );
+        assert!(!format!("{err:?}").contains(value), "{err:?}");
+    }
 }

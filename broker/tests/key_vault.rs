@@ -165,19 +165,57 @@ async fn refs_of_one_tenant_never_see_each_others_secrets() {
 }
 
 /// issue 12 item 14: a bundle must not be able to set `PATH`, `HOME`, `LD_PRELOAD` … A secret
-/// named `…-ld-preload` used to become `LD_PRELOAD` for the connector. Now the resolve fails,
+/// named `…-ld-preload` used to become `LD_PRELOAD` for the connector; one named
+/// `…-https-proxy` or `…-node-options` still became `HTTPS_PROXY` or `NODE_OPTIONS`. Now the resolve fails,
 /// naming the secret, and the secret is refused from the listing: its value is never read.
 #[tokio::test]
 async fn a_secret_named_like_an_os_or_loader_variable_is_refused_unread() {
     let value = "hunter2-not-for-the-loader";
-    for (secret, name) in [
-        ("tenants-acme-connector-aws-ld-preload", "LD_PRELOAD"),
-        ("tenants-acme-connector-aws-path", "PATH"),
-        ("tenants-acme-connector-aws-home", "HOME"),
-        ("tenants-acme-connector-aws-lc-all", "LC_ALL"),
+    let os = "the connector inherits it from the OS";
+    let loader = "the dynamic loader acts on it";
+    let proxy = "it routes the connector's traffic";
+    let hook = "it makes the connector's runtime load code, trust or send secrets elsewhere";
+    for (secret, name, why) in [
+        (
+            "tenants-acme-connector-aws-ld-preload",
+            "LD_PRELOAD",
+            loader,
+        ),
+        ("tenants-acme-connector-aws-path", "PATH", os),
+        ("tenants-acme-connector-aws-home", "HOME", os),
+        ("tenants-acme-connector-aws-lc-all", "LC_ALL", os),
         (
             "Tenants-Acme-Connector-Aws-Dyld-Insert-Libraries",
             "DYLD_INSERT_LIBRARIES",
+            loader,
+        ),
+        (
+            "tenants-acme-connector-aws-https-proxy",
+            "HTTPS_PROXY",
+            proxy,
+        ),
+        ("tenants-acme-connector-aws-no-proxy", "NO_PROXY", proxy),
+        (
+            "tenants-acme-connector-aws-node-options",
+            "NODE_OPTIONS",
+            hook,
+        ),
+        ("tenants-acme-connector-aws-pythonpath", "PYTHONPATH", hook),
+        ("tenants-acme-connector-aws-bash-env", "BASH_ENV", hook),
+        (
+            "tenants-acme-connector-aws-java-tool-options",
+            "JAVA_TOOL_OPTIONS",
+            hook,
+        ),
+        (
+            "tenants-acme-connector-aws--java-options",
+            "_JAVA_OPTIONS",
+            hook,
+        ),
+        (
+            "tenants-acme-connector-aws-git-ssh-command",
+            "GIT_SSH_COMMAND",
+            hook,
         ),
     ] {
         let vault = FakeVault::start().await;
@@ -189,10 +227,7 @@ async fn a_secret_named_like_an_os_or_loader_variable_is_refused_unread() {
         assert!(!err.is_transient(), "{err}");
         assert_eq!(
             err.to_string(),
-            format!(
-                "secret `{secret}` refused: bundle name `{name}` is reserved (a bundle may not set \
-                 the OS allowlist's variables or the loader's `LD_*`/`DYLD_*`)"
-            )
+            format!("secret `{secret}` refused: bundle name `{name}` is reserved: {why}")
         );
         assert!(!format!("{err:?}").contains(value), "{err:?}");
         let read = vault

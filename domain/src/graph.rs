@@ -11,6 +11,12 @@ use crate::error::{DomainError, Result};
 /// The largest graph one sync may carry: the sync document holds it, and a MongoDB document holds
 /// at most 16 MiB.
 pub const MAX_GRAPH_ENTITIES: usize = 50_000;
+/// The most edges one sync may carry: two per entity at [`MAX_GRAPH_ENTITIES`], more than real
+/// inventories have (a machine runs as one identity or two, an identity has a few roles). An edge
+/// takes 50 bytes or more in the sync document, so a graph with entities and ids of real size
+/// hits the 16 MiB before this; the cap refuses the rest by count, with a reason, and bounds the
+/// work of reading a graph before the stages' own caps on chains and stitched paths apply.
+pub const MAX_GRAPH_EDGES: usize = 100_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -98,8 +104,8 @@ impl Graph {
         Ok(graph)
     }
 
-    /// Ids unique and non-empty, at most [`MAX_GRAPH_ENTITIES`], every edge joining two entities
-    /// of the graph of the types its edge type joins.
+    /// Ids unique and non-empty, at most [`MAX_GRAPH_ENTITIES`] entities and [`MAX_GRAPH_EDGES`]
+    /// edges, every edge joining two entities of the graph of the types its edge type joins.
     pub fn validate(&self) -> Result<()> {
         if self.entities.len() > MAX_GRAPH_ENTITIES {
             return Err(DomainError::invalid(
@@ -107,6 +113,15 @@ impl Graph {
                 format!(
                     "{} entities; at most {MAX_GRAPH_ENTITIES} per sync",
                     self.entities.len()
+                ),
+            ));
+        }
+        if self.edges.len() > MAX_GRAPH_EDGES {
+            return Err(DomainError::invalid(
+                "graph.edges",
+                format!(
+                    "{} edges; at most {MAX_GRAPH_EDGES} per sync",
+                    self.edges.len()
                 ),
             ));
         }
@@ -118,6 +133,17 @@ impl Graph {
                     "must be 1 to 512 characters",
                 ));
             }
+            // Lists, findings and evidence packs show these; the properties are stored as they
+            // are. Whoever wrote the graph (a connector, an API caller), it is checked here.
+            for (field, value) in [
+                ("id", &entity.id),
+                ("cloud", &entity.cloud),
+                ("name", &entity.name),
+            ] {
+                crate::limits::check_text(&format!("graph.entities[{i}].{field}"), value)?;
+            }
+            let properties = serde_json::Value::Object(entity.properties.clone());
+            crate::limits::check_json(&format!("graph.entities[{i}].properties"), &properties)?;
             for (key, value) in &entity.properties {
                 storable(&format!("graph.entities[{i}].properties.{key}"), value)?;
             }
@@ -261,5 +287,52 @@ mod tests {
             )),
             "graph.entities[0].properties.ports[1].n"
         );
+    }
+
+    #[test]
+    fn a_graph_over_the_edge_cap_is_refused_by_count() {
+        // Enough machines and identities to give every edge a different pair.
+        let side = (MAX_GRAPH_EDGES as f64).sqrt() as usize + 1;
+        let entity = |id: String, entity_type| GraphEntity {
+            name: id.clone(),
+            id,
+            entity_type,
+            cloud: "aws".into(),
+            properties: Default::default(),
+        };
+        let mut graph = Graph::default();
+        graph
+            .entities
+            .extend((0..side).map(|k| entity(format!("m{k}"), EntityType::Machine)));
+        graph
+            .entities
+            .extend((0..side).map(|k| entity(format!("i{k}"), EntityType::Identity)));
+        graph.edges = (0..side * side)
+            .map(|k| GraphEdge {
+                from: format!("m{}", k / side),
+                to: format!("i{}", k % side),
+                edge_type: EdgeType::RunsAs,
+            })
+            .take(MAX_GRAPH_EDGES)
+            .collect();
+        graph.validate().expect("a graph at the cap is valid");
+        graph.edges.push(GraphEdge {
+            from: format!("m{}", side - 1),
+            to: format!("i{}", side - 1),
+            edge_type: EdgeType::RunsAs,
+        });
+        match graph.validate() {
+            Err(DomainError::Invalid { field, reason }) => {
+                assert_eq!(field, "graph.edges");
+                assert_eq!(
+                    reason,
+                    format!(
+                        "{} edges; at most {MAX_GRAPH_EDGES} per sync",
+                        MAX_GRAPH_EDGES + 1
+                    )
+                );
+            }
+            other => panic!("expected the edge cap to refuse it, got {other:?}"),
+        }
     }
 }

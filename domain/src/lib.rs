@@ -17,6 +17,7 @@ mod error;
 pub mod fence;
 mod findings;
 pub mod graph;
+pub mod limits;
 mod listing;
 mod materialize;
 pub mod run;

@@ -152,7 +152,13 @@ impl Domain {
         after: Option<ObjectId>,
         limit: i64,
     ) -> Result<Vec<ScanScope>> {
-        newest_first(self.scopes(), filter.to_query(), after, limit).await
+        // Read raw first: a scope too deep to deserialize is refused, not read (see
+        // `read_scope`).
+        newest_first(self.raw_scopes(), filter.to_query(), after, limit)
+            .await?
+            .iter()
+            .map(|raw| crate::tenancy::read_scope(raw))
+            .collect()
     }
 }
 

@@ -23,6 +23,8 @@ use crate::error::{DomainError, Result};
 /// The shortest interval: below it a run's own overhead (a connector process, five stages)
 /// approaches the interval itself.
 pub const MIN_INTERVAL_SECONDS: i64 = 5;
+/// The longest cron expression: five fields with lists of numbers fit in far less.
+pub const MAX_CRON_CHARS: usize = 256;
 /// The longest interval: a year (a longer cadence is a cron expression's job).
 pub const MAX_INTERVAL_SECONDS: i64 = 366 * 24 * 3600;
 /// The narrowest catch-up window: a tick starts a few milliseconds after the slot it wakes for,
@@ -199,6 +201,13 @@ impl Schedule {
 /// implementations read them differently or not at all.
 fn parse_cron(expression: &str) -> Result<Cron> {
     let invalid = |reason: String| DomainError::invalid("schedule.cadence.expression", reason);
+    // Checked first, and the expression not echoed: every refusal below quotes it whole.
+    let length = expression.chars().count();
+    if length > MAX_CRON_CHARS {
+        return Err(invalid(format!(
+            "{length} characters; a cron expression has at most {MAX_CRON_CHARS}"
+        )));
+    }
     let text = expression.trim();
     if text.starts_with('@') {
         if ![

@@ -10,14 +10,14 @@ use std::time::Duration;
 
 use futures::TryStreamExt;
 use mongodb::bson::oid::ObjectId;
-use mongodb::bson::{self, DateTime, Document, doc};
+use mongodb::bson::{self, DateTime, Document, RawDocumentBuf, doc};
 
 use crate::Domain;
 use crate::batch;
 use crate::error::{DomainError, Result};
 use crate::run::RunStatus;
 use crate::schedule::Schedule;
-use crate::tenancy::{Pause, ScanScope};
+use crate::tenancy::{Pause, ScanScope, read_scope};
 
 /// What one claim round got: the scopes this replica now holds, and how many due scopes it found
 /// (more than it holds when other replicas won some of them: there may be more to claim).
@@ -79,8 +79,11 @@ impl Domain {
         by: Option<String>,
         now: DateTime,
     ) -> Result<ScanScope> {
-        if note.as_ref().is_some_and(|n| n.len() > 1000) {
-            return Err(DomainError::invalid("note", "at most 1000 characters"));
+        if let Some(note) = &note {
+            if note.len() > 1000 {
+                return Err(DomainError::invalid("note", "at most 1000 characters"));
+            }
+            crate::limits::check_text("note", note)?;
         }
         let pause = Pause { note, by, at: now };
         self.update_scope(
@@ -212,9 +215,8 @@ impl Domain {
             .await?;
         // Read back as raw documents: one that does not read as a scope (written by hand, or by
         // another version) is parked on its own rather than failing every tick it is due in.
-        let raw: Vec<Document> = self
-            .db
-            .collection::<Document>("scan_scopes")
+        let raw: Vec<RawDocumentBuf> = self
+            .raw_scopes()
             .find(doc! { "claim.nonce": nonce })
             .sort(doc! { "due_at": 1 })
             .await?
@@ -223,7 +225,7 @@ impl Domain {
         let mut claimed = Vec::with_capacity(raw.len());
         for document in raw {
             let id = document.get_object_id("_id").ok();
-            match bson::from_document::<ScanScope>(document) {
+            match read_scope(&document) {
                 Ok(scope) => claimed.push(scope),
                 Err(error) => {
                     tracing::error!(scope_id = ?id, %error,

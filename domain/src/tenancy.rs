@@ -3,7 +3,7 @@
 //! covers, its schedule and its budget).
 
 use mongodb::bson::oid::ObjectId;
-use mongodb::bson::{DateTime, Document, doc};
+use mongodb::bson::{DateTime, Document, RawDocument, RawDocumentBuf, doc};
 use mongodb::options::ReturnDocument;
 use serde::{Deserialize, Serialize};
 use sv0_broker::CredentialsRef;
@@ -11,6 +11,7 @@ use sv0_broker::naming::TenantId;
 
 use crate::Domain;
 use crate::error::{DomainError, Result};
+use crate::limits;
 use crate::run::{Budget, MAX_RUNTIME_SECONDS};
 use crate::schedule::Schedule;
 
@@ -174,6 +175,7 @@ impl ScanScope {
         budget: Budget,
     ) -> Result<ScanScope> {
         validate_name(name)?;
+        validate_scope_document(&scope)?;
         validate_budget(&budget)?;
         Ok(ScanScope {
             id: ObjectId::new(),
@@ -204,18 +206,41 @@ pub fn validate_tenant_id(id: &str) -> Result<()> {
 /// The longest name an instance or scope may have.
 const MAX_NAME_CHARS: usize = 200;
 
-/// An instance's or scope's name: what lists and logs show, so something to read, on one line.
+/// A tenant's, instance's or scope's name: what lists and logs show, so something to read, on
+/// one line, shown as written (no control characters, no bidirectional marks).
 fn validate_name(name: &str) -> Result<()> {
-    if name.trim().is_empty()
-        || name.chars().count() > MAX_NAME_CHARS
-        || name.chars().any(char::is_control)
-    {
+    if name.trim().is_empty() || name.chars().count() > MAX_NAME_CHARS {
         return Err(DomainError::invalid(
             "name",
             format!("must be 1 to {MAX_NAME_CHARS} printable characters, not all blank"),
         ));
     }
-    Ok(())
+    limits::check_text("name", name)
+}
+
+/// A stored scope, read only once its depth is known to be readable: deserializing recurses per
+/// level, and a scope written before depth was bounded (or by hand; the stand stores any depth)
+/// could otherwise overflow the reader's stack and abort its process. Too deep a scope is a
+/// conflict naming it, so that it can be replaced or deleted.
+pub(crate) fn read_scope(raw: &RawDocument) -> Result<ScanScope> {
+    let id = raw.get_object_id("_id").ok();
+    let named = id.map(|id| id.to_hex()).unwrap_or_default();
+    if limits::raw_depth_exceeds(raw, limits::MAX_READ_DEPTH) {
+        return Err(DomainError::Conflict(format!(
+            "scan scope {named} is stored nested deeper than {} levels, too deep to read: \
+             replace its scope or delete it",
+            limits::MAX_READ_DEPTH
+        )));
+    }
+    mongodb::bson::from_slice(raw.as_bytes()).map_err(|error| match id {
+        Some(id) => DomainError::malformed("scan scope", id, error),
+        None => DomainError::Write(format!("a scan scope without an ObjectId _id: {error}")),
+    })
+}
+
+/// What a scope scans: bounded in depth and size, its keys storable (see [`limits`]).
+fn validate_scope_document(scope: &Document) -> Result<()> {
+    limits::check_document("scope", scope, limits::MAX_SCOPE_BYTES)
 }
 
 /// The longest connector kind name.
@@ -284,6 +309,7 @@ impl ScopeUpdate {
             set.insert("name", name);
         }
         if let Some(scope) = &self.scope {
+            validate_scope_document(scope)?;
             set.insert("scope", scope.clone());
         }
         if let Some(budget) = &self.budget {
@@ -306,7 +332,23 @@ fn non_empty(set: Document, fields: &str) -> Result<Document> {
 }
 
 impl Domain {
-    /// Creates the tenant, or updates its name and status if it exists.
+    /// Creates the tenant; one that exists already is a [`DomainError::Conflict`] naming its id,
+    /// and is left as it is. The insert itself decides, so of two creates of one id exactly one
+    /// wins, and a create never reactivates or renames a tenant suspended meanwhile.
+    pub async fn insert_tenant(&self, tenant: &Tenant) -> Result<()> {
+        match self.tenants().insert_one(tenant).await {
+            Ok(_) => Ok(()),
+            Err(error) if crate::syncs::is_duplicate(&error) => Err(DomainError::Conflict(
+                format!("tenant {:?} exists already", tenant.id),
+            )),
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// Creates the tenant, or updates its name and status if it exists: for provisioning that is
+    /// re-run over its own tenants (the demo, benchmarks, tests), never for a caller's create,
+    /// which must not overwrite a tenant someone else made or suspended (see
+    /// [`Domain::insert_tenant`]).
     pub async fn put_tenant(&self, tenant: &Tenant) -> Result<()> {
         self.tenants()
             .update_one(
@@ -449,6 +491,8 @@ impl Domain {
     /// Inserts `scope`. A scope inserted with a schedule starts at the schedule's first slot
     /// after now, whatever `next_run_at` it carried.
     pub async fn insert_scope(&self, scope: &ScanScope) -> Result<()> {
+        validate_name(&scope.name)?;
+        validate_scope_document(&scope.scope)?;
         self.instance(&scope.tenant_id, scope.instance_id).await?;
         let mut scope = scope.clone();
         scope.next_run_at = match &scope.schedule {
@@ -466,10 +510,17 @@ impl Domain {
     }
 
     pub async fn scope(&self, tenant_id: &str, id: ObjectId) -> Result<ScanScope> {
-        self.scopes()
+        let raw = self
+            .raw_scopes()
             .find_one(doc! { "_id": id, "tenant_id": tenant_id })
             .await?
-            .ok_or_else(|| DomainError::not_found("scan scope", id, tenant_id))
+            .ok_or_else(|| DomainError::not_found("scan scope", id, tenant_id))?;
+        read_scope(&raw)
+    }
+
+    /// The scopes as stored, to be read through [`read_scope`].
+    pub(crate) fn raw_scopes(&self) -> mongodb::Collection<RawDocumentBuf> {
+        self.db.collection("scan_scopes")
     }
 
     /// Edits one of the tenant's scopes in one write and returns it as it is now. (Not
@@ -482,14 +533,16 @@ impl Domain {
         id: ObjectId,
         update: &ScopeUpdate,
     ) -> Result<ScanScope> {
-        self.scopes()
+        let raw = self
+            .raw_scopes()
             .find_one_and_update(
                 doc! { "_id": id, "tenant_id": tenant_id },
                 doc! { "$set": update.to_set()? },
             )
             .return_document(ReturnDocument::After)
             .await?
-            .ok_or_else(|| DomainError::not_found("scan scope", id, tenant_id))
+            .ok_or_else(|| DomainError::not_found("scan scope", id, tenant_id))?;
+        read_scope(&raw)
     }
 
     /// Deletes one of the tenant's scopes. Its runs keep its id, as history; one still queued

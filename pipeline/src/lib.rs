@@ -34,7 +34,7 @@ pub use first_job::FirstJob;
 pub use metrics::PipelineMetrics;
 pub use registry::{ConnectorKind, ConnectorLimits, ConnectorRegistry, RegistryError, UnknownKind};
 pub use sandbox::{Sandbox, SandboxError, SandboxSettings};
-pub use stage::Stage;
+pub use stage::{Stage, Worked};
 
 /// The pipeline's job kinds, in pipeline order, then the deploy gate's.
 pub mod kinds {

@@ -20,7 +20,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
-use sv0_broker::{BundleName, OS_ENV_ALLOWLIST};
+use sv0_broker::{LOADER_PREFIXES, OS_ENV_ALLOWLIST};
 
 /// The registry file's variable, read when `--connectors` is not given.
 pub const CONNECTORS_ENV: &str = "SV0_CONNECTORS";
@@ -269,7 +269,16 @@ fn check_env_name(name: &str) -> Result<(), String> {
     if OS_ENV_ALLOWLIST.iter().any(|allowed| upper == *allowed) {
         return Err(format!("env: {name:?} is given to every connector already"));
     }
-    BundleName::parse(name).map_err(|refusal| format!("env: {refusal}"))?;
+    // Not the bundle's rule: the registry is the deployment's, which may mean to give a kind
+    // its proxy or its runtime's options; no deployment means a preloaded library.
+    if let Some(prefix) = LOADER_PREFIXES
+        .iter()
+        .find(|prefix| upper.starts_with(*prefix))
+    {
+        return Err(format!(
+            "env: {name:?} is the dynamic loader's ({prefix}…): never passed to a connector"
+        ));
+    }
     Ok(())
 }
 
@@ -303,6 +312,25 @@ mod tests {
         assert_eq!(aws.limits.memory_mib, 512);
         assert_eq!(aws.limits.cpu_seconds, 3600);
         assert_eq!(aws.tcp_ports, [443, 8443]);
+        assert_eq!(aws.env, ["HTTPS_PROXY"]);
+    }
+
+    #[test]
+    fn a_deployment_may_pass_proxies_and_runtime_options_but_never_the_loaders() {
+        let registry = ConnectorRegistry::from_toml(
+            r#"
+            [kinds.aws]
+            executable = "/opt/aws/connector"
+            env = ["HTTPS_PROXY", "no_proxy", "NODE_OPTIONS", "JAVA_TOOL_OPTIONS"]
+            "#,
+        )
+        .unwrap();
+        assert_eq!(registry.kind("aws").unwrap().env.len(), 4);
+        for name in ["LD_PRELOAD", "ld_audit", "DYLD_INSERT_LIBRARIES"] {
+            let text = format!("[kinds.aws]\nexecutable = \"/bin/true\"\nenv = [\"{name}\"]");
+            let error = ConnectorRegistry::from_toml(&text).unwrap_err().to_string();
+            assert!(error.contains("dynamic loader's"), "{name}: {error}");
+        }
     }
 
     #[test]

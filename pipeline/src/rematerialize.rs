@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use mongodb::bson::DateTime;
 use sv0_domain::category::{CHAIN, STITCH};
-use sv0_domain::{CategoryName, CategoryResult, CellStatus, Materializer};
+use sv0_domain::{CategoryName, CellStatus, Materializer};
 use sv0_worker::{HandlerError, JobContext, JobHandler, with_retry};
 
 use crate::metrics::StageOutcome;
@@ -69,20 +69,14 @@ impl Rematerialize {
                     Materializer::Chains => materialize_chains(pipeline, &run).await,
                     Materializer::StitchedPaths => materialize_stitched(pipeline, &run)
                         .await
-                        .map(|by_source| by_source.get("").copied().unwrap_or_default()),
+                        .map(|(worked, _)| worked),
                 }
             })
             .await;
             match outcome {
-                Ok(items) => {
+                Ok(worked) => {
                     domain
-                        .stamp_cell(
-                            &tenant_id,
-                            run_id,
-                            writer,
-                            &cell,
-                            &CategoryResult::succeeded(items, started),
-                        )
+                        .stamp_cell(&tenant_id, run_id, writer, &cell, &worked.cell(started))
                         .await
                         .map_err(into_handler)?;
                     pipeline.metrics().stage_ended(

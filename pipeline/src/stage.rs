@@ -25,8 +25,38 @@ pub trait Stage: Send + Sync + 'static {
     fn cell(&self) -> &'static str;
     /// The kind enqueued after it succeeds; `None` for the last stage, which completes the run.
     fn next(&self) -> Option<&'static str>;
-    /// The stage's work for `run`; returns what its cell's `items_scanned` counts.
-    async fn work(&self, pipeline: &Pipeline, run: &ScanRun) -> Result<u64, HandlerError>;
+    /// The stage's work for `run`.
+    async fn work(&self, pipeline: &Pipeline, run: &ScanRun) -> Result<Worked, HandlerError>;
+}
+
+/// What a stage's work came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Worked {
+    /// What its cell's `items_scanned` counts.
+    pub items: u64,
+    /// What the work left out on purpose (an enumeration stopped at its cap), in the `errors` of
+    /// a cell that still succeeded: what was kept is right, a retry would leave out the same,
+    /// and failing the run would hold back the stages after it.
+    pub notes: Vec<String>,
+}
+
+impl From<u64> for Worked {
+    fn from(items: u64) -> Worked {
+        Worked {
+            items,
+            notes: Vec::new(),
+        }
+    }
+}
+
+impl Worked {
+    /// The succeeded cell it stamps.
+    pub(crate) fn cell(&self, started: DateTime) -> CategoryResult {
+        CategoryResult {
+            errors: self.notes.clone(),
+            ..CategoryResult::succeeded(self.items, started)
+        }
+    }
 }
 
 /// Runs a [`Stage`] as a job handler.
@@ -68,15 +98,9 @@ impl<S: Stage> StageHandler<S> {
 
         let outcome = with_retry(&job.cancel, || self.stage.work(&self.pipeline, &run)).await;
         match outcome {
-            Ok(items) => {
+            Ok(worked) => {
                 domain
-                    .stamp_cell(
-                        &tenant_id,
-                        run_id,
-                        writer,
-                        &cell,
-                        &CategoryResult::succeeded(items, started),
-                    )
+                    .stamp_cell(&tenant_id, run_id, writer, &cell, &worked.cell(started))
                     .await
                     .map_err(into_handler)?;
                 self.pipeline.metrics().stage_ended(
@@ -84,7 +108,8 @@ impl<S: Stage> StageHandler<S> {
                     StageOutcome::Succeeded,
                     started,
                 );
-                tracing::info!(%run_id, tenant_id, stage = self.stage.kind(), items, "stage succeeded");
+                tracing::info!(%run_id, tenant_id, stage = self.stage.kind(), items = worked.items,
+                    notes = ?worked.notes, "stage succeeded");
                 self.hand_over(writer, &tenant_id, run_id).await
             }
             Err(error) => {

@@ -7,12 +7,11 @@ use mongodb::bson::DateTime;
 use mongodb::bson::oid::ObjectId;
 use sv0_domain::category::{CHAIN, EVAL, EVIDENCE, STITCH, SYNC};
 use sv0_domain::{
-    CategoryName, CategoryResult, Counts, EvidencePack, ForRun, Keyed, PackItem, RunWriter,
-    ScanRun, content_hash,
+    CategoryName, Counts, EvidencePack, ForRun, Keyed, PackItem, RunWriter, ScanRun, content_hash,
 };
 use sv0_worker::HandlerError;
 
-use crate::stage::{Stage, into_handler};
+use crate::stage::{Stage, Worked, into_handler};
 use crate::{Pipeline, chains, kinds, rules};
 
 /// `sync_ingestion` → `__sync`: the run's graph written as its source's full state. Counts the
@@ -30,7 +29,7 @@ impl Stage for SyncIngestion {
     fn next(&self) -> Option<&'static str> {
         Some(kinds::EVALUATE_FINDINGS)
     }
-    async fn work(&self, pipeline: &Pipeline, run: &ScanRun) -> Result<u64, HandlerError> {
+    async fn work(&self, pipeline: &Pipeline, run: &ScanRun) -> Result<Worked, HandlerError> {
         let domain = &pipeline.domain;
         let sync = domain
             .sync_of_run(&run.tenant_id, run.id)
@@ -47,7 +46,7 @@ impl Stage for SyncIngestion {
             .map_err(into_handler)?;
         superseded(run, "entities", counts);
         tracing::info!(run_id = %run.id, source = sync.source, ?counts, "entities synced");
-        Ok(counts.current())
+        Ok(counts.current().into())
     }
 }
 
@@ -66,7 +65,7 @@ impl Stage for EvaluateFindings {
     fn next(&self) -> Option<&'static str> {
         Some(kinds::ASSEMBLE_CHAINS)
     }
-    async fn work(&self, pipeline: &Pipeline, run: &ScanRun) -> Result<u64, HandlerError> {
+    async fn work(&self, pipeline: &Pipeline, run: &ScanRun) -> Result<Worked, HandlerError> {
         let domain = &pipeline.domain;
         let entities = domain
             .live_entities(&run.tenant_id)
@@ -78,11 +77,13 @@ impl Stage for EvaluateFindings {
             .await
             .map_err(into_handler)?;
         superseded(run, "findings", counts);
-        Ok(counts.created + counts.updated + counts.retired)
+        Ok((counts.created + counts.updated + counts.retired).into())
     }
 }
 
-/// `assemble_chains` → `__chain`. Counts chains created and updated.
+/// `assemble_chains` → `__chain`. Counts chains created and updated. Keeps at most
+/// [`chains::MAX_CHAINS`], the first in path order; a run that reaches the cap still succeeds,
+/// and its cell's `errors` says the chains were capped.
 pub struct AssembleChains;
 
 #[async_trait::async_trait]
@@ -96,7 +97,7 @@ impl Stage for AssembleChains {
     fn next(&self) -> Option<&'static str> {
         Some(kinds::STITCH_PATHS)
     }
-    async fn work(&self, pipeline: &Pipeline, run: &ScanRun) -> Result<u64, HandlerError> {
+    async fn work(&self, pipeline: &Pipeline, run: &ScanRun) -> Result<Worked, HandlerError> {
         materialize_chains(pipeline, run).await
     }
 }
@@ -104,28 +105,32 @@ impl Stage for AssembleChains {
 pub(crate) async fn materialize_chains(
     pipeline: &Pipeline,
     run: &ScanRun,
-) -> Result<u64, HandlerError> {
+) -> Result<Worked, HandlerError> {
     let domain = &pipeline.domain;
     let tenant_id = &run.tenant_id;
     let entities = domain
         .live_entities(tenant_id)
         .await
         .map_err(into_handler)?;
+    let assembled = chains::assemble(&entities);
+    capped(run, "chains", &assembled);
     let counts = domain
-        .write_chains(
-            tenant_id,
-            ForRun::holder_of(run),
-            &chains::assemble(&entities),
-        )
+        .write_chains(tenant_id, ForRun::holder_of(run), &assembled.items)
         .await
         .map_err(into_handler)?;
     superseded(run, "chains", counts);
-    Ok(counts.created + counts.updated)
+    Ok(Worked {
+        items: counts.created + counts.updated,
+        notes: assembled.capped.into_iter().collect(),
+    })
 }
 
 /// `stitch_paths` → `__stitch`. Counts the stitched paths materialized; the cell is also
 /// stamped on every other run whose sync contributed a joined chain (ADR-027's recommended
-/// fan-out), with the paths its source takes part in.
+/// fan-out), with the paths its source takes part in. Keeps at most
+/// [`chains::MAX_STITCHED_PATHS`] listing at most [`chains::MAX_STITCHED_CHAIN_REFS`] chain keys
+/// between them, the first in path order; a run that reaches a cap still succeeds, and the
+/// cells' `errors` say the paths were capped.
 pub struct StitchPaths;
 
 #[async_trait::async_trait]
@@ -139,21 +144,20 @@ impl Stage for StitchPaths {
     fn next(&self) -> Option<&'static str> {
         Some(kinds::BUILD_EVIDENCE_PACK)
     }
-    async fn work(&self, pipeline: &Pipeline, run: &ScanRun) -> Result<u64, HandlerError> {
+    async fn work(&self, pipeline: &Pipeline, run: &ScanRun) -> Result<Worked, HandlerError> {
         let started = DateTime::now();
-        let by_source = materialize_stitched(pipeline, run).await?;
-        let total = by_source.get("").copied().unwrap_or_default();
-        fan_out(pipeline, run, &by_source, started).await?;
-        Ok(total)
+        let (worked, by_source) = materialize_stitched(pipeline, run).await?;
+        fan_out(pipeline, run, &by_source, &worked.notes, started).await?;
+        Ok(worked)
     }
 }
 
-/// Writes the tenant's stitched paths; returns how many there are (key `""`) and how many each
-/// source takes part in.
+/// Writes the tenant's stitched paths; returns how many there are, with what was capped, and
+/// how many each source takes part in.
 pub(crate) async fn materialize_stitched(
     pipeline: &Pipeline,
     run: &ScanRun,
-) -> Result<BTreeMap<String, u64>, HandlerError> {
+) -> Result<(Worked, BTreeMap<String, u64>), HandlerError> {
     let domain = &pipeline.domain;
     let tenant_id = &run.tenant_id;
     let entities = domain
@@ -161,9 +165,10 @@ pub(crate) async fn materialize_stitched(
         .await
         .map_err(into_handler)?;
     let chains = domain.live_chains(tenant_id).await.map_err(into_handler)?;
-    let paths = chains::stitch(&chains, &entities);
+    let stitched = chains::stitch(&chains, &entities);
+    capped(run, "stitched_paths", &stitched);
     let counts = domain
-        .write_stitched_paths(tenant_id, ForRun::holder_of(run), &paths)
+        .write_stitched_paths(tenant_id, ForRun::holder_of(run), &stitched.items)
         .await
         .map_err(into_handler)?;
     superseded(run, "stitched_paths", counts);
@@ -172,8 +177,8 @@ pub(crate) async fn materialize_stitched(
         .iter()
         .map(|e| (e.external_id.as_str(), e.source.as_str()))
         .collect();
-    let mut by_source = BTreeMap::from([(String::new(), counts.current())]);
-    for path in &paths {
+    let mut by_source = BTreeMap::new();
+    for path in &stitched.items {
         let sources: BTreeSet<&str> = path
             .path
             .iter()
@@ -183,7 +188,11 @@ pub(crate) async fn materialize_stitched(
             *by_source.entry(source.to_string()).or_default() += 1;
         }
     }
-    Ok(by_source)
+    let worked = Worked {
+        items: counts.current(),
+        notes: stitched.capped.into_iter().collect(),
+    };
+    Ok((worked, by_source))
 }
 
 /// Stamps `__stitch` on the other finished runs whose syncs last delivered a source that takes
@@ -193,12 +202,13 @@ async fn fan_out(
     pipeline: &Pipeline,
     run: &ScanRun,
     by_source: &BTreeMap<String, u64>,
+    notes: &[String],
     started: DateTime,
 ) -> Result<(), HandlerError> {
     let domain = &pipeline.domain;
     let cell = CategoryName::parse(STITCH).expect("a stage cell");
     let mut participants: BTreeMap<ObjectId, u64> = BTreeMap::new();
-    for (source, paths) in by_source.iter().filter(|(s, _)| !s.is_empty()) {
+    for (source, paths) in by_source {
         if let Some(other) = domain
             .latest_sync_run(&run.tenant_id, source)
             .await
@@ -220,7 +230,11 @@ async fn fan_out(
                 other,
                 RunWriter::Outside,
                 &cell,
-                &CategoryResult::succeeded(paths, started),
+                &Worked {
+                    items: paths,
+                    notes: notes.to_vec(),
+                }
+                .cell(started),
             )
             .await
             .map_err(into_handler)?;
@@ -245,7 +259,7 @@ impl Stage for BuildEvidencePack {
     fn next(&self) -> Option<&'static str> {
         None
     }
-    async fn work(&self, pipeline: &Pipeline, run: &ScanRun) -> Result<u64, HandlerError> {
+    async fn work(&self, pipeline: &Pipeline, run: &ScanRun) -> Result<Worked, HandlerError> {
         let domain = &pipeline.domain;
         let tenant = &run.tenant_id;
         let findings = items(domain.open_findings(tenant).await.map_err(into_handler)?);
@@ -278,7 +292,7 @@ impl Stage for BuildEvidencePack {
             .await
             .map_err(into_handler)?;
         tracing::info!(run_id = %run.id, pack = %stored.id, hash = stored.hash, "evidence pack built");
-        Ok(1)
+        Ok(1.into())
     }
 }
 
@@ -289,6 +303,14 @@ fn superseded(run: &ScanRun, set: &str, counts: Counts) {
     if counts.superseded {
         tracing::info!(run_id = %run.id, tenant_id = run.tenant_id, set,
             "a newer writer took the set over before this one committed; its picture stands");
+    }
+}
+
+/// Logs an enumeration that stopped at its cap: its note goes to the cell, this says which run.
+fn capped<T>(run: &ScanRun, set: &str, bounded: &chains::Bounded<T>) {
+    if let Some(why) = &bounded.capped {
+        tracing::warn!(run_id = %run.id, tenant_id = run.tenant_id, set, kept = bounded.items.len(),
+            explored = bounded.explored, why, "enumeration capped");
     }
 }
 

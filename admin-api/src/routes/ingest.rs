@@ -24,6 +24,7 @@ pub(crate) struct IngestRequest {
     tenant_id: String,
     /// Where the graph comes from: 1 to 64 letters, digits, `_`, `-` or `.`. The graph is that
     /// source's full state: entities of the source it does not hold are marked gone.
+    #[schema(min_length = 1, max_length = 64)]
     source: String,
     /// `{entities: [{id, type, name, …}], edges: [{from, to, type}]}`, as a connector writes
     /// `graph.json`.

@@ -104,6 +104,7 @@ impl From<CredentialsRefBody> for CredentialsRef {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct CreateInstanceRequest {
+    #[schema(min_length = 1, max_length = 200)]
     name: String,
     /// The connector's kind (`demo`, `aws`, …): one the deployment's connector registry has
     /// (the file the workers and this API read); an unregistered kind is refused, naming the
@@ -165,6 +166,7 @@ pub(crate) async fn create(
 #[serde(deny_unknown_fields)]
 pub(crate) struct UpdateInstanceRequest {
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 200)]
     name: Option<String>,
     #[serde(default)]
     credentials_ref: Option<CredentialsRefBody>,

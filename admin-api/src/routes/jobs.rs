@@ -24,6 +24,12 @@ use crate::views::JobView;
 /// The most ids a bulk action may name.
 const MAX_BULK_IDS: usize = 1_000;
 
+/// The most kinds, statuses and payload paths a bulk filter may name: more than there are kinds
+/// and statuses, and more payload paths than a search ever needs.
+const MAX_FILTER_KINDS: usize = 64;
+const MAX_FILTER_STATUSES: usize = 16;
+const MAX_FILTER_PAYLOAD: usize = 16;
+
 /// Lists jobs, newest first. Besides the named parameters, `payload.<path>=<value>` keeps the
 /// jobs whose payload has that value at that dotted path (a number or `true`/`false` also
 /// matches as such); such a search may examine a bounded number of jobs, and past it is a 400
@@ -161,6 +167,7 @@ pub(crate) async fn show(
 #[serde(deny_unknown_fields)]
 pub(crate) struct ReasonBody {
     /// Why: kept in the audit log (1 to 500 characters).
+    #[schema(min_length = 1, max_length = 500)]
     reason: String,
 }
 
@@ -269,6 +276,7 @@ async fn job_action(
 pub(crate) struct BulkRequest {
     /// At most 1,000 job ids.
     #[serde(default)]
+    #[schema(max_items = 1000)]
     ids: Option<Vec<String>>,
     #[serde(default)]
     filter: Option<JobFilterBody>,
@@ -276,6 +284,7 @@ pub(crate) struct BulkRequest {
     #[serde(default)]
     dry_run: bool,
     /// Why: kept in the audit log (1 to 500 characters).
+    #[schema(min_length = 1, max_length = 500)]
     reason: String,
 }
 
@@ -284,9 +293,11 @@ pub(crate) struct BulkRequest {
 #[serde(deny_unknown_fields)]
 pub(crate) struct JobFilterBody {
     #[serde(default)]
+    #[schema(max_items = 64)]
     kinds: Vec<String>,
     /// Job statuses (`failed`, `dead`, …).
     #[serde(default)]
+    #[schema(max_items = 16)]
     statuses: Vec<String>,
     #[serde(default)]
     tenant_id: Option<String>,
@@ -296,7 +307,7 @@ pub(crate) struct JobFilterBody {
     created_from: Option<String>,
     #[serde(default)]
     created_until: Option<String>,
-    /// `{"<dotted path>": <value>}`: payload equality.
+    /// `{"<dotted path>": <value>}`: payload equality, at most 16 paths.
     #[serde(default)]
     #[schema(value_type = Object)]
     payload: serde_json::Map<String, serde_json::Value>,
@@ -343,7 +354,34 @@ impl BulkRequest {
 }
 
 impl JobFilterBody {
+    /// The lists bounded and the free text plain: the filter is kept in the audit log.
+    fn check(&self) -> Result<(), ApiError> {
+        for (field, len, max) in [
+            ("filter.kinds", self.kinds.len(), MAX_FILTER_KINDS),
+            ("filter.statuses", self.statuses.len(), MAX_FILTER_STATUSES),
+            ("filter.payload", self.payload.len(), MAX_FILTER_PAYLOAD),
+        ] {
+            if len > max {
+                return Err(ApiError::invalid(field, format!("at most {max} entries")));
+            }
+        }
+        for (i, kind) in self.kinds.iter().enumerate() {
+            super::text(&format!("filter.kinds[{i}]"), kind, 64)?;
+        }
+        if let Some(tenant_id) = &self.tenant_id {
+            super::text("filter.tenant_id", tenant_id, 64)?;
+        }
+        if let Some(group_id) = &self.group_id {
+            super::text("filter.group_id", group_id, 200)?;
+        }
+        for path in self.payload.keys() {
+            super::text("filter.payload", path, 200)?;
+        }
+        Ok(())
+    }
+
     fn to_filter(&self) -> Result<JobFilter, ApiError> {
+        self.check()?;
         let payload = self
             .payload
             .iter()

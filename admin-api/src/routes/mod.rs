@@ -117,15 +117,31 @@ pub(crate) fn optional_instant(
     value.map(|v| instant(field, v)).transpose()
 }
 
-/// A reason an action records in the audit log: required where the issue says so, 1 to 500
-/// characters on one line.
+/// A reason an action records in the audit log: 1 to 500 characters on one line, shown as
+/// written (no control characters, no bidirectional marks).
 pub(crate) fn reason(value: &str) -> Result<&str, ApiError> {
     let trimmed = value.trim();
-    if trimmed.is_empty() || trimmed.chars().count() > 500 || trimmed.contains(['\n', '\r']) {
+    if trimmed.is_empty()
+        || trimmed.chars().count() > 500
+        || trimmed.chars().any(sv0_domain::limits::is_forbidden_char)
+    {
         return Err(ApiError::invalid(
             "reason",
-            "must be 1 to 500 characters on one line",
+            "must be 1 to 500 characters on one line, without control characters or \
+             bidirectional marks",
         ));
     }
     Ok(trimmed)
+}
+
+/// Free text the caller gives as `field` (a deploy id, a commit, an event): 1 to `max`
+/// characters, without control characters or bidirectional marks.
+pub(crate) fn text(field: &str, value: &str, max: usize) -> Result<(), ApiError> {
+    if value.is_empty() || value.chars().count() > max {
+        return Err(ApiError::invalid(
+            field,
+            format!("must be 1 to {max} characters"),
+        ));
+    }
+    sv0_domain::limits::check_text(field, value).map_err(ApiError::from)
 }

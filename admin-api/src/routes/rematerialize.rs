@@ -23,14 +23,21 @@ use crate::views::RunView;
 /// The most tenants one request may name.
 const MAX_TENANTS: usize = 1_000;
 
+/// The most stages one request may name: there are two, and naming one twice is harmless.
+const MAX_STAGES: usize = 8;
+
+/// The longest deploy id or commit.
+const MAX_DEPLOY_CHARS: usize = 200;
+
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RematerializeRequest {
     /// `chains` and/or `stitched_paths`.
-    #[schema(value_type = Vec<String>)]
+    #[schema(value_type = Vec<String>, max_items = 8)]
     stages: Vec<Materializer>,
     /// Default: every active tenant.
     #[serde(default)]
+    #[schema(max_items = 1000)]
     tenants: Option<Vec<String>>,
     /// The deploy this is for; without one, the request id stands in (and a retried request
     /// creates new runs).
@@ -42,8 +49,10 @@ pub(crate) struct RematerializeRequest {
 #[serde(deny_unknown_fields)]
 pub(crate) struct DeployBody {
     /// 1 to 200 characters: runs are idempotent per (deploy id, tenant).
+    #[schema(min_length = 1, max_length = 200)]
     id: String,
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 200)]
     commit: Option<String>,
 }
 
@@ -78,16 +87,17 @@ pub(crate) async fn rematerialize(
                 .map_err(|e| ApiError::invalid(format!("tenants[{i}]"), e.to_string()))?;
         }
     }
+    if body.stages.len() > MAX_STAGES {
+        return Err(ApiError::invalid(
+            "stages",
+            format!("name at most {MAX_STAGES} stages"),
+        ));
+    }
     let deploy = match body.deploy {
         Some(d) => {
-            if d.commit
-                .as_ref()
-                .is_some_and(|c| c.is_empty() || c.len() > 200)
-            {
-                return Err(ApiError::invalid(
-                    "deploy.commit",
-                    "must be 1 to 200 characters",
-                ));
+            super::text("deploy.id", &d.id, MAX_DEPLOY_CHARS)?;
+            if let Some(commit) = &d.commit {
+                super::text("deploy.commit", commit, MAX_DEPLOY_CHARS)?;
             }
             Deploy {
                 id: d.id,

@@ -133,6 +133,7 @@ pub(crate) enum RunTriggerBody {
     ManualApi {},
     IacLifecycle {
         #[serde(default)]
+        #[schema(min_length = 1, max_length = 200)]
         event: Option<String>,
     },
 }
@@ -176,14 +177,8 @@ pub(crate) async fn create(
             requested_by: Some(ctx.who()),
         },
         RunTriggerBody::IacLifecycle { event } => {
-            if event
-                .as_ref()
-                .is_some_and(|e| e.is_empty() || e.len() > 200)
-            {
-                return Err(ApiError::invalid(
-                    "trigger.event",
-                    "must be 1 to 200 characters",
-                ));
+            if let Some(event) = &event {
+                super::text("trigger.event", event, 200)?;
             }
             Trigger::IacLifecycle { event }
         }

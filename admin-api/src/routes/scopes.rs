@@ -102,8 +102,11 @@ fn object(field: &str, value: serde_json::Value) -> Result<Document, ApiError> {
 #[serde(deny_unknown_fields)]
 pub(crate) struct CreateScopeRequest {
     instance_id: String,
+    #[schema(min_length = 1, max_length = 200)]
     name: String,
-    /// What to scan, in the connector's own terms (handed to it as `scope.json`).
+    /// What to scan, in the connector's own terms (handed to it as `scope.json`): at most 64 KiB
+    /// as BSON and 32 levels deep (with the body), no key empty, starting with `$` or holding
+    /// `.` or NUL.
     #[schema(value_type = Object)]
     scope: serde_json::Value,
     /// The run budget, 1 to 86400 seconds (default 3600).
@@ -177,6 +180,7 @@ fn rename_budget_field(error: ApiError) -> ApiError {
 #[serde(deny_unknown_fields)]
 pub(crate) struct UpdateScopeRequest {
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 200)]
     name: Option<String>,
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
@@ -285,6 +289,7 @@ pub(crate) async fn set_schedule(
 pub(crate) struct PauseRequest {
     /// Why: shown on the scope while it is paused, and kept in the audit log.
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 500)]
     note: Option<String>,
 }
 
@@ -308,7 +313,13 @@ pub(crate) async fn pause(
         .as_deref()
         .map(super::reason)
         .transpose()
-        .map_err(|_| ApiError::invalid("note", "must be 1 to 500 characters on one line"))?;
+        .map_err(|_| {
+            ApiError::invalid(
+                "note",
+                "must be 1 to 500 characters on one line, without control characters or \
+                 bidirectional marks",
+            )
+        })?;
     let scope = api
         .controls
         .pause(&tenant_id, id, note.map(str::to_string), Some(ctx.who()))

@@ -8,7 +8,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use mongodb::bson::doc;
 use serde::Deserialize;
-use sv0_domain::{DomainError, Tenant, TenantStatus};
+use sv0_domain::{Tenant, TenantStatus};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::AdminApi;
@@ -92,17 +92,7 @@ pub(crate) async fn create(
     ctx.require(Right::ManageTenants)?;
     let body: CreateTenantRequest = body.parse()?;
     let tenant = Tenant::new(&body.id, &body.name)?;
-    match api.pipeline.domain.tenant(&tenant.id).await {
-        Ok(_) => {
-            return Err(ApiError::Conflict(format!(
-                "tenant {:?} exists already",
-                tenant.id
-            )));
-        }
-        Err(DomainError::NotFound { .. }) => {}
-        Err(other) => return Err(other.into()),
-    }
-    api.pipeline.domain.put_tenant(&tenant).await?;
+    api.pipeline.domain.insert_tenant(&tenant).await?;
     api.audit
         .record(
             &ctx.caller,

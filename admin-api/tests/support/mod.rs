@@ -32,12 +32,20 @@ pub struct Reply {
     pub status: StatusCode,
     pub body: Value,
     pub request_id: String,
+    pub headers: reqwest::header::HeaderMap,
 }
 
 impl Reply {
     /// The field a 4xx body names.
     pub fn field(&self) -> &str {
         self.body["error"]["field"].as_str().unwrap_or("")
+    }
+
+    /// The `WWW-Authenticate` challenge, if any.
+    pub fn challenge(&self) -> Option<&str> {
+        self.headers
+            .get("www-authenticate")
+            .map(|v| v.to_str().unwrap())
     }
 }
 
@@ -99,9 +107,22 @@ impl Api {
         path: &str,
         body: Option<Value>,
     ) -> Reply {
+        let authorization = token.map(|token| format!("Bearer {token}"));
+        self.call_authorized(authorization.as_deref(), method, path, body)
+            .await
+    }
+
+    /// A request whose `Authorization` header is exactly `authorization`.
+    pub async fn call_authorized(
+        &self,
+        authorization: Option<&str>,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Reply {
         let mut request = self.client.request(method, format!("{}{path}", self.base));
-        if let Some(token) = token {
-            request = request.bearer_auth(token);
+        if let Some(authorization) = authorization {
+            request = request.header("authorization", authorization);
         }
         if let Some(body) = body {
             request = request
@@ -110,6 +131,7 @@ impl Api {
         }
         let response = request.send().await.unwrap();
         let status = response.status();
+        let headers = response.headers().clone();
         let request_id = response
             .headers()
             .get("x-request-id")
@@ -121,6 +143,7 @@ impl Api {
             status,
             body,
             request_id,
+            headers,
         }
     }
 

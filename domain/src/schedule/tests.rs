@@ -349,3 +349,32 @@ fn stored_form_and_defaults() {
     });
     assert!(unknown.is_err(), "an unknown field is refused");
 }
+
+/// A cron expression is at most 256 characters; the refusal does not quote it.
+#[test]
+fn a_cron_expression_longer_than_256_characters_is_refused() {
+    let of_length = |n: usize| {
+        let tail = " * * * *";
+        let mut minutes = String::from("0");
+        while minutes.len() + tail.len() + 2 <= n {
+            minutes.push_str(",0");
+        }
+        while minutes.len() + tail.len() < n {
+            minutes.insert(0, ' ');
+        }
+        format!("{minutes}{tail}")
+    };
+    let longest = of_length(MAX_CRON_CHARS);
+    assert_eq!(longest.len(), 256);
+    Schedule::cron(&longest, "UTC").validate().unwrap();
+    let too_long = of_length(MAX_CRON_CHARS + 1);
+    assert_eq!(too_long.len(), 257);
+    match Schedule::cron(&too_long, "UTC").validate() {
+        Err(DomainError::Invalid { field, reason }) => {
+            assert_eq!(field, "schedule.cadence.expression");
+            assert!(reason.contains("at most 256"), "{reason}");
+            assert!(!reason.contains(",0,0"), "{reason}");
+        }
+        other => panic!("{other:?}"),
+    }
+}

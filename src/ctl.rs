@@ -1,6 +1,11 @@
 //! `sv0 ctl`: the admin API from a shell or a CI step. The API's address and a token come from
-//! the environment (`SV0_API_URL`, `SV0_API_TOKEN`); tables for people, `--json` for scripts.
-//! An API refusal is printed with the field it names and exits 1.
+//! the environment (`SV0_API_URL`, `SV0_API_TOKEN`) or a token file (`--api-token-file`), never
+//! from a flag's value, which `ps` and shell history would keep; tables for people, `--json` for
+//! scripts. An API refusal is printed with the field it names and exits 1.
+//!
+//! What the API returns was partly written by connectors and users (errors, stderr, names,
+//! notes): it is printed with terminal control characters and bidi marks made visible, so that
+//! it cannot move the cursor, clear the screen or reorder what the operator reads.
 //!
 //! `sv0 ctl rematerialize … --wait` is the CI step after a deploy: it starts (or, for a deploy
 //! id seen before, finds) one deploy-gate run per tenant, reports progress on stderr, and exits
@@ -18,9 +23,13 @@ pub struct CtlArgs {
     /// The admin API's base URL.
     #[arg(long, env = "SV0_API_URL", default_value = "http://127.0.0.1:8080")]
     api_url: String,
-    /// A bearer token (`sv0 token create`). `--help` never prints its value.
-    #[arg(long, env = "SV0_API_TOKEN", hide_env_values = true)]
-    api_token: String,
+    /// A file whose first line is the bearer token (`sv0 token create`); without it the token is
+    /// read from `SV0_API_TOKEN`.
+    #[arg(long, value_name = "FILE")]
+    api_token_file: Option<std::path::PathBuf>,
+    /// Send the token over plain `http://` to a host other than this machine's loopback.
+    #[arg(long)]
+    insecure_http: bool,
     /// Print the API's JSON instead of a table.
     #[arg(long, global = true)]
     json: bool,
@@ -199,9 +208,11 @@ enum JobsCommand {
         #[arg(long)]
         reason: String,
     },
-    /// Cancel jobs by id (`--id`, repeat) or by filter; `--dry-run` counts first.
+    /// Cancel jobs by id (`--id`, repeat) or by filter: counts them by tenant and kind unless
+    /// `--execute`.
     BulkCancel(BulkArgs),
-    /// Retry failed, dead or cancelled jobs by id or by filter; `--dry-run` counts first.
+    /// Retry failed, dead or cancelled jobs by id or by filter: counts them by tenant and kind
+    /// unless `--execute`.
     BulkRetry(BulkArgs),
 }
 
@@ -229,7 +240,16 @@ struct BulkArgs {
     filter: JobFilterArgs,
     #[arg(long)]
     reason: String,
+    /// Act instead of counting. The API takes it with `--id`, `--tenant`, `--kind` or
+    /// `--status`, or with `--expect`.
     #[arg(long)]
+    execute: bool,
+    /// The count the dry run printed (`matched`): if as many jobs do not match now, nothing is
+    /// changed. It catches a stale or mistaken filter, not jobs enqueued since.
+    #[arg(long, requires = "execute")]
+    expect: Option<u64>,
+    /// Count only (the default); kept so that scripts which asked for it still work.
+    #[arg(long, conflicts_with = "execute")]
     dry_run: bool,
 }
 
@@ -259,10 +279,12 @@ impl Client {
                 .header("content-type", "application/json")
                 .body(body.to_string());
         }
-        let response = request
-            .send()
-            .await
-            .with_context(|| format!("{method} {path}: the API at {} did not answer", self.base))?;
+        let response = request.send().await.with_context(|| {
+            format!(
+                "{method} {path}: the API at {} did not answer",
+                line(&self.base)
+            )
+        })?;
         let status = response.status();
         let text = response.text().await.unwrap_or_default();
         let value: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
@@ -271,12 +293,15 @@ impl Client {
             let message = error["message"].as_str().unwrap_or(text.as_str());
             match error["field"].as_str() {
                 Some(field) => bail!(
-                    "{method} {path}: {status}: field `{field}`: {}",
-                    message
-                        .strip_prefix(&format!("{field}: "))
-                        .unwrap_or(message)
+                    "{method} {path}: {status}: field `{}`: {}",
+                    line(field),
+                    line(
+                        message
+                            .strip_prefix(&format!("{field}: "))
+                            .unwrap_or(message)
+                    )
                 ),
-                None => bail!("{method} {path}: {status}: {message}"),
+                None => bail!("{method} {path}: {status}: {}", line(message)),
             }
         }
         Ok(value)
@@ -292,18 +317,17 @@ impl Client {
 }
 
 pub async fn run(args: CtlArgs) -> anyhow::Result<std::process::ExitCode> {
+    // Both checks come before the client exists, so a refused URL never sees a connection.
+    check_api_url(&args.api_url, args.insecure_http)?;
     let client = Client {
         http: reqwest::Client::new(),
         base: args.api_url,
-        token: args.api_token,
+        token: api_token(args.api_token_file.as_deref())?,
     };
     let json = args.json;
     let print = |value: &Value, table: fn(&Value)| {
         if json {
-            println!(
-                "{}",
-                serde_json::to_string_pretty(value).unwrap_or_default()
-            );
+            println!("{}", json_text(value));
         } else {
             table(value);
         }
@@ -325,18 +349,19 @@ pub async fn run(args: CtlArgs) -> anyhow::Result<std::process::ExitCode> {
                     .await?;
                 print(&page, runs_table);
             }
-            RunsCommand::Show { id } => {
-                print(&client.get(&format!("/scan-runs/{id}")).await?, run_detail)
-            }
+            RunsCommand::Show { id } => print(
+                &client.get(&format!("/scan-runs/{}", segment(&id)?)).await?,
+                run_detail,
+            ),
             RunsCommand::Retry { id } => print(
                 &client
-                    .post(&format!("/scan-runs/{id}/retry"), json!(null))
+                    .post(&format!("/scan-runs/{}/retry", segment(&id)?), json!(null))
                     .await?,
                 run_detail,
             ),
             RunsCommand::Cancel { id } => print(
                 &client
-                    .post(&format!("/scan-runs/{id}/cancel"), json!(null))
+                    .post(&format!("/scan-runs/{}/cancel", segment(&id)?), json!(null))
                     .await?,
                 run_detail,
             ),
@@ -345,12 +370,18 @@ pub async fn run(args: CtlArgs) -> anyhow::Result<std::process::ExitCode> {
         CtlCommand::Scopes(command) => scopes(&client, command, &print).await?,
         CtlCommand::Instances(command) => match command {
             InstancesCommand::List { tenant } => print(
-                &client.get(&format!("/tenants/{tenant}/instances")).await?,
+                &client
+                    .get(&format!("/tenants/{}/instances", segment(&tenant)?))
+                    .await?,
                 instances_table,
             ),
             InstancesCommand::Show { tenant, id } => print(
                 &client
-                    .get(&format!("/tenants/{tenant}/instances/{id}"))
+                    .get(&format!(
+                        "/tenants/{}/instances/{}",
+                        segment(&tenant)?,
+                        segment(&id)?
+                    ))
                     .await?,
                 plain,
             ),
@@ -358,7 +389,7 @@ pub async fn run(args: CtlArgs) -> anyhow::Result<std::process::ExitCode> {
                 &client
                     .call(
                         Method::PATCH,
-                        &format!("/tenants/{tenant}/instances/{id}"),
+                        &format!("/tenants/{}/instances/{}", segment(&tenant)?, segment(&id)?),
                         Some(json!({ "status": status })),
                     )
                     .await?,
@@ -368,11 +399,11 @@ pub async fn run(args: CtlArgs) -> anyhow::Result<std::process::ExitCode> {
                 client
                     .call(
                         Method::DELETE,
-                        &format!("/tenants/{tenant}/instances/{id}"),
+                        &format!("/tenants/{}/instances/{}", segment(&tenant)?, segment(&id)?),
                         None,
                     )
                     .await?;
-                println!("deleted {id}");
+                println!("deleted {}", line(&id));
             }
         },
         CtlCommand::Jobs(command) => jobs(&client, command, &print).await?,
@@ -380,7 +411,7 @@ pub async fn run(args: CtlArgs) -> anyhow::Result<std::process::ExitCode> {
             TokenCommand::List => print(&client.get("/tokens?limit=500").await?, plain),
             TokenCommand::Revoke { id } => print(
                 &client
-                    .post(&format!("/tokens/{id}/revoke"), json!(null))
+                    .post(&format!("/tokens/{}/revoke", segment(&id)?), json!(null))
                     .await?,
                 plain,
             ),
@@ -395,17 +426,81 @@ fn push(query: &mut Vec<String>, key: &str, value: Option<String>) {
     }
 }
 
-/// Percent-encodes a query value (everything but unreserved characters).
+/// Everything but the unreserved characters: in a query value or a path segment, nothing the
+/// caller typed can end the value, start another, or become a `/`.
+const ENCODED: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
 fn encode(value: &str) -> String {
-    value
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
+    percent_encoding::utf8_percent_encode(value, ENCODED).to_string()
+}
+
+/// One path segment, percent-encoded. `.`, `..` and the empty segment are refused: URL parsing
+/// resolves them (even spelled `%2E%2E`) against the path before the request leaves, which would
+/// send the caller's token to another route.
+fn segment(value: &str) -> anyhow::Result<String> {
+    if matches!(value, "" | "." | "..") {
+        bail!("`{}` is not an id", line(value));
+    }
+    Ok(encode(value))
+}
+
+/// Refuses a plain `http://` URL to anything but this machine's loopback unless
+/// `--insecure-http`: the bearer token would cross the network in clear.
+fn check_api_url(api_url: &str, insecure_http: bool) -> anyhow::Result<()> {
+    let url = reqwest::Url::parse(api_url)
+        .with_context(|| format!("--api-url {} is not a URL", line(api_url)))?;
+    // The parser has already lowercased the host and turned every spelling of an IPv4 address
+    // (`127.1`, `0x7f.0.0.1`) into dotted decimal, so these comparisons see what is connected to.
+    let loopback = match url.host_str() {
+        Some("localhost") => true,
+        Some(host) => host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|address| address.is_loopback()),
+        None => false,
+    };
+    match url.scheme() {
+        "https" => Ok(()),
+        "http" if loopback || insecure_http => Ok(()),
+        "http" => bail!(
+            "--api-url {}: plain http:// to a host other than loopback would send the token in \
+             clear; use https://, or pass --insecure-http to send it anyway",
+            line(api_url)
+        ),
+        other => bail!(
+            "--api-url {}: the scheme is `{}`: use https:// (or http:// to loopback)",
+            line(api_url),
+            line(other)
+        ),
+    }
+}
+
+/// The token from `--api-token-file` (its first line) if given, else from `SV0_API_TOKEN`.
+fn api_token(file: Option<&std::path::Path>) -> anyhow::Result<String> {
+    let token = match file {
+        Some(file) => {
+            let contents = std::fs::read_to_string(file)
+                .with_context(|| format!("--api-token-file {}", file.display()))?;
+            let token = contents.lines().next().unwrap_or("").trim().to_string();
+            if token.is_empty() {
+                bail!(
+                    "--api-token-file {}: the first line is empty",
+                    file.display()
+                );
             }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
+            token
+        }
+        None => match std::env::var("SV0_API_TOKEN") {
+            Ok(token) if !token.trim().is_empty() => token.trim().to_string(),
+            _ => bail!("no API token: set SV0_API_TOKEN or pass --api-token-file FILE"),
+        },
+    };
+    Ok(token)
 }
 
 async fn rematerialize(
@@ -434,13 +529,13 @@ async fn rematerialize(
         .unwrap_or_default();
     eprintln!(
         "deploy {}: {} deploy-gate run(s): {}",
-        started["deploy_id"].as_str().unwrap_or(""),
+        line(started["deploy_id"].as_str().unwrap_or("")),
         runs.len(),
-        runs.join(", ")
+        line(&runs.join(", "))
     );
     if !args.wait {
         if json {
-            println!("{}", serde_json::to_string_pretty(&started)?);
+            println!("{}", json_text(&started));
         } else {
             runs_table(&json!({ "items": started["runs"] }));
         }
@@ -451,7 +546,7 @@ async fn rematerialize(
     loop {
         let mut finished = Vec::new();
         for id in &runs {
-            finished.push(client.get(&format!("/scan-runs/{id}")).await?);
+            finished.push(client.get(&format!("/scan-runs/{}", segment(id)?)).await?);
         }
         let statuses: Vec<String> = finished
             .iter()
@@ -463,7 +558,7 @@ async fn rematerialize(
                 .zip(&statuses)
                 .map(|(id, status)| format!("{id} {status}"))
                 .collect();
-            eprintln!("  {}", summary.join(", "));
+            eprintln!("  {}", line(&summary.join(", ")));
             last = statuses.clone();
         }
         if statuses
@@ -471,7 +566,7 @@ async fn rematerialize(
             .all(|s| !matches!(s.as_str(), "queued" | "running"))
         {
             if json {
-                println!("{}", serde_json::to_string_pretty(&finished)?);
+                println!("{}", json_text(&json!(finished)));
             } else {
                 runs_table(&json!({ "items": finished }));
             }
@@ -486,9 +581,9 @@ async fn rematerialize(
             for run in failed {
                 eprintln!(
                     "run {} {}: {}",
-                    run["id"].as_str().unwrap_or(""),
-                    run["status"].as_str().unwrap_or(""),
-                    run["error"].as_str().unwrap_or("")
+                    text(run, "id"),
+                    text(run, "status"),
+                    line(run["error"].as_str().unwrap_or(""))
                 );
             }
             return Ok(std::process::ExitCode::from(1));
@@ -506,7 +601,13 @@ async fn scopes(
     command: ScopesCommand,
     print: &impl Fn(&Value, fn(&Value)),
 ) -> anyhow::Result<()> {
-    let path = |tenant: &str, id: &str| format!("/tenants/{tenant}/scopes/{id}");
+    let path = |tenant: &str, id: &str| -> anyhow::Result<String> {
+        Ok(format!(
+            "/tenants/{}/scopes/{}",
+            segment(tenant)?,
+            segment(id)?
+        ))
+    };
     match command {
         ScopesCommand::List {
             tenant,
@@ -521,11 +622,13 @@ async fn scopes(
                 scopes_table,
             );
         }
-        ScopesCommand::Show { tenant, id } => print(&client.get(&path(&tenant, &id)).await?, plain),
+        ScopesCommand::Show { tenant, id } => {
+            print(&client.get(&path(&tenant, &id)?).await?, plain)
+        }
         ScopesCommand::Pause { tenant, id, note } => print(
             &client
                 .post(
-                    &format!("{}/pause", path(&tenant, &id)),
+                    &format!("{}/pause", path(&tenant, &id)?),
                     json!({ "note": note }),
                 )
                 .await?,
@@ -533,7 +636,7 @@ async fn scopes(
         ),
         ScopesCommand::Resume { tenant, id } => print(
             &client
-                .post(&format!("{}/resume", path(&tenant, &id)), json!(null))
+                .post(&format!("{}/resume", path(&tenant, &id)?), json!(null))
                 .await?,
             plain,
         ),
@@ -580,7 +683,7 @@ async fn scopes(
                 &client
                     .call(
                         Method::PUT,
-                        &format!("{}/schedule", path(&tenant, &id)),
+                        &format!("{}/schedule", path(&tenant, &id)?),
                         Some(json!({ "schedule": schedule })),
                     )
                     .await?,
@@ -589,7 +692,7 @@ async fn scopes(
         }
         ScopesCommand::Trigger { tenant, id } => print(
             &client
-                .post(&format!("{}/trigger", path(&tenant, &id)), json!(null))
+                .post(&format!("{}/trigger", path(&tenant, &id)?), json!(null))
                 .await?,
             run_detail,
         ),
@@ -601,7 +704,7 @@ async fn scopes(
         } => print(
             &client
                 .post(
-                    &format!("{}/backfill", path(&tenant, &id)),
+                    &format!("{}/backfill", path(&tenant, &id)?),
                     json!({ "from": from, "to": to }),
                 )
                 .await?,
@@ -636,16 +739,25 @@ async fn jobs(
                 jobs_table,
             );
         }
-        JobsCommand::Show { id } => print(&client.get(&format!("/jobs/{id}")).await?, plain),
+        JobsCommand::Show { id } => print(
+            &client.get(&format!("/jobs/{}", segment(&id)?)).await?,
+            plain,
+        ),
         JobsCommand::Cancel { id, reason } => print(
             &client
-                .post(&format!("/jobs/{id}/cancel"), json!({ "reason": reason }))
+                .post(
+                    &format!("/jobs/{}/cancel", segment(&id)?),
+                    json!({ "reason": reason }),
+                )
                 .await?,
             plain,
         ),
         JobsCommand::Retry { id, reason } => print(
             &client
-                .post(&format!("/jobs/{id}/retry"), json!({ "reason": reason }))
+                .post(
+                    &format!("/jobs/{}/retry", segment(&id)?),
+                    json!({ "reason": reason }),
+                )
                 .await?,
             plain,
         ),
@@ -667,7 +779,10 @@ fn payload_pair(pair: &str) -> anyhow::Result<(&str, &str)> {
 }
 
 fn bulk_body(args: BulkArgs) -> anyhow::Result<Value> {
-    let mut body = json!({ "reason": args.reason, "dry_run": args.dry_run });
+    let mut body = json!({ "reason": args.reason, "dry_run": args.dry_run || !args.execute });
+    if let Some(expect) = args.expect {
+        body["expect"] = json!(expect);
+    }
     if !args.ids.is_empty() {
         body["ids"] = json!(args.ids);
     } else {
@@ -688,8 +803,72 @@ fn bulk_body(args: BulkArgs) -> anyhow::Result<Value> {
     Ok(body)
 }
 
-fn text<'a>(value: &'a Value, key: &str) -> &'a str {
-    value[key].as_str().unwrap_or("-")
+/// `value[key]` for one line of a table or a summary, escaped.
+fn text(value: &Value, key: &str) -> String {
+    line(value[key].as_str().unwrap_or("-"))
+}
+
+/// Any JSON value for one line: a string as itself, anything else as JSON; escaped either way.
+fn cell(value: &Value) -> String {
+    match value.as_str() {
+        Some(text) => line(text),
+        None => line(&value.to_string()),
+    }
+}
+
+/// Text for one line of output: every character a terminal would act on instead of showing
+/// (C0 controls, DEL, C1 controls, bidi marks and overrides) becomes a visible escape such as
+/// `\u{1b}`, newlines included.
+fn line(text: &str) -> String {
+    escape(text, false)
+}
+
+/// As [`line`], but newlines stay: for text printed on lines of its own.
+fn lines(text: &str) -> String {
+    escape(text, true)
+}
+
+fn escape(text: &str, keep_newlines: bool) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '\n' if keep_newlines => escaped.push('\n'),
+            '\n' => escaped.push_str("\\n"),
+            '\r' => escaped.push_str("\\r"),
+            '\t' => escaped.push_str("\\t"),
+            c if c.is_control() || is_bidi(c) => {
+                escaped.push_str(&format!("\\u{{{:x}}}", u32::from(c)));
+            }
+            c => escaped.push(c),
+        }
+    }
+    escaped
+}
+
+/// The marks and overrides that reorder how a terminal lays out the text around them.
+fn is_bidi(c: char) -> bool {
+    matches!(
+        c,
+        '\u{200e}' | '\u{200f}' | '\u{61c}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}'
+    )
+}
+
+/// The value as indented JSON. serde_json escapes C0 controls in strings but writes DEL, C1
+/// controls and bidi marks as they are; they are written here as `\uXXXX` instead, which parses
+/// back to the same value, so `--json` read on a terminal is as inert as a table. Outside strings
+/// JSON is ASCII and its only controls are the indentation's newlines, so every character
+/// escaped here is inside a string, where the escape is valid.
+fn json_text(value: &Value) -> String {
+    let pretty = serde_json::to_string_pretty(value).unwrap_or_default();
+    let mut escaped = String::with_capacity(pretty.len());
+    for c in pretty.chars() {
+        if (c.is_control() && c >= '\u{7f}') || is_bidi(c) {
+            escaped.push_str(&format!("\\u{:04x}", u32::from(c)));
+        } else {
+            escaped.push(c);
+        }
+    }
+    escaped
 }
 
 fn runs_table(page: &Value) {
@@ -705,7 +884,7 @@ fn runs_table(page: &Value) {
             text(run, "status"),
             text(&run["trigger"], "type"),
             text(run, "created_at"),
-            run["error"].as_str().unwrap_or("")
+            line(run["error"].as_str().unwrap_or(""))
         );
     }
 }
@@ -719,21 +898,18 @@ fn run_detail(run: &Value) {
         text(run, "status")
     );
     if let Some(error) = run["error"].as_str() {
-        println!("  error: {error}");
+        // Continuation lines are indented so that none can pass for a cell's line below.
+        println!("  error: {}", lines(error).replace('\n', "\n         "));
     }
-    for (name, cell) in run["category_results"].as_object().into_iter().flatten() {
+    for (name, result) in run["category_results"].as_object().into_iter().flatten() {
         println!(
             "  {:<16} {:<10} {:>8} items  {}",
-            name,
-            text(cell, "status"),
-            cell["items_scanned"],
-            cell["errors"]
+            line(name),
+            text(result, "status"),
+            cell(&result["items_scanned"]),
+            result["errors"]
                 .as_array()
-                .map(|e| e
-                    .iter()
-                    .filter_map(|x| x.as_str())
-                    .collect::<Vec<_>>()
-                    .join("; "))
+                .map(|e| e.iter().map(cell).collect::<Vec<_>>().join("; "))
                 .unwrap_or_default()
         );
     }
@@ -750,9 +926,9 @@ fn scopes_table(page: &Value) {
             text(scope, "id"),
             text(scope, "tenant_id"),
             text(scope, "name"),
-            scope["paused"],
+            cell(&scope["paused"]),
             text(scope, "next_run_at"),
-            scope["schedule"]["cadence"]
+            cell(&scope["schedule"]["cadence"])
         );
     }
 }
@@ -781,17 +957,78 @@ fn jobs_table(page: &Value) {
             text(job, "id"),
             text(job, "kind"),
             text(job, "status"),
-            format!("{}/{}", job["attempts"], job["max_attempts"]),
+            format!("{}/{}", cell(&job["attempts"]), cell(&job["max_attempts"])),
             text(job, "created_at"),
-            job["last_error"].as_str().unwrap_or("")
+            line(job["last_error"].as_str().unwrap_or(""))
         );
     }
 }
 
 /// Anything without a table of its own: its JSON, indented.
 fn plain(value: &Value) {
-    println!(
-        "{}",
-        serde_json::to_string_pretty(value).unwrap_or_default()
-    );
+    println!("{}", json_text(value));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_loopback_takes_plain_http() {
+        for url in [
+            "http://127.0.0.1:8080",
+            "http://127.9.9.9",
+            "http://127.1",
+            "http://0x7f.0.0.1",
+            "http://[::1]:8080",
+            "http://LocalHost:1",
+            "https://sv0-admin.internal",
+        ] {
+            assert!(check_api_url(url, false).is_ok(), "{url}");
+        }
+        for url in [
+            "http://10.1.2.3:1",
+            "http://128.0.0.1",
+            "http://[::ffff:10.0.0.1]",
+            "http://localhost.evil.example",
+            "http://127.0.0.1.nip.io",
+            "http://127.0.0.1:1@10.1.2.3",
+            "ftp://127.0.0.1",
+        ] {
+            let refused = check_api_url(url, false).unwrap_err().to_string();
+            assert!(
+                refused.contains("--insecure-http") || refused.contains("scheme"),
+                "{url}: {refused}"
+            );
+        }
+        assert!(check_api_url("http://10.1.2.3:1", true).is_ok());
+    }
+
+    #[test]
+    fn segments_cannot_leave_their_place_in_the_path() {
+        assert_eq!(segment("../tenants").unwrap(), "..%2Ftenants");
+        assert_eq!(segment("a b?c#d%").unwrap(), "a%20b%3Fc%23d%25");
+        for dots in ["", ".", ".."] {
+            assert!(segment(dots).is_err(), "{dots:?}");
+        }
+    }
+
+    #[test]
+    fn escapes_what_a_terminal_would_act_on() {
+        let hostile = "a\x1b[2J\rb\tc\u{7f}\u{9b}\u{202e}\u{2066}\u{200f}\u{61c}é日\nz";
+        assert_eq!(
+            line(hostile),
+            "a\\u{1b}[2J\\rb\\tc\\u{7f}\\u{9b}\\u{202e}\\u{2066}\\u{200f}\\u{61c}é日\\nz"
+        );
+        assert!(lines(hostile).ends_with("é日\nz"));
+        let value = json!({ "error": hostile });
+        let printed = json_text(&value);
+        assert!(
+            !printed.contains([
+                '\u{7f}', '\u{9b}', '\u{202e}', '\u{2066}', '\u{200f}', '\u{61c}'
+            ]),
+            "{printed}"
+        );
+        assert_eq!(serde_json::from_str::<Value>(&printed).unwrap(), value);
+    }
 }

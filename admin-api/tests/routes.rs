@@ -1046,7 +1046,7 @@ async fn jobs_are_searched_by_payload_cancelled_and_retried_one_by_one_and_in_bu
         .post(
             Role::Operator,
             "/api/v1/jobs/bulk/retry",
-            json!({"ids": [ids[0], ids[2]], "reason": "outage over"}),
+            json!({"ids": [ids[0], ids[2]], "reason": "outage over", "dry_run": false}),
         )
         .await;
     assert_eq!(back.body["changed"], 2, "{:?}", back.body);

@@ -40,5 +40,5 @@ pub use error::{QueueError, Result, is_transient as is_transient_storage_error};
 pub use fence::{Commit, FailOutcome, Failure, LeaseState};
 pub use job::{Claimed, JobDoc, JobStatus, LeaseDoc, LeaseRef};
 pub use metrics::QueueMetrics;
-pub use operator::{BulkOutcome, JobFilter, PAYLOAD_SCAN_LIMIT, RetryOutcome};
+pub use operator::{BulkOutcome, JobFilter, PAYLOAD_SCAN_LIMIT, RetryOutcome, TenantKindCount};
 pub use queue::Queue;

@@ -1,5 +1,6 @@
 //! Operator actions, for an admin API: list and count jobs by a filter, retry failed ones, and
-//! cancel or retry every job a filter matches, with a dry run of each.
+//! cancel or retry every job a filter matches, with a dry run of each, in total or by tenant and
+//! kind.
 //!
 //! Every call validates its filter first and refuses it with [`QueueError::InvalidFilter`], which
 //! names the field, so an API can answer 400 with it. A payload search is bounded: payload paths
@@ -67,6 +68,15 @@ pub struct BulkOutcome {
     pub changed: u64,
     /// Running jobs asked to stop (cancel only): their workers stop them at the next heartbeat.
     pub requested: u64,
+}
+
+/// How many jobs of one tenant and kind a bulk action applies to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TenantKindCount {
+    /// `None` for jobs enqueued without a tenant.
+    pub tenant_id: Option<String>,
+    pub kind: String,
+    pub jobs: u64,
 }
 
 impl Queue {
@@ -197,6 +207,65 @@ impl Queue {
     pub async fn count_retryable(&self, filter: &JobFilter) -> Result<u64> {
         self.count_selected(Selection::new(filter, None)?.within(&RETRYABLE))
             .await
+    }
+
+    /// [`Queue::count_cancellable`] by tenant and kind, most jobs first: a dry run's answer shows
+    /// whose work an action would touch, not just how much.
+    pub async fn count_cancellable_by_tenant_kind(
+        &self,
+        filter: &JobFilter,
+    ) -> Result<Vec<TenantKindCount>> {
+        self.count_by_tenant_kind(Selection::new(filter, None)?.within(&CANCELLABLE))
+            .await
+    }
+
+    /// [`Queue::count_retryable`] by tenant and kind, most jobs first.
+    pub async fn count_retryable_by_tenant_kind(
+        &self,
+        filter: &JobFilter,
+    ) -> Result<Vec<TenantKindCount>> {
+        self.count_by_tenant_kind(Selection::new(filter, None)?.within(&RETRYABLE))
+            .await
+    }
+
+    async fn count_by_tenant_kind(&self, selection: Selection) -> Result<Vec<TenantKindCount>> {
+        let query = self.bounded(&selection, PAYLOAD_SCAN_LIMIT).await?;
+        let groups: Vec<Document> = self
+            .collection()
+            .aggregate(vec![
+                doc! {"$match": query},
+                doc! {"$group": {
+                    "_id": {"tenant_id": "$tenant_id", "kind": "$kind"},
+                    "jobs": {"$sum": 1},
+                }},
+            ])
+            .await?
+            .try_collect()
+            .await?;
+        let mut counts: Vec<TenantKindCount> = groups
+            .iter()
+            .filter_map(|group| {
+                let key = group.get_document("_id").ok()?;
+                let jobs = match group.get("jobs")? {
+                    Bson::Int32(n) => u64::try_from(*n).ok()?,
+                    Bson::Int64(n) => u64::try_from(*n).ok()?,
+                    Bson::Double(n) => *n as u64,
+                    _ => return None,
+                };
+                Some(TenantKindCount {
+                    tenant_id: key.get_str("tenant_id").ok().map(str::to_string),
+                    kind: key.get_str("kind").ok()?.to_string(),
+                    jobs,
+                })
+            })
+            .collect();
+        counts.sort_by(|a, b| {
+            b.jobs
+                .cmp(&a.jobs)
+                .then_with(|| a.tenant_id.cmp(&b.tenant_id))
+                .then_with(|| a.kind.cmp(&b.kind))
+        });
+        Ok(counts)
     }
 
     async fn count_selected(&self, selection: Selection) -> Result<u64> {

@@ -11,7 +11,7 @@ use mongodb::bson::oid::ObjectId;
 use mongodb::bson::{Bson, DateTime, Regex, doc};
 use sv0_queue::{
     BulkOutcome, CancelOutcome, Commit, FailOutcome, Failure, JobDoc, JobFilter, JobStatus,
-    LeaseDoc, LeaseRef, LeaseState, NewJob, Queue, QueueError, RetryOutcome,
+    LeaseDoc, LeaseRef, LeaseState, NewJob, Queue, QueueError, RetryOutcome, TenantKindCount,
 };
 
 const HOUR: Duration = Duration::from_secs(3600);
@@ -658,4 +658,81 @@ async fn a_stored_job_that_does_not_read_back_is_named_by_the_list() {
     };
     assert!(named.contains(&id.to_hex()), "{named}");
     assert!(reason.contains("priority"), "{reason}");
+}
+
+#[tokio::test]
+async fn bulk_counts_by_tenant_and_kind_sum_to_the_count_and_write_nothing() {
+    let (_test, queue) = queue("operator_by_tenant_kind").await;
+    for (tenant, kind, status) in [
+        (Some("acme"), "a", JobStatus::Queued),
+        (Some("acme"), "a", JobStatus::Running),
+        (Some("acme"), "b", JobStatus::Failed),
+        (Some("globex"), "a", JobStatus::Queued),
+        (Some("globex"), "b", JobStatus::Dead),
+        (None, "b", JobStatus::Queued),
+        (Some("acme"), "a", JobStatus::Succeeded),
+    ] {
+        let new = match tenant {
+            Some(tenant) => job(kind).tenant_id(tenant),
+            None => job(kind),
+        };
+        job_in(&queue, new, status).await;
+    }
+    let count = |tenant: Option<&str>, kind: &str, jobs: u64| TenantKindCount {
+        tenant_id: tenant.map(str::to_string),
+        kind: kind.to_string(),
+        jobs,
+    };
+    let everything = JobFilter {
+        created_until: Some(DateTime::from_millis(i64::MAX / 2)),
+        ..JobFilter::default()
+    };
+
+    let cancellable = queue
+        .count_cancellable_by_tenant_kind(&everything)
+        .await
+        .unwrap();
+    assert_eq!(
+        cancellable,
+        vec![
+            count(Some("acme"), "a", 2),
+            count(None, "b", 1),
+            count(Some("globex"), "a", 1),
+        ],
+        "most first, then by tenant (none first) and kind"
+    );
+    let total: u64 = cancellable.iter().map(|c| c.jobs).sum();
+    assert_eq!(total, queue.count_cancellable(&everything).await.unwrap());
+
+    let retryable = queue
+        .count_retryable_by_tenant_kind(&everything)
+        .await
+        .unwrap();
+    assert_eq!(
+        retryable,
+        vec![count(Some("acme"), "b", 1), count(Some("globex"), "b", 1)]
+    );
+    let acme = JobFilter {
+        tenant_id: Some("acme".to_string()),
+        ..JobFilter::default()
+    };
+    assert_eq!(
+        queue.count_cancellable_by_tenant_kind(&acme).await.unwrap(),
+        vec![count(Some("acme"), "a", 2)]
+    );
+    assert_eq!(
+        queue.count_jobs(&JobFilter::default()).await.unwrap(),
+        7,
+        "nothing written"
+    );
+    assert_eq!(
+        queue
+            .count_jobs(&JobFilter {
+                statuses: vec![JobStatus::Queued],
+                ..JobFilter::default()
+            })
+            .await
+            .unwrap(),
+        3
+    );
 }

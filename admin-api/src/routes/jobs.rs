@@ -1,7 +1,11 @@
 //! The queue's jobs: list and search (kind, status, tenant, group, created range, and
 //! `payload.<path>` equality, bounded), detail, cancel, retry of failed, dead or cancelled jobs,
-//! and the same two actions in bulk — by ids (at most 1,000) or by filter, with a dry run that
-//! counts first and a required reason kept in the audit log.
+//! and the same two actions in bulk — by ids (at most 1,000) or by filter, with a required reason
+//! kept in the audit log.
+//!
+//! A bulk action is a dry run unless it says otherwise, and a real one is taken only when it is
+//! narrowed (ids, or a tenant, kind or status) or names the count its dry run returned: a created
+//! range alone matches every tenant's jobs, and one mistyped date then cancels the fleet.
 
 use std::sync::Arc;
 
@@ -9,7 +13,7 @@ use axum::Json;
 use axum::extract::{Path, Query, State};
 use mongodb::bson::{Bson, Document, doc};
 use serde::{Deserialize, Serialize};
-use sv0_queue::{CancelOutcome, JobFilter, JobStatus, RetryOutcome};
+use sv0_queue::{CancelOutcome, JobFilter, JobStatus, RetryOutcome, TenantKindCount};
 use utoipa::ToSchema;
 
 use super::{object_id, optional_instant};
@@ -29,6 +33,10 @@ const MAX_BULK_IDS: usize = 1_000;
 const MAX_FILTER_KINDS: usize = 64;
 const MAX_FILTER_STATUSES: usize = 16;
 const MAX_FILTER_PAYLOAD: usize = 16;
+
+/// The most tenant and kind pairs a bulk answer lists, the largest first: enough to see whose
+/// jobs an action touches without a fleet-wide answer growing with the number of tenants.
+const MAX_BULK_COUNTS: usize = 1_000;
 
 /// Lists jobs, newest first. Besides the named parameters, `payload.<path>=<value>` keeps the
 /// jobs whose payload has that value at that dotted path (a number or `true`/`false` also
@@ -280,9 +288,18 @@ pub(crate) struct BulkRequest {
     ids: Option<Vec<String>>,
     #[serde(default)]
     filter: Option<JobFilterBody>,
-    /// Count what would change, change nothing.
-    #[serde(default)]
+    /// Count what would change, by tenant and kind, and change nothing: the default. A real run
+    /// (`false`) needs `ids`, a filter on `tenant_id`, `kinds` or `statuses`, or `expect`.
+    #[serde(default = "dry_run_default")]
+    #[schema(default = true)]
     dry_run: bool,
+    /// The `matched` count of the dry run, for a real run: when as many jobs do not match now,
+    /// the answer is 409 and nothing changes. It catches a filter that is stale or not the one
+    /// meant; it cannot hold off jobs enqueued between its count and the action, which the
+    /// action covers too.
+    #[serde(default)]
+    #[schema(minimum = 0)]
+    expect: Option<u64>,
     /// Why: kept in the audit log (1 to 500 characters).
     #[schema(min_length = 1, max_length = 500)]
     reason: String,
@@ -313,18 +330,48 @@ pub(crate) struct JobFilterBody {
     payload: serde_json::Map<String, serde_json::Value>,
 }
 
+fn dry_run_default() -> bool {
+    true
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct BulkResult {
     pub dry_run: bool,
-    /// Jobs the action applies to (on a dry run: would apply to).
+    /// Jobs the action applies to (on a dry run: would apply to): the total, and what `expect`
+    /// is compared with.
     pub matched: u64,
+    /// The jobs it applies to by tenant and kind, most first, at most 1,000 pairs; counted
+    /// before the action on a real run.
+    pub by_tenant_kind: Vec<BulkCount>,
+    /// Pairs left out of `by_tenant_kind` past its 1,000.
+    pub more_pairs: u64,
     /// Jobs changed: cancelled, or requeued.
     pub changed: u64,
     /// Running jobs asked to stop (cancel only).
     pub requested: u64,
 }
 
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct BulkCount {
+    /// Absent for jobs enqueued without a tenant.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tenant_id: Option<String>,
+    pub kind: String,
+    pub jobs: u64,
+}
+
 impl BulkRequest {
+    /// Whether a real run may be taken without `expect`: only ids, a tenant, a kind or a status
+    /// keep it off other tenants' or other work's jobs. A group or a payload value is not
+    /// counted as narrowing because nothing checks it names anything in particular.
+    fn narrowed(&self) -> bool {
+        match (&self.ids, &self.filter) {
+            (Some(_), _) => true,
+            (_, Some(f)) => !f.kinds.is_empty() || !f.statuses.is_empty() || f.tenant_id.is_some(),
+            _ => false,
+        }
+    }
+
     fn filter(&self) -> Result<JobFilter, ApiError> {
         match (&self.ids, &self.filter) {
             (Some(ids), None) => {
@@ -423,11 +470,12 @@ impl JobFilterBody {
     }
 }
 
-/// Cancels every job matching `ids` or `filter` (queued ones at once, running ones by request).
+/// Cancels every job matching `ids` or `filter` (queued ones at once, running ones by request);
+/// by default only counts them, by tenant and kind.
 #[utoipa::path(post, path = "/api/v1/jobs/bulk/cancel", tag = "jobs", request_body = BulkRequest,
     security(("bearer" = [])),
     responses((status = 200, body = BulkResult), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody)))]
+        (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub(crate) async fn bulk_cancel(
     State(api): State<Arc<AdminApi>>,
     ctx: Ctx,
@@ -436,11 +484,12 @@ pub(crate) async fn bulk_cancel(
     bulk(&api, &ctx, body, Bulk::Cancel).await
 }
 
-/// Requeues every failed, dead or cancelled job matching `ids` or `filter`.
+/// Requeues every failed, dead or cancelled job matching `ids` or `filter`; by default only
+/// counts them, by tenant and kind.
 #[utoipa::path(post, path = "/api/v1/jobs/bulk/retry", tag = "jobs", request_body = BulkRequest,
     security(("bearer" = [])),
     responses((status = 200, body = BulkResult), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody)))]
+        (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub(crate) async fn bulk_retry(
     State(api): State<Arc<AdminApi>>,
     ctx: Ctx,
@@ -466,15 +515,39 @@ async fn bulk(
     let body: BulkRequest = body.parse()?;
     let reason = super::reason(&body.reason)?.to_string();
     let filter = body.filter()?;
+    if body.dry_run && body.expect.is_some() {
+        return Err(ApiError::invalid(
+            "expect",
+            "only with dry_run: false; a dry run changes nothing and returns the count to expect",
+        ));
+    }
+    if !body.dry_run && body.expect.is_none() && !body.narrowed() {
+        return Err(ApiError::invalid(
+            "filter",
+            "a real run (dry_run: false) needs ids, a filter on tenant_id, kinds or statuses, or              `expect` with the dry run's matched count: a created range alone matches every              tenant's jobs",
+        ));
+    }
     let queue = &api.pipeline.queue;
+    let counts = match action {
+        Bulk::Cancel => queue.count_cancellable_by_tenant_kind(&filter).await?,
+        Bulk::Retry => queue.count_retryable_by_tenant_kind(&filter).await?,
+    };
+    let counted: u64 = counts.iter().map(|c| c.jobs).sum();
+    if let Some(expect) = body.expect
+        && expect != counted
+    {
+        return Err(ApiError::Conflict(format!(
+            "{counted} jobs match now and expect is {expect}; nothing changed: run the dry run \
+             again and check its counts"
+        )));
+    }
+    let (by_tenant_kind, more_pairs) = listed(counts);
     let result = if body.dry_run {
-        let matched = match action {
-            Bulk::Cancel => queue.count_cancellable(&filter).await?,
-            Bulk::Retry => queue.count_retryable(&filter).await?,
-        };
         BulkResult {
             dry_run: true,
-            matched,
+            matched: counted,
+            by_tenant_kind,
+            more_pairs,
             changed: 0,
             requested: 0,
         }
@@ -486,6 +559,8 @@ async fn bulk(
         BulkResult {
             dry_run: false,
             matched: done.matched,
+            by_tenant_kind,
+            more_pairs,
             changed: done.changed,
             requested: done.requested,
         }
@@ -496,6 +571,20 @@ async fn bulk(
     };
     bulk_audit(api, ctx, name, &body, &reason, &result).await;
     Ok(Json(result))
+}
+
+fn listed(mut counts: Vec<TenantKindCount>) -> (Vec<BulkCount>, u64) {
+    let more = counts.len().saturating_sub(MAX_BULK_COUNTS) as u64;
+    counts.truncate(MAX_BULK_COUNTS);
+    let listed = counts
+        .into_iter()
+        .map(|c| BulkCount {
+            tenant_id: c.tenant_id,
+            kind: c.kind,
+            jobs: c.jobs,
+        })
+        .collect();
+    (listed, more)
 }
 
 /// A dry run changes nothing, and is recorded all the same: it shows who looked, and why.
@@ -518,6 +607,9 @@ async fn bulk_audit(
         _ => {}
     }
     detail.insert("dry_run", result.dry_run);
+    if let Some(expect) = body.expect {
+        detail.insert("expect", expect as i64);
+    }
     detail.insert("matched", result.matched as i64);
     detail.insert("changed", result.changed as i64);
     detail.insert("requested", result.requested as i64);

@@ -19,7 +19,7 @@ use sv0_broker::{BrokerMetrics, CredentialBroker, CredentialsRef, Provider};
 use sv0_domain::{
     Budget, ConnectorInstance, Domain, RunStatus, ScanRun, ScanScope, Tenant, Trigger,
 };
-use sv0_pipeline::{ConnectorRegistry, Pipeline, RunRequest};
+use sv0_pipeline::{ConnectorKind, ConnectorRegistry, Pipeline, RunRequest};
 use sv0_queue::Queue;
 use sv0_testkit::StagedConnectors;
 use tokio::process::Command;
@@ -260,17 +260,12 @@ impl Connectors {
         );
         let staged = StagedConnectors::new().context("staging the demo connector")?;
         let executable = staged.stage(connector)?;
-        let executable = executable
-            .to_str()
-            .context("a non-UTF-8 temporary directory")?;
         let config = tempfile::Builder::new().prefix("sv0-bench-").tempdir()?;
         let registry = config.path().join("connectors.toml");
+        let kinds = [(KIND.to_string(), ConnectorKind::new(executable, Vec::new()))];
         std::fs::write(
             &registry,
-            format!(
-                "[kinds.{KIND}]\nexecutable = {}\n",
-                toml::Value::String(executable.into())
-            ),
+            ConnectorRegistry::from_kinds(kinds.into())?.to_toml()?,
         )?;
         Ok(Connectors {
             registry,

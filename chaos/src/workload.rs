@@ -12,6 +12,7 @@ use mongodb::bson::{DateTime, doc};
 use sv0_broker::naming::{Ref, TenantId, env_prefix};
 use sv0_broker::{CredentialsRef, Provider};
 use sv0_domain::{Budget, ConnectorInstance, Domain, ScanScope, Schedule, Tenant};
+use sv0_pipeline::{ConnectorKind, ConnectorRegistry};
 
 pub const TENANTS: [&str; 3] = ["acme", "globex", "initech"];
 pub const SCOPES_PER_TENANT: usize = 2;
@@ -53,16 +54,10 @@ const REGISTRY: &str = "connectors.toml";
 /// Writes the run's connector registry into `dir`: [`KIND`] is the demo connector at
 /// `executable`, on the default TCP port, 443. Returns the file's path.
 pub fn write_registry(dir: &Path, executable: &Path) -> anyhow::Result<PathBuf> {
-    let executable = executable.to_str().context("a non-UTF-8 connector path")?;
     let path = dir.join(REGISTRY);
-    std::fs::write(
-        &path,
-        format!(
-            "[kinds.{KIND}]\nexecutable = {}\n",
-            toml::Value::String(executable.into())
-        ),
-    )
-    .with_context(|| format!("writing {}", path.display()))?;
+    let kinds = [(KIND.to_string(), ConnectorKind::new(executable, Vec::new()))];
+    let text = ConnectorRegistry::from_kinds(kinds.into())?.to_toml()?;
+    std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
     Ok(path)
 }
 

@@ -4,7 +4,6 @@
 //! collections to compare runs by.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -125,60 +124,16 @@ impl Connectors {
         );
         let mut kinds = self.kinds.lock().unwrap();
         kinds.insert(name.to_string(), kind);
-        let text = registry_toml(&kinds);
+        let text = ConnectorRegistry::from_kinds(kinds.clone())
+            .unwrap()
+            .to_toml()
+            .unwrap();
         // The file must say exactly what was registered, as the processes will read it.
         let read = ConnectorRegistry::from_toml(&text)
             .unwrap_or_else(|e| panic!("the bench's registry does not read back: {e}\n{text}"));
         assert_eq!(read, ConnectorRegistry::from_kinds(kinds.clone()).unwrap());
         std::fs::write(self.file(), text).unwrap();
     }
-}
-
-/// The registry file holding `kinds`, every field written out.
-fn registry_toml(kinds: &BTreeMap<String, ConnectorKind>) -> String {
-    let strings = |items: Vec<String>| {
-        let quoted: Vec<String> = items.iter().map(|s| toml_string(s)).collect();
-        format!("[{}]", quoted.join(", "))
-    };
-    let paths =
-        |paths: &[PathBuf]| strings(paths.iter().map(|p| p.display().to_string()).collect());
-    let mut text = String::new();
-    for (name, kind) in kinds {
-        let ports: Vec<String> = kind.tcp_ports.iter().map(u16::to_string).collect();
-        let limits = kind.limits;
-        writeln!(text, "[kinds.{name}]").unwrap();
-        writeln!(
-            text,
-            "executable = {}",
-            toml_string(&kind.executable.display().to_string())
-        )
-        .unwrap();
-        writeln!(text, "args = {}", strings(kind.args.clone())).unwrap();
-        writeln!(text, "tcp_ports = [{}]", ports.join(", ")).unwrap();
-        writeln!(text, "env = {}", strings(kind.env.clone())).unwrap();
-        writeln!(text, "read_paths = {}", paths(&kind.read_paths)).unwrap();
-        writeln!(text, "[kinds.{name}.limits]").unwrap();
-        writeln!(text, "memory_mib = {}", limits.memory_mib).unwrap();
-        writeln!(text, "cpu_seconds = {}", limits.cpu_seconds).unwrap();
-        writeln!(text, "open_files = {}", limits.open_files).unwrap();
-        writeln!(text, "output_mib = {}\n", limits.output_mib).unwrap();
-    }
-    text
-}
-
-/// A TOML basic string.
-fn toml_string(text: &str) -> String {
-    let mut quoted = String::from('"');
-    for c in text.chars() {
-        match c {
-            '"' => quoted.push_str("\\\""),
-            '\\' => quoted.push_str("\\\\"),
-            c if c.is_control() => write!(quoted, "\\u{:04X}", c as u32).unwrap(),
-            c => quoted.push(c),
-        }
-    }
-    quoted.push('"');
-    quoted
 }
 
 fn modified(path: &Path) -> SystemTime {

@@ -529,12 +529,21 @@ async fn admin_api(uri: &str, logs: &Path, registry: &str) -> anyhow::Result<(Ch
 /// `sv0 ctl rematerialize … --wait` against the admin API; then the same step again, as a
 /// retried CI job would, which finds the same runs and creates none.
 async fn ci_step(db: &mongodb::Database, domain: &Domain, api_url: &str) -> anyhow::Result<()> {
+    // Limited to the demo's tenant and to an hour, as a deploy pipeline's token should be.
+    let hour_from_now = mongodb::bson::DateTime::from_millis(
+        mongodb::bson::DateTime::now().timestamp_millis() + 3_600_000,
+    );
     let token = sv0_admin_api::Tokens::new(db)
-        .create("demo-ci", sv0_admin_api::Role::Ci)
+        .create(
+            &sv0_admin_api::NewToken::new("demo-ci", sv0_admin_api::Role::Ci)
+                .tenants([TENANT])
+                .expires_at(hour_from_now),
+        )
         .await
         .context("creating the demo's CI token")?;
     println!(
-        "\nCI after a deploy, through the admin API at {api_url} (a `ci` token, shown to no one):"
+        "\nCI after a deploy, through the admin API at {api_url} (a `ci` token limited to tenant \
+         {TENANT} for an hour, shown to no one):"
     );
     let step = [
         "ctl",

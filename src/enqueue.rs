@@ -3,7 +3,13 @@
 
 use anyhow::Context;
 use mongodb::bson::Document;
+use sv0_domain::DomainError;
+use sv0_domain::limits::{self, MAX_DEPTH};
 use sv0_queue::{NewJob, Queue};
+
+/// The largest payload, as BSON: a payload names what to work on (the pipeline's own jobs carry
+/// a run id), not the work's data, so it is bounded as a scan scope is.
+const MAX_PAYLOAD_BYTES: usize = limits::MAX_SCOPE_BYTES;
 
 #[derive(Debug, clap::Args)]
 pub struct EnqueueArgs {
@@ -39,13 +45,37 @@ pub struct EnqueueArgs {
 }
 
 pub async fn run(args: EnqueueArgs) -> anyhow::Result<()> {
+    // What the flags carry ends up in job lists, terminals and log lines.
+    limits::check_text("--kind", &args.kind)?;
+    for (flag, value) in [
+        ("--tenant-id", &args.tenant_id),
+        ("--group-id", &args.group_id),
+        ("--dedup-key", &args.dedup_key),
+    ] {
+        if let Some(value) = value {
+            limits::check_text(flag, value)?;
+        }
+    }
+    // Measured on the text first: parsing recurses per level.
+    if let Some(path) = limits::json_text_too_deep(args.payload.as_bytes()) {
+        let field = match path.chars().next() {
+            None => "--payload".to_string(),
+            Some('[') => format!("--payload{path}"),
+            Some(_) => format!("--payload.{path}"),
+        };
+        return Err(
+            DomainError::invalid(field, format!("nested deeper than {MAX_DEPTH} levels")).into(),
+        );
+    }
     let payload: serde_json::Value =
         serde_json::from_str(&args.payload).context("--payload is not JSON")?;
     anyhow::ensure!(payload.is_object(), "--payload must be a JSON object");
-    let payload: Document = mongodb::bson::to_bson(&payload)?
+    let payload: Document = mongodb::bson::to_bson(&payload)
+        .context("--payload")?
         .as_document()
         .cloned()
         .context("--payload must be a JSON object")?;
+    limits::check_document("--payload", &payload, MAX_PAYLOAD_BYTES)?;
     anyhow::ensure!(
         (1..=100_000).contains(&args.count),
         "--count must be 1 to 100000"

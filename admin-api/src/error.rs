@@ -16,14 +16,18 @@ pub enum ApiError {
     /// Input the caller can fix: the field and the rule.
     #[error("{field}: {reason}")]
     Invalid { field: String, reason: String },
-    /// No bearer token, or not one this API issued (or a revoked one): nothing more is said in
-    /// the body. `token_refused` tells the two apart in the `WWW-Authenticate` challenge only,
-    /// which says no more than the caller knows already (that it sent a token).
+    /// No bearer token, or not a live one of this API's: nothing more is said in the body. The
+    /// `WWW-Authenticate` challenge tells "none sent" from "refused", and "expired" from the
+    /// rest, which says no more than the caller knows already: only a token's own secret gets
+    /// as far as "expired".
     #[error("a valid bearer token is required")]
-    Unauthenticated { token_refused: bool },
+    Unauthenticated { refusal: TokenRefusal },
     /// The token's role lacks the right.
     #[error("role {role} may not {action}")]
     Forbidden { role: &'static str, action: String },
+    /// The request names a tenant the token is not limited to.
+    #[error("this token is limited to tenants {}", tenants.join(", "))]
+    OutsideTenants { tenants: Vec<String> },
     #[error("{0}")]
     NotFound(String),
     /// The request conflicts with the current state.
@@ -36,6 +40,9 @@ pub enum ApiError {
     /// The database is away or asked to retry: the same request may succeed later.
     #[error("the database is unavailable; retry later")]
     Unavailable,
+    /// The action's audit entry could not be written, so the action was not taken.
+    #[error("the audit log could not be written, so nothing was done; retry later")]
+    AuditUnavailable,
     /// Anything else: logged with its cause, answered without it.
     #[error("internal error")]
     Internal,
@@ -53,12 +60,12 @@ impl ApiError {
         match self {
             ApiError::Invalid { .. } => StatusCode::BAD_REQUEST,
             ApiError::Unauthenticated { .. } => StatusCode::UNAUTHORIZED,
-            ApiError::Forbidden { .. } => StatusCode::FORBIDDEN,
+            ApiError::Forbidden { .. } | ApiError::OutsideTenants { .. } => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable | ApiError::AuditUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -67,13 +74,23 @@ impl ApiError {
         match self {
             ApiError::Invalid { .. } => "invalid",
             ApiError::Unauthenticated { .. } => "unauthenticated",
-            ApiError::Forbidden { .. } => "forbidden",
+            ApiError::Forbidden { .. } | ApiError::OutsideTenants { .. } => "forbidden",
             ApiError::NotFound(_) => "not_found",
             ApiError::Conflict(_) => "conflict",
             ApiError::TooLarge(_) => "too_large",
             ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
-            ApiError::Unavailable => "unavailable",
+            ApiError::Unavailable | ApiError::AuditUnavailable => "unavailable",
             ApiError::Internal => "internal",
+        }
+    }
+
+    /// Why credentials or rights were refused, for a 401 or a 403.
+    pub(crate) fn refusal(&self) -> Option<Refusal> {
+        match self {
+            ApiError::Unauthenticated { refusal } => Some(Refusal::Token(*refusal)),
+            ApiError::Forbidden { .. } => Some(Refusal::Role),
+            ApiError::OutsideTenants { .. } => Some(Refusal::Tenant),
+            _ => None,
         }
     }
 
@@ -89,6 +106,47 @@ impl ApiError {
                 },
             },
             request_id: request_id.to_string(),
+        }
+    }
+}
+
+/// Why a request's token was refused (401).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenRefusal {
+    /// No `Authorization: Bearer` header.
+    Missing,
+    /// Not a token of ours: malformed, unknown, or the secret is wrong.
+    Unknown,
+    Revoked,
+    Expired,
+}
+
+/// A refused request, as counted and audited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    Token(TokenRefusal),
+    /// The role lacks the right (403).
+    Role,
+    /// The token does not reach the tenant (403).
+    Tenant,
+}
+
+impl Refusal {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Refusal::Token(TokenRefusal::Missing) => "missing_token",
+            Refusal::Token(TokenRefusal::Unknown) => "unknown_token",
+            Refusal::Token(TokenRefusal::Revoked) => "revoked_token",
+            Refusal::Token(TokenRefusal::Expired) => "expired_token",
+            Refusal::Role => "role",
+            Refusal::Tenant => "tenant",
+        }
+    }
+
+    pub(crate) fn status(self) -> u16 {
+        match self {
+            Refusal::Token(_) => 401,
+            Refusal::Role | Refusal::Tenant => 403,
         }
     }
 }
@@ -131,11 +189,16 @@ pub const REALM: &str = "sv0";
 /// retry it.
 pub(crate) fn render(error: &ApiError, request_id: &str) -> Response {
     let mut response = (error.status(), Json(error.body(request_id))).into_response();
-    if let ApiError::Unauthenticated { token_refused } = error {
-        let challenge = if *token_refused {
-            format!("Bearer realm=\"{REALM}\", error=\"invalid_token\"")
-        } else {
-            format!("Bearer realm=\"{REALM}\"")
+    if let ApiError::Unauthenticated { refusal } = error {
+        let challenge = match refusal {
+            TokenRefusal::Missing => format!("Bearer realm=\"{REALM}\""),
+            TokenRefusal::Expired => format!(
+                "Bearer realm=\"{REALM}\", error=\"invalid_token\", \
+                 error_description=\"the token has expired\""
+            ),
+            TokenRefusal::Unknown | TokenRefusal::Revoked => {
+                format!("Bearer realm=\"{REALM}\", error=\"invalid_token\"")
+            }
         };
         if let Ok(value) = HeaderValue::from_str(&challenge) {
             response.headers_mut().insert(WWW_AUTHENTICATE, value);

@@ -1,9 +1,13 @@
 //! What every request goes through before and after its handler, and the extractors that turn
 //! a request into typed, validated input — each refusal an [`ApiError`] with the field named.
 //!
-//! - [`request_layer`]: gives the request an id (`x-request-id`, also in every log line of the
-//!   request and every error body), times it into the metrics, and renders handler errors.
-//! - [`Ctx`]: the caller behind the bearer token (401 without a valid one) and the request id.
+//! - [`request_layer`]: gives the request the server's own id (`x-request-id` in the answer,
+//!   in every log line of the request, every error body and every audit entry; a caller's own
+//!   `x-request-id` is kept beside it, never instead of it, so that no caller picks the id an
+//!   investigation follows), times it into the metrics, renders handler errors, and counts and
+//!   audits refused credentials and rights.
+//! - [`Ctx`]: the caller behind the bearer token (401 without a valid one), the tenants it may
+//!   reach, and the request's ids.
 //! - [`JsonBody`]: a JSON body, parsed into an exact shape once the caller's rights are checked
 //!   (unknown fields refused, the failing field's path named; `application/json` required; the
 //!   size bounded by the router's limit).
@@ -23,16 +27,27 @@ use serde::de::DeserializeOwned;
 use tracing::Instrument;
 
 use crate::AdminApi;
-use crate::error::{ApiError, render};
+use crate::error::{ApiError, TokenRefusal, render};
 use crate::metrics::{RequestLabels, RouteLabels};
 use crate::roles::Right;
-use crate::tokens::Caller;
+use crate::tokens::{Caller, Verdict};
 
 pub(crate) static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// The request's id, as the request layer set it.
+/// The request's ids, as the request layer set them.
 #[derive(Debug, Clone)]
-pub(crate) struct RequestId(pub String);
+pub(crate) struct RequestId {
+    /// The server's own.
+    pub id: String,
+    /// The caller's `x-request-id`, when it sent a plain one.
+    pub caller: Option<String>,
+}
+
+/// Where the `Ctx` extractor leaves the caller it verified, for the request layer to name in
+/// the audit entry of a refusal (a 403 is decided in a handler, after the layer let go of the
+/// request).
+#[derive(Clone, Default)]
+struct CallerSlot(Arc<std::sync::OnceLock<Caller>>);
 
 pub(crate) async fn request_layer(
     axum::extract::State(api): axum::extract::State<Arc<AdminApi>>,
@@ -40,23 +55,46 @@ pub(crate) async fn request_layer(
     next: Next,
 ) -> Response {
     let started = Instant::now();
-    let id = request
+    let id = new_request_id();
+    let caller_id = request
         .headers()
         .get(&REQUEST_ID)
         .and_then(|v| v.to_str().ok())
         .filter(|v| is_safe_request_id(v))
-        .map(str::to_string)
-        .unwrap_or_else(new_request_id);
+        .map(str::to_string);
     let route = request
         .extensions()
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_string())
         .unwrap_or_else(|| "unmatched".to_string());
     let method = request.method().to_string();
-    request.extensions_mut().insert(RequestId(id.clone()));
-    let span = tracing::info_span!("request", request_id = %id, %method, %route);
+    request.extensions_mut().insert(RequestId {
+        id: id.clone(),
+        caller: caller_id.clone(),
+    });
+    let slot = CallerSlot::default();
+    request.extensions_mut().insert(slot.clone());
+    let span = tracing::info_span!(
+        "request",
+        request_id = %id,
+        caller_request_id = caller_id.as_deref().unwrap_or(""),
+        %method,
+        %route
+    );
     let mut response = next.run(request).instrument(span.clone()).await;
     if let Some(error) = response.extensions().get::<ApiError>().cloned() {
+        if let Some(refusal) = error.refusal() {
+            api.refusals.note(
+                refusal,
+                slot.0.get(),
+                crate::refusals::Request {
+                    route: &route,
+                    method: &method,
+                    request_id: &id,
+                    caller_request_id: caller_id.as_deref(),
+                },
+            );
+        }
         response = render(&error, &id);
     } else if response.status().is_client_error() && response.headers().get(CONTENT_TYPE).is_none()
     {
@@ -111,11 +149,13 @@ fn new_request_id() -> String {
     hex::encode(bytes)
 }
 
-/// The authenticated caller and the request id.
+/// The authenticated caller and the request's ids.
 #[derive(Debug, Clone)]
 pub(crate) struct Ctx {
     pub caller: Caller,
     pub request_id: String,
+    /// The caller's own `x-request-id`, recorded beside the server's.
+    pub caller_request_id: Option<String>,
 }
 
 impl Ctx {
@@ -131,6 +171,50 @@ impl Ctx {
         }
     }
 
+    /// Whether the caller's token reaches `tenant_id`'s things.
+    pub fn sees(&self, tenant_id: &str) -> bool {
+        self.caller.tenants.is_empty() || self.caller.tenants.iter().any(|t| t == tenant_id)
+    }
+
+    /// Whether it reaches a job's: a job without a tenant belongs to no token's tenants.
+    pub fn sees_job(&self, tenant_id: Option<&str>) -> bool {
+        match tenant_id {
+            Some(tenant_id) => self.sees(tenant_id),
+            None => self.caller.tenants.is_empty(),
+        }
+    }
+
+    /// Refuses (403) a tenant the caller named that its token does not reach. Things found by
+    /// their own id are answered "not found" instead (see the routes), so that a token learns
+    /// nothing of another tenant's ids.
+    pub fn require_tenant(&self, tenant_id: &str) -> Result<(), ApiError> {
+        if self.sees(tenant_id) {
+            Ok(())
+        } else {
+            Err(ApiError::OutsideTenants {
+                tenants: self.caller.tenants.clone(),
+            })
+        }
+    }
+
+    /// Refuses (403) a token limited to tenants an action over every tenant (creating a
+    /// tenant, managing tokens).
+    pub fn require_every_tenant(&self, action: &str) -> Result<(), ApiError> {
+        if self.caller.tenants.is_empty() {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden {
+                role: self.caller.role.as_str(),
+                action: format!("{action} with a token limited to tenants"),
+            })
+        }
+    }
+
+    /// The tenants a list is limited to: empty for every tenant.
+    pub fn tenant_limit(&self) -> &[String] {
+        &self.caller.tenants
+    }
+
     /// Who did it, as recorded on runs and pauses: the token's name.
     pub fn who(&self) -> String {
         self.caller.name.clone()
@@ -141,37 +225,43 @@ impl FromRequestParts<Arc<AdminApi>> for Ctx {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, api: &Arc<AdminApi>) -> Result<Ctx, ApiError> {
-        let request_id = parts
-            .extensions
-            .get::<RequestId>()
-            .map(|r| r.0.clone())
-            .unwrap_or_default();
+        let ids = parts.extensions.get::<RequestId>().cloned();
         let presented = parts
             .headers
             .get(AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(bearer_token)
             .ok_or(ApiError::Unauthenticated {
-                token_refused: false,
+                refusal: TokenRefusal::Missing,
             })?;
-        let caller = api
-            .tokens
-            .verify(presented)
-            .await
-            .map_err(|error| {
-                tracing::warn!(%error, "token lookup failed");
-                ApiError::Unavailable
-            })?
-            .ok_or(ApiError::Unauthenticated {
-                token_refused: true,
-            })?;
+        let verdict = api.tokens.verify(presented).await.map_err(|error| {
+            tracing::warn!(%error, "token lookup failed");
+            ApiError::Unavailable
+        })?;
+        let caller = match verdict {
+            Verdict::Valid(caller) => caller,
+            Verdict::Unknown => return Err(unauthenticated(TokenRefusal::Unknown)),
+            Verdict::Revoked => return Err(unauthenticated(TokenRefusal::Revoked)),
+            Verdict::Expired => return Err(unauthenticated(TokenRefusal::Expired)),
+        };
         tracing::debug!(
             token_id = caller.token_id,
             role = caller.role.as_str(),
             "caller"
         );
-        Ok(Ctx { caller, request_id })
+        if let Some(slot) = parts.extensions.get::<CallerSlot>() {
+            let _ = slot.0.set(caller.clone());
+        }
+        Ok(Ctx {
+            caller,
+            request_id: ids.as_ref().map(|i| i.id.clone()).unwrap_or_default(),
+            caller_request_id: ids.and_then(|i| i.caller),
+        })
     }
+}
+
+fn unauthenticated(refusal: TokenRefusal) -> ApiError {
+    ApiError::Unauthenticated { refusal }
 }
 
 /// The token of an `Authorization: Bearer <token>` header. HTTP's auth schemes are
@@ -228,7 +318,17 @@ impl JsonBody {
 
 /// Deserializes `bytes`, naming the path of the field that failed.
 pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    crate::limits::check_body_depth(bytes)?;
+    // Measured on the bytes first: parsing recurses per level.
+    if let Some(path) = sv0_domain::limits::json_text_too_deep(bytes) {
+        let field = if path.is_empty() { "body".into() } else { path };
+        return Err(ApiError::invalid(
+            field,
+            format!(
+                "nested deeper than {} levels",
+                sv0_domain::limits::MAX_DEPTH
+            ),
+        ));
+    }
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
         let path = error.path().to_string();

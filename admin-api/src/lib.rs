@@ -4,8 +4,9 @@
 //! queue's jobs (search, cancel, retry, in bulk); `/healthz`, `/readyz`, `/metrics`, and the
 //! OpenAPI document at `/api/v1/openapi.json`.
 //!
-//! It owns the `api_tokens` collection (bearer tokens, stored as digests, each with a role) and
-//! `audit_log` (one entry per mutation), the HTTP surface and its validation. It must not write
+//! It owns the `api_tokens` collection (bearer tokens, stored as digests, each with a role and
+//! optionally limited to tenants and a lifetime) and `audit_log` (one entry per mutation,
+//! written before it), the HTTP surface and its validation. It must not write
 //! another crate's collections except through that crate's API (the domain's, the queue's, the
 //! scheduler's controls), never stores or logs a token or a secret, and never answers bad input
 //! with a 5xx: every refusal is a 4xx whose body names the field and the reason.
@@ -13,10 +14,10 @@
 mod audit;
 mod error;
 mod extract;
-mod limits;
 mod metrics;
 mod openapi;
 mod page;
+mod refusals;
 mod roles;
 mod routes;
 mod tokens;
@@ -30,12 +31,12 @@ use prometheus_client::registry::Registry;
 use sv0_pipeline::Pipeline;
 use sv0_scheduler::controls::Controls;
 
-pub use audit::{AuditEntry, AuditLog};
+pub use audit::{Action, Actor, AuditEntry, AuditFilter, AuditLog, Completion, PendingEntry};
 pub use error::ApiError;
 pub use metrics::ApiMetrics;
 pub use openapi::openapi_json;
 pub use roles::Role;
-pub use tokens::{IssuedToken, TokenInfo, Tokens};
+pub use tokens::{IssuedToken, MAX_TOKEN_TENANTS, NewToken, TokenInfo, Tokens};
 
 /// The largest request body accepted: a graph ingest is the largest body the API takes.
 pub const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
@@ -49,6 +50,7 @@ pub struct AdminApi {
     pub(crate) tokens: Tokens,
     pub(crate) audit: AuditLog,
     pub(crate) metrics: ApiMetrics,
+    pub(crate) refusals: refusals::Refusals,
     /// Everything `/metrics` shows: the API's own metrics and whatever the process registered.
     pub(crate) registry: Arc<Registry>,
     /// The OpenAPI document, built once.
@@ -64,11 +66,13 @@ impl AdminApi {
         metrics: ApiMetrics,
         registry: Arc<Registry>,
     ) -> AdminApi {
+        let audit = AuditLog::new(db);
         AdminApi {
             db: db.clone(),
             pipeline: controls.pipeline.clone(),
             tokens: Tokens::new(db),
-            audit: AuditLog::new(db),
+            refusals: refusals::Refusals::new(audit.clone(), metrics.clone()),
+            audit,
             controls,
             metrics,
             registry,

@@ -1,5 +1,6 @@
 //! The API's metrics: requests by route template (never a concrete path: ids would make the
-//! label unbounded), method and status, and their latency.
+//! label unbounded), method and status, their latency, and refused credentials and rights by
+//! reason.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -21,10 +22,19 @@ pub struct RouteLabels {
     pub method: String,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RefusalLabels {
+    /// 401 or 403.
+    pub status: u16,
+    /// `missing_token`, `unknown_token`, `revoked_token`, `expired_token`, `role`, `tenant`.
+    pub reason: String,
+}
+
 #[derive(Debug, Clone)]
 pub struct ApiMetrics {
     pub requests: Family<RequestLabels, Counter>,
     pub duration: Family<RouteLabels, Histogram>,
+    pub refusals: Family<RefusalLabels, Counter>,
 }
 
 impl Default for ApiMetrics {
@@ -35,6 +45,7 @@ impl Default for ApiMetrics {
             duration: Family::new_with_constructor(|| {
                 Histogram::new(exponential_buckets(0.001, 2.0, 15))
             }),
+            refusals: Family::default(),
         }
     }
 }
@@ -52,6 +63,11 @@ impl ApiMetrics {
             "request_duration_seconds",
             "API request latency by route template and method",
             self.duration.clone(),
+        );
+        r.register(
+            "refusals",
+            "Requests refused for their credentials (401) or rights (403), by reason",
+            self.refusals.clone(),
         );
     }
 }

@@ -254,6 +254,10 @@ pub struct ScopeView {
     pub last_run_id: Option<String>,
     pub max_runtime_seconds: i64,
     pub created_at: String,
+    /// Present when the stored scope is too deep to read whole (a list shows it anyway, to be
+    /// replaced or deleted): which fields were not read, and why; an unread `scope` is `{}`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unreadable: Option<String>,
 }
 
 impl From<ScanScope> for ScopeView {
@@ -273,6 +277,7 @@ impl From<ScanScope> for ScopeView {
             last_run_id: scope.last_run_id.map(|id| id.to_hex()),
             max_runtime_seconds: scope.budget.max_runtime_seconds,
             created_at: time(scope.created_at),
+            unreadable: scope.unreadable,
         }
     }
 }
@@ -341,6 +346,13 @@ pub struct TokenView {
     pub created_at: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub revoked_at: Option<String>,
+    /// The tenants it is limited to; empty: every tenant.
+    pub tenants: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
+    /// To the minute; absent until its first use.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_used_at: Option<String>,
 }
 
 impl From<TokenInfo> for TokenView {
@@ -351,6 +363,9 @@ impl From<TokenInfo> for TokenView {
             role: token.role.as_str().to_string(),
             created_at: time(token.created_at),
             revoked_at: token.revoked_at.map(time),
+            tenants: token.tenants,
+            expires_at: token.expires_at.map(time),
+            last_used_at: token.last_used_at.map(time),
         }
     }
 }
@@ -369,7 +384,21 @@ pub struct AuditView {
     pub tenant_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// The server's id of the request.
     pub request_id: String,
+    /// The caller's own `x-request-id`, when it sent one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub caller_request_id: Option<String>,
+    /// `started` (written before the action, not completed: it may or may not have happened),
+    /// `done`, or `refused` (see `error`).
+    pub outcome: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub completed_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// `{field: {old, new}}` for what the action changed.
+    #[schema(value_type = Object)]
+    pub changes: serde_json::Value,
     #[schema(value_type = Object)]
     pub detail: serde_json::Value,
 }
@@ -388,6 +417,11 @@ impl From<AuditEntry> for AuditView {
             tenant_id: entry.tenant_id,
             reason: entry.reason,
             request_id: entry.request_id,
+            caller_request_id: entry.caller_request_id,
+            outcome: entry.outcome,
+            completed_at: entry.completed_at.map(time),
+            error: entry.error,
+            changes: plain_json(&entry.changes),
             detail: plain_json(&entry.detail),
         }
     }

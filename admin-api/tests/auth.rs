@@ -6,36 +6,8 @@ mod support;
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use support::Api;
-use sv0_admin_api::{Role, Tokens};
-
-/// Which roles a route admits, written out from the issue, not from the code under test.
-#[derive(Clone, Copy)]
-enum Admits {
-    /// Reading: every role but `ci`.
-    Readers,
-    /// Runs: every role (`ci` reads deploy-gate runs).
-    Everyone,
-    /// Rematerialize: `super_admin`, `operator`, `ci`.
-    Deployers,
-    /// Acting on runs, scopes, instances, jobs: `super_admin`, `operator`.
-    Operators,
-    /// Tenants, tokens, the audit log: `super_admin`.
-    SuperAdmin,
-}
-
-impl Admits {
-    fn admits(self, role: Role) -> bool {
-        use Role::*;
-        match self {
-            Admits::Readers => matches!(role, SuperAdmin | Operator | ReadOnly),
-            Admits::Everyone => true,
-            Admits::Deployers => matches!(role, SuperAdmin | Operator | Ci),
-            Admits::Operators => matches!(role, SuperAdmin | Operator),
-            Admits::SuperAdmin => matches!(role, SuperAdmin),
-        }
-    }
-}
+use support::{Admits, Api};
+use sv0_admin_api::{NewToken, Role, Tokens};
 
 const ID: &str = "0123456789abcdef01234567";
 
@@ -204,7 +176,7 @@ async fn every_route_refuses_a_request_without_a_valid_token_alike() {
     let revoked = {
         let store = Tokens::new(&api.tdb.db);
         let issued = store
-            .create("soon-revoked", Role::SuperAdmin)
+            .create(&NewToken::new("soon-revoked", Role::SuperAdmin))
             .await
             .unwrap();
         store.revoke(&issued.info.id).await.unwrap();
@@ -389,7 +361,10 @@ async fn a_ci_token_reads_deploy_gate_runs_only() {
 async fn tokens_are_stored_as_digests_and_never_shown_again() {
     let api = Api::start("auth_digests").await;
     let store = Tokens::new(&api.tdb.db);
-    let issued = store.create("canary-holder", Role::Operator).await.unwrap();
+    let issued = store
+        .create(&NewToken::new("canary-holder", Role::Operator))
+        .await
+        .unwrap();
     let secret = issued.token.rsplit('_').next().unwrap().to_string();
     assert_eq!(secret.len(), 64);
     // Use it for a mutation, list tokens, read the audit log.

@@ -513,3 +513,74 @@ async fn control_characters_and_bidi_marks_are_refused_in_every_free_text_field(
     let stored = api.domain.scope("acme", scope.id).await.unwrap();
     assert!(!stored.paused);
 }
+
+/// A scope stored nested deeper than a reader reads (written straight into the database, as
+/// before input was bounded, or by hand) does not hide the others: the list is a 200 holding it
+/// as a row whose `scope` is not read, saying why. Shown alone, it is a 409 naming it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_scope_stored_too_deep_is_listed_unread_beside_the_others() {
+    use mongodb::bson::RawDocumentBuf;
+    use mongodb::bson::oid::ObjectId;
+    use sv0_domain::limits::MAX_READ_DEPTH;
+
+    let api = Api::start("bounds_stored_too_deep").await;
+    let (_, plain) = api.tenant_with_scope("acme").await;
+    let deep_id = ObjectId::new();
+    let mut stored = mongodb::bson::to_document(&plain).unwrap();
+    stored.insert("_id", deep_id);
+    stored.insert("name", "too deep");
+    stored.remove("scope");
+    let mut raw = RawDocumentBuf::from_document(&stored).unwrap();
+    raw.append("scope", nested_bytes(MAX_READ_DEPTH));
+    api.tdb
+        .db
+        .collection::<RawDocumentBuf>("scan_scopes")
+        .insert_one(raw)
+        .await
+        .unwrap();
+
+    let reply = api.get(Role::Operator, "/api/v1/scopes").await;
+    assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+    let items = reply.body["items"].as_array().unwrap();
+    let listed: Vec<&str> = items.iter().map(|i| i["id"].as_str().unwrap()).collect();
+    assert_eq!(listed, [deep_id.to_hex(), plain.id.to_hex()]);
+    assert_eq!(items[0]["name"], "too deep");
+    assert_eq!(items[0]["tenant_id"], "acme");
+    assert_eq!(items[0]["scope"], json!({}));
+    let reason = items[0]["unreadable"].as_str().unwrap();
+    assert!(
+        reason.starts_with(&format!(
+            "scope stored nested deeper than {MAX_READ_DEPTH} levels"
+        )),
+        "{reason}"
+    );
+    assert_eq!(items[1]["name"], "scope");
+    assert!(items[1].get("unreadable").is_none(), "{:?}", items[1]);
+
+    let path = format!("/api/v1/tenants/acme/scopes/{}", deep_id.to_hex());
+    let reply = api.get(Role::Operator, &path).await;
+    assert_eq!(reply.status, StatusCode::CONFLICT, "{:?}", reply.body);
+    assert!(
+        reply.body.to_string().contains(&deep_id.to_hex()),
+        "{:?}",
+        reply.body
+    );
+}
+
+/// `{"a": {"a": … {"leaf": 1}}}`, `levels` documents deep, built as bytes: a `Document` that
+/// deep would recurse once per level to be written, in the test's own stack.
+fn nested_bytes(levels: usize) -> mongodb::bson::RawDocumentBuf {
+    let with_length = |body: Vec<u8>| {
+        let mut bytes = ((body.len() + 4) as i32).to_le_bytes().to_vec();
+        bytes.extend(body);
+        bytes
+    };
+    let mut nested = with_length(b"\x10leaf\0\x01\0\0\0\0".to_vec());
+    for _ in 1..levels {
+        let mut body = b"\x03a\0".to_vec();
+        body.extend_from_slice(&nested);
+        body.push(0);
+        nested = with_length(body);
+    }
+    mongodb::bson::RawDocumentBuf::from_bytes(nested).unwrap()
+}

@@ -76,8 +76,11 @@ async fn of_concurrent_creates_of_one_id_exactly_one_succeeds_and_its_name_is_ke
         );
     }
     assert_eq!(
-        api.count("audit_log", mongodb::bson::doc! {"action": "tenant.create"})
-            .await,
+        api.count(
+            "audit_log",
+            mongodb::bson::doc! {"action": "tenant.create", "outcome": "done"}
+        )
+        .await,
         4,
         "one audit entry per tenant actually created"
     );

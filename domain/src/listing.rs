@@ -9,13 +9,14 @@
 use futures::TryStreamExt;
 use mongodb::Collection;
 use mongodb::bson::oid::ObjectId;
-use mongodb::bson::{DateTime, Document, doc};
+use mongodb::bson::{DateTime, Document, RawBsonRef, RawDocument, RawDocumentBuf, doc};
 use serde::de::DeserializeOwned;
 
 use crate::Domain;
 use crate::error::{DomainError, Result};
+use crate::limits::{MAX_READ_DEPTH, raw_depth_exceeds};
 use crate::run::{RunStatus, ScanRun, Trigger};
-use crate::tenancy::{ConnectorInstance, ScanScope, Tenant};
+use crate::tenancy::{ConnectorInstance, ScanScope, Tenant, read_scope};
 
 /// The most one page may hold.
 const MAX_PAGE: i64 = 1000;
@@ -24,6 +25,8 @@ const MAX_PAGE: i64 = 1000;
 #[derive(Debug, Clone, Default)]
 pub struct RunFilter {
     pub tenant_id: Option<String>,
+    /// Only these tenants' runs, when not empty: the tenants a caller may see.
+    pub tenant_ids: Vec<String>,
     pub status: Option<RunStatus>,
     /// A trigger type: `scheduled`, `manual_api`, `iac_lifecycle`, `deploy_gate` or `retry`.
     pub trigger: Option<String>,
@@ -38,6 +41,8 @@ pub struct RunFilter {
 #[derive(Debug, Clone, Default)]
 pub struct ScopeFilter {
     pub tenant_id: Option<String>,
+    /// Only these tenants' scopes, when not empty: the tenants a caller may see.
+    pub tenant_ids: Vec<String>,
     pub instance_id: Option<ObjectId>,
     pub paused: Option<bool>,
 }
@@ -45,9 +50,10 @@ pub struct ScopeFilter {
 impl RunFilter {
     fn to_query(&self) -> Result<Document> {
         let mut query = Document::new();
-        if let Some(tenant_id) = &self.tenant_id {
-            query.insert("tenant_id", tenant_id);
-        }
+        query.extend(tenant_condition(
+            self.tenant_id.as_deref(),
+            &self.tenant_ids,
+        ));
         if let Some(status) = self.status {
             query.insert("status", status.as_str());
         }
@@ -86,9 +92,10 @@ impl RunFilter {
 impl ScopeFilter {
     fn to_query(&self) -> Document {
         let mut query = Document::new();
-        if let Some(tenant_id) = &self.tenant_id {
-            query.insert("tenant_id", tenant_id);
-        }
+        query.extend(tenant_condition(
+            self.tenant_id.as_deref(),
+            &self.tenant_ids,
+        ));
         if let Some(instance_id) = self.instance_id {
             query.insert("instance_id", instance_id);
         }
@@ -96,6 +103,23 @@ impl ScopeFilter {
             query.insert("paused", paused);
         }
         query
+    }
+}
+
+/// `tenant_id` equal to `one` and within `any_of` (when not empty): both hold, even when
+/// `one` is outside `any_of` (then nothing matches).
+fn tenant_condition(one: Option<&str>, any_of: &[String]) -> Document {
+    let mut condition = Document::new();
+    if let Some(one) = one {
+        condition.insert("$eq", one);
+    }
+    if !any_of.is_empty() {
+        condition.insert("$in", any_of);
+    }
+    if condition.is_empty() {
+        Document::new()
+    } else {
+        doc! { "tenant_id": condition }
     }
 }
 
@@ -152,14 +176,57 @@ impl Domain {
         after: Option<ObjectId>,
         limit: i64,
     ) -> Result<Vec<ScanScope>> {
-        // Read raw first: a scope too deep to deserialize is refused, not read (see
-        // `read_scope`).
+        // Read raw first: a scope too deep to deserialize is not read whole (see `read_scope`),
+        // and one such scope must not hide the page's others.
         newest_first(self.raw_scopes(), filter.to_query(), after, limit)
             .await?
             .iter()
-            .map(|raw| crate::tenancy::read_scope(raw))
+            .map(|raw| scope_row(raw))
             .collect()
     }
+}
+
+/// A stored scope as a list row: read whole when its depth allows; else a row of its top-level
+/// fields that are readable, the others left unread and named in `unreadable`, so that an
+/// operator sees the scope to replace or delete it. The deep fields are measured without
+/// recursing and never deserialized.
+fn scope_row(raw: &RawDocument) -> Result<ScanScope> {
+    if !raw_depth_exceeds(raw, MAX_READ_DEPTH) {
+        return read_scope(raw);
+    }
+    let mut readable = RawDocumentBuf::new();
+    let mut unread = Vec::new();
+    for element in raw {
+        // Bytes that do not even walk are no row: the conflict names the scope.
+        let Ok((key, value)) = element else {
+            return read_scope(raw);
+        };
+        // The document itself is level 1, so a field's value may nest one level less.
+        let too_deep = match value {
+            RawBsonRef::Document(child) => raw_depth_exceeds(child, MAX_READ_DEPTH - 1),
+            RawBsonRef::Array(items) => RawDocument::from_bytes(items.as_bytes())
+                .is_ok_and(|items| raw_depth_exceeds(items, MAX_READ_DEPTH - 1)),
+            _ => false,
+        };
+        if too_deep {
+            unread.push(key);
+        } else {
+            readable.append_ref(key, value);
+        }
+    }
+    if unread.is_empty() {
+        return read_scope(raw);
+    }
+    if unread.contains(&"scope") {
+        readable.append("scope", RawDocumentBuf::new());
+    }
+    let mut row = read_scope(&readable)?;
+    row.unreadable = Some(format!(
+        "{} stored nested deeper than {MAX_READ_DEPTH} levels, not read: replace the scope or \
+         delete it",
+        unread.join(", ")
+    ));
+    Ok(row)
 }
 
 fn page_limit(limit: i64) -> Result<i64> {

@@ -91,6 +91,10 @@ pub struct ScanScope {
     pub claim: Option<ScopeClaim>,
     pub budget: Budget,
     pub created_at: DateTime,
+    /// Set only on a list's row for a scope stored too deep to read whole: which of its fields
+    /// were not read, and why (an unread `scope` is empty here). Never stored.
+    #[serde(skip)]
+    pub unreadable: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -193,6 +197,7 @@ impl ScanScope {
             claim: None,
             budget,
             created_at: DateTime::now(),
+            unreadable: None,
         })
     }
 }

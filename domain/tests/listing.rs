@@ -568,3 +568,74 @@ async fn another_tenants_ids_are_not_found() {
         their_scope
     );
 }
+
+/// A scope stored nested deeper than a reader reads (written straight into the database: the
+/// stand stores any depth) is listed as a row whose `scope` is not read, saying why, beside the
+/// scopes that read; shown alone, it is still a conflict naming it.
+#[tokio::test]
+async fn a_scope_too_deep_to_read_is_listed_unread_beside_the_others() {
+    use mongodb::bson::RawDocumentBuf;
+    use sv0_domain::limits::MAX_READ_DEPTH;
+
+    let (tdb, domain) = setup("list_too_deep", &["t"]).await;
+    let parent = instance(&domain, "t", "demo").await;
+    let plain = scope(&domain, &parent, "plain").await;
+
+    // `{"a": {"a": … {"leaf": 1}}}`, built as bytes: a `Document` that deep would recurse once
+    // per level to be written, in this test's own stack.
+    let with_length = |body: Vec<u8>| {
+        let mut bytes = ((body.len() + 4) as i32).to_le_bytes().to_vec();
+        bytes.extend(body);
+        bytes
+    };
+    let mut nested = with_length(b"\x10leaf\0\x01\0\0\0\0".to_vec());
+    for _ in 1..MAX_READ_DEPTH {
+        let mut body = b"\x03a\0".to_vec();
+        body.extend_from_slice(&nested);
+        body.push(0);
+        nested = with_length(body);
+    }
+    let deep_id = ObjectId::new();
+    let mut stored = mongodb::bson::to_document(&plain).unwrap();
+    stored.insert("_id", deep_id);
+    stored.insert("name", "too deep");
+    stored.remove("scope");
+    let mut raw = RawDocumentBuf::from_document(&stored).unwrap();
+    raw.append("scope", RawDocumentBuf::from_bytes(nested).unwrap());
+    tdb.db
+        .collection::<RawDocumentBuf>("scan_scopes")
+        .insert_one(raw)
+        .await
+        .unwrap();
+
+    let of_t = ScopeFilter {
+        tenant_id: Some("t".into()),
+        ..Default::default()
+    };
+    let page = domain.list_scopes(&of_t, None, 10).await.unwrap();
+    assert_eq!(ids(page.clone(), |s| s.id), [deep_id, plain.id]);
+    assert_eq!(page[1], plain);
+    let deep = &page[0];
+    let reason = deep.unreadable.as_deref().expect("the deep row says why");
+    assert!(
+        reason.contains("scope") && reason.contains(&MAX_READ_DEPTH.to_string()),
+        "{reason}"
+    );
+    let expected = ScanScope {
+        id: deep_id,
+        name: "too deep".into(),
+        scope: doc! {},
+        unreadable: deep.unreadable.clone(),
+        ..plain.clone()
+    };
+    assert_eq!(deep, &expected);
+    // Paging walks past it as past any other row.
+    let next = domain.list_scopes(&of_t, Some(deep_id), 10).await.unwrap();
+    assert_eq!(next, std::slice::from_ref(&plain));
+
+    let error = domain.scope("t", deep_id).await.unwrap_err();
+    assert!(
+        matches!(&error, DomainError::Conflict(m) if m.contains(&deep_id.to_hex())),
+        "{error}"
+    );
+}

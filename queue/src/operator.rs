@@ -36,6 +36,9 @@ pub struct JobFilter {
     pub kinds: Vec<String>,
     pub statuses: Vec<JobStatus>,
     pub tenant_id: Option<String>,
+    /// Only these tenants' jobs, when not empty (a job without a tenant is not among them).
+    /// At most 1,000.
+    pub tenant_ids: Vec<String>,
     pub group_id: Option<String>,
     /// `payload.<path>` equality: the path's value equals any of the given values (as in any
     /// MongoDB query, an array matches when one of its elements does). At most 8 paths, each
@@ -335,6 +338,7 @@ impl Selection {
     fn new(filter: &JobFilter, after: Option<ObjectId>) -> Result<Selection> {
         at_most_items("ids", filter.ids.len())?;
         at_most_items("kinds", filter.kinds.len())?;
+        at_most_items("tenant_ids", filter.tenant_ids.len())?;
         if let (Some(from), Some(until)) = (filter.created_from, filter.created_until)
             && from >= until
         {
@@ -353,7 +357,14 @@ impl Selection {
         if !filter.kinds.is_empty() {
             others.insert("kind", doc! {"$in": filter.kinds.as_slice()});
         }
-        if let Some(tenant) = &filter.tenant_id {
+        let mut tenant = Document::new();
+        if let Some(one) = &filter.tenant_id {
+            tenant.insert("$eq", one);
+        }
+        if !filter.tenant_ids.is_empty() {
+            tenant.insert("$in", filter.tenant_ids.as_slice());
+        }
+        if !tenant.is_empty() {
             others.insert("tenant_id", tenant);
         }
         if let Some(group) = &filter.group_id {

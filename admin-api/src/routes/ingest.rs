@@ -12,7 +12,7 @@ use sv0_domain::Graph;
 use utoipa::ToSchema;
 
 use crate::AdminApi;
-use crate::audit::Action;
+use crate::audit::{Action, Completion};
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{Ctx, JsonBody};
 use crate::roles::Right;
@@ -46,24 +46,31 @@ pub(crate) async fn ingest(
     ctx.require(Right::ActOnRuns)?;
     let body: IngestRequest = body.parse()?;
     sv0_domain::validate_tenant_id(&body.tenant_id)?;
+    ctx.require_tenant(&body.tenant_id)?;
     let entities = body.graph.entities.len() as i64;
+    let edges = body.graph.edges.len() as i64;
+    let IngestRequest {
+        tenant_id,
+        source,
+        graph,
+    } = body;
+    let action = Action {
+        action: "graph.ingest",
+        target_kind: "scan_run",
+        target_id: String::new(),
+        tenant_id: Some(&tenant_id),
+        reason: None,
+        detail: doc! { "source": &source, "entities": entities, "edges": edges },
+    };
     let run = api
-        .pipeline
-        .ingest_graph(&body.tenant_id, &body.source, body.graph)
+        .audit
+        .around(&ctx, action, async {
+            let run = api
+                .pipeline
+                .ingest_graph(&tenant_id, &source, graph)
+                .await?;
+            Ok((run.clone(), Completion::new().target(run.id.to_hex())))
+        })
         .await?;
-    api.audit
-        .record(
-            &ctx.caller,
-            &ctx.request_id,
-            Action {
-                action: "graph.ingest",
-                target_kind: "scan_run",
-                target_id: run.id.to_hex(),
-                tenant_id: Some(&body.tenant_id),
-                reason: None,
-                detail: doc! { "source": &body.source, "entities": entities },
-            },
-        )
-        .await;
     Ok((StatusCode::ACCEPTED, Json(run.into())))
 }

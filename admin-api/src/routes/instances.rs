@@ -16,7 +16,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::object_id;
 use crate::AdminApi;
-use crate::audit::Action;
+use crate::audit::{Action, Completion};
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{Ctx, JsonBody, Params};
 use crate::page::{self, Page};
@@ -45,6 +45,7 @@ pub(crate) async fn list(
 ) -> Result<Json<Page<InstanceView>>, ApiError> {
     ctx.require(Right::Read)?;
     sv0_domain::validate_tenant_id(&tenant_id)?;
+    ctx.require_tenant(&tenant_id)?;
     let limit = page::limit(query.limit)?;
     let after = page::object_id_cursor(query.cursor.as_deref())?;
     let instances = api
@@ -72,6 +73,7 @@ pub(crate) async fn show(
 ) -> Result<Json<InstanceView>, ApiError> {
     ctx.require(Right::Read)?;
     sv0_domain::validate_tenant_id(&tenant_id)?;
+    ctx.require_tenant(&tenant_id)?;
     let id = object_id("id", &id)?;
     Ok(Json(
         api.pipeline.domain.instance(&tenant_id, id).await?.into(),
@@ -127,6 +129,7 @@ pub(crate) async fn create(
     ctx.require(Right::ActOnInstances)?;
     let body: CreateInstanceRequest = body.parse()?;
     sv0_domain::validate_tenant_id(&tenant_id)?;
+    ctx.require_tenant(&tenant_id)?;
     let instance = ConnectorInstance::new(
         &tenant_id,
         &body.name,
@@ -140,25 +143,24 @@ pub(crate) async fn create(
         .kind(&instance.kind)
         .map_err(|unknown| ApiError::invalid("kind", unknown.to_string()))?;
     api.pipeline.domain.tenant(&tenant_id).await?;
-    api.pipeline.domain.insert_instance(&instance).await?;
+    let action = Action {
+        action: "instance.create",
+        target_kind: "connector_instance",
+        target_id: instance.id.to_hex(),
+        tenant_id: Some(&tenant_id),
+        reason: None,
+        detail: doc! {
+            "kind": &instance.kind,
+            "name": &instance.name,
+            "credentials_ref": credentials_ref_detail(&instance.credentials_ref),
+        },
+    };
     api.audit
-        .record(
-            &ctx.caller,
-            &ctx.request_id,
-            Action {
-                action: "instance.create",
-                target_kind: "connector_instance",
-                target_id: instance.id.to_hex(),
-                tenant_id: Some(&tenant_id),
-                reason: None,
-                detail: doc! {
-                    "kind": &instance.kind,
-                    "name": &instance.name,
-                    "credentials_ref": credentials_ref_detail(&instance.credentials_ref),
-                },
-            },
-        )
-        .await;
+        .around(&ctx, action, async {
+            api.pipeline.domain.insert_instance(&instance).await?;
+            Ok(((), Completion::new()))
+        })
+        .await?;
     Ok((StatusCode::CREATED, Json(instance.into())))
 }
 
@@ -191,31 +193,34 @@ pub(crate) async fn update(
     ctx.require(Right::ActOnInstances)?;
     let body: UpdateInstanceRequest = body.parse()?;
     sv0_domain::validate_tenant_id(&tenant_id)?;
+    ctx.require_tenant(&tenant_id)?;
     let id = object_id("id", &id)?;
     let update = InstanceUpdate {
         name: body.name,
         credentials_ref: body.credentials_ref.map(CredentialsRef::from),
         status: body.status,
     };
+    let before = api.pipeline.domain.instance(&tenant_id, id).await?;
+    let action = Action {
+        action: "instance.update",
+        target_kind: "connector_instance",
+        target_id: id.to_hex(),
+        tenant_id: Some(&tenant_id),
+        reason: None,
+        detail: doc! {},
+    };
     let instance = api
-        .pipeline
-        .domain
-        .update_instance(&tenant_id, id, &update)
+        .audit
+        .around(&ctx, action, async {
+            let after = api
+                .pipeline
+                .domain
+                .update_instance(&tenant_id, id, &update)
+                .await?;
+            let completion = instance_changes(&before, &after);
+            Ok((after, completion))
+        })
         .await?;
-    api.audit
-        .record(
-            &ctx.caller,
-            &ctx.request_id,
-            Action {
-                action: "instance.update",
-                target_kind: "connector_instance",
-                target_id: id.to_hex(),
-                tenant_id: Some(&tenant_id),
-                reason: None,
-                detail: update_detail(&update),
-            },
-        )
-        .await;
     Ok(Json(instance.into()))
 }
 
@@ -228,19 +233,20 @@ fn credentials_ref_detail(credentials_ref: &CredentialsRef) -> Document {
     }
 }
 
-/// Each field an edit set, with its new value.
-fn update_detail(update: &InstanceUpdate) -> Document {
-    let mut detail = Document::new();
-    if let Some(name) = &update.name {
-        detail.insert("name", name);
-    }
-    if let Some(credentials_ref) = &update.credentials_ref {
-        detail.insert("credentials_ref", credentials_ref_detail(credentials_ref));
-    }
-    if let Some(status) = &update.status {
-        detail.insert("status", enum_name(status));
-    }
-    detail
+/// Each field an edit changed, old and new. A credentials reference is a name, never a secret.
+fn instance_changes(before: &ConnectorInstance, after: &ConnectorInstance) -> Completion {
+    Completion::new()
+        .change("name", before.name.as_str(), after.name.as_str())
+        .change(
+            "credentials_ref",
+            credentials_ref_detail(&before.credentials_ref),
+            credentials_ref_detail(&after.credentials_ref),
+        )
+        .change(
+            "status",
+            enum_name(&before.status),
+            enum_name(&after.status),
+        )
 }
 
 /// Deletes an instance no scope uses (409 while one does).
@@ -255,24 +261,28 @@ pub(crate) async fn delete(
 ) -> Result<StatusCode, ApiError> {
     ctx.require(Right::ActOnInstances)?;
     sv0_domain::validate_tenant_id(&tenant_id)?;
+    ctx.require_tenant(&tenant_id)?;
     let id = object_id("id", &id)?;
     // Read first so that the log says what was deleted; an instance gone in between is a 404
     // from the delete, as it would have been anyway.
     let instance = api.pipeline.domain.instance(&tenant_id, id).await?;
-    api.pipeline.domain.delete_instance(&tenant_id, id).await?;
+    let action = Action {
+        action: "instance.delete",
+        target_kind: "connector_instance",
+        target_id: id.to_hex(),
+        tenant_id: Some(&tenant_id),
+        reason: None,
+        detail: doc! {
+            "kind": &instance.kind,
+            "name": &instance.name,
+            "credentials_ref": credentials_ref_detail(&instance.credentials_ref),
+        },
+    };
     api.audit
-        .record(
-            &ctx.caller,
-            &ctx.request_id,
-            Action {
-                action: "instance.delete",
-                target_kind: "connector_instance",
-                target_id: id.to_hex(),
-                tenant_id: Some(&tenant_id),
-                reason: None,
-                detail: doc! { "kind": &instance.kind, "name": &instance.name },
-            },
-        )
-        .await;
+        .around(&ctx, action, async {
+            api.pipeline.domain.delete_instance(&tenant_id, id).await?;
+            Ok(((), Completion::new()))
+        })
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -6,19 +6,23 @@
 //! A bulk action is a dry run unless it says otherwise, and a real one is taken only when it is
 //! narrowed (ids, or a tenant, kind or status) or names the count its dry run returned: a created
 //! range alone matches every tenant's jobs, and one mistyped date then cancels the fleet.
+//!
+//! A token limited to tenants reaches those tenants' jobs only, in lists and bulk actions
+//! alike; another tenant's job, or a job of no tenant, is "not found" to it.
 
 use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
+use mongodb::bson::oid::ObjectId;
 use mongodb::bson::{Bson, Document, doc};
 use serde::{Deserialize, Serialize};
-use sv0_queue::{CancelOutcome, JobFilter, JobStatus, RetryOutcome, TenantKindCount};
+use sv0_queue::{CancelOutcome, JobDoc, JobFilter, JobStatus, RetryOutcome, TenantKindCount};
 use utoipa::ToSchema;
 
 use super::{object_id, optional_instant};
 use crate::AdminApi;
-use crate::audit::Action;
+use crate::audit::{Action, Completion};
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{Ctx, JsonBody};
 use crate::page::{self, Page};
@@ -98,6 +102,7 @@ pub(crate) async fn list(
     }
     filter.created_from = optional_instant("created_from", created_from.as_deref())?;
     filter.created_until = optional_instant("created_until", created_until.as_deref())?;
+    limit_to_reach(&ctx, &mut filter)?;
     let limit = page::limit(limit)?;
     let after = page::object_id_cursor(cursor.as_deref())?;
     let jobs = api
@@ -111,6 +116,26 @@ pub(crate) async fn list(
         |j| j.id.to_hex(),
         JobView::from,
     )))
+}
+
+/// Keeps a filter to the tenants the caller's token reaches: a tenant it names must be one of
+/// them (403), and the filter is bounded to them either way.
+fn limit_to_reach(ctx: &Ctx, filter: &mut JobFilter) -> Result<(), ApiError> {
+    if let Some(tenant_id) = &filter.tenant_id {
+        ctx.require_tenant(tenant_id)?;
+    }
+    filter.tenant_ids = ctx.tenant_limit().to_vec();
+    Ok(())
+}
+
+/// A job the caller's token reaches; any other is "not found".
+async fn reachable_job(api: &AdminApi, ctx: &Ctx, id: ObjectId) -> Result<JobDoc, ApiError> {
+    api.pipeline
+        .queue
+        .get(id)
+        .await?
+        .filter(|job| ctx.sees_job(job.tenant_id.as_deref()))
+        .ok_or_else(|| ApiError::NotFound(format!("job {id} not found")))
 }
 
 /// A query value as the values it may match: the text, and the number or boolean it spells.
@@ -162,13 +187,7 @@ pub(crate) async fn show(
 ) -> Result<Json<JobView>, ApiError> {
     ctx.require(Right::Read)?;
     let id = object_id("id", &id)?;
-    let job = api
-        .pipeline
-        .queue
-        .get(id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("job {id} not found")))?;
-    Ok(Json(job.into()))
+    Ok(Json(reachable_job(&api, &ctx, id).await?.into()))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -202,18 +221,30 @@ pub(crate) async fn cancel(
     let body: ReasonBody = body.parse()?;
     let id = object_id("id", &id)?;
     let reason = super::reason(&body.reason)?;
-    let outcome = match api.pipeline.queue.cancel(id).await? {
-        CancelOutcome::Cancelled => "cancelled",
-        CancelOutcome::Requested => "cancel_requested",
-        CancelOutcome::AlreadyFinished(status) => {
-            return Err(ApiError::Conflict(format!(
-                "job {id} has finished ({}); there is nothing to cancel",
-                status.as_str()
-            )));
-        }
-        CancelOutcome::NotFound => return Err(ApiError::NotFound(format!("job {id} not found"))),
-    };
-    job_action(&api, &ctx, "job.cancel", id, reason, outcome).await
+    let job = reachable_job(&api, &ctx, id).await?;
+    let outcome = api
+        .audit
+        .around(&ctx, job_action("job.cancel", &job, reason), async {
+            let outcome = match api.pipeline.queue.cancel(id).await? {
+                CancelOutcome::Cancelled => "cancelled",
+                CancelOutcome::Requested => "cancel_requested",
+                CancelOutcome::AlreadyFinished(status) => {
+                    return Err(ApiError::Conflict(format!(
+                        "job {id} has finished ({}); there is nothing to cancel",
+                        status.as_str()
+                    )));
+                }
+                CancelOutcome::NotFound => {
+                    return Err(ApiError::NotFound(format!("job {id} not found")));
+                }
+            };
+            Ok((
+                outcome,
+                Completion::new().detail(doc! { "outcome": outcome }),
+            ))
+        })
+        .await?;
+    job_answer(&api, &job, outcome).await
 }
 
 /// Puts a failed, dead or cancelled job back in the queue, to run now with fresh attempts.
@@ -231,50 +262,55 @@ pub(crate) async fn retry(
     let body: ReasonBody = body.parse()?;
     let id = object_id("id", &id)?;
     let reason = super::reason(&body.reason)?;
-    match api.pipeline.queue.retry_job(id).await? {
-        RetryOutcome::Requeued => {}
-        RetryOutcome::NotRetryable(status) => {
-            return Err(ApiError::Conflict(format!(
-                "job {id} is {}; only failed, dead or cancelled jobs are retried",
-                status.as_str()
-            )));
-        }
-        RetryOutcome::NotFound => return Err(ApiError::NotFound(format!("job {id} not found"))),
-    }
-    job_action(&api, &ctx, "job.retry", id, reason, "requeued").await
+    let job = reachable_job(&api, &ctx, id).await?;
+    api.audit
+        .around(&ctx, job_action("job.retry", &job, reason), async {
+            match api.pipeline.queue.retry_job(id).await? {
+                RetryOutcome::Requeued => {}
+                RetryOutcome::NotRetryable(status) => {
+                    return Err(ApiError::Conflict(format!(
+                        "job {id} is {}; only failed, dead or cancelled jobs are retried",
+                        status.as_str()
+                    )));
+                }
+                RetryOutcome::NotFound => {
+                    return Err(ApiError::NotFound(format!("job {id} not found")));
+                }
+            }
+            let completion = Completion::new().change("status", job.status.as_str(), "queued");
+            Ok(((), completion))
+        })
+        .await?;
+    job_answer(&api, &job, "requeued").await
 }
 
-async fn job_action(
+/// A job action's audit entry, before the action.
+fn job_action<'a>(action: &'static str, job: &'a JobDoc, reason: &'a str) -> Action<'a> {
+    Action {
+        action,
+        target_kind: "job",
+        target_id: job.id.to_hex(),
+        tenant_id: job.tenant_id.as_deref(),
+        reason: Some(reason),
+        detail: doc! { "kind": &job.kind, "status": job.status.as_str() },
+    }
+}
+
+/// The answer to a job action: the outcome and the job as it is now.
+async fn job_answer(
     api: &AdminApi,
-    ctx: &Ctx,
-    action: &'static str,
-    id: mongodb::bson::oid::ObjectId,
-    reason: &str,
+    job: &JobDoc,
     outcome: &str,
 ) -> Result<Json<JobActionResult>, ApiError> {
-    let job = api
+    let now = api
         .pipeline
         .queue
-        .get(id)
+        .get(job.id)
         .await?
-        .ok_or_else(|| ApiError::NotFound(format!("job {id} not found")))?;
-    api.audit
-        .record(
-            &ctx.caller,
-            &ctx.request_id,
-            Action {
-                action,
-                target_kind: "job",
-                target_id: id.to_hex(),
-                tenant_id: job.tenant_id.as_deref(),
-                reason: Some(reason),
-                detail: doc! { "outcome": outcome },
-            },
-        )
-        .await;
+        .ok_or_else(|| ApiError::NotFound(format!("job {} not found", job.id)))?;
     Ok(Json(JobActionResult {
         outcome: outcome.to_string(),
-        job: job.into(),
+        job: now.into(),
     }))
 }
 
@@ -448,6 +484,7 @@ impl JobFilterBody {
                 .map(|s| job_status("filter.statuses", s))
                 .collect::<Result<_, _>>()?,
             tenant_id: self.tenant_id.clone(),
+            tenant_ids: Vec::new(),
             group_id: self.group_id.clone(),
             payload,
             created_from: optional_instant("filter.created_from", self.created_from.as_deref())?,
@@ -514,7 +551,8 @@ async fn bulk(
     ctx.require(Right::ActOnJobs)?;
     let body: BulkRequest = body.parse()?;
     let reason = super::reason(&body.reason)?.to_string();
-    let filter = body.filter()?;
+    let mut filter = body.filter()?;
+    limit_to_reach(ctx, &mut filter)?;
     if body.dry_run && body.expect.is_some() {
         return Err(ApiError::invalid(
             "expect",
@@ -542,34 +580,44 @@ async fn bulk(
         )));
     }
     let (by_tenant_kind, more_pairs) = listed(counts);
-    let result = if body.dry_run {
-        BulkResult {
-            dry_run: true,
-            matched: counted,
-            by_tenant_kind,
-            more_pairs,
-            changed: 0,
-            requested: 0,
-        }
-    } else {
-        let done = match action {
-            Bulk::Cancel => queue.cancel_matching(&filter).await?,
-            Bulk::Retry => queue.retry_matching(&filter).await?,
-        };
-        BulkResult {
-            dry_run: false,
-            matched: done.matched,
-            by_tenant_kind,
-            more_pairs,
-            changed: done.changed,
-            requested: done.requested,
-        }
-    };
     let name = match action {
         Bulk::Cancel => "job.bulk_cancel",
         Bulk::Retry => "job.bulk_retry",
     };
-    bulk_audit(api, ctx, name, &body, &reason, &result).await;
+    let result = api
+        .audit
+        .around(ctx, bulk_action(name, &body, &reason), async {
+            let result = if body.dry_run {
+                BulkResult {
+                    dry_run: true,
+                    matched: counted,
+                    by_tenant_kind,
+                    more_pairs,
+                    changed: 0,
+                    requested: 0,
+                }
+            } else {
+                let done = match action {
+                    Bulk::Cancel => queue.cancel_matching(&filter).await?,
+                    Bulk::Retry => queue.retry_matching(&filter).await?,
+                };
+                BulkResult {
+                    dry_run: false,
+                    matched: done.matched,
+                    by_tenant_kind,
+                    more_pairs,
+                    changed: done.changed,
+                    requested: done.requested,
+                }
+            };
+            let completion = Completion::new().detail(doc! {
+                "matched": result.matched as i64,
+                "changed": result.changed as i64,
+                "requested": result.requested as i64,
+            });
+            Ok((result, completion))
+        })
+        .await?;
     Ok(Json(result))
 }
 
@@ -587,15 +635,9 @@ fn listed(mut counts: Vec<TenantKindCount>) -> (Vec<BulkCount>, u64) {
     (listed, more)
 }
 
-/// A dry run changes nothing, and is recorded all the same: it shows who looked, and why.
-async fn bulk_audit(
-    api: &AdminApi,
-    ctx: &Ctx,
-    action: &'static str,
-    body: &BulkRequest,
-    reason: &str,
-    result: &BulkResult,
-) {
+/// A bulk action's audit entry, before the action. A dry run changes nothing, and is recorded
+/// all the same: it shows who looked, and why.
+fn bulk_action<'a>(action: &'static str, body: &'a BulkRequest, reason: &'a str) -> Action<'a> {
     let mut detail = Document::new();
     match (&body.ids, &body.filter) {
         (Some(ids), _) => {
@@ -606,27 +648,18 @@ async fn bulk_audit(
         }
         _ => {}
     }
-    detail.insert("dry_run", result.dry_run);
+    detail.insert("dry_run", body.dry_run);
     if let Some(expect) = body.expect {
         detail.insert("expect", expect as i64);
     }
-    detail.insert("matched", result.matched as i64);
-    detail.insert("changed", result.changed as i64);
-    detail.insert("requested", result.requested as i64);
-    api.audit
-        .record(
-            &ctx.caller,
-            &ctx.request_id,
-            Action {
-                action,
-                target_kind: "jobs",
-                target_id: if body.ids.is_some() { "ids" } else { "filter" }.to_string(),
-                tenant_id: body.filter.as_ref().and_then(|f| f.tenant_id.as_deref()),
-                reason: Some(reason),
-                detail,
-            },
-        )
-        .await;
+    Action {
+        action,
+        target_kind: "jobs",
+        target_id: if body.ids.is_some() { "ids" } else { "filter" }.to_string(),
+        tenant_id: body.filter.as_ref().and_then(|f| f.tenant_id.as_deref()),
+        reason: Some(reason),
+        detail,
+    }
 }
 
 fn filter_summary(filter: &JobFilterBody) -> String {

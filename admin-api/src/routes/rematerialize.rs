@@ -1,6 +1,7 @@
 //! `POST /api/v1/admin/rematerialize`: what CI calls after a deploy (ADR-027 §c). One
 //! `deploy_gate` run per tenant, idempotent per `(deploy id, tenant)`: a retried CI step gets the
-//! same runs back and creates nothing.
+//! same runs back and creates nothing. A token limited to tenants rematerializes those tenants
+//! only: by default its active ones, and naming another is a 403.
 
 use std::sync::Arc;
 
@@ -9,16 +10,16 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use mongodb::bson::doc;
 use serde::{Deserialize, Serialize};
-use sv0_domain::Materializer;
+use sv0_domain::{DomainError, Materializer, TenantStatus};
 use sv0_pipeline::Deploy;
 use utoipa::ToSchema;
 
 use crate::AdminApi;
-use crate::audit::Action;
+use crate::audit::{Action, Completion};
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{Ctx, JsonBody};
 use crate::roles::Right;
-use crate::views::RunView;
+use crate::views::{RunView, enum_name};
 
 /// The most tenants one request may name.
 const MAX_TENANTS: usize = 1_000;
@@ -85,6 +86,7 @@ pub(crate) async fn rematerialize(
         for (i, tenant) in tenants.iter().enumerate() {
             sv0_domain::validate_tenant_id(tenant)
                 .map_err(|e| ApiError::invalid(format!("tenants[{i}]"), e.to_string()))?;
+            ctx.require_tenant(tenant)?;
         }
     }
     if body.stages.len() > MAX_STAGES {
@@ -109,27 +111,34 @@ pub(crate) async fn rematerialize(
             commit: None,
         },
     };
+    let tenants = match body.tenants {
+        Some(tenants) => Some(tenants),
+        None if !ctx.tenant_limit().is_empty() => Some(active_of(&api, ctx.tenant_limit()).await?),
+        None => None,
+    };
+    let action = Action {
+        action: "rematerialize",
+        target_kind: "deploy",
+        target_id: deploy.id.clone(),
+        tenant_id: None,
+        reason: None,
+        detail: doc! {
+            "stages": body.stages.iter().map(enum_name).collect::<Vec<_>>(),
+            "tenants": tenants.clone(),
+            "commit": deploy.commit.clone(),
+        },
+    };
     let runs = api
-        .pipeline
-        .rematerialize(&body.stages, body.tenants.as_deref(), &deploy)
+        .audit
+        .around(&ctx, action, async {
+            let runs = api
+                .pipeline
+                .rematerialize(&body.stages, tenants.as_deref(), &deploy)
+                .await?;
+            let ids: Vec<String> = runs.iter().map(|r| r.id.to_hex()).collect();
+            Ok((runs, Completion::new().detail(doc! { "runs": ids })))
+        })
         .await?;
-    api.audit
-        .record(
-            &ctx.caller,
-            &ctx.request_id,
-            Action {
-                action: "rematerialize",
-                target_kind: "deploy",
-                target_id: deploy.id.clone(),
-                tenant_id: None,
-                reason: None,
-                detail: doc! {
-                    "runs": runs.iter().map(|r| r.id.to_hex()).collect::<Vec<_>>(),
-                    "commit": deploy.commit.clone(),
-                },
-            },
-        )
-        .await;
     Ok((
         StatusCode::ACCEPTED,
         Json(RematerializeResponse {
@@ -137,4 +146,17 @@ pub(crate) async fn rematerialize(
             runs: runs.into_iter().map(RunView::from).collect(),
         }),
     ))
+}
+
+/// Of `tenants`, the active ones: what "every active tenant" means to a token limited to them.
+async fn active_of(api: &AdminApi, tenants: &[String]) -> Result<Vec<String>, ApiError> {
+    let mut active = Vec::with_capacity(tenants.len());
+    for tenant_id in tenants {
+        match api.pipeline.domain.tenant(tenant_id).await {
+            Ok(tenant) if tenant.status == TenantStatus::Active => active.push(tenant.id),
+            Ok(_) | Err(DomainError::NotFound { .. }) => {}
+            Err(error) => return Err(error.into()),
+        }
+    }
+    Ok(active)
 }

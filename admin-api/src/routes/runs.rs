@@ -1,5 +1,6 @@
 //! Scan runs: list, detail (every cell), create (`manual_api`, `iac_lifecycle` only), retry,
-//! cancel. A `ci` token reads deploy-gate runs only: the runs CI itself creates.
+//! cancel. A `ci` token reads deploy-gate runs only: the runs CI itself creates. A token
+//! limited to tenants reaches their runs only; another tenant's run is "not found" to it.
 
 use std::sync::Arc;
 
@@ -14,7 +15,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::{object_id, optional_instant};
 use crate::AdminApi;
-use crate::audit::Action;
+use crate::audit::{Action, Completion};
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{Ctx, JsonBody, Params};
 use crate::page::{self, Page};
@@ -63,8 +64,12 @@ pub(crate) async fn list(
             }
         }
     }
+    if let Some(tenant_id) = &query.tenant_id {
+        ctx.require_tenant(tenant_id)?;
+    }
     let filter = RunFilter {
         tenant_id: query.tenant_id,
+        tenant_ids: ctx.tenant_limit().to_vec(),
         status: query.status.as_deref().map(run_status).transpose()?,
         trigger,
         scope_id: query
@@ -105,12 +110,22 @@ pub(crate) async fn show(
     Ok(Json(run.into()))
 }
 
-/// A run the caller may read: a `ci` token sees deploy-gate runs only, and any other run is
-/// "not found" to it (not "forbidden": it is not told which other runs exist).
+/// A run the caller may read: a `ci` token sees deploy-gate runs only, a token limited to
+/// tenants sees theirs only, and any other run is "not found" to it (not "forbidden": it is
+/// not told which other runs exist).
 async fn readable_run(api: &AdminApi, ctx: &Ctx, id: &str) -> Result<ScanRun, ApiError> {
+    let run = reachable_run(api, ctx, id).await?;
+    if !ctx.caller.role.may(Right::Read) && !matches!(run.trigger, Trigger::DeployGate { .. }) {
+        return Err(ApiError::NotFound(format!("scan run {} not found", run.id)));
+    }
+    Ok(run)
+}
+
+/// A run of a tenant the caller's token reaches; any other is "not found".
+async fn reachable_run(api: &AdminApi, ctx: &Ctx, id: &str) -> Result<ScanRun, ApiError> {
     let id = object_id("id", id)?;
     let run = api.pipeline.domain.run_by_id(id).await?;
-    if !ctx.caller.role.may(Right::Read) && !matches!(run.trigger, Trigger::DeployGate { .. }) {
+    if !ctx.sees(&run.tenant_id) {
         return Err(ApiError::NotFound(format!("scan run {id} not found")));
     }
     Ok(run)
@@ -184,29 +199,31 @@ pub(crate) async fn create(
         }
     };
     sv0_domain::validate_tenant_id(&body.tenant_id)?;
+    ctx.require_tenant(&body.tenant_id)?;
     let scope_id = object_id("scope_id", &body.scope_id)?;
+    let action = Action {
+        action: "scan_run.create",
+        target_kind: "scan_run",
+        target_id: String::new(),
+        tenant_id: Some(&body.tenant_id),
+        reason: None,
+        detail: doc! { "scope_id": scope_id.to_hex(), "trigger": trigger.type_name() },
+    };
     let run = api
-        .pipeline
-        .create_run(RunRequest {
-            tenant_id: body.tenant_id.clone(),
-            scope_id,
-            trigger,
+        .audit
+        .around(&ctx, action, async {
+            let run = api
+                .pipeline
+                .create_run(RunRequest {
+                    tenant_id: body.tenant_id.clone(),
+                    scope_id,
+                    trigger,
+                })
+                .await?;
+            let completion = Completion::new().target(run.id.to_hex());
+            Ok((run, completion))
         })
         .await?;
-    api.audit
-        .record(
-            &ctx.caller,
-            &ctx.request_id,
-            Action {
-                action: "scan_run.create",
-                target_kind: "scan_run",
-                target_id: run.id.to_hex(),
-                tenant_id: Some(&body.tenant_id),
-                reason: None,
-                detail: doc! { "scope_id": scope_id.to_hex(), "trigger": run.trigger.type_name() },
-            },
-        )
-        .await;
     Ok((StatusCode::CREATED, Json(run.into())))
 }
 
@@ -221,25 +238,26 @@ pub(crate) async fn retry(
     Path(id): Path<String>,
 ) -> Result<(StatusCode, Json<RunView>), ApiError> {
     ctx.require(Right::ActOnRuns)?;
-    let original = api.pipeline.domain.run_by_id(object_id("id", &id)?).await?;
+    let original = reachable_run(&api, &ctx, &id).await?;
+    let action = Action {
+        action: "scan_run.retry",
+        target_kind: "scan_run",
+        target_id: original.id.to_hex(),
+        tenant_id: Some(&original.tenant_id),
+        reason: None,
+        detail: doc! {},
+    };
     let run = api
-        .pipeline
-        .retry_run(&original.tenant_id, original.id)
+        .audit
+        .around(&ctx, action, async {
+            let run = api
+                .pipeline
+                .retry_run(&original.tenant_id, original.id)
+                .await?;
+            let completion = Completion::new().detail(doc! { "new_run_id": run.id.to_hex() });
+            Ok((run, completion))
+        })
         .await?;
-    api.audit
-        .record(
-            &ctx.caller,
-            &ctx.request_id,
-            Action {
-                action: "scan_run.retry",
-                target_kind: "scan_run",
-                target_id: original.id.to_hex(),
-                tenant_id: Some(&original.tenant_id),
-                reason: None,
-                detail: doc! { "new_run_id": run.id.to_hex() },
-            },
-        )
-        .await;
     Ok((StatusCode::CREATED, Json(run.into())))
 }
 
@@ -254,25 +272,27 @@ pub(crate) async fn cancel(
     Path(id): Path<String>,
 ) -> Result<Json<RunView>, ApiError> {
     ctx.require(Right::ActOnRuns)?;
-    let original = api.pipeline.domain.run_by_id(object_id("id", &id)?).await?;
+    let original = reachable_run(&api, &ctx, &id).await?;
+    let action = Action {
+        action: "scan_run.cancel",
+        target_kind: "scan_run",
+        target_id: original.id.to_hex(),
+        tenant_id: Some(&original.tenant_id),
+        reason: None,
+        detail: doc! {},
+    };
     let run = api
-        .pipeline
-        .cancel_run(&original.tenant_id, original.id)
+        .audit
+        .around(&ctx, action, async {
+            let run = api
+                .pipeline
+                .cancel_run(&original.tenant_id, original.id)
+                .await?;
+            let completion =
+                Completion::new().change("status", original.status.as_str(), run.status.as_str());
+            Ok((run, completion))
+        })
         .await?;
-    api.audit
-        .record(
-            &ctx.caller,
-            &ctx.request_id,
-            Action {
-                action: "scan_run.cancel",
-                target_kind: "scan_run",
-                target_id: run.id.to_hex(),
-                tenant_id: Some(&run.tenant_id),
-                reason: None,
-                detail: doc! {},
-            },
-        )
-        .await;
     Ok(Json(run.into()))
 }
 

@@ -8,14 +8,14 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use mongodb::bson::oid::ObjectId;
-use mongodb::bson::{Document, doc};
+use mongodb::bson::{Bson, Document, doc};
 use serde::{Deserialize, Serialize};
 use sv0_domain::{Budget, ScanScope, Schedule, ScopeFilter, ScopeUpdate};
 use utoipa::{IntoParams, ToSchema};
 
 use super::{instant, object_id};
 use crate::AdminApi;
-use crate::audit::Action;
+use crate::audit::{Action, Completion};
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{Ctx, JsonBody, Params};
 use crate::page::{self, Page};
@@ -44,8 +44,12 @@ pub(crate) async fn list(
     Params(query): Params<ScopeQuery>,
 ) -> Result<Json<Page<ScopeView>>, ApiError> {
     ctx.require(Right::Read)?;
+    if let Some(tenant_id) = &query.tenant_id {
+        ctx.require_tenant(tenant_id)?;
+    }
     let filter = ScopeFilter {
         tenant_id: query.tenant_id,
+        tenant_ids: ctx.tenant_limit().to_vec(),
         instance_id: query
             .instance_id
             .as_deref()
@@ -79,14 +83,16 @@ pub(crate) async fn show(
     Path((tenant_id, id)): Path<(String, String)>,
 ) -> Result<Json<ScopeView>, ApiError> {
     ctx.require(Right::Read)?;
-    let (tenant_id, id) = scope_path(&tenant_id, &id)?;
+    let (tenant_id, id) = scope_path(&ctx, &tenant_id, &id)?;
     Ok(Json(
         api.pipeline.domain.scope(&tenant_id, id).await?.into(),
     ))
 }
 
-fn scope_path(tenant_id: &str, id: &str) -> Result<(String, ObjectId), ApiError> {
+/// A scope's path: a tenant the caller's token reaches, and an id.
+fn scope_path(ctx: &Ctx, tenant_id: &str, id: &str) -> Result<(String, ObjectId), ApiError> {
     sv0_domain::validate_tenant_id(tenant_id)?;
+    ctx.require_tenant(tenant_id)?;
     Ok((tenant_id.to_string(), object_id("id", id)?))
 }
 
@@ -132,6 +138,7 @@ pub(crate) async fn create(
     ctx.require(Right::ActOnScopes)?;
     let body: CreateScopeRequest = body.parse()?;
     sv0_domain::validate_tenant_id(&tenant_id)?;
+    ctx.require_tenant(&tenant_id)?;
     let instance_id = object_id("instance_id", &body.instance_id)?;
     let scope_doc = object("scope", body.scope)?;
     let budget = Budget {
@@ -150,17 +157,21 @@ pub(crate) async fn create(
     let mut scope = ScanScope::new(&instance, &body.name, scope_doc, budget)
         .map_err(|e| rename_budget_field(e.into()))?;
     scope.schedule = body.schedule;
-    api.pipeline.domain.insert_scope(&scope).await?;
-    audit(
-        &api,
-        &ctx,
-        "scope.create",
-        &tenant_id,
-        scope.id,
-        None,
-        doc! {},
-    )
-    .await;
+    let detail = doc! {
+        "name": &scope.name,
+        "instance_id": instance_id.to_hex(),
+        "schedule": schedule_value(scope.schedule.as_ref()),
+    };
+    api.audit
+        .around(
+            &ctx,
+            scope_action("scope.create", &tenant_id, scope.id, None, detail),
+            async {
+                api.pipeline.domain.insert_scope(&scope).await?;
+                Ok(((), Completion::new()))
+            },
+        )
+        .await?;
     let stored = api.pipeline.domain.scope(&tenant_id, scope.id).await?;
     Ok((StatusCode::CREATED, Json(stored.into())))
 }
@@ -203,7 +214,7 @@ pub(crate) async fn update(
 ) -> Result<Json<ScopeView>, ApiError> {
     ctx.require(Right::ActOnScopes)?;
     let body: UpdateScopeRequest = body.parse()?;
-    let (tenant_id, id) = scope_path(&tenant_id, &id)?;
+    let (tenant_id, id) = scope_path(&ctx, &tenant_id, &id)?;
     let update = ScopeUpdate {
         name: body.name,
         scope: body.scope.map(|s| object("scope", s)).transpose()?,
@@ -211,13 +222,31 @@ pub(crate) async fn update(
             max_runtime_seconds: seconds,
         }),
     };
+    let before = api.pipeline.domain.scope(&tenant_id, id).await?;
     let scope = api
-        .pipeline
-        .domain
-        .update_scope_settings(&tenant_id, id, &update)
-        .await
-        .map_err(|e| rename_budget_field(e.into()))?;
-    audit(&api, &ctx, "scope.update", &tenant_id, id, None, doc! {}).await;
+        .audit
+        .around(
+            &ctx,
+            scope_action("scope.update", &tenant_id, id, None, doc! {}),
+            async {
+                let after = api
+                    .pipeline
+                    .domain
+                    .update_scope_settings(&tenant_id, id, &update)
+                    .await
+                    .map_err(|e| rename_budget_field(e.into()))?;
+                let completion = Completion::new()
+                    .change("name", before.name.as_str(), after.name.as_str())
+                    .change("scope", before.scope.clone(), after.scope.clone())
+                    .change(
+                        "max_runtime_seconds",
+                        before.budget.max_runtime_seconds,
+                        after.budget.max_runtime_seconds,
+                    );
+                Ok((after, completion))
+            },
+        )
+        .await?;
     Ok(Json(scope.into()))
 }
 
@@ -232,9 +261,17 @@ pub(crate) async fn delete(
     Path((tenant_id, id)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     ctx.require(Right::ActOnScopes)?;
-    let (tenant_id, id) = scope_path(&tenant_id, &id)?;
-    api.pipeline.domain.delete_scope(&tenant_id, id).await?;
-    audit(&api, &ctx, "scope.delete", &tenant_id, id, None, doc! {}).await;
+    let (tenant_id, id) = scope_path(&ctx, &tenant_id, &id)?;
+    api.audit
+        .around(
+            &ctx,
+            scope_action("scope.delete", &tenant_id, id, None, doc! {}),
+            async {
+                api.pipeline.domain.delete_scope(&tenant_id, id).await?;
+                Ok(((), Completion::new()))
+            },
+        )
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -262,25 +299,27 @@ pub(crate) async fn set_schedule(
 ) -> Result<Json<ScopeView>, ApiError> {
     ctx.require(Right::ActOnScopes)?;
     let body: ScheduleRequest = body.parse()?;
-    let (tenant_id, id) = scope_path(&tenant_id, &id)?;
-    let detail = match &body.schedule {
-        Some(schedule) => doc! { "schedule": serde_json::to_string(schedule).unwrap_or_default() },
-        None => doc! { "schedule": null },
-    };
+    let (tenant_id, id) = scope_path(&ctx, &tenant_id, &id)?;
+    let before = api.pipeline.domain.scope(&tenant_id, id).await?;
     let scope = api
-        .controls
-        .set_schedule(&tenant_id, id, body.schedule)
+        .audit
+        .around(
+            &ctx,
+            scope_action("scope.set_schedule", &tenant_id, id, None, doc! {}),
+            async {
+                let after = api
+                    .controls
+                    .set_schedule(&tenant_id, id, body.schedule)
+                    .await?;
+                let completion = Completion::new().change(
+                    "schedule",
+                    schedule_value(before.schedule.as_ref()),
+                    schedule_value(after.schedule.as_ref()),
+                );
+                Ok((after, completion))
+            },
+        )
         .await?;
-    audit(
-        &api,
-        &ctx,
-        "scope.set_schedule",
-        &tenant_id,
-        id,
-        None,
-        detail,
-    )
-    .await;
     Ok(Json(scope.into()))
 }
 
@@ -307,7 +346,7 @@ pub(crate) async fn pause(
 ) -> Result<Json<ScopeView>, ApiError> {
     ctx.require(Right::ActOnScopes)?;
     let body: PauseRequest = body.parse()?;
-    let (tenant_id, id) = scope_path(&tenant_id, &id)?;
+    let (tenant_id, id) = scope_path(&ctx, &tenant_id, &id)?;
     let note = body
         .note
         .as_deref()
@@ -320,11 +359,24 @@ pub(crate) async fn pause(
                  bidirectional marks",
             )
         })?;
+    let before = api.pipeline.domain.scope(&tenant_id, id).await?;
     let scope = api
-        .controls
-        .pause(&tenant_id, id, note.map(str::to_string), Some(ctx.who()))
+        .audit
+        .around(
+            &ctx,
+            scope_action("scope.pause", &tenant_id, id, note, doc! {}),
+            async {
+                let after = api
+                    .controls
+                    .pause(&tenant_id, id, note.map(str::to_string), Some(ctx.who()))
+                    .await?;
+                let completion = Completion::new()
+                    .change("paused", before.paused, after.paused)
+                    .change("pause", pause_value(&before), pause_value(&after));
+                Ok((after, completion))
+            },
+        )
         .await?;
-    audit(&api, &ctx, "scope.pause", &tenant_id, id, note, doc! {}).await;
     Ok(Json(scope.into()))
 }
 
@@ -346,18 +398,23 @@ pub(crate) async fn resume(
     Path((tenant_id, id)): Path<(String, String)>,
 ) -> Result<Json<ResumeResponse>, ApiError> {
     ctx.require(Right::ActOnScopes)?;
-    let (tenant_id, id) = scope_path(&tenant_id, &id)?;
-    let (scope, skipped) = api.controls.resume(&tenant_id, id).await?;
-    audit(
-        &api,
-        &ctx,
-        "scope.resume",
-        &tenant_id,
-        id,
-        None,
-        doc! { "skipped_slots": skipped as i64 },
-    )
-    .await;
+    let (tenant_id, id) = scope_path(&ctx, &tenant_id, &id)?;
+    let before = api.pipeline.domain.scope(&tenant_id, id).await?;
+    let (scope, skipped) = api
+        .audit
+        .around(
+            &ctx,
+            scope_action("scope.resume", &tenant_id, id, None, doc! {}),
+            async {
+                let (after, skipped) = api.controls.resume(&tenant_id, id).await?;
+                let completion = Completion::new()
+                    .change("paused", before.paused, after.paused)
+                    .change("pause", pause_value(&before), pause_value(&after))
+                    .detail(doc! { "skipped_slots": skipped as i64 });
+                Ok(((after, skipped), completion))
+            },
+        )
+        .await?;
     Ok(Json(ResumeResponse {
         scope: scope.into(),
         skipped_slots: skipped,
@@ -375,21 +432,22 @@ pub(crate) async fn trigger(
     Path((tenant_id, id)): Path<(String, String)>,
 ) -> Result<(StatusCode, Json<RunView>), ApiError> {
     ctx.require(Right::ActOnScopes)?;
-    let (tenant_id, id) = scope_path(&tenant_id, &id)?;
+    let (tenant_id, id) = scope_path(&ctx, &tenant_id, &id)?;
     let run = api
-        .controls
-        .trigger_now(&tenant_id, id, Some(ctx.who()))
+        .audit
+        .around(
+            &ctx,
+            scope_action("scope.trigger", &tenant_id, id, None, doc! {}),
+            async {
+                let run = api
+                    .controls
+                    .trigger_now(&tenant_id, id, Some(ctx.who()))
+                    .await?;
+                let completion = Completion::new().detail(doc! { "run_id": run.id.to_hex() });
+                Ok((run, completion))
+            },
+        )
         .await?;
-    audit(
-        &api,
-        &ctx,
-        "scope.trigger",
-        &tenant_id,
-        id,
-        None,
-        doc! { "run_id": run.id.to_hex() },
-    )
-    .await;
     Ok((StatusCode::CREATED, Json(run.into())))
 }
 
@@ -429,21 +487,23 @@ pub(crate) async fn backfill(
 ) -> Result<(StatusCode, Json<BackfillResponse>), ApiError> {
     ctx.require(Right::ActOnScopes)?;
     let body: BackfillRequest = body.parse()?;
-    let (tenant_id, id) = scope_path(&tenant_id, &id)?;
+    let (tenant_id, id) = scope_path(&ctx, &tenant_id, &id)?;
     let from = instant("from", &body.from)?;
     let to = instant("to", &body.to)?;
-    let done = api.controls.backfill(&tenant_id, id, from, to).await?;
-    let created = done.iter().filter(|d| d.created).count() as i64;
-    audit(
-        &api,
-        &ctx,
-        "scope.backfill",
-        &tenant_id,
-        id,
-        None,
-        doc! { "from": &body.from, "to": &body.to, "runs_created": created },
-    )
-    .await;
+    let detail = doc! { "from": &body.from, "to": &body.to };
+    let done = api
+        .audit
+        .around(
+            &ctx,
+            scope_action("scope.backfill", &tenant_id, id, None, detail),
+            async {
+                let done = api.controls.backfill(&tenant_id, id, from, to).await?;
+                let created = done.iter().filter(|d| d.created).count() as i64;
+                let completion = Completion::new().detail(doc! { "runs_created": created });
+                Ok((done, completion))
+            },
+        )
+        .await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(BackfillResponse {
@@ -459,27 +519,36 @@ pub(crate) async fn backfill(
     ))
 }
 
-async fn audit(
-    api: &AdminApi,
-    ctx: &Ctx,
+/// A scope action's audit entry, before the action.
+fn scope_action<'a>(
     action: &'static str,
-    tenant_id: &str,
+    tenant_id: &'a str,
     scope_id: ObjectId,
-    reason: Option<&str>,
+    reason: Option<&'a str>,
     detail: Document,
-) {
-    api.audit
-        .record(
-            &ctx.caller,
-            &ctx.request_id,
-            Action {
-                action,
-                target_kind: "scan_scope",
-                target_id: scope_id.to_hex(),
-                tenant_id: Some(tenant_id),
-                reason,
-                detail,
-            },
-        )
-        .await;
+) -> Action<'a> {
+    Action {
+        action,
+        target_kind: "scan_scope",
+        target_id: scope_id.to_hex(),
+        tenant_id: Some(tenant_id),
+        reason,
+        detail,
+    }
+}
+
+/// A schedule as the audit log records it: its stored form, or null.
+fn schedule_value(schedule: Option<&Schedule>) -> Bson {
+    schedule
+        .and_then(|s| mongodb::bson::to_bson(s).ok())
+        .unwrap_or(Bson::Null)
+}
+
+/// A pause as the audit log records it: the note and who paused, or null.
+fn pause_value(scope: &ScanScope) -> Bson {
+    scope
+        .pause
+        .as_ref()
+        .and_then(|p| mongodb::bson::to_bson(p).ok())
+        .unwrap_or(Bson::Null)
 }

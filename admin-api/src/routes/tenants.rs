@@ -1,5 +1,6 @@
 //! Tenants: list, detail, create, and status (suspend, reactivate). Reading is for every role
-//! that reads; changing is `super_admin`'s.
+//! that reads; changing is `super_admin`'s. A token limited to tenants lists and reads those
+//! only, may change their status, and creates none.
 
 use std::sync::Arc;
 
@@ -12,7 +13,7 @@ use sv0_domain::{Tenant, TenantStatus};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::AdminApi;
-use crate::audit::Action;
+use crate::audit::{Action, Completion};
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{Ctx, JsonBody, Params};
 use crate::page::{self, Page};
@@ -43,17 +44,49 @@ pub(crate) async fn list(
         sv0_domain::validate_tenant_id(cursor)
             .map_err(|_| ApiError::invalid("cursor", "not a cursor this API returned"))?;
     }
-    let tenants = api
-        .pipeline
-        .domain
-        .list_tenants(query.cursor.as_deref(), i64::from(limit) + 1)
-        .await?;
+    let tenants = if ctx.tenant_limit().is_empty() {
+        api.pipeline
+            .domain
+            .list_tenants(query.cursor.as_deref(), i64::from(limit) + 1)
+            .await?
+    } else {
+        reachable_tenants(&api, &ctx, query.cursor.as_deref(), limit as usize + 1).await?
+    };
     Ok(Json(page::page(
         tenants,
         limit,
         |t| t.id.clone(),
         TenantView::from,
     )))
+}
+
+/// A page of the tenants a limited token reaches, in id order after `after`: at most
+/// [`crate::MAX_TOKEN_TENANTS`] reads, since that is all a token can name.
+async fn reachable_tenants(
+    api: &AdminApi,
+    ctx: &Ctx,
+    after: Option<&str>,
+    limit: usize,
+) -> Result<Vec<Tenant>, ApiError> {
+    let mut ids: Vec<&String> = ctx
+        .tenant_limit()
+        .iter()
+        .filter(|id| after.is_none_or(|after| id.as_str() > after))
+        .collect();
+    ids.sort();
+    ids.dedup();
+    let mut tenants = Vec::new();
+    for id in ids {
+        if tenants.len() == limit {
+            break;
+        }
+        match api.pipeline.domain.tenant(id).await {
+            Ok(tenant) => tenants.push(tenant),
+            Err(sv0_domain::DomainError::NotFound { .. }) => {}
+            Err(error) => return Err(error.into()),
+        }
+    }
+    Ok(tenants)
 }
 
 /// One tenant.
@@ -68,6 +101,7 @@ pub(crate) async fn show(
 ) -> Result<Json<TenantView>, ApiError> {
     ctx.require(Right::Read)?;
     sv0_domain::validate_tenant_id(&tenant_id)?;
+    ctx.require_tenant(&tenant_id)?;
     Ok(Json(api.pipeline.domain.tenant(&tenant_id).await?.into()))
 }
 
@@ -90,23 +124,23 @@ pub(crate) async fn create(
     body: JsonBody,
 ) -> Result<(StatusCode, Json<TenantView>), ApiError> {
     ctx.require(Right::ManageTenants)?;
+    ctx.require_every_tenant("create tenants")?;
     let body: CreateTenantRequest = body.parse()?;
     let tenant = Tenant::new(&body.id, &body.name)?;
-    api.pipeline.domain.insert_tenant(&tenant).await?;
+    let action = Action {
+        action: "tenant.create",
+        target_kind: "tenant",
+        target_id: tenant.id.clone(),
+        tenant_id: Some(&tenant.id),
+        reason: None,
+        detail: doc! { "name": &tenant.name },
+    };
     api.audit
-        .record(
-            &ctx.caller,
-            &ctx.request_id,
-            Action {
-                action: "tenant.create",
-                target_kind: "tenant",
-                target_id: tenant.id.clone(),
-                tenant_id: Some(&tenant.id),
-                reason: None,
-                detail: doc! {},
-            },
-        )
-        .await;
+        .around(&ctx, action, async {
+            api.pipeline.domain.insert_tenant(&tenant).await?;
+            Ok(((), Completion::new()))
+        })
+        .await?;
     let stored = api.pipeline.domain.tenant(&tenant.id).await?;
     Ok((StatusCode::CREATED, Json(stored.into())))
 }
@@ -133,24 +167,31 @@ pub(crate) async fn update(
     ctx.require(Right::ManageTenants)?;
     let body: UpdateTenantRequest = body.parse()?;
     sv0_domain::validate_tenant_id(&tenant_id)?;
+    ctx.require_tenant(&tenant_id)?;
+    let before = api.pipeline.domain.tenant(&tenant_id).await?;
+    let action = Action {
+        action: "tenant.set_status",
+        target_kind: "tenant",
+        target_id: tenant_id.clone(),
+        tenant_id: Some(&tenant_id),
+        reason: None,
+        detail: doc! {},
+    };
     let tenant = api
-        .pipeline
-        .domain
-        .set_tenant_status(&tenant_id, body.status)
+        .audit
+        .around(&ctx, action, async {
+            let tenant = api
+                .pipeline
+                .domain
+                .set_tenant_status(&tenant_id, body.status)
+                .await?;
+            let completion = Completion::new().change(
+                "status",
+                enum_name(&before.status),
+                enum_name(&tenant.status),
+            );
+            Ok((tenant, completion))
+        })
         .await?;
-    api.audit
-        .record(
-            &ctx.caller,
-            &ctx.request_id,
-            Action {
-                action: "tenant.set_status",
-                target_kind: "tenant",
-                target_id: tenant_id.clone(),
-                tenant_id: Some(&tenant_id),
-                reason: None,
-                detail: doc! { "status": enum_name(&body.status) },
-            },
-        )
-        .await;
     Ok(Json(tenant.into()))
 }

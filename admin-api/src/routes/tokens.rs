@@ -1,5 +1,7 @@
 //! Tokens (list, revoke) and the audit log: `super_admin` only. Tokens are created with
-//! `sv0 token create`, next to the database, so that the first one needs no API.
+//! `sv0 token create`, next to the database, so that the first one needs no API. Tokens are
+//! fleet-wide, so a token limited to tenants manages none; it reads the audit entries of its
+//! tenants only.
 
 use std::sync::Arc;
 
@@ -10,7 +12,7 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 
 use crate::AdminApi;
-use crate::audit::Action;
+use crate::audit::{Action, AuditFilter, Completion};
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{Ctx, Params};
 use crate::page::{self, Page};
@@ -37,6 +39,7 @@ pub(crate) async fn list(
     Params(query): Params<TokenQuery>,
 ) -> Result<Json<Page<TokenView>>, ApiError> {
     ctx.require(Right::ManageTokens)?;
+    ctx.require_every_tenant("manage tokens")?;
     let limit = page::limit(query.limit)?;
     let after = page::object_id_cursor(query.cursor.as_deref())?;
     let tokens = api
@@ -63,21 +66,24 @@ pub(crate) async fn revoke(
     Path(id): Path<String>,
 ) -> Result<Json<TokenView>, ApiError> {
     ctx.require(Right::ManageTokens)?;
-    let token = api.tokens.revoke(&id).await.map_err(token_error)?;
-    api.audit
-        .record(
-            &ctx.caller,
-            &ctx.request_id,
-            Action {
-                action: "token.revoke",
-                target_kind: "token",
-                target_id: token.id.clone(),
-                tenant_id: None,
-                reason: None,
-                detail: doc! { "name": &token.name },
-            },
-        )
-        .await;
+    ctx.require_every_tenant("manage tokens")?;
+    super::object_id("id", &id)?;
+    let action = Action {
+        action: "token.revoke",
+        target_kind: "token",
+        target_id: id.clone(),
+        tenant_id: None,
+        reason: None,
+        detail: doc! {},
+    };
+    let token = api
+        .audit
+        .around(&ctx, action, async {
+            let token = api.tokens.revoke(&id).await.map_err(token_error)?;
+            let completion = Completion::new().detail(doc! { "name": &token.name });
+            Ok((token, completion))
+        })
+        .await?;
     Ok(Json(token.into()))
 }
 
@@ -95,6 +101,10 @@ pub(crate) fn token_error(error: TokenError) -> ApiError {
 pub(crate) struct AuditQuery {
     /// Only entries about this target (a run, scope, instance, job or token id, a tenant id).
     target_id: Option<String>,
+    /// Only entries of this tenant.
+    tenant_id: Option<String>,
+    /// Only entries of this action (`scope.pause`, `token.create`, `auth.refused`, …).
+    action: Option<String>,
     cursor: Option<String>,
     /// 1 to 500 (default 50).
     limit: Option<u32>,
@@ -110,12 +120,27 @@ pub(crate) async fn audit_log(
     Params(query): Params<AuditQuery>,
 ) -> Result<Json<Page<AuditView>>, ApiError> {
     ctx.require(Right::ManageTokens)?;
+    for (field, value, max) in [
+        ("target_id", &query.target_id, 200),
+        ("tenant_id", &query.tenant_id, 64),
+        ("action", &query.action, 64),
+    ] {
+        if let Some(value) = value {
+            super::text(field, value, max)?;
+        }
+    }
+    if let Some(tenant_id) = &query.tenant_id {
+        ctx.require_tenant(tenant_id)?;
+    }
     let limit = page::limit(query.limit)?;
     let after = page::object_id_cursor(query.cursor.as_deref())?;
-    let entries = api
-        .audit
-        .list(query.target_id.as_deref(), after, i64::from(limit) + 1)
-        .await?;
+    let filter = AuditFilter {
+        target_id: query.target_id,
+        tenant_id: query.tenant_id,
+        tenant_ids: ctx.tenant_limit().to_vec(),
+        action: query.action,
+    };
+    let entries = api.audit.list(&filter, after, i64::from(limit) + 1).await?;
     Ok(Json(page::page(
         entries,
         limit,

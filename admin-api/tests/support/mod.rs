@@ -10,7 +10,7 @@ use mongodb::bson::{Document, doc};
 use prometheus_client::registry::Registry;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use sv0_admin_api::{AdminApi, ApiMetrics, Role, Tokens};
+use sv0_admin_api::{AdminApi, ApiMetrics, NewToken, Role, Tokens};
 use sv0_broker::{BrokerMetrics, CredentialBroker, CredentialsRef, Provider};
 use sv0_domain::{Budget, ConnectorInstance, Domain, ScanScope, Tenant};
 use sv0_pipeline::{ConnectorKind, ConnectorRegistry, Pipeline};
@@ -80,7 +80,7 @@ impl Api {
         let mut tokens = HashMap::new();
         for role in Role::ALL {
             let issued = store
-                .create(&format!("test-{}", role.as_str()), role)
+                .create(&NewToken::new(format!("test-{}", role.as_str()), role))
                 .await
                 .unwrap();
             tokens.insert(role, issued.token);
@@ -219,6 +219,46 @@ pub fn registry_of(kinds: &[&str]) -> ConnectorRegistry {
             .collect(),
     )
     .unwrap()
+}
+
+/// A token of `role` limited to `tenants`.
+pub async fn scoped_token(api: &Api, role: Role, tenants: &[&str]) -> String {
+    Tokens::new(&api.tdb.db)
+        .create(
+            &NewToken::new(format!("scoped-{}", role.as_str()), role)
+                .tenants(tenants.iter().copied()),
+        )
+        .await
+        .unwrap()
+        .token
+}
+
+/// Which roles a route admits, written out from the roles' rules, not from the code under test.
+#[derive(Clone, Copy, Debug)]
+pub enum Admits {
+    /// Reading: every role but `ci`.
+    Readers,
+    /// Runs: every role (`ci` reads deploy-gate runs).
+    Everyone,
+    /// Rematerialize: `super_admin`, `operator`, `ci`.
+    Deployers,
+    /// Acting on runs, scopes, instances, jobs: `super_admin`, `operator`.
+    Operators,
+    /// Tenants, tokens, the audit log: `super_admin`.
+    SuperAdmin,
+}
+
+impl Admits {
+    pub fn admits(self, role: Role) -> bool {
+        use Role::*;
+        match self {
+            Admits::Readers => matches!(role, SuperAdmin | Operator | ReadOnly),
+            Admits::Everyone => true,
+            Admits::Deployers => matches!(role, SuperAdmin | Operator | Ci),
+            Admits::Operators => matches!(role, SuperAdmin | Operator),
+            Admits::SuperAdmin => matches!(role, SuperAdmin),
+        }
+    }
 }
 
 pub fn manual_run(tenant: &str, scope_id: &str) -> Value {

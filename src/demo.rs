@@ -21,12 +21,10 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use mongodb::bson::doc;
 use mongodb::bson::oid::ObjectId;
+use sv0_broker::Provider;
 use sv0_broker::naming::{Ref, TenantId, env_prefix};
-use sv0_broker::{CredentialsRef, Provider};
 use sv0_devdb::DevDb;
-use sv0_domain::{
-    Budget, ConnectorInstance, Domain, RunStatus, ScanRun, ScanScope, Schedule, Tenant, Trigger,
-};
+use sv0_domain::{Domain, RunStatus, ScanRun, Schedule, SetUpTenant, TenantSetup, Trigger};
 use sv0_pipeline::sandbox::DEFAULT_CONNECTOR_USER;
 use sv0_pipeline::{
     ConnectorKind, ConnectorRegistry, Pipeline, RunRequest, Sandbox, SandboxSettings,
@@ -101,27 +99,22 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     println!("stand      devdb at {uri}, database {DATABASE}");
 
     // The tenant, its connector instance and a scope of two clouds.
-    let tenant = Tenant::new(TENANT, "Demo Corp")?;
-    domain.put_tenant(&tenant).await?;
-    let instance = ConnectorInstance::new(
-        TENANT,
-        "demo-clouds",
-        KIND,
-        CredentialsRef {
-            provider: Provider::Env,
-            reference: CREDENTIALS_REF.into(),
-        },
-    )?;
-    domain.insert_instance(&instance).await?;
-    let scope = ScanScope::new(
-        &instance,
-        "all of aws and azure",
-        doc! { "clouds": ["aws", "azure"], "size": args.size as i64, "seed": 7_i64 },
-        Budget {
-            max_runtime_seconds: 120,
-        },
-    )?;
-    domain.insert_scope(&scope).await?;
+    let setup = TenantSetup::new(TENANT)
+        .tenant_name("Demo Corp")
+        .kind(KIND)
+        .instance_name("demo-clouds")
+        .credentials(Provider::Env, CREDENTIALS_REF)
+        .scope(
+            "all of aws and azure",
+            doc! { "clouds": ["aws", "azure"], "size": args.size as i64, "seed": 7_i64 },
+        )
+        .budget_seconds(120);
+    let SetUpTenant {
+        tenant,
+        instance,
+        scopes,
+    } = domain.set_up_tenant(&setup).await?;
+    let scope = scopes.into_iter().next().context("the demo's scope")?;
     println!("tenant     {TENANT} ({}), active", tenant.name);
     println!(
         "instance   {}: kind {} with credentials_ref {{provider: env, ref: {CREDENTIALS_REF}}}",
@@ -159,7 +152,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         .to_str()
         .context("a non-UTF-8 temporary directory")?;
     let mut worker_args = vec![
-        // The stand runs without an oplog here: polling only (DESIGN.md §8).
+        // The stand runs without an oplog here: polling only (an idle change stream costs the
+        // stand a core).
         "--change-streams",
         "off",
         "--metrics-addr",

@@ -688,8 +688,8 @@ async fn two_tenants_scanned_at_once_stay_apart() {
     assert!(tenants.is_empty(), "{tenants:?}");
 }
 
-/// The create entry point takes only `manual_api` and `iac_lifecycle` runs (ADR-027 §e), with a
-/// message naming the field; nothing is written for a refused one.
+/// The create entry point takes only `manual_api` and `iac_lifecycle` runs, with a message naming
+/// the field; nothing is written for a refused one.
 #[tokio::test]
 async fn only_manual_and_iac_runs_are_created_through_the_api() {
     let bench = Bench::new("create_run_triggers").await;

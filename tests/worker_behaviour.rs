@@ -416,8 +416,8 @@ async fn a_higher_priority_job_is_not_passed_over_for_an_old_candidate_list() {
     drop(worker);
 }
 
-/// Issue 16 (logs): every line the worker logs about a job, here its commit, carries the job's
-/// id, kind, tenant and group (for a pipeline stage, its run) as fields of the line's `span`.
+/// Every line the worker logs about a job, here its commit, carries the job's id, kind, tenant and
+/// group (for a pipeline stage, its run) as fields of the line's `span`.
 #[tokio::test(flavor = "multi_thread")]
 async fn every_line_about_a_job_names_its_id_kind_tenant_and_group() {
     let (test, queue) = setup("behaviour_job_span").await;

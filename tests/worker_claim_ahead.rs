@@ -131,7 +131,7 @@ async fn a_worker_whose_jobs_run_long_leases_no_more_than_it_runs() {
 
 /// Jobs leased ahead behind a job that turned out long are given back after four horizons (1 s)
 /// and run by another worker, while the long job still holds the first worker's only slot: an
-/// estimate gone wrong keeps no jobs from idle workers (issue 12, item 7).
+/// estimate gone wrong keeps no jobs from idle workers.
 #[tokio::test(flavor = "multi_thread")]
 async fn jobs_leased_ahead_behind_a_long_job_are_given_back_to_an_idle_worker() {
     let (test, queue) = setup("ahead_stale").await;

@@ -1,4 +1,4 @@
-//! Failure scenarios of issue 12 in real worker processes. Each test names the scenario it pins;
+//! Failure scenarios in real worker processes. Each test names the scenario it pins;
 //! each failed on the code before the fix.
 
 mod common;
@@ -14,10 +14,10 @@ use nix::sys::signal::Signal;
 use sv0_queue::{CancelOutcome, NewJob};
 use sv0_testkit::{FaultProxy, oplog_stand, stand};
 
-/// Issue 12 item 1: a panicking handler used to strand its job `running` for the worker's
-/// lifetime (its `held` entry was never removed, so its lease was heartbeated forever), and under
-/// `--kind-limit probe=1` no other probe was ever claimed. Now a panic is a failed attempt, retried
-/// and then `dead` with the panic message; the worker carries on.
+/// A panicking handler used to strand its job `running` for the worker's lifetime (its `held`
+/// entry was never removed, so its lease was heartbeated forever), and under
+/// `--kind-limit probe=1` no other probe was ever claimed. Now a panic is a failed attempt,
+/// retried and then `dead` with the panic message; the worker carries on.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_panicking_handler_fails_its_attempt_and_frees_its_slot() {
     let (test, queue) = setup("hardening_panic").await;
@@ -65,11 +65,11 @@ async fn a_panicking_handler_fails_its_attempt_and_frees_its_slot() {
     );
 }
 
-/// Issue 12 item 2: with a kind at its `--kind-limit`, candidates used to be fetched for every
-/// kind and the claim (which filters the limited kind out) won nothing, so the loop went round at
-/// once: the worker hit the database as fast as it could, and with enough limited jobs at the head
-/// of the queue the other kinds were never fetched at all. Now only kinds with room are fetched,
-/// and a claim that wins nothing is followed by a pause.
+/// With a kind at its `--kind-limit`, candidates used to be fetched for every kind and the claim
+/// (which filters the limited kind out) won nothing, so the loop went round at once: the worker
+/// hit the database as fast as it could, and with enough limited jobs at the head of the queue the
+/// other kinds were never fetched at all. Now only kinds with room are fetched, and a claim that
+/// wins nothing is followed by a pause.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_kind_at_its_limit_neither_hides_other_kinds_nor_makes_the_worker_spin() {
     let (test, queue) = setup("hardening_spin").await;
@@ -335,10 +335,10 @@ async fn a_kind_limit_above_one_counts_the_jobs_already_running() {
     drop(worker);
 }
 
-/// Issue 12 item 4: a claim used to spend an attempt, so a worker killed while holding jobs it had
-/// leased ahead cost each of them one: with `max_attempts 1` they became `dead` without ever
-/// running. Now an attempt is spent when a job starts: the jobs the killed worker never started
-/// run exactly once, on the next worker, to `succeeded`.
+/// A claim used to spend an attempt, so a worker killed while holding jobs it had leased ahead
+/// cost each of them one: with `max_attempts 1` they became `dead` without ever running. Now an
+/// attempt is spent when a job starts: the jobs the killed worker never started run exactly once,
+/// on the next worker, to `succeeded`.
 #[tokio::test(flavor = "multi_thread")]
 async fn jobs_leased_ahead_by_a_killed_worker_run_once_elsewhere() {
     let (test, queue) = setup("hardening_ahead_kill").await;
@@ -398,9 +398,9 @@ async fn jobs_leased_ahead_by_a_killed_worker_run_once_elsewhere() {
     assert!(never_started_on_first > 0);
 }
 
-/// Issue 12 item 5: a job whose cancel was requested while its handler kept failing transiently
-/// used to be queued again by the failure (the request still set) and run again. Now the failure
-/// ends it `cancelled`: one attempt ran (its first run and `with_retry`'s three retries), no more.
+/// A job whose cancel was requested while its handler kept failing transiently used to be queued
+/// again by the failure (the request still set) and run again. Now the failure ends it
+/// `cancelled`: one attempt ran (its first run and `with_retry`'s three retries), no more.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_cancel_requested_during_a_failing_attempt_is_not_lost() {
     let (test, queue) = setup("hardening_cancel_fail").await;
@@ -433,10 +433,10 @@ async fn a_cancel_requested_during_a_failing_attempt_is_not_lost() {
     );
 }
 
-/// Issue 12 item 6: a worker cut off from the database used to run its handlers on after their
-/// leases expired, while another worker ran the same jobs: two runs at once for the whole
-/// partition. Now it stops a handler whose lease it could not renew for the TTL less a margin
-/// (a fifth of it), before any reaper may hand the job on: the two runs do not overlap.
+/// A worker cut off from the database used to run its handlers on after their leases expired,
+/// while another worker ran the same jobs: two runs at once for the whole partition. Now it stops
+/// a handler whose lease it could not renew for the TTL less a margin (a fifth of it), before any
+/// reaper may hand the job on: the two runs do not overlap.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_partitioned_worker_stops_its_handler_before_another_worker_starts_the_job() {
     if sv0_testkit::on_real_mongodb() {
@@ -481,8 +481,8 @@ async fn a_partitioned_worker_stops_its_handler_before_another_worker_starts_the
     proxy.restore();
 }
 
-/// Issue 12 item 6: nothing used to bound a run. Now `--kind-timeout` and a job's own timeout
-/// cancel the handler, and the attempt fails as timed out.
+/// Nothing used to bound a run. Now `--kind-timeout` and a job's own timeout cancel the handler,
+/// and the attempt fails as timed out.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_run_past_its_time_bound_is_cancelled_and_fails() {
     let (test, queue) = setup("hardening_timeout").await;
@@ -523,9 +523,9 @@ async fn a_run_past_its_time_bound_is_cancelled_and_fails() {
     );
 }
 
-/// Issue 12 item 7: one running mean of run time for all kinds let 50 fast `noop`s pull it to
-/// milliseconds, and a worker then leased a pile of 300 ms probes ahead while the other worker
-/// idled. Per-kind estimates keep the drain as fast as with leasing ahead turned off.
+/// One running mean of run time for all kinds let 50 fast `noop`s pull it to milliseconds, and a
+/// worker then leased a pile of 300 ms probes ahead while the other worker idled. Per-kind
+/// estimates keep the drain as fast as with leasing ahead turned off.
 #[tokio::test(flavor = "multi_thread")]
 async fn leasing_ahead_does_not_hoard_slow_jobs_behind_fast_ones() {
     async fn drain(label: &str, extra: &[&str]) -> Duration {
@@ -560,10 +560,10 @@ async fn leasing_ahead_does_not_hoard_slow_jobs_behind_fast_ones() {
     );
 }
 
-/// Issue 12 item 9: bad flags used to be taken as given (a semaphore panic for a huge
-/// concurrency, a wrapped retention that deletes every finished job, a zero poll that spins).
-/// Each is refused before anything connects, with the flag named; `--help` never prints the
-/// connection string it would read from the environment (it may hold a password).
+/// Bad flags used to be taken as given (a semaphore panic for a huge concurrency, a wrapped
+/// retention that deletes every finished job, a zero poll that spins). Each is refused before
+/// anything connects, with the flag named; `--help` never prints the connection string it would
+/// read from the environment (it may hold a password).
 #[test]
 fn bad_worker_flags_are_refused_with_the_flag_named() {
     let refused = [
@@ -614,8 +614,8 @@ fn bad_worker_flags_are_refused_with_the_flag_named() {
     assert!(!text.contains("canary-p4ssw0rd"), "{text}");
 }
 
-/// Issue 12 item 9: a `--kind-limit` or `--kind-timeout` for a kind the worker does not serve was
-/// silently ignored. Now the worker refuses to start, naming the flag and the kind.
+/// A `--kind-limit` or `--kind-timeout` for a kind the worker does not serve was silently ignored.
+/// Now the worker refuses to start, naming the flag and the kind.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_limit_for_a_kind_not_served_is_refused() {
     let (test, _queue) = setup("hardening_unserved_kind").await;
@@ -638,7 +638,7 @@ async fn a_limit_for_a_kind_not_served_is_refused() {
     }
 }
 
-/// Issue 12 item 4, the other side: since a first run records its start only after
+/// The other side of charging an attempt at start: since a first run records its start only after
 /// `start_linger` (100 ms) or with its outcome, a job that kills its worker at once is not charged
 /// for that first run. A job that ran before records its start before its handler runs, so such a
 /// poison job still reaches `dead`: after one uncharged run and `max_attempts` charged ones.
@@ -694,10 +694,10 @@ fn skewed_worker(uri: &str, database: &str, offset: &str) -> WorkerProcess {
     )
 }
 
-/// Issue 12 item 8: lease expiry is written and compared with each host's clock, and a worker
-/// whose clock was off used to claim as usual (its leases looking expired, or far from it, to
-/// everyone else). Now it measures its skew against the database server: past a tenth of the
-/// lease TTL it warns, past half it claims nothing; `sv0_worker_clock_skew_seconds` shows it.
+/// Lease expiry is written and compared with each host's clock, and a worker whose clock was off
+/// used to claim as usual (its leases looking expired, or far from it, to everyone else). Now it
+/// measures its skew against the database server: past a tenth of the lease TTL it warns, past
+/// half it claims nothing; `sv0_worker_clock_skew_seconds` shows it.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_worker_whose_clock_is_far_off_claims_nothing() {
     if sv0_testkit::on_real_mongodb() {

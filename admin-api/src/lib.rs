@@ -1,8 +1,8 @@
-//! sv0 pipeline's admin API: what operators and CI act through (ADR-027 §c, §e). JSON over
-//! HTTP under `/api/v1`: scan runs (list, detail, create, retry, cancel), rematerialize after a
-//! deploy, tenants, connector instances, scan scopes and their schedules, graph ingest, and the
-//! queue's jobs (search, cancel, retry, in bulk); `/healthz`, `/readyz`, `/metrics`, and the
-//! OpenAPI document at `/api/v1/openapi.json`.
+//! sv0 pipeline's admin API: what operators and CI act through. JSON over HTTP under `/api/v1`:
+//! scan runs (list, detail, create, retry, cancel), rematerialize after a deploy, tenants,
+//! connector instances, scan scopes and their schedules, graph ingest, and the queue's jobs
+//! (search, cancel, retry, in bulk); `/healthz`, `/readyz`, `/metrics`, and the OpenAPI document
+//! at `/api/v1/openapi.json`.
 //!
 //! It owns the `api_tokens` collection (bearer tokens, stored as digests, each with a role and
 //! optionally limited to tenants and a lifetime) and `audit_log` (one entry per mutation,

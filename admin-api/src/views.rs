@@ -86,7 +86,7 @@ pub struct TriggerView {
     pub retry_of: Option<String>,
 }
 
-/// One cell of a run: exactly the ADR's five fields.
+/// One cell of a run: exactly the five fields the stored cell has.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct CellView {
     /// `running`, `succeeded` or `failed`.

@@ -131,8 +131,8 @@ async fn main() -> Result<()> {
     let cap = Duration::from_secs(args.cap_secs);
     let sizes = if args.quick { QUICK } else { FULL };
 
-    // Benchmarks run on polling, with the oplog off (DESIGN.md §8: an idle change stream costs
-    // the stand a core); only the change-stream latency row gets its own `--oplog` instance.
+    // Benchmarks run on polling, with the oplog off (an idle change stream costs the stand a
+    // core); only the change-stream latency row gets its own `--oplog` instance.
     let devdb = DevDb::builder().start()?;
     let client = Client::with_uri_str(devdb.uri()).await?;
     let ours = ours::Ours {

@@ -15,10 +15,8 @@ use mongodb::Database;
 use mongodb::bson::{Document, doc};
 use serde::Serialize;
 use sv0_broker::naming::{Ref, TenantId, env_prefix};
-use sv0_broker::{BrokerMetrics, CredentialBroker, CredentialsRef, Provider};
-use sv0_domain::{
-    Budget, ConnectorInstance, Domain, RunStatus, ScanRun, ScanScope, Tenant, Trigger,
-};
+use sv0_broker::{CredentialBroker, Provider};
+use sv0_domain::{Domain, RunStatus, ScanRun, ScanScope, TenantSetup, Trigger};
 use sv0_pipeline::{ConnectorKind, ConnectorRegistry, Pipeline, RunRequest};
 use sv0_queue::Queue;
 use sv0_testkit::StagedConnectors;
@@ -135,7 +133,7 @@ impl Demo {
         let queue = Queue::new(db);
         domain.ensure_indexes().await?;
         queue.ensure_indexes().await?;
-        let broker = CredentialBroker::new(BrokerMetrics::new(&mut Default::default()));
+        let broker = CredentialBroker::unobserved();
         Ok(Demo {
             sv0: sv0.to_path_buf(),
             db: db.clone(),
@@ -149,28 +147,16 @@ impl Demo {
     /// Provisions `tenant`: an instance of the demo connector's kind, and one scope of two
     /// clouds of `size_per_cloud` entities each, which it returns.
     pub async fn tenant(&mut self, tenant: &str, size_per_cloud: i64) -> Result<ScanScope> {
-        self.domain
-            .put_tenant(&Tenant::new(tenant, tenant)?)
-            .await?;
-        let instance = ConnectorInstance::new(
-            tenant,
-            "demo",
-            KIND,
-            CredentialsRef {
-                provider: Provider::Env,
-                reference: REF.into(),
-            },
-        )?;
-        self.domain.insert_instance(&instance).await?;
-        let scope = ScanScope::new(
-            &instance,
-            &format!("{} entities", thousands(2 * size_per_cloud as usize)),
-            doc! { "clouds": ["aws", "azure"], "size": size_per_cloud, "seed": 1_i64 },
-            Budget {
-                max_runtime_seconds: RUN_CAP.as_secs() as i64,
-            },
-        )?;
-        self.domain.insert_scope(&scope).await?;
+        let setup = TenantSetup::new(tenant)
+            .kind(KIND)
+            .instance_name("demo")
+            .credentials(Provider::Env, REF)
+            .scope(
+                format!("{} entities", thousands(2 * size_per_cloud as usize)),
+                doc! { "clouds": ["aws", "azure"], "size": size_per_cloud, "seed": 1_i64 },
+            )
+            .budget_seconds(RUN_CAP.as_secs() as i64);
+        let scope = self.domain.set_up_tenant(&setup).await?.scope().clone();
         let variable = format!(
             "{}DEMO_CLOUD_TOKEN",
             env_prefix(

@@ -169,7 +169,7 @@ pub fn table(rows: &[Row]) -> String {
     for row in rows {
         out += &format!("| {} |\n", row.cells().join(" | "));
     }
-    out += "\nTargets (issues 7 and 12):\n\n";
+    out += "\nTargets:\n\n";
     out += &targets(rows);
     if rows.iter().any(|r| r.baseline.is_some()) {
         out += "\n";
@@ -183,7 +183,8 @@ pub fn table(rows: &[Row]) -> String {
 fn against_baseline(rows: &[Row]) -> String {
     let mut out = String::from(
         "This build against the baseline build (`--baseline`), same run, same server\n\
-         (issue 12: no row more than 10 % worse; a latency row by its p99, within 2 ms counting as equal):\n\n\
+         (no row more than 10 % worse; a latency row by its p99, within 2 ms \
+         counting as equal):\n\n\
          | scenario | this build | baseline | this / baseline | within 10 % |\n\
          | --- | --- | --- | --- | --- |\n",
     );
@@ -275,7 +276,7 @@ fn targets(rows: &[Row]) -> String {
                     verdict(l.p50 <= 20.0)
                 );
                 out += &format!(
-                    "- p99 ≤ 20 ms with idle workers (issue 12), {}: {:.0} ms — {}\n",
+                    "- p99 ≤ 20 ms with idle workers, {}: {:.0} ms — {}\n",
                     row.name,
                     l.p99,
                     verdict(l.p99 <= 20.0)
@@ -619,7 +620,8 @@ fn claims_section(costs: &[ClaimCost]) -> String {
          does: no query to find them.\n\n\
          ![Claim cost by backlog](bench-claim-cost.png)\n\n{}\n\
          - **By queued jobs** (from {} to {} queued, the median claim grew {}). devdb ignores \
-           non-unique indexes (DESIGN.md §8; README, \"Its cost model\"), so the candidate \
+           non-unique indexes (docs/design.md, \"The test stand and its cost model\"; README, \
+           \"Its cost model\"), so the candidate \
            query scans the whole collection and sorts every queued job by priority and \
            `run_at` to return the first {batch}, and the claim's `update_many` scans it again \
            (without a sort: its filter turns most jobs away on their `_id` range). So the claim \

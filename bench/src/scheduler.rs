@@ -18,8 +18,8 @@ use anyhow::{Context, Result};
 use futures::{StreamExt, TryStreamExt};
 use mongodb::Database;
 use mongodb::bson::{DateTime, Document, doc};
-use sv0_broker::{BrokerMetrics, CredentialBroker, CredentialsRef, Provider};
-use sv0_domain::{Budget, ConnectorInstance, Domain, Overlap, ScanScope, Schedule, Tenant};
+use sv0_broker::CredentialBroker;
+use sv0_domain::{Domain, Overlap, Schedule, TenantSetup};
 use sv0_pipeline::Pipeline;
 use sv0_queue::Queue;
 use sv0_scheduler::{Scheduler, SchedulerConfig, SchedulerMetrics, SlotLog};
@@ -72,7 +72,7 @@ pub async fn tick_costs(db: &Database) -> Result<Vec<TickCost>> {
 /// `replicas` schedulers tick at once, just after `slot`; each decides the scopes it claims.
 async fn tick(db: &Database, replicas: usize, slot: DateTime) -> Result<TickCost> {
     let domain = Domain::new(db);
-    let broker = CredentialBroker::new(BrokerMetrics::new(&mut Default::default()));
+    let broker = CredentialBroker::unobserved();
     let pipeline = Arc::new(Pipeline::new(domain, Queue::new(db), broker));
     let schedulers: Vec<Scheduler> = (0..replicas)
         .map(|n| {
@@ -146,21 +146,11 @@ async fn provision_tenant(
     at: DateTime,
 ) -> Result<()> {
     let tenant = format!("tenant-{n:03}");
-    domain.put_tenant(&Tenant::new(&tenant, &tenant)?).await?;
     // No worker takes up the runs: no connector registry is needed for the kind.
-    let instance = ConnectorInstance::new(
-        &tenant,
-        "demo",
-        "demo",
-        CredentialsRef {
-            provider: Provider::Env,
-            reference: "DEMO_CLOUD".into(),
-        },
-    )?;
-    domain.insert_instance(&instance).await?;
-    for s in 0..SCOPES_PER_TENANT {
-        let scope = ScanScope::new(&instance, &format!("scope {s}"), doc! {}, Budget::default())?;
-        domain.insert_scope(&scope).await?;
+    let setup = (0..SCOPES_PER_TENANT).fold(TenantSetup::new(&tenant), |setup, s| {
+        setup.scope(format!("scope {s}"), doc! {})
+    });
+    for scope in domain.set_up_tenant(&setup).await?.scopes {
         domain
             .set_schedule(&tenant, scope.id, Some(schedule.clone()), at)
             .await

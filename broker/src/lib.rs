@@ -1,6 +1,6 @@
-//! The credential broker (ADR-027 §b, DESIGN §7): the only code that turns a connector's
-//! `CredentialsRef` into raw secret values, as a [`SecretBundle`] of environment variables for that
-//! connector's process.
+//! The credential broker (docs/design.md, "Credentials: the broker"): the only code that turns a
+//! connector's `CredentialsRef` into raw secret values, as a [`SecretBundle`] of environment
+//! variables for that connector's process.
 //!
 //! It owns: validating tenant ids and refs before any lookup; computing every lookup path from the
 //! tenant id (never from the ref, see [`naming`]); the `env` and `azure_keyvault` providers; refusing
@@ -99,6 +99,12 @@ impl CredentialBroker {
         }
     }
 
+    /// [`Self::new`] with metrics that no registry exports: for tests and tools, which have no
+    /// `/metrics` to serve.
+    pub fn unobserved() -> Self {
+        CredentialBroker::new(BrokerMetrics::new(&mut Default::default()))
+    }
+
     pub fn with_env(mut self, env: EnvProvider) -> Self {
         self.env = Some(env);
         self
@@ -166,7 +172,7 @@ impl CredentialBroker {
             }),
             Provider::Op => Err(BrokerError::ProviderRefused {
                 provider,
-                reason: "1Password is bootstrap-only (ADR-027); it never serves credentials at run time",
+                reason: "1Password is bootstrap-only; it never serves credentials at run time",
             }),
         }
     }

@@ -12,7 +12,7 @@
 //!   `xbox` → `xxboxx`; ref `AWS_PRIMARY` → `awsxuprimary`.
 //! - **env**: variable prefix `SV0_TENANT_{TENANT SLUG}_{REF SLUG}_` (slugs upper-cased); the
 //!   bundle name is the rest of the variable name. `SV0_TENANT_ACMEXDCORP_AWSXUPRIMARY_`.
-//! - **Key Vault**: the ADR's path `tenants/{tenant}/connector/{kind}/{name}` becomes the secret name
+//! - **Key Vault**: the path `tenants/{tenant}/connector/{ref}/{name}` becomes the secret name
 //!   `tenants-{tenant slug}-connector-{ref slug}-{name}`; the bundle name is `{name}` upper-cased
 //!   with `-` → `_`. `tenants-acmexdcorp-connector-awsxuprimary-access-key-id` → `ACCESS_KEY_ID`.
 //!

@@ -9,8 +9,8 @@ use zeroize::Zeroizing;
 /// What every formatting or serialization of a secret value prints.
 pub const REDACTED: &str = "[REDACTED]";
 
-/// The OS variables a connector inherits from its parent; everything else comes from the bundle
-/// (ADR-027 §b, DESIGN §7). A bundle may not set them (see [`BundleName`]).
+/// The OS variables a connector inherits from its parent; everything else comes from the bundle. A
+/// bundle may not set them (see [`BundleName`]).
 pub const OS_ENV_ALLOWLIST: [&str; 5] = ["PATH", "HOME", "TMPDIR", "LANG", "LC_ALL"];
 
 /// Prefixes of the dynamic loader's variables (glibc's `LD_*`, macOS's `DYLD_*`): whoever sets
@@ -220,9 +220,9 @@ impl SecretBundle {
     }
 
     /// Gives `command` exactly the connector environment: cleared, then the [`OS_ENV_ALLOWLIST`]
-    /// variables this process has, then the bundle (ADR-027 §b), whose names never overlap the
-    /// allowlist's (see [`BundleName`]). The values are copied into `command`, which does not wipe
-    /// them; keep the command short-lived.
+    /// variables this process has, then the bundle, whose names never overlap the allowlist's (see
+    /// [`BundleName`]). The values are copied into `command`, which does not wipe them; keep the
+    /// command short-lived.
     pub fn apply_to_command(&self, command: &mut Command) {
         command.env_clear();
         for name in OS_ENV_ALLOWLIST {

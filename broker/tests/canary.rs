@@ -64,8 +64,8 @@ async fn canary_never_leaks() {
         .await
         .unwrap_err();
     seen.push(format!("{err} {err:?}"));
-    // issue 12 item 14: the canary under a reserved bundle name (`LD_PRELOAD`), in both providers:
-    // refused by the secret's name, the value never shown.
+    // The canary under a reserved bundle name (`LD_PRELOAD`), in both providers: refused by the
+    // secret's name, the value never shown.
     for provider in [Provider::Env, Provider::AzureKeyvault] {
         let err = broker
             .resolve("acme", &reference(provider, "PRELOAD"))

@@ -4,14 +4,13 @@
 
 mod support;
 
-use prometheus_client::registry::Registry;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use support::TestCredential;
 use sv0_broker::naming::{Ref, TenantId, key_vault_prefix};
 use sv0_broker::{
-    BrokerError, BrokerMetrics, CA_FILE_VAR, ConfigError, CredentialBroker, CredentialsRef,
-    KeyVaultConfig, KeyVaultProvider, Provider, TransientError, VAULT_URL_VAR,
+    BrokerError, CA_FILE_VAR, ConfigError, CredentialBroker, CredentialsRef, KeyVaultConfig,
+    KeyVaultProvider, Provider, TransientError, VAULT_URL_VAR,
 };
 use sv0_testkit::fake_vault::{FakeVault, Fault, REAL_RESOURCE, TOKEN};
 
@@ -37,8 +36,7 @@ fn broker_with(
     let provider =
         KeyVaultProvider::with_credential(config, credential.clone(), vault.client_options())
             .expect("provider");
-    let broker = CredentialBroker::new(BrokerMetrics::new(&mut Registry::default()))
-        .with_key_vault(provider);
+    let broker = CredentialBroker::unobserved().with_key_vault(provider);
     (broker, credential)
 }
 
@@ -144,9 +142,9 @@ async fn tenants_with_overlapping_names_never_see_each_others_secrets() {
     assert!(matches!(err, BrokerError::NotFound { .. }), "{err}");
 }
 
-/// issue 12 item 12: refs of one tenant can read each other's secrets. Ref `AWS` used to list
-/// every `tenants-acme-connector-aws-*` secret, ref `AWS_PRIMARY`'s included. The secrets are named
-/// by `key_vault_prefix`, so the test holds for whatever the encoding spells.
+/// Refs of one tenant must not read each other's secrets. Ref `AWS` used to list every
+/// `tenants-acme-connector-aws-*` secret, ref `AWS_PRIMARY`'s included. The secrets are named by
+/// `key_vault_prefix`, so the test holds for whatever the encoding spells.
 #[tokio::test]
 async fn refs_of_one_tenant_never_see_each_others_secrets() {
     let vault = FakeVault::start().await;
@@ -164,10 +162,10 @@ async fn refs_of_one_tenant_never_see_each_others_secrets() {
     }
 }
 
-/// issue 12 item 14: a bundle must not be able to set `PATH`, `HOME`, `LD_PRELOAD` … A secret
-/// named `…-ld-preload` used to become `LD_PRELOAD` for the connector; one named
-/// `…-https-proxy` or `…-node-options` still became `HTTPS_PROXY` or `NODE_OPTIONS`. Now the resolve fails,
-/// naming the secret, and the secret is refused from the listing: its value is never read.
+/// A bundle must not be able to set `PATH`, `HOME`, `LD_PRELOAD` … A secret named `…-ld-preload`
+/// used to become `LD_PRELOAD` for the connector; one named `…-https-proxy` or `…-node-options`
+/// still became `HTTPS_PROXY` or `NODE_OPTIONS`. Now the resolve fails, naming the secret, and the
+/// secret is refused from the listing: its value is never read.
 #[tokio::test]
 async fn a_secret_named_like_an_os_or_loader_variable_is_refused_unread() {
     let value = "hunter2-not-for-the-loader";

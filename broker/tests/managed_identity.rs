@@ -1,6 +1,6 @@
-//! issue 12 item 13: a brief managed-identity outage must not fail jobs for good. Token failures
-//! are classed by their cause: transient unless the cause is clearly permanent, and never with a
-//! response body in the message.
+//! A brief managed-identity outage must not fail jobs for good. Token failures are classed by
+//! their cause: transient unless the cause is clearly permanent, and never with a response body in
+//! the message.
 //!
 //! The credential is the official `ManagedIdentityCredential` (the one `KeyVaultProvider::connect`
 //! builds in production, IMDS flavour), configured through its public options to reach the fake
@@ -9,15 +9,13 @@
 
 use azure_core::credentials::TokenCredential;
 use azure_identity::{DeveloperToolsCredential, DeveloperToolsCredentialOptions, Executor};
-use prometheus_client::registry::Registry;
 use std::ffi::OsStr;
 use std::os::unix::process::ExitStatusExt;
 use std::process::{ExitStatus, Output};
 use std::sync::Arc;
 use std::time::Duration;
 use sv0_broker::{
-    BrokerError, BrokerMetrics, CredentialBroker, CredentialsRef, KeyVaultConfig, KeyVaultProvider,
-    Provider,
+    BrokerError, CredentialBroker, CredentialsRef, KeyVaultConfig, KeyVaultProvider, Provider,
 };
 use sv0_testkit::fake_identity::{
     Answer, BODY_CANARY, FakeIdentity, fast_sdk_sleeps, unreachable_imds_credential,
@@ -40,12 +38,12 @@ async fn broker(vault: &FakeVault, credential: Arc<dyn TokenCredential>) -> Cred
     config.timeout = Duration::from_secs(30);
     let provider = KeyVaultProvider::with_credential(config, credential, vault.client_options())
         .expect("provider");
-    CredentialBroker::new(BrokerMetrics::new(&mut Registry::default())).with_key_vault(provider)
+    CredentialBroker::unobserved().with_key_vault(provider)
 }
 
-/// issue 12 item 13: IMDS answering 5xx or 429 (after the credential's own retries) is a
-/// transient failure, and the IMDS response body stays out of the message. Before the fix, every
-/// one of these was a permanent `Vault` error quoting the body.
+/// IMDS answering 5xx or 429 (after the credential's own retries) is a transient failure, and the
+/// IMDS response body stays out of the message. Before the fix, every one of these was a permanent
+/// `Vault` error quoting the body.
 #[tokio::test]
 async fn imds_server_errors_and_throttling_are_transient() {
     fast_sdk_sleeps();
@@ -68,7 +66,7 @@ async fn imds_server_errors_and_throttling_are_transient() {
     }
 }
 
-/// issue 12 item 13: an IMDS that refuses connections (the endpoint is down) is transient.
+/// An IMDS that refuses connections (the endpoint is down) is transient.
 #[tokio::test]
 async fn an_unreachable_identity_endpoint_is_transient() {
     fast_sdk_sleeps();
@@ -85,8 +83,8 @@ async fn an_unreachable_identity_endpoint_is_transient() {
     );
 }
 
-/// issue 12 item 13: the outage is brief: once IMDS answers again, the next resolve of the same
-/// broker succeeds (a retried job runs), with nothing stuck in a cache.
+/// The outage is brief: once IMDS answers again, the next resolve of the same broker succeeds (a
+/// retried job runs), with nothing stuck in a cache.
 #[tokio::test]
 async fn a_brief_outage_heals_on_the_next_resolve() {
     fast_sdk_sleeps();
@@ -102,9 +100,9 @@ async fn a_brief_outage_heals_on_the_next_resolve() {
     assert_eq!(bundle.get("KEY").unwrap().expose(), "v");
 }
 
-/// issue 12 item 13: a clear refusal from the identity endpoint (400: no such identity on this
-/// machine; 401, 403) is permanent, names the status, and keeps the body out. Before the fix the
-/// 401 and 403 messages quoted the IMDS body.
+/// A clear refusal from the identity endpoint (400: no such identity on this machine; 401, 403) is
+/// permanent, names the status, and keeps the body out. Before the fix the 401 and 403 messages
+/// quoted the IMDS body.
 #[tokio::test]
 async fn identity_endpoint_refusals_are_permanent_without_the_body() {
     fast_sdk_sleeps();
@@ -143,9 +141,9 @@ impl Executor for NoDeveloperTools {
     }
 }
 
-/// issue 12 item 13: an unconfigured credential (the SDK's `DeveloperToolsCredential` on a
-/// machine without `az` or `azd`, through its public `executor` option) is permanent: it failed
-/// before asking anyone for a token, and retrying will not install the tools.
+/// An unconfigured credential (the SDK's `DeveloperToolsCredential` on a machine without `az` or
+/// `azd`, through its public `executor` option) is permanent: it failed before asking anyone for a
+/// token, and retrying will not install the tools.
 #[tokio::test]
 async fn an_unconfigured_credential_is_permanent() {
     fast_sdk_sleeps();

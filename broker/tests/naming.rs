@@ -1,14 +1,11 @@
 //! The naming rules: what is refused, what is accepted, and proofs that no accepted input can
 //! leave its tenant's namespace.
 
-use prometheus_client::registry::Registry;
 use proptest::prelude::*;
 use sv0_broker::naming::{
     Ref, Refusal, TenantId, env_prefix, key_vault_bundle_name, key_vault_prefix,
 };
-use sv0_broker::{
-    BrokerError, BrokerMetrics, CredentialBroker, CredentialsRef, EnvProvider, Provider,
-};
+use sv0_broker::{BrokerError, CredentialBroker, CredentialsRef, EnvProvider, Provider};
 
 #[test]
 fn refused_refs() {
@@ -97,8 +94,8 @@ fn tenant_id_edge_cases() {
     }
 }
 
-/// issue 12 item 12: the ref is escaped like the tenant (`_` → `XU`, `X` → `XX`), so its segment
-/// ends at the separator after it, as the tenant's does.
+/// The ref is escaped like the tenant (`_` → `XU`, `X` → `XX`), so its segment ends at the
+/// separator after it, as the tenant's does.
 #[test]
 fn lookup_names_follow_the_documented_mapping() {
     let names = |tenant: &str, reference: &str| {
@@ -138,7 +135,7 @@ fn lookup_names_follow_the_documented_mapping() {
 
 #[tokio::test]
 async fn refusals_name_the_field_and_never_echo_the_input() {
-    let broker = CredentialBroker::new(BrokerMetrics::new(&mut Registry::default()))
+    let broker = CredentialBroker::unobserved()
         .with_env(EnvProvider::from_vars([("SV0_TENANT_ACME_AWS_KEY", "v")]));
     let env = |reference: &str| CredentialsRef {
         provider: Provider::Env,
@@ -208,7 +205,7 @@ fn ref_pairs() -> impl Strategy<Value = (String, String)> {
 proptest! {
     /// For any tenant id and any accepted ref, both lookup prefixes sit inside the tenant's own
     /// namespace: the segment after the fixed head decodes back to that tenant id, and the next
-    /// one back to the ref (issue 12 item 12: the ref's segment ends where the ref does).
+    /// one back to the ref (the ref's segment ends where the ref does).
     #[test]
     fn accepted_refs_stay_in_their_tenant(tenant in tenant_ids(), reference in refs()) {
         let (Ok(tenant), Ok(reference)) = (TenantId::parse(&tenant), Ref::parse(&reference)) else {
@@ -231,10 +228,10 @@ proptest! {
         prop_assert_eq!(unslug_ref(segments[2]), Some(reference.to_string()));
     }
 
-    /// issue 12 item 12: refs of one tenant can read each other's secrets. For one tenant and two
-    /// different refs, no variable or secret name is matched by both: neither lookup prefix is a
-    /// prefix of the other, and a name under one ref is found by neither the env provider nor the
-    /// Key Vault name mapping under the other.
+    /// Refs of one tenant must not read each other's secrets. For one tenant and two different
+    /// refs, no variable or secret name is matched by both: neither lookup prefix is a prefix of
+    /// the other, and a name under one ref is found by neither the env provider nor the Key Vault
+    /// name mapping under the other.
     #[test]
     fn refs_of_one_tenant_never_share_a_name(
         tenant in tenant_ids(),

@@ -19,8 +19,7 @@ use crate::children;
 pub enum DbStop {
     /// SIGTERM: the H2 file is flushed, nothing acknowledged is lost.
     Clean,
-    /// SIGKILL: the H2 file keeps what it last wrote, about a second behind what was
-    /// acknowledged (DESIGN.md §8).
+    /// SIGKILL: the H2 file keeps what it last wrote, about a second behind what was acknowledged.
     Kill,
 }
 

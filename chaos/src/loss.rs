@@ -1,9 +1,9 @@
-//! What devdb lost and what recovery did with it (`--devdb-kill`). A SIGKILLed devdb forgets
-//! about the last second of acknowledged writes (DESIGN.md §8), so the processes go on from
-//! things the database no longer has. The evidence is what the run keeps as it goes, set against
-//! what the database holds once the work has settled: the run ids the API answered with, the
-//! schedulers' `slot ran` lines and the workers' `job committed` lines. A clean stop loses
-//! nothing, so without `--devdb-kill` every loss reads 0: the control.
+//! What devdb lost and what recovery did with it (`--devdb-kill`). A SIGKILLed devdb forgets about
+//! the last second of acknowledged writes, so the processes go on from things the database no
+//! longer has. The evidence is what the run keeps as it goes, set against what the database holds
+//! once the work has settled: the run ids the API answered with, the schedulers' `slot ran` lines
+//! and the workers' `job committed` lines. A clean stop loses nothing, so without `--devdb-kill`
+//! every loss reads 0: the control.
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;

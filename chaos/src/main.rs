@@ -1,7 +1,7 @@
-//! `sv0-chaos`: the chaos run (issue 17). The real processes (devdb on a data file, 3 workers, 2
-//! schedulers, the admin API) run a demo workload while faults drawn from a printed seed kill,
-//! restart and partition them; then the faults stop, the work settles, and the checks run. A
-//! failed check exits non-zero with the seed, so the run can be replayed.
+//! `sv0-chaos`: the chaos run. The real processes (devdb on a data file, 3 workers, 2 schedulers,
+//! the admin API) run a demo workload while faults drawn from a printed seed kill, restart and
+//! partition them; then the faults stop, the work settles, and the checks run. A failed check
+//! exits non-zero with the seed, so the run can be replayed.
 //!
 //! This binary owns the orchestration and the checks only: it reads what the run left through
 //! the queue's, the domain's and the scheduler's public APIs, never their collections.
@@ -58,13 +58,12 @@ struct Args {
     #[arg(long, default_value_t = 180, value_parser = clap::value_parser!(u64).range(10..=3_600))]
     settle_seconds: u64,
     /// devdb's restarts are a SIGKILL instead of a clean stop, on the same data file. Its H2 file
-    /// then loses about the last second of acknowledged writes, which a journaled MongoDB keeps
-    /// (DESIGN.md §8); the report counts what was lost and what recovery did with it. Duplicate
-    /// runs for a slot and slots unaccounted for or accounted twice are reported but do not gate
-    /// the exit code: the stand can take back a scope's claim after a scheduler decided it, and
-    /// another decides it again. Every other check (lost jobs, unfinished runs, cells against
-    /// status, stale commits, the canary) still gates: it must hold from whatever state the stand
-    /// is left in.
+    /// then loses about the last second of acknowledged writes, which a journaled MongoDB keeps;
+    /// the report counts what was lost and what recovery did with it. Duplicate runs for a slot
+    /// and slots unaccounted for or accounted twice are reported but do not gate the exit code:
+    /// the stand can take back a scope's claim after a scheduler decided it, and another decides
+    /// it again. Every other check (lost jobs, unfinished runs, cells against status, stale
+    /// commits, the canary) still gates: it must hold from whatever state the stand is left in.
     #[arg(long)]
     devdb_kill: bool,
 }

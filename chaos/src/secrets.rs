@@ -1,6 +1,6 @@
-//! The canary check across everything (issue 17): the credential planted for each tenant in the
-//! workers' environment must appear nowhere the run left a trace: not in any process's log, not in
-//! a dump of any collection, not on any `/metrics` page, not in any API response.
+//! The canary check across everything: the credential planted for each tenant in the workers'
+//! environment must appear nowhere the run left a trace: not in any process's log, not in a dump
+//! of any collection, not on any `/metrics` page, not in any API response.
 
 use std::path::Path;
 

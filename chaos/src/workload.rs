@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use mongodb::bson::{DateTime, doc};
+use sv0_broker::Provider;
 use sv0_broker::naming::{Ref, TenantId, env_prefix};
-use sv0_broker::{CredentialsRef, Provider};
-use sv0_domain::{Budget, ConnectorInstance, Domain, ScanScope, Schedule, Tenant};
+use sv0_domain::{Domain, Schedule, TenantSetup};
 use sv0_pipeline::{ConnectorKind, ConnectorRegistry};
 
 pub const TENANTS: [&str; 3] = ["acme", "globex", "initech"];
@@ -67,27 +67,20 @@ pub async fn provision(domain: &Domain) -> anyhow::Result<Vec<Scope>> {
     domain.ensure_indexes().await?;
     let mut scopes = Vec::new();
     for (t, tenant) in TENANTS.iter().enumerate() {
-        domain.put_tenant(&Tenant::new(tenant, tenant)?).await?;
-        let instance = ConnectorInstance::new(
-            tenant,
-            "demo-clouds",
-            KIND,
-            CredentialsRef {
-                provider: Provider::Env,
-                reference: CREDENTIALS_REF.into(),
+        let setup = (0..SCOPES_PER_TENANT).fold(
+            TenantSetup::new(*tenant)
+                .kind(KIND)
+                .instance_name("demo-clouds")
+                .credentials(Provider::Env, CREDENTIALS_REF)
+                .budget_seconds(60),
+            |setup, s| {
+                setup.scope(
+                    format!("scope {s}"),
+                    doc! { "clouds": ["aws"], "size": 100_i64, "seed": (t * 10 + s) as i64 },
+                )
             },
-        )?;
-        domain.insert_instance(&instance).await?;
-        for s in 0..SCOPES_PER_TENANT {
-            let scope = ScanScope::new(
-                &instance,
-                &format!("scope {s}"),
-                doc! { "clouds": ["aws"], "size": 100_i64, "seed": (t * 10 + s) as i64 },
-                Budget {
-                    max_runtime_seconds: 60,
-                },
-            )?;
-            domain.insert_scope(&scope).await?;
+        );
+        for scope in domain.set_up_tenant(&setup).await?.scopes {
             domain
                 .set_schedule(
                     tenant,

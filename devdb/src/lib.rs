@@ -1,4 +1,4 @@
-//! Starts and stops devdb, the MongoDB-wire server sv0 develops and tests against (DESIGN.md §8).
+//! Starts and stops devdb, the MongoDB-wire server sv0 develops and tests against.
 //!
 //! This crate owns the devdb process: where its jar is, how it is launched, how its bound address
 //! is read back, and how it is stopped. The server itself is the Java program in `devdb/java`,

@@ -1,4 +1,4 @@
-//! Category names: the keys of `scan_runs.category_results` (ADR-027 §a).
+//! Category names: the keys of `scan_runs.category_results`.
 //!
 //! One rule admits both kinds of key: a connector's categories (`identities`, `storage`, …) and
 //! the platform's reserved cells, which start with `__` (`__sync`, …, and the `__driver__`
@@ -10,7 +10,7 @@ use std::sync::LazyLock;
 use regex::Regex;
 use serde::{Deserialize, Serialize};
 
-/// The ADR's rule, verbatim.
+/// The rule itself, as one regular expression.
 pub const CATEGORY_NAME_RULE: &str = r"^(?:[a-z][a-z0-9_]{0,63}|__[a-z][a-z0-9_]{0,30})$";
 
 /// The part of the rule a connector's own categories follow (the other part is the platform's).

@@ -2,7 +2,7 @@
 //! derived from a tenant's entities, each rewritten in full per tenant by its stage (see
 //! [`crate::materialize`]). A finding is keyed by its rule and entity, so it keeps its identity
 //! while it is open, is `resolved` when the rule stops firing, and reopens if it fires again.
-//! Chains and stitched paths are keyed by their content hash (ADR-027 §c).
+//! Chains and stitched paths are keyed by their content hash.
 
 use mongodb::bson::{self, Document, doc};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};

@@ -1,11 +1,11 @@
 //! sv0 pipeline's domain: what a scan is and where its results live.
 //!
 //! This crate owns the domain's types and collections: `scan_runs` (the pipeline-run root, with
-//! its category cells, ADR-027 §a), `tenants`, `connector_instances`, `scan_scopes`,
-//! `connector_syncs`, `entities`, `findings`, `chains`, `stitched_paths`, `evidence_packs` and
-//! `set_heads` (who may write each keyed set now), their indexes, and every write to them; the
-//! category-name rule; the connector's graph format. Every document of a tenant carries
-//! `tenant_id`, and every query of a tenant's data filters by it.
+//! its category cells), `tenants`, `connector_instances`, `scan_scopes`, `connector_syncs`,
+//! `entities`, `findings`, `chains`, `stitched_paths`, `evidence_packs` and `set_heads` (who may
+//! write each keyed set now), their indexes, and every write to them; the category-name rule; the
+//! connector's graph format. Every document of a tenant carries `tenant_id`, and every query of a
+//! tenant's data filters by it.
 //!
 //! It must not run anything: no job kinds, no connector processes, no credentials (the pipeline
 //! crate does those), and it never writes the queue's `jobs` collection.
@@ -25,6 +25,7 @@ mod runs;
 pub mod schedule;
 mod scopes;
 pub mod set_head;
+mod setup;
 mod syncs;
 mod tenancy;
 
@@ -42,6 +43,7 @@ pub use run::{
 };
 pub use schedule::{Cadence, CatchUp, CatchUpRun, Overlap, Schedule, Slots};
 pub use scopes::{ClaimedScopes, ScopeSettlement};
+pub use setup::{SetUpTenant, TenantSetup};
 pub use syncs::{ConnectorSync, EvidencePack, PackItem, RunRecord};
 pub use tenancy::{
     ConnectorInstance, InstanceStatus, InstanceUpdate, Pause, ScanScope, ScopeClaim, ScopeUpdate,
@@ -83,10 +85,10 @@ impl Domain {
         self.db.collection("evidence_packs")
     }
 
-    /// Creates every index the domain's queries use (idempotent; run at start-up). Each names
-    /// the query it serves. Unique indexes carry the idempotency of the stages' writes; on the
-    /// stand, they are also the only ones it uses (DESIGN §8), which is why every write by key
-    /// filters on exactly a unique index's fields.
+    /// Creates every index the domain's queries use (idempotent; run at start-up). Each names the
+    /// query it serves. Unique indexes carry the idempotency of the stages' writes; on the stand,
+    /// they are also the only ones it uses (devdb ignores the rest), which is why every write by
+    /// key filters on exactly a unique index's fields.
     pub async fn ensure_indexes(&self) -> Result<()> {
         let unique = |keys: Document| {
             IndexModel::builder()

@@ -1,9 +1,9 @@
 //! Keyed sets rewritten in full by each run of a stage: entities (per source), findings, chains
-//! and stitched paths (per tenant). Each item has a key and a content hash. Writing a new full
-//! set creates the new keys, rewrites the changed ones, retires the keys no longer produced, and
+//! and stitched paths (per tenant). Each item has a key and a content hash. Writing a new full set
+//! creates the new keys, rewrites the changed ones, retires the keys no longer produced, and
 //! touches only `last_seen_at` on the unchanged ones, so a re-run on unchanged input changes
-//! nothing else (ADR-027 §c). Items are kept by `(tenant_id, key)`, so a stage that crashed
-//! half-way and runs again converges on the same documents.
+//! nothing else. Items are kept by `(tenant_id, key)`, so a stage that crashed half-way and runs
+//! again converges on the same documents.
 //!
 //! A set is shared by every run of its tenant, and a stage holder whose lease was reaped may
 //! still be writing it when the job's next holder (or another run's stage) rewrites it. Without

@@ -1,5 +1,5 @@
-//! `scan_runs`: the pipeline-run root (ADR-027 §a). One document per run; every stage's outcome
-//! is a cell of `category_results`, beside the connector's own categories.
+//! `scan_runs`: the pipeline-run root. One document per run; every stage's outcome is a cell of
+//! `category_results`, beside the connector's own categories.
 
 use std::collections::BTreeMap;
 
@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::category::{CategoryName, DRIVER};
 use crate::fence::{FenceEntry, RunFence};
 
-/// Why a run exists (ADR-027 §a, §c, §e).
+/// Why a run exists.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Trigger {
@@ -57,7 +57,7 @@ impl Trigger {
     }
 }
 
-/// What a deploy-gate run rebuilds (ADR-027 §c).
+/// What a deploy-gate run rebuilds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Materializer {
@@ -110,12 +110,13 @@ pub enum CellStatus {
 }
 
 /// One cell of `category_results`, a connector category or a platform stage: exactly these five
-/// fields (ADR-027 §a: "the cell carries no extra fields; the type-checker enforces this").
+/// fields. A cell carries no extra fields, and this type enforces it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CategoryResult {
     pub status: CellStatus,
-    /// What the cell counts: a connector's items, or per stage what the ADR's table says.
+    /// What the cell counts: a connector's items, or per stage what the stage's doc says
+    /// (`pipeline/src/stages.rs`).
     pub items_scanned: i64,
     pub started_at: DateTime,
     pub ended_at: Option<DateTime>,

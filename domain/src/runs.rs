@@ -265,11 +265,11 @@ impl Domain {
         Ok(finished.modified_count == 1)
     }
 
-    /// Running runs that no worker has taken up for longer than their budget
-    /// (`last_claimed_at` + `budget.max_runtime_seconds` before `now`, ADR-027): their worker is
-    /// gone, or their jobs died. Budgets differ per run, so the query takes every running run
-    /// idle for longer than the shortest budget and the rest is checked here; running runs are
-    /// the pipeline's current work, not its history, so there are never many.
+    /// Running runs that no worker has taken up for longer than their budget (`last_claimed_at` +
+    /// `budget.max_runtime_seconds` before `now`): their worker is gone, or their jobs died.
+    /// Budgets differ per run, so the query takes every running run idle for longer than the
+    /// shortest budget and the rest is checked here; running runs are the pipeline's current work,
+    /// not its history, so there are never many.
     pub async fn orphaned_runs(&self, now: DateTime) -> Result<Vec<ScanRun>> {
         use futures::TryStreamExt;
         let idle_since = DateTime::from_millis(now.timestamp_millis() - 1000);

@@ -1,6 +1,6 @@
-//! Chain assembly (`assemble_chains`) and stitching (`stitch_paths`): pure functions of a
-//! tenant's live entities and chains, so a re-run on an unchanged graph produces the very same
-//! chains and paths (and so the same content hashes: ADR-027 §c).
+//! Chain assembly (`assemble_chains`) and stitching (`stitch_paths`): pure functions of a tenant's
+//! live entities and chains, so a re-run on an unchanged graph produces the very same chains and
+//! paths (and so the same content hashes).
 //!
 //! Both are bounded. Paths multiply layer by layer: 100 machines, identities, roles and storages
 //! fully connected are 30,000 edges and 10^8 chains. So each walks its paths lazily, in path

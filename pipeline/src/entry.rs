@@ -20,8 +20,8 @@ use crate::first_job::first_job;
 pub struct RunRequest {
     pub tenant_id: String,
     pub scope_id: ObjectId,
-    /// Only `manual_api` and `iac_lifecycle` (ADR-027 §e): retries, deploy-gate and scheduled
-    /// runs have their own entry points.
+    /// Only `manual_api` and `iac_lifecycle`: retries, deploy-gate and scheduled runs have their
+    /// own entry points.
     pub trigger: Trigger,
 }
 
@@ -197,8 +197,8 @@ impl Pipeline {
             .await
     }
 
-    /// Ingests a normalized graph as `source`'s full state (ADR-027, last paragraph): a
-    /// synthesised `manual_api` run whose pipeline starts at `sync_ingestion`.
+    /// Ingests a normalized graph as `source`'s full state: a synthesised `manual_api` run whose
+    /// pipeline starts at `sync_ingestion`.
     pub async fn ingest_graph(
         &self,
         tenant_id: &str,

@@ -1,5 +1,6 @@
-//! sv0 pipeline's stages (ADR-027 §a–§c, DESIGN §5): the connector driver, the `execute_scan`
-//! job and every stage after it, `rematerialize`, and the entry points that start runs.
+//! sv0 pipeline's stages (docs/design.md, "Runs, stage cells and stages"): the connector driver,
+//! the `execute_scan` job and every stage after it, `rematerialize`, and the entry points that
+//! start runs.
 //!
 //! It owns the pipeline's job kinds and what each does; the connector driver (the only code that
 //! starts a connector, with a cleared environment plus the broker's bundle); the finding rules,

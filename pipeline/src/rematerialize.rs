@@ -1,6 +1,6 @@
-//! `rematerialize` (ADR-027 §c, the deploy gate): for one tenant's `deploy_gate` run, rebuild the
-//! chains and/or the stitched paths from the entities as they are, stamp `__chain` / `__stitch`,
-//! and finish the run. Both upsert by content hash, so on an unchanged graph nothing changes but
+//! `rematerialize` (the deploy gate): for one tenant's `deploy_gate` run, rebuild the chains
+//! and/or the stitched paths from the entities as they are, stamp `__chain` / `__stitch`, and
+//! finish the run. Both upsert by content hash, so on an unchanged graph nothing changes but
 //! `last_seen_at`.
 
 use std::sync::Arc;

@@ -1,7 +1,7 @@
-//! `execute_scan`: the connector driver's job (ADR-027 §b). Resolves the instance's credentials
-//! through the broker, runs the connector under the run's budget, writes the connector's
-//! categories into the run, records the `connector_sync` (the graph included), links it from the
-//! run, and hands over to `sync_ingestion`.
+//! `execute_scan`: the connector driver's job. Resolves the instance's credentials through the
+//! broker, runs the connector under the run's budget, writes the connector's categories into the
+//! run, records the `connector_sync` (the graph included), links it from the run, and hands over
+//! to `sync_ingestion`.
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,7 +1,7 @@
-//! What every platform stage does around its own work: take up the run, mark its cell running,
-//! do the work (with the ADR's `with_retry` for transient trouble), stamp the cell, and hand over
-//! to the next stage with a dedup key of `(scan_run_id, stage)`, so a stage that crashed after
-//! enqueueing the next and before completing replays without running the next one twice.
+//! What every platform stage does around its own work: take up the run, mark its cell running, do
+//! the work (with `with_retry` for transient trouble), stamp the cell, and hand over to the next
+//! stage with a dedup key of `(scan_run_id, stage)`, so a stage that crashed after enqueueing the
+//! next and before completing replays without running the next one twice.
 
 use std::sync::Arc;
 

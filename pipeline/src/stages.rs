@@ -1,5 +1,5 @@
-//! The five platform stages after the connector (DESIGN §5), each a job kind stamping one cell;
-//! what each cell's `items_scanned` counts is ADR-027 §a's table.
+//! The five platform stages after the connector, each a job kind stamping one cell; each stage's
+//! doc below says what its cell's `items_scanned` counts.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -125,12 +125,11 @@ pub(crate) async fn materialize_chains(
     })
 }
 
-/// `stitch_paths` → `__stitch`. Counts the stitched paths materialized; the cell is also
-/// stamped on every other run whose sync contributed a joined chain (ADR-027's recommended
-/// fan-out), with the paths its source takes part in. Keeps at most
-/// [`chains::MAX_STITCHED_PATHS`] listing at most [`chains::MAX_STITCHED_CHAIN_REFS`] chain keys
-/// between them, the first in path order; a run that reaches a cap still succeeds, and the
-/// cells' `errors` say the paths were capped.
+/// `stitch_paths` → `__stitch`. Counts the stitched paths materialized; the cell is also stamped
+/// on every other run whose sync contributed a joined chain, with the paths its source takes part
+/// in. Keeps at most [`chains::MAX_STITCHED_PATHS`] listing at most
+/// [`chains::MAX_STITCHED_CHAIN_REFS`] chain keys between them, the first in path order; a run
+/// that reaches a cap still succeeds, and the cells' `errors` say the paths were capped.
 pub struct StitchPaths;
 
 #[async_trait::async_trait]

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mongodb::bson::Document;
-use sv0_broker::{BrokerMetrics, CredentialBroker};
+use sv0_broker::CredentialBroker;
 use sv0_domain::category::{CHAIN, EVAL, EVIDENCE, STITCH, SYNC};
 use sv0_domain::{
     CellStatus, Chain, Domain, Edge, EdgeType, Entity, EntityType, Graph, GraphEdge, GraphEntity,
@@ -445,7 +445,7 @@ async fn a_run_of_too_many_paths_succeeds_saying_what_was_capped() {
         .put_tenant(&Tenant::new("acme", "acme").unwrap())
         .await
         .unwrap();
-    let broker = CredentialBroker::new(BrokerMetrics::new(&mut Default::default()));
+    let broker = CredentialBroker::unobserved();
     let pipeline = Arc::new(Pipeline::new(domain.clone(), queue.clone(), broker));
     let run = pipeline
         .ingest_graph("acme", "big", too_many_paths())

@@ -6,11 +6,11 @@ use std::time::Duration;
 
 use mongodb::bson::doc;
 use mongodb::bson::oid::ObjectId;
-use sv0_broker::{BrokerMetrics, CredentialBroker, CredentialsRef, Provider};
+use sv0_broker::CredentialBroker;
 use sv0_domain::category::DRIVER;
 use sv0_domain::{
-    Budget, CellStatus, ConnectorInstance, Domain, DomainError, RunFence, RunStatus, RunWriter,
-    ScanRun, ScanScope, Tenant, Trigger,
+    CellStatus, Domain, DomainError, RunFence, RunStatus, RunWriter, ScanRun, ScanScope, Tenant,
+    TenantSetup, Trigger,
 };
 use sv0_pipeline::{Pipeline, RunRequest, kinds};
 use sv0_queue::{ClaimRequest, JobDoc, JobStatus, Queue};
@@ -23,26 +23,17 @@ async fn setup(label: &str) -> (TestDb, Pipeline, ScanScope) {
     domain.ensure_indexes().await.unwrap();
     let queue = Queue::new(&tdb.db);
     queue.ensure_indexes().await.unwrap();
-    for tenant in ["a", "b"] {
-        domain
-            .put_tenant(&Tenant::new(tenant, tenant).unwrap())
-            .await
-            .unwrap();
-    }
-    let instance = ConnectorInstance::new(
-        "a",
-        "demo",
-        "demo",
-        CredentialsRef {
-            provider: Provider::Env,
-            reference: "DEMO_CLOUD".into(),
-        },
-    )
-    .unwrap();
-    domain.insert_instance(&instance).await.unwrap();
-    let scope = ScanScope::new(&instance, "scope", doc! {}, Budget::default()).unwrap();
-    domain.insert_scope(&scope).await.unwrap();
-    let broker = CredentialBroker::new(BrokerMetrics::new(&mut Default::default()));
+    domain
+        .put_tenant(&Tenant::new("b", "b").unwrap())
+        .await
+        .unwrap();
+    let scope = domain
+        .set_up_tenant(&TenantSetup::new("a"))
+        .await
+        .unwrap()
+        .scope()
+        .clone();
+    let broker = CredentialBroker::unobserved();
     (tdb, Pipeline::new(domain, queue, broker), scope)
 }
 

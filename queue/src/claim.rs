@@ -16,9 +16,9 @@
 //! claimed as usual.
 //!
 //! On the stand this costs two collection scans per batch instead of one sorted scan per job (a
-//! sorted scan costs 22–77 ms at 10,000 queued jobs; see DESIGN.md §8), and the re-check is
-//! written so that its scan stays cheap (see [`recheck`]); on MongoDB every step is served by an
-//! index and the batch saves round trips.
+//! sorted scan costs 22–77 ms at 10,000 queued jobs; see docs/design.md, "The test stand and its
+//! cost model"), and the re-check is written so that its scan stays cheap (see [`recheck`]); on
+//! MongoDB every step is served by an index and the batch saves round trips.
 
 use std::time::{Duration, Instant};
 

@@ -1,5 +1,5 @@
 //! The queue's errors. A storage failure that may pass by itself (network, timeouts, a server
-//! stepping down) is `Transient`, as ADR-027 requires, so callers can retry exactly those.
+//! stepping down) is `Transient`, so callers can retry exactly those.
 
 use mongodb::error::{Error as MongoError, ErrorKind};
 

@@ -1,7 +1,7 @@
 //! The `jobs` indexes, created idempotently at start-up. Each names the query it serves.
 //!
-//! On the devdb stand only the unique ones do anything (it ignores non-unique indexes, DESIGN.md
-//! §8); they are here for MongoDB, where they cost what any index costs and serve the hot paths.
+//! On the devdb stand only the unique ones do anything (it ignores non-unique indexes); they are
+//! here for MongoDB, where they cost what any index costs and serve the hot paths.
 
 use mongodb::IndexModel;
 use mongodb::bson::doc;

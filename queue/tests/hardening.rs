@@ -1,5 +1,5 @@
-//! Failure scenarios of issue 12 at the queue's API, against the stand. Each test names the
-//! scenario it pins; each failed on the code before the fix.
+//! Failure scenarios at the queue's API, against the stand. Each test names the scenario it
+//! pins; each failed on the code before the fix.
 
 mod common;
 
@@ -12,9 +12,9 @@ use sv0_testkit::{FaultProxy, TestDb, stand};
 
 const HOUR: Duration = Duration::from_secs(3600);
 
-/// Issue 12 item 3: one malformed document among a claim's candidates used to fail the read-back
-/// for the whole batch, leaving every job of it `running` under a lease nobody heartbeats. Now
-/// the malformed job alone is `failed`, with the bad field named, and its neighbours are claimed.
+/// One malformed document among a claim's candidates used to fail the read-back for the whole
+/// batch, leaving every job of it `running` under a lease nobody heartbeats. Now the malformed job
+/// alone is `failed`, with the bad field named, and its neighbours are claimed.
 #[tokio::test]
 async fn a_malformed_job_is_failed_alone_and_its_neighbours_are_claimed() {
     let (test, queue) = queue("hardening_malformed").await;
@@ -50,9 +50,9 @@ async fn a_malformed_job_is_failed_alone_and_its_neighbours_are_claimed() {
     assert!(error.contains("max_attempts"), "names the field: {error}");
 }
 
-/// Issue 12 item 3: a claim whose reply is lost after its write landed used to leave its batch
-/// `running` under this owner until the reaper requeued it. Now the claim gives the batch back by
-/// its nonce before it returns the error, spending nothing.
+/// A claim whose reply is lost after its write landed used to leave its batch `running` under this
+/// owner until the reaper requeued it. Now the claim gives the batch back by its nonce before it
+/// returns the error, spending nothing.
 #[tokio::test]
 async fn a_claim_whose_reply_is_lost_gives_its_batch_back() {
     if sv0_testkit::on_real_mongodb() {
@@ -103,9 +103,8 @@ async fn a_claim_whose_reply_is_lost_gives_its_batch_back() {
     }
 }
 
-/// Issue 12 item 4: a claim used to spend an attempt, so a job leased ahead and reaped unstarted
-/// (its worker killed) died on its last attempt without ever running. Now only a recorded start
-/// spends one.
+/// A claim used to spend an attempt, so a job leased ahead and reaped unstarted (its worker
+/// killed) died on its last attempt without ever running. Now only a recorded start spends one.
 #[tokio::test]
 async fn a_job_reaped_unstarted_spends_no_attempt_and_a_started_one_does() {
     let (_test, queue) = queue("hardening_unstarted").await;
@@ -155,8 +154,8 @@ async fn a_job_reaped_unstarted_spends_no_attempt_and_a_started_one_does() {
     );
 }
 
-/// Issue 12 item 5: a job whose cancel was requested while it ran, and whose handler then failed
-/// transiently, used to be queued again and run again. Now it ends `cancelled`.
+/// A job whose cancel was requested while it ran, and whose handler then failed transiently, used
+/// to be queued again and run again. Now it ends `cancelled`.
 #[tokio::test]
 async fn a_retryable_failure_after_a_cancel_request_cancels_the_job() {
     let (_test, queue) = queue("hardening_cancel_fail").await;
@@ -175,8 +174,8 @@ async fn a_retryable_failure_after_a_cancel_request_cancels_the_job() {
     assert!(stored.finished_at.is_some());
 }
 
-/// Issue 12 item 5: a draining worker's release used to requeue a job whose cancel was requested,
-/// and it ran again. Now the release cancels it.
+/// A draining worker's release used to requeue a job whose cancel was requested, and it ran again.
+/// Now the release cancels it.
 #[tokio::test]
 async fn releasing_a_job_asked_to_cancel_cancels_it() {
     let (_test, queue) = queue("hardening_cancel_release").await;
@@ -190,10 +189,10 @@ async fn releasing_a_job_asked_to_cancel_cancels_it() {
     assert_eq!(stored_job(&queue, plain).await.status, JobStatus::Queued);
 }
 
-/// Issue 12 item 5: `cancel_group` used to cancel queued jobs and ask running ones in two writes,
-/// so a job released between them (running at the first, queued at the second) escaped both and
-/// ran again. Now every unfinished job of the group is marked first: the released job is
-/// cancelled by its release, and a marked queued job is never claimed.
+/// `cancel_group` used to cancel queued jobs and ask running ones in two writes, so a job released
+/// between them (running at the first, queued at the second) escaped both and ran again. Now every
+/// unfinished job of the group is marked first: the released job is cancelled by its release, and
+/// a marked queued job is never claimed.
 #[tokio::test]
 async fn a_group_cancel_catches_a_job_that_moves_between_queued_and_running() {
     let (_test, queue) = queue("hardening_cancel_group").await;
@@ -236,8 +235,8 @@ async fn a_group_cancel_catches_a_job_that_moves_between_queued_and_running() {
     );
 }
 
-/// Issue 12 item 10: a `fail` whose reply was lost and whose retry matched nothing used to be
-/// reported as a lost lease (and counted as one). Now the holder is told its failure landed.
+/// A `fail` whose reply was lost and whose retry matched nothing used to be reported as a lost
+/// lease (and counted as one). Now the holder is told its failure landed.
 #[tokio::test]
 async fn a_repeated_fail_is_recognised_as_landed() {
     let (_test, queue) = queue("hardening_fail_twice").await;
@@ -258,8 +257,8 @@ async fn a_repeated_fail_is_recognised_as_landed() {
     );
 }
 
-/// Issue 12 item 11: an enqueue deduplicated onto a finished job used to say only
-/// `created: false`, which a producer reads as "already queued". It now carries the job's status.
+/// An enqueue deduplicated onto a finished job used to say only `created: false`, which a producer
+/// reads as "already queued". It now carries the job's status.
 #[tokio::test]
 async fn a_deduplicated_enqueue_tells_the_existing_jobs_status() {
     let (_test, queue) = queue("hardening_dedup_status").await;

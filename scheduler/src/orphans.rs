@@ -1,7 +1,7 @@
-//! The orphaned-run reaper (ADR-027): a `running` run that no stage has taken up for longer
-//! than its budget (`last_claimed_at` + `budget.max_runtime_seconds`) has lost its worker or its
-//! jobs; it becomes `timeout`, its `__driver__` cell says why, and its remaining jobs are
-//! cancelled. A long run inside its budget is left alone.
+//! The orphaned-run reaper: a `running` run that no stage has taken up for longer than its budget
+//! (`last_claimed_at` + `budget.max_runtime_seconds`) has lost its worker or its jobs; it becomes
+//! `timeout`, its `__driver__` cell says why, and its remaining jobs are cancelled. A long run
+//! inside its budget is left alone.
 //!
 //! It also checks every `queued` run once it is older than the first-job grace, and again every
 //! [`FIRST_JOB_RECHECK`] while it waits: a creator that lost the database between writing the

@@ -1,12 +1,12 @@
-//! Issue 12 item 15: a race devdb fixes in mongo-java-server's in-memory backend. A read handed
-//! the reply the very `Document` objects the collection stores, and the reply was encoded to BSON
-//! after the collection's lock was released; an update of one of those documents at that moment
-//! (fields added or removed in place) broke the encoding with a `ConcurrentModificationException`,
-//! and the server closed the connection. A find (its first batch and its `getMore` batches), an
-//! aggregate and a `find_one_and_update` returning the new document were all exposed. The driver
-//! retries a read once on a new connection, which hid it; this test turns retries off so every
-//! such failure is counted. devdb now has an update change a copy of the document and store the
-//! copy (`devdb/java/.../ReadSafeMemoryCollection.java`). On MongoDB the test passes trivially.
+//! A race devdb fixes in mongo-java-server's in-memory backend. A read handed the reply the very
+//! `Document` objects the collection stores, and the reply was encoded to BSON after the
+//! collection's lock was released; an update of one of those documents at that moment (fields
+//! added or removed in place) broke the encoding with a `ConcurrentModificationException`, and the
+//! server closed the connection. A find (its first batch and its `getMore` batches), an aggregate
+//! and a `find_one_and_update` returning the new document were all exposed. The driver retries a
+//! read once on a new connection, which hid it; this test turns retries off so every such failure
+//! is counted. devdb now has an update change a copy of the document and store the copy
+//! (`devdb/java/.../ReadSafeMemoryCollection.java`). On MongoDB the test passes trivially.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

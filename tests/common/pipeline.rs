@@ -13,8 +13,8 @@ use mongodb::Database;
 use mongodb::bson::oid::ObjectId;
 use mongodb::bson::{Bson, Document, doc};
 use sv0_broker::naming::{Ref, TenantId, env_prefix};
-use sv0_broker::{BrokerMetrics, CredentialBroker, CredentialsRef, Provider};
-use sv0_domain::{Budget, ConnectorInstance, Domain, ScanRun, ScanScope, Tenant, Trigger};
+use sv0_broker::{CredentialBroker, Provider};
+use sv0_domain::{Domain, ScanRun, ScanScope, TenantSetup, Trigger};
 use sv0_pipeline::{ConnectorKind, ConnectorRegistry, Pipeline, RunRequest};
 use sv0_queue::Queue;
 use sv0_testkit::{StagedConnectors, TestDb};
@@ -148,7 +148,7 @@ impl Bench {
         domain.ensure_indexes().await.unwrap();
         let queue = Queue::new(&tdb.db);
         queue.ensure_indexes().await.unwrap();
-        let broker = CredentialBroker::new(BrokerMetrics::new(&mut Default::default()));
+        let broker = CredentialBroker::unobserved();
         let pipeline = Pipeline::new(domain.clone(), queue, broker);
         let connectors = Connectors::new();
         connectors.register(DEMO_KIND, ConnectorKind::new(&connectors.demo, Vec::new()));
@@ -242,34 +242,13 @@ impl Bench {
         scope: Document,
         budget_seconds: i64,
     ) -> ScanScope {
-        if self.domain.tenant(tenant).await.is_err() {
-            self.domain
-                .put_tenant(&Tenant::new(tenant, tenant).unwrap())
-                .await
-                .unwrap();
-        }
-        let instance = ConnectorInstance::new(
-            tenant,
-            kind,
-            kind,
-            CredentialsRef {
-                provider,
-                reference: CREDENTIALS_REF.into(),
-            },
-        )
-        .unwrap();
-        self.domain.insert_instance(&instance).await.unwrap();
-        let scope = ScanScope::new(
-            &instance,
-            "test scope",
-            scope,
-            Budget {
-                max_runtime_seconds: budget_seconds,
-            },
-        )
-        .unwrap();
-        self.domain.insert_scope(&scope).await.unwrap();
-        scope
+        let setup = TenantSetup::new(tenant)
+            .kind(kind)
+            .credentials(provider, CREDENTIALS_REF)
+            .scope("test scope", scope)
+            .budget_seconds(budget_seconds);
+        let set_up = self.domain.set_up_tenant(&setup).await.unwrap();
+        set_up.scope().clone()
     }
 
     /// A worker serving every pipeline kind, with the bench's registry and runs directory and

@@ -167,9 +167,9 @@ mod tests {
         sizes.lock().unwrap().clone()
     }
 
-    /// Issue 12 item 10: the first completion of a burst used to go out alone (one fenced write,
-    /// on the stand a scan of the collection, for one job), the rest in a second write. Now an
-    /// idle batcher waits a short linger for the others.
+    /// The first completion of a burst used to go out alone (one fenced write, on the stand a scan
+    /// of the collection, for one job), the rest in a second write. Now an idle batcher waits a
+    /// short linger for the others.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_first_job_of_a_burst_waits_for_the_others() {
         assert_eq!(batch_sizes(Duration::from_millis(20)).await, vec![5]);

@@ -116,7 +116,7 @@ mod tests {
         assert_eq!(ahead.jobs("k", 4), 0, "jobs grew long: stop leasing ahead");
     }
 
-    /// Issue 12 item 7: one mean for all kinds let fast jobs make the worker lease slow ones ahead.
+    /// One mean for all kinds used to let fast jobs make the worker lease slow ones ahead.
     #[test]
     fn fast_kinds_do_not_make_slow_kinds_leased_ahead() {
         let ahead = ClaimAhead::new(256, HORIZON);

@@ -9,8 +9,8 @@ use sv0_queue::{Claimed, QueueError};
 use tokio_util::sync::CancellationToken;
 
 /// A failure that may pass by itself (storage or network trouble): `with_retry` retries exactly
-/// these, and the queue gives the job another attempt after its backoff. A distinct type, as
-/// ADR-027 §d requires, so nothing is retried by accident.
+/// these, and the queue gives the job another attempt after its backoff. A distinct type, so
+/// nothing is retried by accident.
 #[derive(Debug, thiserror::Error)]
 #[error("transient: {0:#}")]
 pub struct TransientError(pub anyhow::Error);

@@ -2,11 +2,11 @@
 //!
 //! This crate owns how a job runs in a worker process: the handler trait and registry, the claim
 //! loop with its concurrency limits (overall and per kind), lease heartbeats, self-fencing and
-//! cancellation, time bounds, panics as failed attempts, the ADR's `with_retry` helper, wake-ups
-//! (a change stream where the server has one, adaptive polling always), graceful drain, the
+//! cancellation, time bounds, panics as failed attempts, the `with_retry` helper, wake-ups (a
+//! change stream where the server has one, adaptive polling always), graceful drain, the
 //! live-worker registry (`workers` collection) with its clock-skew check, and the status server
-//! (`/metrics`, `/healthz`). It must not write the `jobs` collection except through the queue's API,
-//! and it knows nothing of what a handler does.
+//! (`/metrics`, `/healthz`). It must not write the `jobs` collection except through the queue's
+//! API, and it knows nothing of what a handler does.
 
 mod batcher;
 mod claim_ahead;

@@ -1,6 +1,6 @@
-//! ADR-027 §d's `with_retry`: a handler's transient failures are retried in place, at most three
-//! times, after fixed 1 s, 2 s and 4 s pauses. Anything else ends the attempt at once. No jitter
-//! and no adaptive backoff, on purpose: the schedule is predictable.
+//! `with_retry`: a handler's transient failures are retried in place, at most three times, after
+//! fixed 1 s, 2 s and 4 s pauses. Anything else ends the attempt at once. No jitter and no
+//! adaptive backoff, on purpose: the schedule is predictable.
 
 use std::future::Future;
 use std::time::Duration;

@@ -862,9 +862,9 @@ mod tests {
         assert_eq!(second, ids[16..32]);
     }
 
-    /// Issue 12 item 10: a job given back while leased ahead used to be able to start anyway (its
-    /// slot came free between the give-back's check and its stop), and its handler was polled.
-    /// Starting and giving back are now one atomic step each: exactly one of them wins.
+    /// A job given back while leased ahead used to be able to start anyway (its slot came free
+    /// between the give-back's check and its stop), and its handler was polled. Starting and
+    /// giving back are now one atomic step each: exactly one of them wins.
     #[test]
     fn a_job_either_starts_or_is_given_back_never_both() {
         for _ in 0..1_000 {
@@ -883,7 +883,7 @@ mod tests {
         }
     }
 
-    /// Issue 12 item 7: beyond the free slots, only kinds that may be leased ahead are taken.
+    /// Beyond the free slots, only kinds that may be leased ahead are taken.
     #[test]
     fn jobs_leased_ahead_are_only_of_kinds_that_may_be() {
         let (mut candidates, ids) = list(&[("k", 0), ("slow", 0), ("k", 0), ("slow", 0), ("k", 0)]);
@@ -897,8 +897,8 @@ mod tests {
         assert_eq!(candidates.list.len(), 3, "the rest stay candidates");
     }
 
-    /// Issue 12 item 2: candidates of a kind that reached its limit are dropped, and a kind that
-    /// regained room makes the list stale.
+    /// Candidates of a kind that reached its limit are dropped, and a kind that regained room
+    /// makes the list stale.
     #[test]
     fn the_list_follows_the_kinds_with_room() {
         let (mut candidates, ids) = list(&[("slow", 0), ("k", 0)]);

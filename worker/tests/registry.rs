@@ -12,10 +12,10 @@ fn seen_ago(seconds: i64) -> DateTime {
     DateTime::from_millis(DateTime::now().timestamp_millis() - seconds * 1000)
 }
 
-/// Issue 12 item 10: the `workers` collection used to gain a document at every process start and
-/// lose none, and a killed worker's record said `running` forever, so "live workers" counted the
-/// dead. Now a live worker marks records not seen for a while `gone`, and deletes stopped and
-/// gone ones after the retention.
+/// The `workers` collection used to gain a document at every process start and lose none, and a
+/// killed worker's record said `running` forever, so "live workers" counted the dead. Now a live
+/// worker marks records not seen for a while `gone`, and deletes stopped and gone ones after the
+/// retention.
 #[tokio::test(flavor = "multi_thread")]
 async fn stale_worker_records_are_marked_gone_and_old_ones_deleted() {
     let test = TestDb::new("registry_sweep").await;

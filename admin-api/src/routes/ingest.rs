@@ -1,5 +1,5 @@
 //! `POST /api/v1/ingest/normalized-graph`: a graph pushed from outside becomes a synthesised
-//! `manual_api` run whose pipeline starts at `sync_ingestion` (ADR-027, last paragraph).
+//! `manual_api` run whose pipeline starts at `sync_ingestion`.
 
 use std::sync::Arc;
 

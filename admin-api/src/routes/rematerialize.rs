@@ -1,7 +1,7 @@
-//! `POST /api/v1/admin/rematerialize`: what CI calls after a deploy (ADR-027 §c). One
-//! `deploy_gate` run per tenant, idempotent per `(deploy id, tenant)`: a retried CI step gets the
-//! same runs back and creates nothing. A token limited to tenants rematerializes those tenants
-//! only: by default its active ones, and naming another is a 403.
+//! `POST /api/v1/admin/rematerialize`: what CI calls after a deploy. One `deploy_gate` run per
+//! tenant, idempotent per `(deploy id, tenant)`: a retried CI step gets the same runs back and
+//! creates nothing. A token limited to tenants rematerializes those tenants only: by default its
+//! active ones, and naming another is a 403.
 
 use std::sync::Arc;
 

@@ -141,7 +141,7 @@ pub(crate) struct CreateRunRequest {
     trigger: serde_json::Value,
 }
 
-/// Only these two may be created here (ADR-027 §e); `requested_by` is the token's name.
+/// Only these two may be created here; `requested_by` is the token's name.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub(crate) enum RunTriggerBody {

@@ -11,8 +11,8 @@ use prometheus_client::registry::Registry;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use sv0_admin_api::{AdminApi, ApiMetrics, NewToken, Role, Tokens};
-use sv0_broker::{BrokerMetrics, CredentialBroker, CredentialsRef, Provider};
-use sv0_domain::{Budget, ConnectorInstance, Domain, ScanScope, Tenant};
+use sv0_broker::{BrokerMetrics, CredentialBroker};
+use sv0_domain::{ConnectorInstance, Domain, ScanScope, TenantSetup};
 use sv0_pipeline::{ConnectorKind, ConnectorRegistry, Pipeline};
 use sv0_queue::Queue;
 use sv0_scheduler::controls::Controls;
@@ -157,24 +157,13 @@ impl Api {
 
     /// A tenant with one demo instance and one scope (no schedule).
     pub async fn tenant_with_scope(&self, tenant: &str) -> (ConnectorInstance, ScanScope) {
-        self.domain
-            .put_tenant(&Tenant::new(tenant, tenant).unwrap())
+        let set_up = self
+            .domain
+            .set_up_tenant(&TenantSetup::new(tenant))
             .await
             .unwrap();
-        let instance = ConnectorInstance::new(
-            tenant,
-            "demo",
-            "demo",
-            CredentialsRef {
-                provider: Provider::Env,
-                reference: "DEMO_CLOUD".into(),
-            },
-        )
-        .unwrap();
-        self.domain.insert_instance(&instance).await.unwrap();
-        let scope = ScanScope::new(&instance, "scope", doc! {}, Budget::default()).unwrap();
-        self.domain.insert_scope(&scope).await.unwrap();
-        (instance, scope)
+        let scope = set_up.scope().clone();
+        (set_up.instance, scope)
     }
 
     /// The audit entries, oldest first.

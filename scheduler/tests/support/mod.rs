@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mongodb::bson::{DateTime, Document, doc};
-use sv0_broker::{BrokerMetrics, CredentialBroker, CredentialsRef, Provider};
-use sv0_domain::{Budget, ConnectorInstance, Domain, ScanRun, ScanScope, Schedule, Tenant};
+use sv0_broker::CredentialBroker;
+use sv0_domain::{Domain, ScanRun, ScanScope, Schedule, TenantSetup};
 use sv0_pipeline::Pipeline;
 use sv0_queue::Queue;
 use sv0_scheduler::controls::Controls;
@@ -31,7 +31,7 @@ impl Stand {
         queue.ensure_indexes().await.unwrap();
         let slot_log = SlotLog::new(&tdb.db);
         slot_log.ensure_indexes().await.unwrap();
-        let broker = CredentialBroker::new(BrokerMetrics::new(&mut Default::default()));
+        let broker = CredentialBroker::unobserved();
         let pipeline = Arc::new(Pipeline::new(domain.clone(), queue, broker));
         Stand {
             tdb,
@@ -43,25 +43,12 @@ impl Stand {
 
     /// A scope of tenant `tenant` (created if new) on `schedule`, set at the real now.
     pub async fn scope(&self, tenant: &str, schedule: Schedule) -> ScanScope {
-        if self.domain.tenant(tenant).await.is_err() {
-            self.domain
-                .put_tenant(&Tenant::new(tenant, tenant).unwrap())
-                .await
-                .unwrap();
-        }
-        let instance = ConnectorInstance::new(
-            tenant,
-            "demo",
-            "demo",
-            CredentialsRef {
-                provider: Provider::Env,
-                reference: "DEMO_CLOUD".into(),
-            },
-        )
-        .unwrap();
-        self.domain.insert_instance(&instance).await.unwrap();
-        let scope = ScanScope::new(&instance, "scope", doc! {}, Budget::default()).unwrap();
-        self.domain.insert_scope(&scope).await.unwrap();
+        let set_up = self
+            .domain
+            .set_up_tenant(&TenantSetup::new(tenant))
+            .await
+            .unwrap();
+        let scope = set_up.scope();
         self.domain
             .set_schedule(tenant, scope.id, Some(schedule), DateTime::now())
             .await

@@ -15,7 +15,7 @@ import java.util.List;
 import java.util.concurrent.CountDownLatch;
 
 /**
- * devdb: the MongoDB-wire server sv0 develops and tests against (DESIGN.md §8).
+ * devdb: the MongoDB-wire server sv0 develops and tests against.
  *
  * <p>It embeds mongo-java-server and adds only what a test harness needs: a listen address whose
  * bound port is printed as one line on stdout, an optional persistent H2 file, an optional oplog
@@ -31,8 +31,8 @@ public final class DevDb {
      * <p>mongo-java-server's own {@code ServerVersion} enum stops at MongoDB 4.0 (wire version 8),
      * and the Rust driver 3.x refuses any server below wire version 9 (MongoDB 4.4) at handshake. The
      * backend accepts any {@link MongoVersion}, so devdb reports MongoDB 6.0 / wire 17, the oldest
-     * MongoDB the product targets. Reporting a version adds no features: the gaps in DESIGN.md §8
-     * remain, and the stand tests in testkit pin each of them.
+     * MongoDB the product targets. Reporting a version adds no features: its gaps remain, and the
+     * stand tests in testkit pin each of them.
      */
     private static final MongoVersion REPORTED_VERSION = new MongoVersion() {
         @Override

@@ -47,7 +47,7 @@ COPY . .
 RUN --mount=type=cache,id=sv0-cargo-registry,target=/usr/local/cargo/registry,sharing=locked \
     --mount=type=cache,id=sv0-cargo-git,target=/usr/local/cargo/git,sharing=locked \
     --mount=type=cache,id=sv0-target,target=/src/target,sharing=locked \
-    cargo build --release --locked -p sv0 -p sv0-demo-connector \
+    cargo build --release --locked --no-default-features -p sv0 -p sv0-demo-connector \
  && install -D -m 0755 -t /out target/release/sv0 target/release/sv0-demo-connector
 
 FROM debian:${DEBIAN_RELEASE}-slim AS runtime

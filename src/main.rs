@@ -5,7 +5,9 @@ mod admin_api;
 mod all;
 mod connectors;
 mod ctl;
+#[cfg(feature = "stand")]
 mod demo;
+#[cfg(feature = "stand")]
 mod dev;
 mod enqueue;
 mod migrate;
@@ -32,8 +34,10 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// The main job: a demo tenant scanned end to end, every stage, on the local stand.
+    #[cfg(feature = "stand")]
     Demo(demo::DemoArgs),
     /// Start the local stand (devdb), print its URI and version, check a write and a read.
+    #[cfg(feature = "stand")]
     Dev(dev::DevArgs),
     /// Enqueue jobs (one JSON line per job on stdout).
     Enqueue(enqueue::EnqueueArgs),
@@ -83,7 +87,9 @@ fn main() -> anyhow::Result<std::process::ExitCode> {
 
 async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
     let done = match cli.command {
+        #[cfg(feature = "stand")]
         Command::Demo(args) => demo::run(args).await,
+        #[cfg(feature = "stand")]
         Command::Dev(args) => dev::run(args).await,
         Command::Enqueue(args) => enqueue::run(args).await,
         Command::Worker(args) => {

@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::SkewVerdict;
 use crate::registry::{WorkerRecord, count_live_workers};
-use crate::runtime::{Inner, StopReason};
+use crate::state::{Inner, StopReason};
 
 impl Inner {
     pub(crate) async fn heartbeat_loop(self: Arc<Self>, stop: CancellationToken) {

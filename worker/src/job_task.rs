@@ -7,6 +7,9 @@
 //! bound, and the slot is free again. Work a handler spawned elsewhere is its own to stop (it is
 //! given the same token). A panic in a handler is caught here and fails the attempt like any
 //! error.
+//!
+//! It must not use `runtime`, which spawns these tasks: the claim loop depends on the job task,
+//! never the other way, and what both need lives in `state`.
 
 use std::any::Any;
 use std::panic::AssertUnwindSafe;
@@ -18,8 +21,9 @@ use futures::FutureExt;
 use sv0_queue::{Claimed, Commit, FailOutcome, Failure, QueueError};
 use tokio_util::sync::CancellationToken;
 
-use crate::runtime::{Inner, Phase, StopReason, Writes};
+use crate::batcher::Batcher;
 use crate::slots::Place;
+use crate::state::{Inner, Phase, StopReason};
 use crate::{HandlerError, JobContext, JobHandler, with_retry};
 
 /// How long an outcome write keeps retrying a database that is away. Past the lease's life the
@@ -35,6 +39,32 @@ pub(crate) struct Run {
     pub(crate) cancel: CancellationToken,
     pub(crate) stop: Arc<OnceLock<StopReason>>,
     pub(crate) phase: Arc<Phase>,
+}
+
+/// The batched holder writes a worker's job tasks share.
+#[derive(Debug, Clone)]
+pub(crate) struct Writes {
+    pub(crate) completions: Batcher,
+    pub(crate) starts: Batcher,
+}
+
+impl Writes {
+    pub(crate) fn start(inner: &Inner) -> Writes {
+        let queue = inner.queue.clone();
+        let completions = Batcher::start(inner.config.completion_linger, move |jobs| {
+            let queue = queue.clone();
+            async move { queue.complete_many(&jobs.iter().collect::<Vec<_>>()).await }
+        });
+        let queue = inner.queue.clone();
+        let starts = Batcher::start(Duration::ZERO, move |jobs| {
+            let queue = queue.clone();
+            async move { queue.record_starts(&jobs.iter().collect::<Vec<_>>()).await }
+        });
+        Writes {
+            completions,
+            starts,
+        }
+    }
 }
 
 /// How a started handler ended, when it was not stopped.

@@ -9,8 +9,10 @@
 //! API, and it knows nothing of what a handler does.
 
 mod batcher;
+mod candidates;
 mod claim_ahead;
 mod clock;
+mod config;
 pub mod diagnostics;
 mod handler;
 mod heartbeat;
@@ -20,13 +22,15 @@ mod registry;
 mod retry;
 mod runtime;
 mod slots;
+mod state;
 mod status_server;
 mod wakeup;
 mod watchdog;
 
+pub use config::{MAX_CONCURRENCY, WorkerConfig};
 pub use handler::{HandlerError, HandlerSet, JobContext, JobHandler, TransientError};
 pub use metrics::WorkerMetrics;
 pub use registry::{WorkerRecord, ensure_registry_indexes, live_workers};
 pub use retry::{RETRY_DELAYS, with_retry};
-pub use runtime::{MAX_CONCURRENCY, Worker, WorkerConfig};
+pub use runtime::Worker;
 pub use status_server::{Health, serve_status};

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::runtime::{Inner, StopReason};
+use crate::state::{Inner, StopReason};
 
 /// A job leased ahead is given back once it has waited this many horizons without starting.
 const STALE_HORIZONS: u32 = 4;

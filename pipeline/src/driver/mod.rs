@@ -13,56 +13,46 @@
 //! connector text the driver keeps is the tail of its stderr, and every bundle value in it is
 //! replaced by `[REDACTED]` before it is returned. Logs carry the program, the exit status and
 //! timings only.
+//!
+//! Here: the run's flow, from the private directory and the confined command to the output. The
+//! process once started (the wait, the time limit, the group's kill) is in `process`; reading
+//! and validating the output files in `outputs`; the stderr tail's redaction in `crate::redact`.
+
+mod outputs;
+mod process;
 
 use std::collections::BTreeMap;
-use std::fs::{File, Permissions};
-use std::io::{self, Read};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::fs::Permissions;
+use std::io;
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::{ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use mongodb::bson::DateTime;
-use nix::libc;
-use nix::sys::signal::{Signal, killpg};
-use nix::unistd::Pid;
-use serde::Deserialize;
 use sv0_broker::SecretBundle;
 use sv0_domain::category::CONNECTOR_CATEGORY_RULE;
-use sv0_domain::{CategoryName, CategoryNameError, CategoryResult, CellStatus, Graph};
-use tokio::process::{Child, Command};
+use sv0_domain::{CategoryName, CategoryResult, Graph};
+use tokio::process::Command;
 use tokio_util::sync::CancellationToken;
 
 pub use crate::redact::STDERR_TAIL_BYTES;
 use crate::redact::{Redactor, StderrTail};
 use crate::registry::ConnectorKind;
 use crate::sandbox::Sandbox;
-
-/// The largest `category_results.json` read: a few hundred categories take a few KiB.
-pub const MAX_RESULTS_BYTES: u64 = 1024 * 1024;
-/// The largest `graph.json` read. A sync holds at most [`sv0_domain::graph::MAX_GRAPH_ENTITIES`]
-/// entities in a 16 MiB document; the JSON of those, pretty-printed, stays well under this.
-pub const MAX_GRAPH_BYTES: u64 = 64 * 1024 * 1024;
+use outputs::read_outputs;
+pub use outputs::{
+    MAX_CATEGORIES, MAX_ERROR_CHARS, MAX_ERRORS_PER_CATEGORY, MAX_GRAPH_BYTES, MAX_RESULTS_BYTES,
+};
+use process::{Ending, ProcessGroup, supervise};
 
 const SCOPE_FILE: &str = "scope.json";
 const RESULTS_FILE: &str = "category_results.json";
 const GRAPH_FILE: &str = "graph.json";
 
-/// How long, once the process group is dead, the driver still waits for stderr to reach its end.
-/// Only a process that left the group (`setsid`) can keep the pipe open that long; the driver
-/// does not wait on it.
-const STDERR_DRAIN_GRACE: Duration = Duration::from_secs(1);
 /// Connector text put into an error message (a category name, a parser's reason) is cut to this
 /// many characters: the message is stored in the run's `__driver__` cell.
 const MAX_MESSAGE_CHARS: usize = 300;
-/// The most categories one `category_results.json` may hold: each becomes a cell of the run.
-pub const MAX_CATEGORIES: usize = 256;
-/// A category's errors as stored: at most this many, each at most [`MAX_ERROR_CHARS`]
-/// characters; the rest is summarized in a last line, so a chatty connector still has its scan
-/// recorded but cannot grow the run document without bound.
-pub const MAX_ERRORS_PER_CATEGORY: usize = 32;
-pub const MAX_ERROR_CHARS: usize = 2000;
 
 /// One run of a connector.
 pub struct ConnectorRun<'a> {
@@ -358,297 +348,9 @@ async fn run_in(
     })
 }
 
-/// How the connector's process ended.
-enum Ending {
-    Exited(ExitStatus),
-    TimedOut,
-    Cancelled,
-}
-
-/// Waits for the connector to exit, the time limit, or the cancel, whichever comes first, while
-/// reading its stderr; then kills the process group and reaps the connector.
-async fn supervise(
-    child: &mut Child,
-    group: &mut ProcessGroup,
-    tail: &mut StderrTail,
-    time_limit: Duration,
-    cancel: &CancellationToken,
-) -> Result<Ending, DriverError> {
-    let stderr = child.stderr.take().expect("stderr is piped");
-    // Read concurrently with the wait: a connector that fills the pipe would block on it.
-    let reading = tail.read_from(stderr);
-    tokio::pin!(reading);
-    let mut read_done = false;
-    let deadline = tokio::time::sleep(time_limit);
-    tokio::pin!(deadline);
-
-    let ending = loop {
-        tokio::select! {
-            // An exit that comes with the deadline or the cancel still counts as an exit.
-            biased;
-            status = child.wait() => {
-                break Ending::Exited(status.map_err(DriverError::io("waiting for the connector"))?);
-            }
-            () = &mut deadline => break Ending::TimedOut,
-            () = cancel.cancelled() => break Ending::Cancelled,
-            () = &mut reading, if !read_done => read_done = true,
-        }
-    };
-
-    // Whatever ended the run, no process of the group may outlive it: after a timeout or a
-    // cancel that is the connector and its children, after an exit whatever it left running in
-    // the background (which would also hold stderr open).
-    group.kill();
-    if !matches!(ending, Ending::Exited(_)) {
-        child
-            .wait()
-            .await
-            .map_err(DriverError::io("reaping the killed connector"))?;
-    }
-    group.disarm();
-
-    if !read_done
-        && tokio::time::timeout(STDERR_DRAIN_GRACE, &mut reading)
-            .await
-            .is_err()
-    {
-        tracing::warn!("a process outside the connector's group holds its stderr open");
-    }
-    Ok(ending)
-}
-
-/// The connector's process group, killed with SIGKILL when the run ends or when the driver's
-/// future is dropped before that (the guard).
-struct ProcessGroup {
-    pgid: Option<Pid>,
-}
-
-impl ProcessGroup {
-    /// `process_group(0)` made the connector the leader of a new group: its pid is the group's id.
-    fn of(child: &Child) -> ProcessGroup {
-        ProcessGroup {
-            pgid: child
-                .id()
-                .and_then(|pid| i32::try_from(pid).ok())
-                .map(Pid::from_raw),
-        }
-    }
-
-    fn kill(&self) {
-        if let Some(pgid) = self.pgid {
-            // ESRCH (nobody left in the group) is the usual answer after a clean exit.
-            let _ = killpg(pgid, Signal::SIGKILL);
-        }
-    }
-
-    /// Once the group is killed and its leader reaped, the group id may eventually name another
-    /// process's group: never signal it again. (Between reaping the leader and the kill that
-    /// follows an exit, the id stays taken as long as any member lives; with no member left, it
-    /// could only be reused after the pid space wrapped around in those microseconds.)
-    fn disarm(&mut self) {
-        self.pgid = None;
-    }
-}
-
-impl Drop for ProcessGroup {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-/// Reads and validates both output files (blocking: run on a blocking thread).
-fn read_outputs(
-    dir: &Path,
-    redactor: &Redactor,
-) -> Result<(BTreeMap<CategoryName, CategoryResult>, Graph, usize), DriverError> {
-    let results = read_output(dir, RESULTS_FILE, MAX_RESULTS_BYTES)?;
-    let categories = parse_results(&results, redactor)?;
-    let graph_json = read_output(dir, GRAPH_FILE, MAX_GRAPH_BYTES)?;
-    let graph = Graph::from_json(&graph_json).map_err(|e| DriverError::InvalidGraph {
-        reason: one_line(&e.to_string()),
-    })?;
-    Ok((categories, graph, graph_json.len()))
-}
-
-/// One output file, which must be a regular file of at most `limit` bytes.
-fn read_output(dir: &Path, file: &'static str, limit: u64) -> Result<Vec<u8>, DriverError> {
-    let unreadable = |reason: String| DriverError::UnreadableOutput { file, reason };
-    // O_NOFOLLOW: the output is the connector's own file, not one it points the worker at.
-    // O_NONBLOCK: opening a FIFO left in its place would otherwise wait for a writer forever.
-    let mut opened = match File::options()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(dir.join(file))
-    {
-        Ok(opened) => opened,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            return Err(DriverError::MissingOutput { file });
-        }
-        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
-            return Err(unreadable("it is a symbolic link, not a file".into()));
-        }
-        Err(e) => return Err(unreadable(e.to_string())),
-    };
-    let metadata = opened.metadata().map_err(|e| unreadable(e.to_string()))?;
-    if !metadata.is_file() {
-        return Err(unreadable("it is not a regular file".into()));
-    }
-    let too_large = |size: u64| unreadable(format!("{size} bytes; at most {limit} are read"));
-    if metadata.len() > limit {
-        return Err(too_large(metadata.len()));
-    }
-    let mut bytes = Vec::with_capacity(metadata.len() as usize);
-    // `take`: the size checked above is not trusted to stay put while reading.
-    (&mut opened)
-        .take(limit + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| unreadable(e.to_string()))?;
-    if bytes.len() as u64 > limit {
-        return Err(too_large(bytes.len() as u64));
-    }
-    Ok(bytes)
-}
-
-/// A cell of `category_results.json`: the contract's form of a [`CategoryResult`], with times as
-/// RFC 3339 strings and only the statuses a finished category can have.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct WireCell {
-    status: WireStatus,
-    items_scanned: u64,
-    started_at: String,
-    ended_at: String,
-    errors: Vec<String>,
-}
-
-/// `running` is a platform cell's state while a stage works; a connector's file holds only
-/// finished categories.
-#[derive(Deserialize)]
-#[serde(rename_all = "snake_case")]
-enum WireStatus {
-    Succeeded,
-    Failed,
-}
-
-fn parse_results(
-    bytes: &[u8],
-    redactor: &Redactor,
-) -> Result<BTreeMap<CategoryName, CategoryResult>, DriverError> {
-    let invalid = |reason: String| DriverError::InvalidResults {
-        reason: one_line(&reason),
-    };
-    let cells: BTreeMap<String, WireCell> =
-        serde_json::from_slice(bytes).map_err(|e| invalid(e.to_string()))?;
-    if cells.len() > MAX_CATEGORIES {
-        return Err(invalid(format!(
-            "{} categories; at most {MAX_CATEGORIES}",
-            cells.len()
-        )));
-    }
-    let mut categories = BTreeMap::new();
-    for (name, cell) in cells {
-        let category = CategoryName::connector(&name).map_err(|refusal| match refusal {
-            CategoryNameError::Reserved(_) => DriverError::ReservedCategory {
-                name: one_line(&name),
-            },
-            CategoryNameError::Malformed(_) => DriverError::MalformedCategory {
-                name: one_line(&name),
-            },
-        })?;
-        let time = |field: &str, text: &str| {
-            DateTime::parse_rfc3339_str(text).map_err(|e| invalid(format!("{name}.{field}: {e}")))
-        };
-        let started_at = time("started_at", &cell.started_at)?;
-        let ended_at = time("ended_at", &cell.ended_at)?;
-        if ended_at < started_at {
-            return Err(invalid(format!("{name}.ended_at is before started_at")));
-        }
-        let items_scanned = i64::try_from(cell.items_scanned).map_err(|_| {
-            invalid(format!(
-                "{name}.items_scanned: {} is too large",
-                cell.items_scanned
-            ))
-        })?;
-        let status = match cell.status {
-            WireStatus::Succeeded => CellStatus::Succeeded,
-            WireStatus::Failed => CellStatus::Failed,
-        };
-        categories.insert(
-            category,
-            CategoryResult {
-                status,
-                items_scanned,
-                started_at,
-                ended_at: Some(ended_at),
-                errors: bounded_errors(cell.errors, redactor),
-            },
-        );
-    }
-    Ok(categories)
-}
-
-/// A category's errors as stored: secrets redacted, each cut to [`MAX_ERROR_CHARS`], at most
-/// [`MAX_ERRORS_PER_CATEGORY`] of them with the rest counted in a last line.
-fn bounded_errors(errors: Vec<String>, redactor: &Redactor) -> Vec<String> {
-    let total = errors.len();
-    let mut kept: Vec<String> = errors
-        .into_iter()
-        .take(MAX_ERRORS_PER_CATEGORY)
-        .map(|error| {
-            let mut error: String = error.chars().take(MAX_ERROR_CHARS).collect();
-            error = redactor.redact(&error);
-            error
-        })
-        .collect();
-    if total > MAX_ERRORS_PER_CATEGORY {
-        kept.push(format!(
-            "… and {} more errors not kept",
-            total - MAX_ERRORS_PER_CATEGORY
-        ));
-    }
-    kept
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_categorys_errors_are_redacted_and_bounded() {
-        let secret: &[u8] = b"canary-s3cr3t-7d1f";
-        let redactor = Redactor::new(&[secret]);
-        let mut errors = vec![
-            "token canary-s3cr3t-7d1f refused".to_string(),
-            "x".repeat(3 * MAX_ERROR_CHARS),
-        ];
-        errors.extend((0..40).map(|n| format!("account {n} unreachable")));
-        let kept = bounded_errors(errors, &redactor);
-        assert_eq!(kept[0], "token [REDACTED] refused");
-        assert_eq!(kept[1].chars().count(), MAX_ERROR_CHARS);
-        assert_eq!(kept.len(), MAX_ERRORS_PER_CATEGORY + 1);
-        assert_eq!(
-            kept[MAX_ERRORS_PER_CATEGORY],
-            "… and 10 more errors not kept"
-        );
-    }
-
-    #[test]
-    fn too_many_categories_are_refused() {
-        let cell = r#"{"status":"succeeded","items_scanned":1,"started_at":"2026-01-01T00:00:00Z","ended_at":"2026-01-01T00:00:01Z","errors":[]}"#;
-        let file = |n: usize| {
-            let cells: Vec<String> = (0..n).map(|i| format!("\"c{i}\": {cell}")).collect();
-            format!("{{{}}}", cells.join(","))
-        };
-        let redactor = Redactor::new(&[]);
-        assert_eq!(
-            parse_results(file(MAX_CATEGORIES).as_bytes(), &redactor)
-                .unwrap()
-                .len(),
-            MAX_CATEGORIES
-        );
-        let error = parse_results(file(MAX_CATEGORIES + 1).as_bytes(), &redactor).unwrap_err();
-        assert!(error.to_string().contains("at most 256"), "{error}");
-    }
 
     #[test]
     fn messages_stay_on_one_line_and_short() {

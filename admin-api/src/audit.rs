@@ -23,7 +23,6 @@ use mongodb::{Collection, Database, IndexModel};
 use serde::{Deserialize, Serialize};
 
 use crate::error::ApiError;
-use crate::extract::Ctx;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AuditEntry {
@@ -83,14 +82,14 @@ impl Actor {
             role: "local".to_string(),
         }
     }
+}
 
-    pub(crate) fn of(ctx: &Ctx) -> Actor {
-        Actor {
-            token_id: ctx.caller.token_id.clone(),
-            name: ctx.caller.name.clone(),
-            role: ctx.caller.role.as_str().to_string(),
-        }
-    }
+/// Who acts and in which request, as an entry records it (a request's context gives one).
+#[derive(Debug, Clone)]
+pub(crate) struct ActedBy<'a> {
+    pub actor: Actor,
+    pub request_id: &'a str,
+    pub caller_request_id: Option<&'a str>,
 }
 
 /// One mutation to record.
@@ -270,20 +269,16 @@ impl AuditLog {
 
     /// Runs `work` between its entry's start and completion. Nothing of `work` runs unless the
     /// entry was written (a future does nothing until polled); else the answer is 503.
-    pub(crate) async fn around<T>(
+    pub(crate) async fn around<'c, T>(
         &self,
-        ctx: &Ctx,
+        by: impl Into<ActedBy<'c>>,
         action: Action<'_>,
         work: impl Future<Output = Result<(T, Completion), ApiError>>,
     ) -> Result<T, ApiError> {
         let name = action.action;
+        let by = by.into();
         let pending = self
-            .begin(
-                &Actor::of(ctx),
-                &ctx.request_id,
-                ctx.caller_request_id.as_deref(),
-                action,
-            )
+            .begin(&by.actor, by.request_id, by.caller_request_id, action)
             .await
             .map_err(|error| {
                 tracing::error!(%error, action = name, "the audit entry could not be written; the action is not taken");

@@ -27,6 +27,7 @@ use serde::de::DeserializeOwned;
 use tracing::Instrument;
 
 use crate::AdminApi;
+use crate::audit::{ActedBy, Actor};
 use crate::error::{ApiError, TokenRefusal, render};
 use crate::metrics::{RequestLabels, RouteLabels};
 use crate::roles::Right;
@@ -218,6 +219,20 @@ impl Ctx {
     /// Who did it, as recorded on runs and pauses: the token's name.
     pub fn who(&self) -> String {
         self.caller.name.clone()
+    }
+}
+
+impl<'a> From<&'a Ctx> for ActedBy<'a> {
+    fn from(ctx: &'a Ctx) -> ActedBy<'a> {
+        ActedBy {
+            actor: Actor {
+                token_id: ctx.caller.token_id.clone(),
+                name: ctx.caller.name.clone(),
+                role: ctx.caller.role.as_str().to_string(),
+            },
+            request_id: &ctx.request_id,
+            caller_request_id: ctx.caller_request_id.as_deref(),
+        }
     }
 }
 

@@ -8,6 +8,7 @@ use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use sv0_domain::DomainError;
+use sv0_pipeline::PipelineError;
 use sv0_queue::QueueError;
 use utoipa::ToSchema;
 
@@ -216,7 +217,6 @@ impl From<DomainError> for ApiError {
                 ApiError::NotFound(format!("{what} {id} not found"))
             }
             DomainError::Conflict(message) => ApiError::Conflict(message),
-            DomainError::Queue(queue) => queue.into(),
             error if error.is_transient() => {
                 tracing::warn!(%error, "database unavailable");
                 ApiError::Unavailable
@@ -225,6 +225,15 @@ impl From<DomainError> for ApiError {
                 tracing::error!(%error, "request failed");
                 ApiError::Internal
             }
+        }
+    }
+}
+
+impl From<PipelineError> for ApiError {
+    fn from(error: PipelineError) -> ApiError {
+        match error {
+            PipelineError::Domain(error) => error.into(),
+            PipelineError::Queue(error) => error.into(),
         }
     }
 }

@@ -36,9 +36,6 @@ pub enum DomainError {
     /// A batch write the server refused.
     #[error("write error: {0}")]
     Write(String),
-    /// Enqueueing a run's first job failed (the run is written; enqueueing again is safe).
-    #[error("enqueueing the run's job: {0}")]
-    Queue(#[from] sv0_queue::QueueError),
     /// The database could not be reached or asked to retry; the same call may succeed later.
     #[error("transient storage error: {0}")]
     Transient(#[source] mongodb::error::Error),
@@ -73,17 +70,13 @@ impl DomainError {
 
     /// Storage or network trouble that may pass by itself: worth another attempt.
     pub fn is_transient(&self) -> bool {
-        match self {
-            DomainError::Transient(_) | DomainError::Race(_) => true,
-            DomainError::Queue(e) => e.is_transient(),
-            _ => false,
-        }
+        matches!(self, DomainError::Transient(_) | DomainError::Race(_))
     }
 }
 
 impl From<mongodb::error::Error> for DomainError {
     fn from(error: mongodb::error::Error) -> DomainError {
-        if sv0_queue::is_transient_storage_error(&error) {
+        if sv0_storage::is_transient(&error) {
             DomainError::Transient(error)
         } else {
             DomainError::Storage(error)

@@ -9,11 +9,11 @@ use mongodb::bson::oid::ObjectId;
 use sv0_domain::category::DRIVER;
 use sv0_domain::{
     CategoryName, CategoryResult, ConnectorSync, DomainError, ForRun, Graph, InstanceStatus,
-    Materializer, Result, RunStatus, RunWriter, ScanRun, TenantStatus, Trigger,
+    Materializer, RunStatus, RunWriter, ScanRun, TenantStatus, Trigger,
 };
 
-use crate::Pipeline;
 use crate::first_job::first_job;
+use crate::{Pipeline, Result};
 
 /// A scan run asked for through the admin API.
 #[derive(Debug, Clone)]
@@ -46,7 +46,7 @@ impl Pipeline {
                          scheduled runs through the scheduler)",
                         other.type_name()
                     ),
-                ));
+                ).into());
             }
         }
         self.start_scan(&request.tenant_id, request.scope_id, request.trigger, None)
@@ -71,7 +71,8 @@ impl Pipeline {
             return Err(DomainError::Conflict(format!(
                 "connector instance {} is disabled",
                 instance.id
-            )));
+            ))
+            .into());
         }
         let mut run = ScanRun::new(tenant_id, trigger, scope.budget);
         run.scope_id = Some(scope.id);
@@ -89,7 +90,7 @@ impl Pipeline {
         let (_, job) = first_job(run).ok_or_else(|| {
             DomainError::Race(format!("run {} has nothing to start from", run.id))
         })?;
-        self.queue.enqueue(job).await.map_err(DomainError::from)?;
+        self.queue.enqueue(job).await?;
         Ok(())
     }
 
@@ -127,9 +128,10 @@ impl Pipeline {
             return Err(DomainError::Conflict(format!(
                 "run {run_id} is {}; only a queued or running run can be cancelled",
                 run.status.as_str()
-            )));
+            ))
+            .into());
         }
-        self.domain.run(tenant_id, run_id).await
+        Ok(self.domain.run(tenant_id, run_id).await?)
     }
 
     /// Finishes a run that is in one of the statuses `from` early with `status`, `outcome`
@@ -163,10 +165,7 @@ impl Pipeline {
                 &CategoryResult::failed(outcome, started),
             )
             .await?;
-        self.queue
-            .cancel_group(&run.id.to_hex())
-            .await
-            .map_err(DomainError::from)?;
+        self.queue.cancel_group(&run.id.to_hex()).await?;
         Ok(true)
     }
 
@@ -178,7 +177,8 @@ impl Pipeline {
             return Err(DomainError::Conflict(format!(
                 "run {run_id} is {}; only a finished run can be retried",
                 original.status.as_str()
-            )));
+            ))
+            .into());
         }
         let trigger = Trigger::Retry { retry_of: run_id };
         if let Some(scope_id) = original.scope_id {
@@ -214,7 +214,8 @@ impl Pipeline {
             return Err(DomainError::invalid(
                 "source",
                 "must be 1 to 64 letters, digits, `_`, `-` or `.`",
-            ));
+            )
+            .into());
         }
         graph.validate()?;
         let trigger = Trigger::ManualApi { requested_by: None };
@@ -260,13 +261,11 @@ impl Pipeline {
             return Err(DomainError::invalid(
                 "stages",
                 "name at least one of chains, stitched_paths",
-            ));
+            )
+            .into());
         }
         if deploy.id.is_empty() || deploy.id.len() > 200 {
-            return Err(DomainError::invalid(
-                "deploy.id",
-                "must be 1 to 200 characters",
-            ));
+            return Err(DomainError::invalid("deploy.id", "must be 1 to 200 characters").into());
         }
         let tenant_ids = match tenants {
             Some(ids) => ids.to_vec(),
@@ -311,9 +310,7 @@ impl Pipeline {
     async fn require_active(&self, tenant_id: &str) -> Result<()> {
         let tenant = self.domain.tenant(tenant_id).await?;
         if tenant.status != TenantStatus::Active {
-            return Err(DomainError::Conflict(format!(
-                "tenant {tenant_id:?} is suspended"
-            )));
+            return Err(DomainError::Conflict(format!("tenant {tenant_id:?} is suspended")).into());
         }
         Ok(())
     }

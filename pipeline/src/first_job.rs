@@ -9,10 +9,10 @@
 
 use std::time::Duration;
 
-use sv0_domain::{DomainError, Result, RunStatus, ScanRun};
+use sv0_domain::{RunStatus, ScanRun};
 use sv0_queue::{JobStatus, NewJob};
 
-use crate::{Pipeline, kinds, stage};
+use crate::{Pipeline, Result, kinds, stage};
 
 /// How much longer than its budget an `execute_scan` attempt may hold its job: the connector
 /// is killed at the budget, and the rest of the attempt is bookkeeping.
@@ -75,11 +75,7 @@ impl Pipeline {
         if jobs.is_empty() {
             return Ok(found);
         }
-        let enqueued = self
-            .queue
-            .enqueue_many(jobs)
-            .await
-            .map_err(DomainError::from)?;
+        let enqueued = self.queue.enqueue_many(jobs).await?;
         for ((i, kind), job) in at.into_iter().zip(enqueued) {
             found[i] = if job.created {
                 FirstJob::Restored { kind }

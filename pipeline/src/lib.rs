@@ -11,6 +11,7 @@
 pub mod chains;
 pub mod driver;
 mod entry;
+mod error;
 mod first_job;
 mod metrics;
 mod redact;
@@ -31,6 +32,7 @@ use sv0_queue::Queue;
 use sv0_worker::{HandlerError, HandlerSet};
 
 pub use entry::{Deploy, RunRequest};
+pub use error::{PipelineError, Result};
 pub use first_job::FirstJob;
 pub use metrics::PipelineMetrics;
 pub use registry::{ConnectorKind, ConnectorLimits, ConnectorRegistry, RegistryError, UnknownKind};

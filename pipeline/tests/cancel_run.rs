@@ -12,7 +12,7 @@ use sv0_domain::{
     CellStatus, Domain, DomainError, RunFence, RunStatus, RunWriter, ScanRun, ScanScope, Tenant,
     TenantSetup, Trigger,
 };
-use sv0_pipeline::{Pipeline, RunRequest, kinds};
+use sv0_pipeline::{Pipeline, PipelineError, RunRequest, kinds};
 use sv0_queue::{ClaimRequest, JobDoc, JobStatus, Queue};
 use sv0_testkit::TestDb;
 
@@ -71,9 +71,9 @@ fn assert_cancelled(run: &ScanRun) {
     assert!(driver.errors[0].contains("cancelled"), "{driver:?}");
 }
 
-fn assert_conflict_naming(error: DomainError, status: &str) {
+fn assert_conflict_naming(error: PipelineError, status: &str) {
     assert!(
-        matches!(&error, DomainError::Conflict(m) if m.contains(status)),
+        matches!(&error, PipelineError::Domain(DomainError::Conflict(m)) if m.contains(status)),
         "{error}"
     );
 }
@@ -148,7 +148,10 @@ async fn another_tenants_run_is_not_found() {
     let run = start(&pipeline, &scope).await;
 
     let error = pipeline.cancel_run("b", run.id).await.unwrap_err();
-    assert!(matches!(error, DomainError::NotFound { .. }), "{error}");
+    assert!(
+        matches!(error, PipelineError::Domain(DomainError::NotFound { .. })),
+        "{error}"
+    );
     assert_eq!(pipeline.domain.run("a", run.id).await.unwrap(), run);
     assert_eq!(job_of(&pipeline, run.id).await.status, JobStatus::Queued);
 }

@@ -1,7 +1,8 @@
 //! The queue's errors. A storage failure that may pass by itself (network, timeouts, a server
 //! stepping down) is `Transient`, so callers can retry exactly those.
 
-use mongodb::error::{Error as MongoError, ErrorKind};
+use mongodb::error::Error as MongoError;
+use sv0_storage::is_transient;
 
 pub type Result<T, E = QueueError> = std::result::Result<T, E>;
 
@@ -38,29 +39,5 @@ impl From<MongoError> for QueueError {
         } else {
             QueueError::Storage(error)
         }
-    }
-}
-
-/// Network failures, pool resets, server selection timeouts, and anything the server labels as
-/// retryable. Public so that the crates above classify their own storage errors the same way.
-pub fn is_transient(error: &MongoError) -> bool {
-    const LABELS: [&str; 3] = [
-        "RetryableWriteError",
-        "TransientTransactionError",
-        "ResetPool",
-    ];
-    if LABELS.iter().any(|label| error.contains_label(label)) {
-        return true;
-    }
-    match error.kind.as_ref() {
-        ErrorKind::Io(_)
-        | ErrorKind::ConnectionPoolCleared { .. }
-        | ErrorKind::ServerSelection { .. } => true,
-        // Shutdown, not-primary and interrupted codes: the server asks for a retry elsewhere.
-        ErrorKind::Command(e) => matches!(
-            e.code,
-            6 | 7 | 89 | 91 | 189 | 262 | 9001 | 10107 | 11600 | 11602 | 13435 | 13436
-        ),
-        _ => false,
     }
 }

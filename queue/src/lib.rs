@@ -36,7 +36,7 @@ pub use backoff::RetryPolicy;
 pub use cancel::{CancelOutcome, GroupCancel};
 pub use claim::{Candidate, ClaimRequest};
 pub use enqueue::{Enqueued, MAX_JOB_TIMEOUT, NewJob};
-pub use error::{QueueError, Result, is_transient as is_transient_storage_error};
+pub use error::{QueueError, Result};
 pub use fence::{Commit, FailOutcome, Failure, LeaseState};
 pub use job::{Claimed, JobDoc, JobStatus, LeaseDoc, LeaseRef};
 pub use metrics::QueueMetrics;

@@ -7,8 +7,9 @@ use std::sync::Arc;
 
 use mongodb::bson::DateTime;
 use mongodb::bson::oid::ObjectId;
-use sv0_domain::{DomainError, Result, ScanRun, ScanScope, Schedule, Trigger};
+use sv0_domain::{DomainError, ScanRun, ScanScope, Schedule, Trigger};
 use sv0_pipeline::Pipeline;
+use sv0_pipeline::Result;
 
 use crate::metrics::{ReasonLabel, TriggerLabel};
 use crate::plan::{MISSED_COUNT_CAP, Skip, SkipReason};
@@ -33,10 +34,11 @@ impl Controls {
         scope_id: ObjectId,
         schedule: Option<Schedule>,
     ) -> Result<ScanScope> {
-        self.pipeline
+        Ok(self
+            .pipeline
             .domain
             .set_schedule(tenant_id, scope_id, schedule, DateTime::now())
-            .await
+            .await?)
     }
 
     /// Pauses a scope; `note` says why, `by` who.
@@ -47,10 +49,11 @@ impl Controls {
         note: Option<String>,
         by: Option<String>,
     ) -> Result<ScanScope> {
-        self.pipeline
+        Ok(self
+            .pipeline
             .domain
             .pause_scope(tenant_id, scope_id, note, by, DateTime::now())
-            .await
+            .await?)
     }
 
     /// Resumes a paused scope from the first slot after now; the slots the pause covered are
@@ -137,13 +140,14 @@ impl Controls {
     ) -> Result<Vec<Backfilled>> {
         let now = DateTime::now();
         if to < from {
-            return Err(DomainError::invalid("to", "must not be before `from`"));
+            return Err(DomainError::invalid("to", "must not be before `from`").into());
         }
         if to > now {
             return Err(DomainError::invalid(
                 "to",
                 "a backfill covers past slots only (the schedule runs the future ones)",
-            ));
+            )
+            .into());
         }
         let scope = self.pipeline.domain.scope(tenant_id, scope_id).await?;
         let schedule = scope.schedule.ok_or_else(|| {
@@ -156,7 +160,8 @@ impl Controls {
                 format!(
                     "the range holds more than {MAX_BACKFILL_SLOTS} slots; backfill it in parts"
                 ),
-            ));
+            )
+            .into());
         }
         let mut done = Vec::with_capacity(slots.len());
         let mut outcomes = Vec::new();

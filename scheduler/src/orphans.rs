@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mongodb::bson::DateTime;
-use sv0_domain::Result;
+use sv0_pipeline::Result;
 use sv0_pipeline::{FirstJob, Pipeline};
 use tokio_util::sync::CancellationToken;
 

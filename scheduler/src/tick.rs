@@ -14,8 +14,9 @@ use std::time::{Duration, Instant};
 
 use mongodb::bson::DateTime;
 use mongodb::bson::oid::ObjectId;
-use sv0_domain::{Domain, Result, ScanScope, ScopeSettlement, Trigger};
+use sv0_domain::{Domain, ScanScope, ScopeSettlement, Trigger};
 use sv0_pipeline::Pipeline;
+use sv0_pipeline::Result;
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::{ReasonLabel, TriggerLabel};

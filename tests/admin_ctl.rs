@@ -2,15 +2,15 @@
 //! `sv0 token` and `sv0 ctl` processes on the stand, the demo connector scanning with a canary
 //! credential, and the canary and the tokens searched for everywhere afterwards.
 
-mod common;
+mod support;
 
 use std::process::Output;
 use std::time::Duration;
 
-use common::pipeline::{Bench, DEMO_KIND, canary, ctl, token};
-use common::{count, http_get};
 use mongodb::bson::doc;
 use serde_json::Value;
+use support::pipeline::{Bench, DEMO_KIND, canary, ctl, token};
+use support::{count, http_get};
 
 fn text(output: &Output) -> String {
     format!(
@@ -143,7 +143,7 @@ async fn the_ci_step_rematerializes_once_per_deploy_and_nothing_leaks() {
         "{printed}{metrics}{worker_metrics}{:?}{:?}{}",
         api.all_events(),
         worker.all_events(),
-        common::pipeline::dump(bench.db()).await
+        support::pipeline::dump(bench.db()).await
     );
     let secrets = [
         canary("acme"),
@@ -172,7 +172,7 @@ async fn sv0_all_runs_every_role_in_one_process() {
             120,
         )
         .await;
-    let (variable, value) = common::pipeline::credential_var("acme");
+    let (variable, value) = support::pipeline::credential_var("acme");
     let mut all = bench.all(&[(variable.as_str(), value.as_str())]);
     let url = all.api_url();
     let operator = token(&bench, "operator", "oncall");

@@ -15,7 +15,7 @@
 //! Landlock's. A kernel short of a Landlock feature a case relies on gets that case reported as
 //! `SKIPPED` on stderr, never passed.
 
-mod common;
+mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::Permissions;
@@ -24,10 +24,10 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::pipeline::{Bench, CREDENTIALS_REF, canary, credential_var};
-use common::{all, http_get};
 use mongodb::bson::doc;
 use nix::unistd::{Uid, User};
+use support::pipeline::{Bench, CREDENTIALS_REF, canary, credential_var};
+use support::{all, http_get};
 use sv0_broker::naming::{Ref, TenantId, key_vault_prefix};
 use sv0_broker::{CA_FILE_VAR, Provider, VAULT_URL_VAR};
 use sv0_domain::category::DRIVER;
@@ -103,7 +103,7 @@ const CASES: &[(&str, &str, Needs, &str)] = &[
 
 /// The hostile connector, built beside `sv0` by `cargo test --workspace`.
 fn hostile_connector() -> PathBuf {
-    let path = PathBuf::from(common::SV0).with_file_name("sv0-hostile-connector");
+    let path = PathBuf::from(support::SV0).with_file_name("sv0-hostile-connector");
     assert!(
         path.is_file(),
         "{} is missing: build it with `cargo build -p sv0-hostile-connector` (the workspace's tests do)",
@@ -473,7 +473,7 @@ fn check_cases(report: &Report, abi: u32) {
 /// The connector's own process: the worker as its parent, the allowlist and its bundle as its
 /// environment, another user without groups or capabilities under a root worker, no way to
 /// regain privileges, and a seccomp filter.
-fn check_identity(report: &Report, worker: &common::WorkerProcess) {
+fn check_identity(report: &Report, worker: &support::WorkerProcess) {
     assert_eq!(
         report.info("target_pid"),
         [worker.pid().to_string()],

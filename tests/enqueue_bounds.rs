@@ -4,12 +4,12 @@
 //! free-text flags without control characters or bidirectional marks. Each refusal names the
 //! flag and exits non-zero, and no job is stored. Real `sv0 enqueue` processes.
 
-mod common;
+mod support;
 
 use std::process::{Command, Output};
 
-use common::{SV0, count, setup};
 use mongodb::bson::doc;
+use support::{SV0, count, setup};
 
 /// `{"a": … {"a": 1}}`, `levels` objects deep.
 fn nested(levels: usize) -> String {

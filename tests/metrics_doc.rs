@@ -3,15 +3,15 @@
 //! that fails, must list exactly the documented names with their types, and every series must
 //! carry exactly the documented labels. And the run and stage series count what happened.
 
-mod common;
+mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use common::WorkerProcess;
-use common::http_get;
-use common::pipeline::{Bench, DEMO_KIND};
 use mongodb::bson::doc;
+use support::WorkerProcess;
+use support::http_get;
+use support::pipeline::{Bench, DEMO_KIND};
 use sv0_domain::RunStatus;
 
 const RUN_TIMEOUT: Duration = Duration::from_secs(90);
@@ -273,7 +273,7 @@ async fn every_process_serves_exactly_the_documented_metrics_and_the_run_series_
         2.0
     );
     assert_eq!(value(&w, "sv0_worker_slots_capacity"), 3.0);
-    common::eventually("the worker counts itself live", RUN_TIMEOUT, || {
+    support::eventually("the worker counts itself live", RUN_TIMEOUT, || {
         let w = w.clone();
         async move { value(&w, "sv0_worker_live_workers") == 1.0 }
     })

@@ -3,15 +3,15 @@
 //! drops the programs instances stored before the connector registry, and lists (failing) every
 //! instance whose kind the registry it is given lacks.
 
-mod common;
+mod support;
 
 use std::process::Command;
 
-use common::SV0;
 use futures::TryStreamExt;
 use mongodb::IndexModel;
 use mongodb::bson::oid::ObjectId;
 use mongodb::bson::{Document, doc};
+use support::SV0;
 use sv0_testkit::TestDb;
 
 fn migrate(uri: &str, database: &str) -> std::process::Output {

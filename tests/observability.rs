@@ -12,7 +12,7 @@
 //! With `SV0_RENDER_DASHBOARDS=DIR`, the dashboards are drawn from this Prometheus into DIR
 //! (`scripts/render-dashboards`) before it stops: how the pictures in `docs/dashboards/` are made.
 
-mod common;
+mod support;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
@@ -21,10 +21,10 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::WorkerProcess;
-use common::pipeline::{Bench, DEMO_KIND, ctl, token};
 use mongodb::bson::{DateTime, doc};
 use serde_json::Value;
+use support::WorkerProcess;
+use support::pipeline::{Bench, DEMO_KIND, ctl, token};
 use sv0_domain::Schedule;
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
@@ -97,7 +97,7 @@ fn post_form(addr: &str, path: &str, form: &[(&str, &str)]) -> (u16, Value) {
 }
 
 fn get_json(addr: &str, path: &str) -> Value {
-    let (status, body) = common::http_get(addr, path);
+    let (status, body) = support::http_get(addr, path);
     assert_eq!(status, 200, "GET {path}: {body}");
     serde_json::from_str(&body).unwrap()
 }
@@ -291,13 +291,13 @@ async fn dashboards_and_alerts_work_on_a_real_prometheus_and_the_stage_alert_pag
         &["scopes", "trigger", "acme", &good.id.to_hex()],
     );
     assert!(triggered.status.success(), "{triggered:?}");
-    let (status, _) = common::http_get(&api_addr, "/api/v1/scan-runs/not-an-id");
+    let (status, _) = support::http_get(&api_addr, "/api/v1/scan-runs/not-an-id");
     assert_eq!(
         status, 401,
         "a request without a token is refused (an API error to count)"
     );
-    common::eventually("a scan has succeeded", Duration::from_secs(90), || async {
-        common::count(bench.db(), "scan_runs", doc! {"status": "succeeded"}).await > 0
+    support::eventually("a scan has succeeded", Duration::from_secs(90), || async {
+        support::count(bench.db(), "scan_runs", doc! {"status": "succeeded"}).await > 0
     })
     .await;
     let deploy = ctl(
@@ -317,7 +317,7 @@ async fn dashboards_and_alerts_work_on_a_real_prometheus_and_the_stage_alert_pag
     assert!(deploy.status.success(), "{deploy:?}");
     for _ in 0..3 {
         // More refusals, a scrape apart: a series' first count is invisible to `increase()`.
-        let (status, _) = common::http_get(&api_addr, "/api/v1/scan-runs/not-an-id");
+        let (status, _) = support::http_get(&api_addr, "/api/v1/scan-runs/not-an-id");
         assert_eq!(status, 401);
         tokio::time::sleep(Duration::from_millis(1500)).await;
     }

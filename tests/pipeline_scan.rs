@@ -2,16 +2,16 @@
 //! `tests/connectors/wrap.sh` around it for the failure cases), each run confined as the
 //! workers' connector registry says, the stand.
 
-mod common;
+mod support;
 
 use std::fs::Permissions;
 use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
-use common::pipeline::{Bench, DEMO_KIND, canary, dump};
-use common::{all, count};
 use mongodb::bson::doc;
 use nix::sys::signal::Signal;
+use support::pipeline::{Bench, DEMO_KIND, canary, dump};
+use support::{all, count};
 use sv0_domain::category::{CHAIN, DRIVER, EVAL, EVIDENCE, STAGE_CELLS, STITCH, SYNC};
 use sv0_domain::{CellStatus, Materializer, RunStatus, ScanRun, Trigger};
 use sv0_pipeline::{Deploy, RunRequest};
@@ -169,7 +169,7 @@ async fn a_scan_cancelled_while_its_connector_runs_stays_as_the_cancel_left_it()
     let scope = bench.provision("acme", &slow, demo_scope(20, 1), 60).await;
     let _worker = bench.worker(&["acme"], &[]);
     let run = bench.scan(&scope).await;
-    common::eventually("the connector to start", RUN_TIMEOUT, || async {
+    support::eventually("the connector to start", RUN_TIMEOUT, || async {
         bench.connector_file("started").is_some()
     })
     .await;
@@ -386,7 +386,7 @@ async fn a_kind_the_worker_lacks_fails_the_run_once_the_attempts_are_spent() {
     );
     // Several backoffs later, still final and claimed no more.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let later = common::job(bench.db(), scan.get_object_id("_id").unwrap()).await;
+    let later = support::job(bench.db(), scan.get_object_id("_id").unwrap()).await;
     assert_eq!(later.get_str("status"), scan.get_str("status"));
     assert_eq!(later.get_i32("claims"), scan.get_i32("claims"));
 }
@@ -450,7 +450,7 @@ async fn a_worker_killed_mid_scan_leaves_the_same_results_as_a_clean_run() {
     let scope = bench.provision("acme", &slow, demo_scope(40, 5), 60).await;
     let mut first = bench.worker(&["acme"], &["--lease-ttl-ms", "1500"]);
     let run = bench.scan(&scope).await;
-    common::eventually("the connector to start", RUN_TIMEOUT, || async {
+    support::eventually("the connector to start", RUN_TIMEOUT, || async {
         bench.connector_file("started").is_some()
     })
     .await;

@@ -3,15 +3,15 @@
 //! claim is taken over once the claim expires, without a duplicate run; and scheduled scans run
 //! end to end through real worker processes.
 
-mod common;
+mod support;
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use common::WorkerProcess;
-use common::pipeline::{Bench, DEMO_KIND};
 use mongodb::bson::{DateTime, doc};
 use nix::sys::signal::Signal;
+use support::WorkerProcess;
+use support::pipeline::{Bench, DEMO_KIND};
 use sv0_domain::{Overlap, RunStatus, ScanRun, ScanScope, Schedule, Trigger};
 use sv0_testkit::{FaultProxy, stand};
 
@@ -65,7 +65,7 @@ async fn three_replicas_run_every_slot_of_every_scope_exactly_once() {
     // What the replicas did, as their /metrics and /healthz tell it.
     let mut created = 0.0;
     for replica in &replicas {
-        assert_eq!(common::http_get(&replica.status_addr(), "/healthz").0, 200);
+        assert_eq!(support::http_get(&replica.status_addr(), "/healthz").0, 200);
         created += replica.metric("sv0_scheduler_runs_created_total{trigger=\"scheduled\"}");
         assert!(replica.metric("sv0_scheduler_ticks_total") > 0.0);
     }
@@ -109,7 +109,7 @@ async fn three_replicas_run_every_slot_of_every_scope_exactly_once() {
         claimed_by.values().sum::<usize>() >= scopes.len() * 3,
         "the replicas logged each slot they ran: {claimed_by:?}"
     );
-    let runs = common::count(bench.db(), "scan_runs", doc! {}).await as f64;
+    let runs = support::count(bench.db(), "scan_runs", doc! {}).await as f64;
     assert!(
         created > 0.0 && created <= runs,
         "the replicas' runs_created ({created}, read before the stop) against {runs} runs"
@@ -224,7 +224,7 @@ async fn scheduled_scans_run_end_to_end_through_real_workers() {
     assert_ne!(slots[0], slots[1], "two different slots");
 
     // `sv0 runs` lists them, with their slots.
-    let out = std::process::Command::new(common::SV0)
+    let out = std::process::Command::new(support::SV0)
         .args([
             "runs",
             "--mongodb-uri",
@@ -317,7 +317,7 @@ fn bad_scheduler_flags_are_refused_naming_the_flag() {
         ("--first-job-grace-s", "3601"),
         ("--slot-log-days", "0"),
     ] {
-        let out = std::process::Command::new(common::SV0)
+        let out = std::process::Command::new(support::SV0)
             .args(["scheduler", flag, value])
             .output()
             .unwrap();

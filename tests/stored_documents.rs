@@ -3,12 +3,12 @@
 //! listed, shown and triggered by a real `sv0 admin-api` process, which answers every request
 //! and is still running afterwards.
 
-mod common;
+mod support;
 
-use common::pipeline::{Bench, DEMO_KIND, token};
 use mongodb::bson::oid::ObjectId;
 use mongodb::bson::{RawDocumentBuf, doc};
 use reqwest::StatusCode;
+use support::pipeline::{Bench, DEMO_KIND, token};
 use sv0_domain::ScanScope;
 use sv0_domain::limits::MAX_READ_DEPTH;
 
@@ -141,6 +141,6 @@ async fn scopes_stored_115_and_300_levels_deep_are_listed_shown_and_triggered() 
     assert_eq!(triggered.status(), StatusCode::CONFLICT);
     let (status, _) = get(format!("/tenants/acme/scopes/{}", plain.id.to_hex())).await;
     assert_eq!(status, StatusCode::OK);
-    let (status, body) = common::http_get(url.trim_start_matches("http://"), "/healthz");
+    let (status, body) = support::http_get(url.trim_start_matches("http://"), "/healthz");
     assert_eq!(status, 200, "{body}");
 }

@@ -1,15 +1,15 @@
 //! `sv0 token`: tokens limited to tenants and to a lifetime, listed with their last use, and
 //! created and revoked under an audit entry written first — no entry, no token.
 
-mod common;
+mod support;
 
 use std::process::{Command, Output};
 
-use common::SV0;
 use futures::TryStreamExt;
 use mongodb::IndexModel;
 use mongodb::bson::{Document, doc};
 use mongodb::options::IndexOptions;
+use support::SV0;
 use sv0_domain::{Domain, Tenant};
 use sv0_testkit::TestDb;
 

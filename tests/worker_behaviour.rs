@@ -1,18 +1,18 @@
 //! Worker behaviour through real `sv0 worker` and `sv0 enqueue` processes: retries, failures,
 //! cancellation, dedup across processes, order, delay, drain on SIGTERM, and wake-ups.
 
-mod common;
+mod support;
 
 use std::collections::HashSet;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{
+use mongodb::bson::{Document, doc};
+use nix::sys::signal::Signal;
+use support::{
     SV0, WorkerProcess, all, count, enqueue_ids, eventually, http_get, job, setup, setup_on,
     start_latency_ms, wait_count,
 };
-use mongodb::bson::{Document, doc};
-use nix::sys::signal::Signal;
 use sv0_queue::{CancelOutcome, NewJob};
 use sv0_testkit::{TestDb, oplog_stand};
 
@@ -398,7 +398,7 @@ async fn a_higher_priority_job_is_not_passed_over_for_an_old_candidate_list() {
         Duration::from_secs(30),
     )
     .await;
-    let started = common::job(&test.db, urgent)
+    let started = support::job(&test.db, urgent)
         .await
         .get_datetime("started_at")
         .copied()

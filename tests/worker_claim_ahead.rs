@@ -1,13 +1,13 @@
 //! Leasing ahead, across a real worker process: short jobs are leased beyond the free slots and
 //! wait in line for one; long jobs are not; a draining worker gives the waiting ones back at once.
 
-mod common;
+mod support;
 
 use std::time::{Duration, Instant};
 
-use common::{WorkerProcess, count, enqueue_ids, job, setup, wait_count};
 use mongodb::bson::doc;
 use nix::sys::signal::Signal;
+use support::{WorkerProcess, count, enqueue_ids, job, setup, wait_count};
 use sv0_queue::NewJob;
 
 fn probes(n: usize, sleep_ms: i64, priority: i32) -> Vec<NewJob> {

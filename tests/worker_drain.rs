@@ -2,13 +2,13 @@
 //! Each handler run records itself (`probe_runs`); each commit is logged by the worker that made
 //! it. Runs may exceed jobs (at-least-once execution); commits may not.
 
-mod common;
+mod support;
 
 use std::collections::HashMap;
 use std::time::Duration;
 
-use common::{WorkerProcess, count, setup, wait_count};
 use mongodb::bson::doc;
+use support::{WorkerProcess, count, setup, wait_count};
 use sv0_queue::NewJob;
 
 const JOBS: usize = 5_000;

@@ -1,13 +1,13 @@
 //! Worker processes that die or lose the database: nothing is lost, and a holder whose lease
 //! was reaped never commits.
 
-mod common;
+mod support;
 
 use std::time::Duration;
 
-use common::{WorkerProcess, all, enqueue_ids, job, setup, wait_count};
 use mongodb::bson::doc;
 use nix::sys::signal::Signal;
+use support::{WorkerProcess, all, enqueue_ids, job, setup, wait_count};
 use sv0_queue::NewJob;
 use sv0_testkit::{FaultProxy, stand};
 

@@ -1,12 +1,12 @@
 //! A job's life through the queue API, against the stand: enqueue, claim, heartbeat, complete,
 //! fail, retry, dead, cancel, reap, prune, dedup, order and delay.
 
-mod common;
+mod support;
 
 use std::time::Duration;
 
-use common::{claim_one, job, queue, request, stored_job};
 use mongodb::bson::{DateTime, doc};
+use support::{claim_one, job, queue, request, stored_job};
 use sv0_queue::{
     CancelOutcome, Commit, FailOutcome, Failure, JobStatus, LeaseState, NewJob, QueueError,
 };

@@ -2,13 +2,13 @@
 //! retrying one job, cancelling or retrying every job a filter matches with their dry runs, and
 //! the refusals that name their field.
 
-mod common;
+mod support;
 
 use std::time::Duration;
 
-use common::{claim_one, job, queue, request, stored_job};
 use mongodb::bson::oid::ObjectId;
 use mongodb::bson::{Bson, DateTime, Regex, doc};
+use support::{claim_one, job, queue, request, stored_job};
 use sv0_queue::{
     BulkOutcome, CancelOutcome, Commit, FailOutcome, Failure, JobDoc, JobFilter, JobStatus,
     LeaseDoc, LeaseRef, LeaseState, NewJob, Queue, QueueError, RetryOutcome, TenantKindCount,

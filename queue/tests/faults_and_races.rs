@@ -1,12 +1,12 @@
 //! Failure scenarios at the queue's API, against the stand. Each test names the scenario it
 //! pins; each failed on the code before the fix.
 
-mod common;
+mod support;
 
 use std::time::Duration;
 
-use common::{claim_one, job, queue, request, stored_job};
 use mongodb::bson::{Document, doc};
+use support::{claim_one, job, queue, request, stored_job};
 use sv0_queue::{CancelOutcome, Commit, FailOutcome, Failure, JobStatus, Queue};
 use sv0_testkit::{FaultProxy, TestDb, stand};
 

@@ -3,7 +3,7 @@
 //! connector-written text that cannot drive the operator's terminal. Real `sv0 admin-api` and
 //! `sv0 ctl` processes.
 
-mod common;
+mod support;
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
@@ -11,10 +11,10 @@ use std::process::{Command, Output};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::SV0;
-use common::pipeline::{Bench, DEMO_KIND, token};
 use mongodb::bson::{DateTime, doc};
 use serde_json::Value;
+use support::SV0;
+use support::pipeline::{Bench, DEMO_KIND, token};
 
 /// Written by a connector into its run: clear the screen, return to the line's start and
 /// overwrite it, reverse what follows, an 8-bit CSI and a DEL.
@@ -98,7 +98,7 @@ async fn ctl_takes_no_token_flag_encodes_ids_and_escapes_what_connectors_wrote()
         "{}",
         stderr(&escaped_id)
     );
-    let routes = |api: &common::WorkerProcess| -> Vec<String> {
+    let routes = |api: &support::WorkerProcess| -> Vec<String> {
         api.events("request")
             .iter()
             .filter_map(|e| e["span"]["route"].as_str().map(String::from))

@@ -28,7 +28,9 @@ use std::sync::Arc;
 use axum::Router;
 use mongodb::Database;
 use prometheus_client::registry::Registry;
+use sv0_domain::Domain;
 use sv0_pipeline::Pipeline;
+use sv0_queue::Queue;
 use sv0_scheduler::controls::Controls;
 
 pub use audit::{Action, Actor, AuditEntry, AuditFilter, AuditLog, Completion, PendingEntry};
@@ -45,6 +47,10 @@ pub const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
 #[derive(Clone)]
 pub struct AdminApi {
     pub(crate) db: Database,
+    /// The domain's and the queue's read and search calls the routes make; what starts, stops
+    /// or changes a run goes through `pipeline` or `controls`.
+    pub(crate) domain: Domain,
+    pub(crate) queue: Queue,
     pub(crate) pipeline: Arc<Pipeline>,
     pub(crate) controls: Controls,
     pub(crate) tokens: Tokens,
@@ -69,6 +75,8 @@ impl AdminApi {
         let audit = AuditLog::new(db);
         AdminApi {
             db: db.clone(),
+            domain: controls.pipeline.domain().clone(),
+            queue: controls.pipeline.queue().clone(),
             pipeline: controls.pipeline.clone(),
             tokens: Tokens::new(db),
             refusals: refusals::Refusals::new(audit.clone(), metrics.clone()),

@@ -63,15 +63,25 @@ pub mod kinds {
 /// credential broker and the connector registry and sandbox (used by `execute_scan` only) and
 /// the pipeline's metrics.
 pub struct Pipeline {
-    pub domain: Domain,
-    pub queue: Queue,
-    pub broker: CredentialBroker,
+    domain: Domain,
+    queue: Queue,
+    broker: CredentialBroker,
     connectors: ConnectorRegistry,
     sandbox: Option<Sandbox>,
     metrics: PipelineMetrics,
 }
 
 impl Pipeline {
+    /// The domain's collections the pipeline writes.
+    pub fn domain(&self) -> &Domain {
+        &self.domain
+    }
+
+    /// The queue the pipeline's jobs are on.
+    pub fn queue(&self) -> &Queue {
+        &self.queue
+    }
+
     /// A pipeline with an empty connector registry and no sandbox: it can start runs and
     /// run every stage but `execute_scan`.
     pub fn new(domain: Domain, queue: Queue, broker: CredentialBroker) -> Pipeline {

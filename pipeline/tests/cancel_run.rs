@@ -52,14 +52,14 @@ async fn start(pipeline: &Pipeline, scope: &ScanScope) -> ScanRun {
 /// The run's one job, read through the queue.
 async fn job_of(pipeline: &Pipeline, run_id: ObjectId) -> JobDoc {
     let found = pipeline
-        .queue
+        .queue()
         .collection()
         .find_one(doc! { "group_id": run_id.to_hex() })
         .await
         .unwrap()
         .expect("the run's job");
     let id = found.get_object_id("_id").unwrap();
-    pipeline.queue.get(id).await.unwrap().unwrap()
+    pipeline.queue().get(id).await.unwrap().unwrap()
 }
 
 fn assert_cancelled(run: &ScanRun) {
@@ -86,13 +86,13 @@ async fn a_queued_run_is_cancelled_with_its_queued_job() {
 
     let cancelled = pipeline.cancel_run("a", run.id).await.unwrap();
     assert_cancelled(&cancelled);
-    assert_eq!(pipeline.domain.run("a", run.id).await.unwrap(), cancelled);
+    assert_eq!(pipeline.domain().run("a", run.id).await.unwrap(), cancelled);
     assert_eq!(job_of(&pipeline, run.id).await.status, JobStatus::Cancelled);
 
     // Cancelled is finished: a second cancel is refused and changes nothing.
     let error = pipeline.cancel_run("a", run.id).await.unwrap_err();
     assert_conflict_naming(error, "cancelled");
-    assert_eq!(pipeline.domain.run("a", run.id).await.unwrap(), cancelled);
+    assert_eq!(pipeline.domain().run("a", run.id).await.unwrap(), cancelled);
 }
 
 #[tokio::test]
@@ -100,7 +100,7 @@ async fn a_running_runs_running_job_is_asked_to_stop() {
     let (_tdb, pipeline, scope) = setup("cancel_running").await;
     let run = start(&pipeline, &scope).await;
     let claimed = pipeline
-        .queue
+        .queue()
         .claim(&ClaimRequest {
             owner: "worker".into(),
             kinds: vec![kinds::EXECUTE_SCAN.into()],
@@ -111,7 +111,7 @@ async fn a_running_runs_running_job_is_asked_to_stop() {
         .unwrap();
     assert_eq!(claimed.len(), 1);
     pipeline
-        .domain
+        .domain()
         .start_run("a", run.id, RunFence::new(0, 1))
         .await
         .unwrap();
@@ -129,15 +129,15 @@ async fn a_finished_run_is_a_conflict_and_left_as_it_was() {
     let (_tdb, pipeline, scope) = setup("cancel_finished").await;
     let run = start(&pipeline, &scope).await;
     pipeline
-        .domain
+        .domain()
         .finish_run("a", run.id, RunWriter::Outside, RunStatus::Succeeded, None)
         .await
         .unwrap();
-    let finished = pipeline.domain.run("a", run.id).await.unwrap();
+    let finished = pipeline.domain().run("a", run.id).await.unwrap();
 
     let error = pipeline.cancel_run("a", run.id).await.unwrap_err();
     assert_conflict_naming(error, "succeeded");
-    assert_eq!(pipeline.domain.run("a", run.id).await.unwrap(), finished);
+    assert_eq!(pipeline.domain().run("a", run.id).await.unwrap(), finished);
     // Nothing of the run's was cancelled: its job (left queued by this test) is as it was.
     assert_eq!(job_of(&pipeline, run.id).await.status, JobStatus::Queued);
 }
@@ -152,6 +152,6 @@ async fn another_tenants_run_is_not_found() {
         matches!(error, PipelineError::Domain(DomainError::NotFound { .. })),
         "{error}"
     );
-    assert_eq!(pipeline.domain.run("a", run.id).await.unwrap(), run);
+    assert_eq!(pipeline.domain().run("a", run.id).await.unwrap(), run);
     assert_eq!(job_of(&pipeline, run.id).await.status, JobStatus::Queued);
 }

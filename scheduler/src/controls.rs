@@ -36,7 +36,7 @@ impl Controls {
     ) -> Result<ScanScope> {
         Ok(self
             .pipeline
-            .domain
+            .domain()
             .set_schedule(tenant_id, scope_id, schedule, DateTime::now())
             .await?)
     }
@@ -51,7 +51,7 @@ impl Controls {
     ) -> Result<ScanScope> {
         Ok(self
             .pipeline
-            .domain
+            .domain()
             .pause_scope(tenant_id, scope_id, note, by, DateTime::now())
             .await?)
     }
@@ -62,11 +62,11 @@ impl Controls {
         let now = DateTime::now();
         let Some((before, after)) = self
             .pipeline
-            .domain
+            .domain()
             .resume_scope(tenant_id, scope_id, now)
             .await?
         else {
-            return Ok((self.pipeline.domain.scope(tenant_id, scope_id).await?, 0));
+            return Ok((self.pipeline.domain().scope(tenant_id, scope_id).await?, 0));
         };
         let mut skipped = 0;
         if let (Some(schedule), Some(next)) = (&before.schedule, before.next_run_at) {
@@ -116,7 +116,7 @@ impl Controls {
             )
             .await?;
         self.pipeline
-            .domain
+            .domain()
             .set_last_run(tenant_id, scope_id, run.id)
             .await?;
         self.metrics
@@ -149,7 +149,7 @@ impl Controls {
             )
             .into());
         }
-        let scope = self.pipeline.domain.scope(tenant_id, scope_id).await?;
+        let scope = self.pipeline.domain().scope(tenant_id, scope_id).await?;
         let schedule = scope.schedule.ok_or_else(|| {
             DomainError::Conflict(format!("scope {scope_id} has no schedule to backfill"))
         })?;

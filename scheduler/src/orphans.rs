@@ -83,7 +83,7 @@ impl OrphanReaper {
     /// One pass at `now`; returns how many runs it timed out.
     pub async fn pass(&self, now: DateTime) -> Result<u64> {
         let mut timed_out = self.check_first_jobs(now).await?;
-        for run in self.pipeline.domain.orphaned_runs(now).await? {
+        for run in self.pipeline.domain().orphaned_runs(now).await? {
             let idle_s = run.last_claimed_at.map_or(0, |at| {
                 (now.timestamp_millis() - at.timestamp_millis()) / 1000
             });
@@ -115,7 +115,7 @@ impl OrphanReaper {
         loop {
             let runs = self
                 .pipeline
-                .domain
+                .domain()
                 .queued_runs_to_check(
                     ago(self.first_job_grace),
                     ago(FIRST_JOB_RECHECK),
@@ -154,7 +154,7 @@ impl OrphanReaper {
                 }
             }
             self.pipeline
-                .domain
+                .domain()
                 .confirm_first_jobs(&confirmed, now)
                 .await?;
             if (runs.len() as i64) < FIRST_JOB_BATCH {

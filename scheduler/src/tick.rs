@@ -99,7 +99,7 @@ impl Scheduler {
     }
 
     fn domain(&self) -> &Domain {
-        &self.pipeline.domain
+        self.pipeline.domain()
     }
 
     /// Ticks until `shutdown`, calling `beat` after every tick (the process's health). A failed

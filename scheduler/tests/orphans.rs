@@ -269,7 +269,7 @@ async fn a_queued_run_whose_first_job_ended_times_out() {
     let waiting = controls.trigger_now("acme", scope.id, None).await.unwrap();
     stand
         .pipeline
-        .queue
+        .queue()
         .cancel_matching(&JobFilter {
             group_id: Some(stuck.id.to_hex()),
             ..JobFilter::default()
@@ -337,7 +337,7 @@ async fn a_waiting_run_is_checked_again_an_hour_later() {
     assert_eq!(reaper(&stand).pass(first).await.unwrap(), 0);
     stand
         .pipeline
-        .queue
+        .queue()
         .cancel_matching(&JobFilter {
             group_id: Some(run.id.to_hex()),
             ..JobFilter::default()

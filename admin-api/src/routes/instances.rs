@@ -49,7 +49,6 @@ pub(crate) async fn list(
     let limit = page::limit(query.limit)?;
     let after = page::object_id_cursor(query.cursor.as_deref())?;
     let instances = api
-        .pipeline
         .domain
         .list_instances(Some(&tenant_id), after, i64::from(limit) + 1)
         .await?;
@@ -75,9 +74,7 @@ pub(crate) async fn show(
     sv0_domain::validate_tenant_id(&tenant_id)?;
     ctx.require_tenant(&tenant_id)?;
     let id = object_id("id", &id)?;
-    Ok(Json(
-        api.pipeline.domain.instance(&tenant_id, id).await?.into(),
-    ))
+    Ok(Json(api.domain.instance(&tenant_id, id).await?.into()))
 }
 
 /// Where an instance's credentials live.
@@ -142,7 +139,7 @@ pub(crate) async fn create(
         .connectors()
         .kind(&instance.kind)
         .map_err(|unknown| ApiError::invalid("kind", unknown.to_string()))?;
-    api.pipeline.domain.tenant(&tenant_id).await?;
+    api.domain.tenant(&tenant_id).await?;
     let action = Action {
         action: "instance.create",
         target_kind: "connector_instance",
@@ -157,7 +154,7 @@ pub(crate) async fn create(
     };
     api.audit
         .around(&ctx, action, async {
-            api.pipeline.domain.insert_instance(&instance).await?;
+            api.domain.insert_instance(&instance).await?;
             Ok(((), Completion::new()))
         })
         .await?;
@@ -200,7 +197,7 @@ pub(crate) async fn update(
         credentials_ref: body.credentials_ref.map(CredentialsRef::from),
         status: body.status,
     };
-    let before = api.pipeline.domain.instance(&tenant_id, id).await?;
+    let before = api.domain.instance(&tenant_id, id).await?;
     let action = Action {
         action: "instance.update",
         target_kind: "connector_instance",
@@ -212,11 +209,7 @@ pub(crate) async fn update(
     let instance = api
         .audit
         .around(&ctx, action, async {
-            let after = api
-                .pipeline
-                .domain
-                .update_instance(&tenant_id, id, &update)
-                .await?;
+            let after = api.domain.update_instance(&tenant_id, id, &update).await?;
             let completion = instance_changes(&before, &after);
             Ok((after, completion))
         })
@@ -265,7 +258,7 @@ pub(crate) async fn delete(
     let id = object_id("id", &id)?;
     // Read first so that the log says what was deleted; an instance gone in between is a 404
     // from the delete, as it would have been anyway.
-    let instance = api.pipeline.domain.instance(&tenant_id, id).await?;
+    let instance = api.domain.instance(&tenant_id, id).await?;
     let action = Action {
         action: "instance.delete",
         target_kind: "connector_instance",
@@ -280,7 +273,7 @@ pub(crate) async fn delete(
     };
     api.audit
         .around(&ctx, action, async {
-            api.pipeline.domain.delete_instance(&tenant_id, id).await?;
+            api.domain.delete_instance(&tenant_id, id).await?;
             Ok(((), Completion::new()))
         })
         .await?;

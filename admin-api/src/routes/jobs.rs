@@ -106,7 +106,6 @@ pub(crate) async fn list(
     let limit = page::limit(limit)?;
     let after = page::object_id_cursor(cursor.as_deref())?;
     let jobs = api
-        .pipeline
         .queue
         .list_jobs(&filter, after, i64::from(limit) + 1)
         .await?;
@@ -130,8 +129,7 @@ fn limit_to_reach(ctx: &Ctx, filter: &mut JobFilter) -> Result<(), ApiError> {
 
 /// A job the caller's token reaches; any other is "not found".
 async fn reachable_job(api: &AdminApi, ctx: &Ctx, id: ObjectId) -> Result<JobDoc, ApiError> {
-    api.pipeline
-        .queue
+    api.queue
         .get(id)
         .await?
         .filter(|job| ctx.sees_job(job.tenant_id.as_deref()))
@@ -225,7 +223,7 @@ pub(crate) async fn cancel(
     let outcome = api
         .audit
         .around(&ctx, job_action("job.cancel", &job, reason), async {
-            let outcome = match api.pipeline.queue.cancel(id).await? {
+            let outcome = match api.queue.cancel(id).await? {
                 CancelOutcome::Cancelled => "cancelled",
                 CancelOutcome::Requested => "cancel_requested",
                 CancelOutcome::AlreadyFinished(status) => {
@@ -265,7 +263,7 @@ pub(crate) async fn retry(
     let job = reachable_job(&api, &ctx, id).await?;
     api.audit
         .around(&ctx, job_action("job.retry", &job, reason), async {
-            match api.pipeline.queue.retry_job(id).await? {
+            match api.queue.retry_job(id).await? {
                 RetryOutcome::Requeued => {}
                 RetryOutcome::NotRetryable(status) => {
                     return Err(ApiError::Conflict(format!(
@@ -303,7 +301,6 @@ async fn job_answer(
     outcome: &str,
 ) -> Result<Json<JobActionResult>, ApiError> {
     let now = api
-        .pipeline
         .queue
         .get(job.id)
         .await?
@@ -565,7 +562,7 @@ async fn bulk(
             "a real run (dry_run: false) needs ids, a filter on tenant_id, kinds or statuses, or              `expect` with the dry run's matched count: a created range alone matches every              tenant's jobs",
         ));
     }
-    let queue = &api.pipeline.queue;
+    let queue = &api.queue;
     let counts = match action {
         Bulk::Cancel => queue.count_cancellable_by_tenant_kind(&filter).await?,
         Bulk::Retry => queue.count_retryable_by_tenant_kind(&filter).await?,

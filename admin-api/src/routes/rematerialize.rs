@@ -152,7 +152,7 @@ pub(crate) async fn rematerialize(
 async fn active_of(api: &AdminApi, tenants: &[String]) -> Result<Vec<String>, ApiError> {
     let mut active = Vec::with_capacity(tenants.len());
     for tenant_id in tenants {
-        match api.pipeline.domain.tenant(tenant_id).await {
+        match api.domain.tenant(tenant_id).await {
             Ok(tenant) if tenant.status == TenantStatus::Active => active.push(tenant.id),
             Ok(_) | Err(DomainError::NotFound { .. }) => {}
             Err(error) => return Err(error.into()),

@@ -83,7 +83,6 @@ pub(crate) async fn list(
     let limit = page::limit(query.limit)?;
     let after = page::object_id_cursor(query.cursor.as_deref())?;
     let runs = api
-        .pipeline
         .domain
         .list_runs(&filter, after, i64::from(limit) + 1)
         .await?;
@@ -124,7 +123,7 @@ async fn readable_run(api: &AdminApi, ctx: &Ctx, id: &str) -> Result<ScanRun, Ap
 /// A run of a tenant the caller's token reaches; any other is "not found".
 async fn reachable_run(api: &AdminApi, ctx: &Ctx, id: &str) -> Result<ScanRun, ApiError> {
     let id = object_id("id", id)?;
-    let run = api.pipeline.domain.run_by_id(id).await?;
+    let run = api.domain.run_by_id(id).await?;
     if !ctx.sees(&run.tenant_id) {
         return Err(ApiError::NotFound(format!("scan run {id} not found")));
     }

@@ -60,7 +60,6 @@ pub(crate) async fn list(
     let limit = page::limit(query.limit)?;
     let after = page::object_id_cursor(query.cursor.as_deref())?;
     let scopes = api
-        .pipeline
         .domain
         .list_scopes(&filter, after, i64::from(limit) + 1)
         .await?;
@@ -84,9 +83,7 @@ pub(crate) async fn show(
 ) -> Result<Json<ScopeView>, ApiError> {
     ctx.require(Right::Read)?;
     let (tenant_id, id) = scope_path(&ctx, &tenant_id, &id)?;
-    Ok(Json(
-        api.pipeline.domain.scope(&tenant_id, id).await?.into(),
-    ))
+    Ok(Json(api.domain.scope(&tenant_id, id).await?.into()))
 }
 
 /// A scope's path: a tenant the caller's token reaches, and an id.
@@ -149,11 +146,7 @@ pub(crate) async fn create(
     if let Some(schedule) = &body.schedule {
         schedule.validate()?;
     }
-    let instance = api
-        .pipeline
-        .domain
-        .instance(&tenant_id, instance_id)
-        .await?;
+    let instance = api.domain.instance(&tenant_id, instance_id).await?;
     let mut scope = ScanScope::new(&instance, &body.name, scope_doc, budget)
         .map_err(|e| rename_budget_field(e.into()))?;
     scope.schedule = body.schedule;
@@ -167,12 +160,12 @@ pub(crate) async fn create(
             &ctx,
             scope_action("scope.create", &tenant_id, scope.id, None, detail),
             async {
-                api.pipeline.domain.insert_scope(&scope).await?;
+                api.domain.insert_scope(&scope).await?;
                 Ok(((), Completion::new()))
             },
         )
         .await?;
-    let stored = api.pipeline.domain.scope(&tenant_id, scope.id).await?;
+    let stored = api.domain.scope(&tenant_id, scope.id).await?;
     Ok((StatusCode::CREATED, Json(stored.into())))
 }
 
@@ -222,7 +215,7 @@ pub(crate) async fn update(
             max_runtime_seconds: seconds,
         }),
     };
-    let before = api.pipeline.domain.scope(&tenant_id, id).await?;
+    let before = api.domain.scope(&tenant_id, id).await?;
     let scope = api
         .audit
         .around(
@@ -230,7 +223,6 @@ pub(crate) async fn update(
             scope_action("scope.update", &tenant_id, id, None, doc! {}),
             async {
                 let after = api
-                    .pipeline
                     .domain
                     .update_scope_settings(&tenant_id, id, &update)
                     .await
@@ -267,7 +259,7 @@ pub(crate) async fn delete(
             &ctx,
             scope_action("scope.delete", &tenant_id, id, None, doc! {}),
             async {
-                api.pipeline.domain.delete_scope(&tenant_id, id).await?;
+                api.domain.delete_scope(&tenant_id, id).await?;
                 Ok(((), Completion::new()))
             },
         )
@@ -300,7 +292,7 @@ pub(crate) async fn set_schedule(
     ctx.require(Right::ActOnScopes)?;
     let body: ScheduleRequest = body.parse()?;
     let (tenant_id, id) = scope_path(&ctx, &tenant_id, &id)?;
-    let before = api.pipeline.domain.scope(&tenant_id, id).await?;
+    let before = api.domain.scope(&tenant_id, id).await?;
     let scope = api
         .audit
         .around(
@@ -359,7 +351,7 @@ pub(crate) async fn pause(
                  bidirectional marks",
             )
         })?;
-    let before = api.pipeline.domain.scope(&tenant_id, id).await?;
+    let before = api.domain.scope(&tenant_id, id).await?;
     let scope = api
         .audit
         .around(
@@ -399,7 +391,7 @@ pub(crate) async fn resume(
 ) -> Result<Json<ResumeResponse>, ApiError> {
     ctx.require(Right::ActOnScopes)?;
     let (tenant_id, id) = scope_path(&ctx, &tenant_id, &id)?;
-    let before = api.pipeline.domain.scope(&tenant_id, id).await?;
+    let before = api.domain.scope(&tenant_id, id).await?;
     let (scope, skipped) = api
         .audit
         .around(

@@ -45,8 +45,7 @@ pub(crate) async fn list(
             .map_err(|_| ApiError::invalid("cursor", "not a cursor this API returned"))?;
     }
     let tenants = if ctx.tenant_limit().is_empty() {
-        api.pipeline
-            .domain
+        api.domain
             .list_tenants(query.cursor.as_deref(), i64::from(limit) + 1)
             .await?
     } else {
@@ -80,7 +79,7 @@ async fn reachable_tenants(
         if tenants.len() == limit {
             break;
         }
-        match api.pipeline.domain.tenant(id).await {
+        match api.domain.tenant(id).await {
             Ok(tenant) => tenants.push(tenant),
             Err(sv0_domain::DomainError::NotFound { .. }) => {}
             Err(error) => return Err(error.into()),
@@ -102,7 +101,7 @@ pub(crate) async fn show(
     ctx.require(Right::Read)?;
     sv0_domain::validate_tenant_id(&tenant_id)?;
     ctx.require_tenant(&tenant_id)?;
-    Ok(Json(api.pipeline.domain.tenant(&tenant_id).await?.into()))
+    Ok(Json(api.domain.tenant(&tenant_id).await?.into()))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -137,11 +136,11 @@ pub(crate) async fn create(
     };
     api.audit
         .around(&ctx, action, async {
-            api.pipeline.domain.insert_tenant(&tenant).await?;
+            api.domain.insert_tenant(&tenant).await?;
             Ok(((), Completion::new()))
         })
         .await?;
-    let stored = api.pipeline.domain.tenant(&tenant.id).await?;
+    let stored = api.domain.tenant(&tenant.id).await?;
     Ok((StatusCode::CREATED, Json(stored.into())))
 }
 
@@ -168,7 +167,7 @@ pub(crate) async fn update(
     let body: UpdateTenantRequest = body.parse()?;
     sv0_domain::validate_tenant_id(&tenant_id)?;
     ctx.require_tenant(&tenant_id)?;
-    let before = api.pipeline.domain.tenant(&tenant_id).await?;
+    let before = api.domain.tenant(&tenant_id).await?;
     let action = Action {
         action: "tenant.set_status",
         target_kind: "tenant",
@@ -181,7 +180,6 @@ pub(crate) async fn update(
         .audit
         .around(&ctx, action, async {
             let tenant = api
-                .pipeline
                 .domain
                 .set_tenant_status(&tenant_id, body.status)
                 .await?;

@@ -127,7 +127,7 @@ pub async fn check(
                 .entry((*scope_id, slot.timestamp_millis()))
                 .or_default() += 1;
         }
-        for stale in sv0_domain::fence::stale_entries(&run.fence_log) {
+        for stale in sv0_domain::run_fence::stale_entries(&run.fence_log) {
             findings.stale_commits.push(format!(
                 "run {}: {:?} by {} landed after a newer holder's write",
                 run.id, stale.write, stale.fence

@@ -7,9 +7,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::Domain;
 use crate::error::{DomainError, Result};
-use crate::fence::ForRun;
 use crate::graph::{EdgeType, EntityType, Graph};
 use crate::materialize::{Counts, Item, KeyedSet};
+use crate::run_fence::ForRun;
 
 pub(crate) const ENTITIES: KeyedSet = KeyedSet {
     collection: "entities",

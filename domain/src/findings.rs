@@ -9,8 +9,8 @@ use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
 use crate::Domain;
 use crate::error::{DomainError, Result};
-use crate::fence::ForRun;
 use crate::materialize::{Counts, Item, KeyedSet, content_hash};
+use crate::run_fence::ForRun;
 
 pub(crate) const FINDINGS: KeyedSet = KeyedSet {
     collection: "findings",

@@ -14,14 +14,14 @@ mod batch;
 pub mod category;
 mod entities;
 mod error;
-pub mod fence;
 mod findings;
 pub mod graph;
 pub mod limits;
 mod listing;
 mod materialize;
 pub mod run;
-mod runs;
+pub mod run_fence;
+mod run_lifecycle;
 pub mod schedule;
 mod scopes;
 pub mod set_head;
@@ -32,7 +32,6 @@ mod tenancy;
 pub use category::{CategoryName, CategoryNameError};
 pub use entities::{Edge, Entity};
 pub use error::{DomainError, Result};
-pub use fence::{FenceEntry, ForRun, RunFence, RunWriter};
 pub use findings::{Chain, Finding, Keyed, Severity, StitchedPath};
 pub use graph::{EdgeType, EntityType, Graph, GraphEdge, GraphEntity};
 pub use listing::{RunFilter, ScopeFilter};
@@ -41,6 +40,7 @@ pub use run::{
     Budget, CategoryResult, CellStatus, MAX_RUNTIME_SECONDS, Materializer, RunStatus, ScanRun,
     Trigger,
 };
+pub use run_fence::{FenceEntry, ForRun, RunFence, RunWriter};
 pub use schedule::{Cadence, CatchUp, CatchUpRun, Overlap, Schedule, Slots};
 pub use scopes::{ClaimedScopes, ScopeSettlement};
 pub use setup::{SetUpTenant, TenantSetup};
@@ -129,7 +129,7 @@ impl Domain {
                     // list): without it MongoDB sorts the tenant's whole run history per page.
                     plain(doc! { "tenant_id": 1, "_id": -1 }),
                     // A run by id within its tenant (every write that is not a holder's), and a
-                    // stage holder's writes, which filter on its fence too (crate::fence): on the
+                    // stage holder's writes, which filter on its fence too (crate::run_fence): on the
                     // stand, only a unique index of exactly a filter's fields keeps it off a full
                     // scan of the runs.
                     unique(doc! { "_id": 1, "tenant_id": 1 }),

@@ -37,7 +37,7 @@ use sha2::{Digest, Sha256};
 use crate::Domain;
 use crate::batch;
 use crate::error::{DomainError, Result};
-use crate::fence::ForRun;
+use crate::run_fence::ForRun;
 use crate::set_head::{self, Take};
 
 /// How one collection keeps its set.

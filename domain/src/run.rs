@@ -8,7 +8,7 @@ use mongodb::bson::{self, DateTime, Document, doc};
 use serde::{Deserialize, Serialize};
 
 use crate::category::{CategoryName, DRIVER};
-use crate::fence::{FenceEntry, RunFence};
+use crate::run_fence::{FenceEntry, RunFence};
 
 /// Why a run exists.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -188,7 +188,7 @@ pub struct ScanRun {
     pub dedup_key: Option<String>,
     /// When a worker last took up one of the run's stages (the orphaned-run reaper reads it).
     pub last_claimed_at: Option<DateTime>,
-    /// The fence of the stage holder that last took the run up ([`crate::fence`]); only grows.
+    /// The fence of the stage holder that last took the run up ([`crate::run_fence`]); only grows.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fence: Option<RunFence>,
     /// Every landed write of a stage holder, in the order they landed.

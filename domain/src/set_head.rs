@@ -17,7 +17,7 @@ use mongodb::options::ReturnDocument;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{DomainError, Result};
-use crate::fence::{ForRun, RunFence};
+use crate::run_fence::{ForRun, RunFence};
 
 pub(crate) const SET_HEADS: &str = "set_heads";
 

@@ -3,7 +3,7 @@
 //! run at most: both are keyed by `scan_run_id`, so a stage that runs twice finds the first
 //! one's record instead of writing a second. Each carries the run fence of the stage holder that
 //! stored it: a newer holder's record replaces an older holder's, and a holder that no longer
-//! holds the run stores nothing (`crate::fence`).
+//! holds the run stores nothing (`crate::run_fence`).
 
 use std::collections::HashMap;
 
@@ -16,8 +16,8 @@ use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
 use crate::Domain;
 use crate::error::{DomainError, Result};
-use crate::fence::{ForRun, RunFence, TAKE_UP_TRIES};
 use crate::graph::Graph;
+use crate::run_fence::{ForRun, RunFence, TAKE_UP_TRIES};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ConnectorSync {

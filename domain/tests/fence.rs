@@ -6,7 +6,7 @@ mod support;
 
 use mongodb::bson::oid::ObjectId;
 use support::acme_with_a_run as setup;
-use sv0_domain::fence::stale_entries;
+use sv0_domain::run_fence::stale_entries;
 use sv0_domain::{
     CategoryName, CategoryResult, CellStatus, Domain, DomainError, Finding, ForRun, RunFence,
     RunStatus, RunWriter, ScanRun, Severity,

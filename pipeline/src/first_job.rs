@@ -12,7 +12,7 @@ use std::time::Duration;
 use sv0_domain::{RunStatus, ScanRun};
 use sv0_queue::{JobStatus, NewJob};
 
-use crate::{Pipeline, Result, kinds, stage};
+use crate::{Pipeline, Result, kinds, stage_runner};
 
 /// How much longer than its budget an `execute_scan` attempt may hold its job: the connector
 /// is killed at the budget, and the rest of the attempt is bookkeeping.
@@ -41,7 +41,7 @@ pub enum FirstJob {
 pub(crate) fn first_job(run: &ScanRun) -> Option<(&'static str, NewJob)> {
     if run.scope_id.is_some() {
         let budget = Duration::from_secs(run.budget.max_runtime_seconds.max(0) as u64);
-        let mut job = stage::stage_job(&run.tenant_id, run.id, kinds::EXECUTE_SCAN)
+        let mut job = stage_runner::stage_job(&run.tenant_id, run.id, kinds::EXECUTE_SCAN)
             .timeout(budget + SCAN_JOB_MARGIN);
         if let Some(key) = &run.dedup_key {
             job = job.dedup_key(key.clone());
@@ -55,7 +55,7 @@ pub(crate) fn first_job(run: &ScanRun) -> Option<(&'static str, NewJob)> {
     } else {
         return None;
     };
-    Some((kind, stage::stage_job(&run.tenant_id, run.id, kind)))
+    Some((kind, stage_runner::stage_job(&run.tenant_id, run.id, kind)))
 }
 
 impl Pipeline {

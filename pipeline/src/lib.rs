@@ -20,7 +20,7 @@ mod rematerialize;
 pub mod rules;
 pub mod sandbox;
 mod scan;
-mod stage;
+mod stage_runner;
 mod stages;
 
 use std::sync::Arc;
@@ -37,7 +37,7 @@ pub use first_job::FirstJob;
 pub use metrics::PipelineMetrics;
 pub use registry::{ConnectorKind, ConnectorLimits, ConnectorRegistry, RegistryError, UnknownKind};
 pub use sandbox::{Sandbox, SandboxError, SandboxSettings};
-pub use stage::{Stage, Worked};
+pub use stage_runner::{Stage, Worked};
 
 /// The pipeline's job kinds, in pipeline order, then the deploy gate's.
 pub mod kinds {
@@ -179,7 +179,7 @@ impl Pipeline {
         kind: &str,
     ) -> Result<(), HandlerError> {
         self.queue
-            .enqueue(stage::stage_job(tenant_id, run_id, kind))
+            .enqueue(stage_runner::stage_job(tenant_id, run_id, kind))
             .await?;
         Ok(())
     }
@@ -187,7 +187,7 @@ impl Pipeline {
 
 /// Every pipeline kind's handler, sharing `pipeline`.
 pub fn handlers(pipeline: Arc<Pipeline>) -> HandlerSet {
-    use stage::StageHandler;
+    use stage_runner::StageHandler;
     let mut set = HandlerSet::new();
     set.register(
         kinds::EXECUTE_SCAN,

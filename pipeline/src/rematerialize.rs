@@ -11,7 +11,7 @@ use sv0_domain::{CategoryName, CellStatus, Materializer};
 use sv0_worker::{HandlerError, JobContext, JobHandler, with_retry};
 
 use crate::metrics::StageOutcome;
-use crate::stage::{count_fenced, fail_stage, holder, into_handler, running, take_up};
+use crate::stage_runner::{count_fenced, fail_stage, holder, into_handler, running, take_up};
 use crate::stages::{materialize_chains, materialize_stitched};
 use crate::{Pipeline, kinds};
 

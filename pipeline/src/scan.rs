@@ -16,7 +16,7 @@ use sv0_worker::{HandlerError, JobContext, JobHandler};
 
 use crate::driver::{ConnectorRun, DriverError, run_connector};
 use crate::metrics::StageOutcome;
-use crate::stage::{count_fenced, holder, into_handler, take_up};
+use crate::stage_runner::{count_fenced, holder, into_handler, take_up};
 use crate::{Pipeline, kinds};
 
 pub struct ExecuteScan {

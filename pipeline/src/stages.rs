@@ -11,7 +11,7 @@ use sv0_domain::{
 };
 use sv0_worker::HandlerError;
 
-use crate::stage::{Stage, Worked, into_handler};
+use crate::stage_runner::{Stage, Worked, into_handler};
 use crate::{Pipeline, chains, kinds, rules};
 
 /// `sync_ingestion` → `__sync`: the run's graph written as its source's full state. Counts the

@@ -224,7 +224,7 @@ pub(crate) fn running(started: DateTime) -> CategoryResult {
 }
 
 /// The writer a pipeline job's holder is to its run: fenced by the job kind's place in the
-/// pipeline and the holder's lease token (`sv0_domain::fence`).
+/// pipeline and the holder's lease token (`sv0_domain::run_fence`).
 pub(crate) fn holder(job: &JobContext) -> RunWriter {
     RunWriter::Holder(fence_of(job))
 }

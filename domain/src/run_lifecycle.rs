@@ -8,8 +8,8 @@ use mongodb::bson::{self, Bson, DateTime, Document, doc};
 use crate::Domain;
 use crate::category::CategoryName;
 use crate::error::{DomainError, Result};
-use crate::fence::{ForRun, RunFence, RunWriter, TAKE_UP_TRIES};
 use crate::run::{CategoryResult, RunStatus, ScanRun, cell_update};
+use crate::run_fence::{ForRun, RunFence, RunWriter, TAKE_UP_TRIES};
 use crate::syncs::is_duplicate;
 
 impl Domain {

@@ -1,13 +1,14 @@
 //! The OpenAPI 3.1 document, generated from the handlers' annotations and the request and
 //! response types, so it cannot drift from the code; `docs/openapi.json` is checked against it
-//! by a test.
+//! by a test. Its paths are the router's own (`routes::routes`); this file adds the description,
+//! the shared schemas, and the responses every route of a kind shares.
 
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{Ref, Response, ResponseBuilder, content::ContentBuilder};
 use utoipa::{Modify, OpenApi};
 
 use crate::error::{ErrorBody, ErrorDetail};
 use crate::page::Page;
-use crate::routes::{self as r};
 use crate::views::{
     AuditView, CellView, CredentialsRefView, InstanceView, JobView, RunView, ScopeView, TenantView,
     TokenView, TriggerView,
@@ -22,50 +23,53 @@ use crate::views::{
             queue's jobs. Every route under /api/v1 takes `Authorization: Bearer <token>`; every \
             error body names the field and the reason; lists are keyset-paginated (`cursor`, `limit`).",
     ),
-    paths(
-        r::health::healthz, r::health::readyz, r::health::metrics, r::health::openapi,
-        r::rematerialize::rematerialize,
-        r::runs::list, r::runs::show, r::runs::create, r::runs::retry, r::runs::cancel,
-        r::ingest::ingest,
-        r::tenants::list, r::tenants::show, r::tenants::create, r::tenants::update,
-        r::instances::list, r::instances::show, r::instances::create, r::instances::update,
-        r::instances::delete,
-        r::scopes::list, r::scopes::show, r::scopes::create, r::scopes::update, r::scopes::delete,
-        r::scopes::set_schedule, r::scopes::pause, r::scopes::resume, r::scopes::trigger,
-        r::scopes::backfill,
-        r::jobs::list, r::jobs::show, r::jobs::cancel, r::jobs::retry, r::jobs::bulk_cancel,
-        r::jobs::bulk_retry,
-        r::tokens::list, r::tokens::revoke, r::tokens::audit_log,
-    ),
     components(schemas(
         ErrorBody, ErrorDetail, RunView, TriggerView, CellView, TenantView, InstanceView,
         CredentialsRefView, ScopeView, JobView, TokenView, AuditView,
         Page<RunView>, Page<TenantView>, Page<InstanceView>, Page<ScopeView>, Page<JobView>,
         Page<AuditView>, Page<TokenView>,
     )),
-    modifiers(&BearerAuth, &BodyRefusals, &Challenges),
 )]
 struct ApiDoc;
 
-struct BearerAuth;
+/// Every route behind a token may refuse the token (401) or the right (403), and one that takes
+/// input (path, query or body) may refuse it (400).
+struct Refusals;
+
+impl Modify for Refusals {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for item in openapi.paths.paths.values_mut() {
+            for operation in [
+                &mut item.get,
+                &mut item.post,
+                &mut item.put,
+                &mut item.patch,
+                &mut item.delete,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                if operation.security.is_none() {
+                    continue;
+                }
+                let takes_input = operation.request_body.is_some()
+                    || operation.parameters.as_ref().is_some_and(|p| !p.is_empty());
+                let responses = &mut operation.responses.responses;
+                if takes_input {
+                    responses.insert("400".into(), refusal("").into());
+                }
+                responses.insert("401".into(), refusal("").into());
+                responses.insert("403".into(), refusal("").into());
+            }
+        }
+    }
+}
 
 /// Every route that takes a body may refuse it whole: too large (413) or not JSON (415).
 struct BodyRefusals;
 
 impl Modify for BodyRefusals {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        use utoipa::openapi::{Ref, ResponseBuilder, content::ContentBuilder};
-        let refusal = |description: &str| {
-            ResponseBuilder::new()
-                .description(description)
-                .content(
-                    "application/json",
-                    ContentBuilder::new()
-                        .schema(Some(Ref::from_schema_name("ErrorBody")))
-                        .build(),
-                )
-                .build()
-        };
         for item in openapi.paths.paths.values_mut() {
             for operation in [&mut item.post, &mut item.put, &mut item.patch]
                 .into_iter()
@@ -79,6 +83,19 @@ impl Modify for BodyRefusals {
             }
         }
     }
+}
+
+/// A refusal's response: its body is an [`ErrorBody`].
+fn refusal(description: &str) -> Response {
+    ResponseBuilder::new()
+        .description(description)
+        .content(
+            "application/json",
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("ErrorBody")))
+                .build(),
+        )
+        .build()
 }
 
 /// Every 401 carries a `WWW-Authenticate` challenge; the annotations cannot say so once for all.
@@ -117,6 +134,9 @@ impl Modify for Challenges {
     }
 }
 
+/// The scheme the routes' `security(("bearer" = []))` names.
+struct BearerAuth;
+
 impl Modify for BearerAuth {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         let components = openapi.components.get_or_insert_with(Default::default);
@@ -129,5 +149,13 @@ impl Modify for BearerAuth {
 
 /// The document as JSON.
 pub fn openapi_json() -> serde_json::Value {
-    serde_json::to_value(ApiDoc::openapi()).expect("the OpenAPI document serializes")
+    let (_, paths) = crate::routes::routes().split_for_parts();
+    let mut document = ApiDoc::openapi().merge_from(paths);
+    // Applied here rather than in `#[openapi(modifiers(...))]`, which runs before the router's
+    // paths are merged in; `Challenges` after `Refusals`, whose 401s it annotates.
+    let modifiers: [&dyn Modify; 4] = [&BearerAuth, &Refusals, &BodyRefusals, &Challenges];
+    for modifier in modifiers {
+        modifier.modify(&mut document);
+    }
+    serde_json::to_value(document).expect("the OpenAPI document serializes")
 }

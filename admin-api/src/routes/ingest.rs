@@ -35,9 +35,8 @@ pub(crate) struct IngestRequest {
 /// Ingests a normalized graph as a new run.
 #[utoipa::path(post, path = "/api/v1/ingest/normalized-graph", tag = "runs", request_body = IngestRequest,
     security(("bearer" = [])),
-    responses((status = 202, body = RunView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
-        (status = 413, body = ErrorBody)))]
+    responses((status = 202, body = RunView), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody), (status = 413, body = ErrorBody)))]
 pub(crate) async fn ingest(
     State(api): State<Arc<AdminApi>>,
     ctx: Ctx,

@@ -35,8 +35,7 @@ pub(crate) struct InstanceQuery {
 /// A tenant's connector instances, newest first.
 #[utoipa::path(get, path = "/api/v1/tenants/{tenant_id}/instances", tag = "instances",
     params(("tenant_id" = String, Path), InstanceQuery), security(("bearer" = [])),
-    responses((status = 200, body = Page<InstanceView>), (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+    responses((status = 200, body = Page<InstanceView>)))]
 pub(crate) async fn list(
     State(api): State<Arc<AdminApi>>,
     ctx: Ctx,
@@ -63,8 +62,7 @@ pub(crate) async fn list(
 /// One connector instance.
 #[utoipa::path(get, path = "/api/v1/tenants/{tenant_id}/instances/{id}", tag = "instances",
     params(("tenant_id" = String, Path), ("id" = String, Path)), security(("bearer" = [])),
-    responses((status = 200, body = InstanceView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = InstanceView), (status = 404, body = ErrorBody)))]
 pub(crate) async fn show(
     State(api): State<Arc<AdminApi>>,
     ctx: Ctx,
@@ -115,8 +113,7 @@ pub(crate) struct CreateInstanceRequest {
 /// Creates an active connector instance of a registered kind.
 #[utoipa::path(post, path = "/api/v1/tenants/{tenant_id}/instances", tag = "instances",
     params(("tenant_id" = String, Path)), request_body = CreateInstanceRequest, security(("bearer" = [])),
-    responses((status = 201, body = InstanceView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 201, body = InstanceView), (status = 404, body = ErrorBody)))]
 pub(crate) async fn create(
     State(api): State<Arc<AdminApi>>,
     ctx: Ctx,
@@ -179,8 +176,7 @@ pub(crate) struct UpdateInstanceRequest {
 #[utoipa::path(patch, path = "/api/v1/tenants/{tenant_id}/instances/{id}", tag = "instances",
     params(("tenant_id" = String, Path), ("id" = String, Path)), request_body = UpdateInstanceRequest,
     security(("bearer" = [])),
-    responses((status = 200, body = InstanceView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = InstanceView), (status = 404, body = ErrorBody)))]
 pub(crate) async fn update(
     State(api): State<Arc<AdminApi>>,
     ctx: Ctx,
@@ -245,8 +241,7 @@ fn instance_changes(before: &ConnectorInstance, after: &ConnectorInstance) -> Co
 /// Deletes an instance no scope uses (409 while one does).
 #[utoipa::path(delete, path = "/api/v1/tenants/{tenant_id}/instances/{id}", tag = "instances",
     params(("tenant_id" = String, Path), ("id" = String, Path)), security(("bearer" = [])),
-    responses((status = 204), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub(crate) async fn delete(
     State(api): State<Arc<AdminApi>>,
     ctx: Ctx,

@@ -59,8 +59,7 @@ const MAX_BULK_COUNTS: usize = 1_000;
         ("limit" = Option<u32>, Query, description = "1 to 500 (default 50)"),
     ),
     security(("bearer" = [])),
-    responses((status = 200, body = Page<JobView>), (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+    responses((status = 200, body = Page<JobView>)))]
 pub(crate) async fn list(
     State(api): State<Arc<AdminApi>>,
     ctx: Ctx,
@@ -176,8 +175,7 @@ fn job_status(field: &str, name: &str) -> Result<JobStatus, ApiError> {
 /// One job.
 #[utoipa::path(get, path = "/api/v1/jobs/{id}", tag = "jobs", params(("id" = String, Path)),
     security(("bearer" = [])),
-    responses((status = 200, body = JobView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = JobView), (status = 404, body = ErrorBody)))]
 pub(crate) async fn show(
     State(api): State<Arc<AdminApi>>,
     ctx: Ctx,
@@ -207,8 +205,8 @@ pub(crate) struct JobActionResult {
 /// Cancels one job.
 #[utoipa::path(post, path = "/api/v1/jobs/{id}/cancel", tag = "jobs", params(("id" = String, Path)),
     request_body = ReasonBody, security(("bearer" = [])),
-    responses((status = 200, body = JobActionResult), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    responses((status = 200, body = JobActionResult), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody)))]
 pub(crate) async fn cancel(
     State(api): State<Arc<AdminApi>>,
     ctx: Ctx,
@@ -248,8 +246,8 @@ pub(crate) async fn cancel(
 /// Puts a failed, dead or cancelled job back in the queue, to run now with fresh attempts.
 #[utoipa::path(post, path = "/api/v1/jobs/{id}/retry", tag = "jobs", params(("id" = String, Path)),
     request_body = ReasonBody, security(("bearer" = [])),
-    responses((status = 200, body = JobActionResult), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    responses((status = 200, body = JobActionResult), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody)))]
 pub(crate) async fn retry(
     State(api): State<Arc<AdminApi>>,
     ctx: Ctx,
@@ -508,8 +506,7 @@ impl JobFilterBody {
 /// by default only counts them, by tenant and kind.
 #[utoipa::path(post, path = "/api/v1/jobs/bulk/cancel", tag = "jobs", request_body = BulkRequest,
     security(("bearer" = [])),
-    responses((status = 200, body = BulkResult), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    responses((status = 200, body = BulkResult), (status = 409, body = ErrorBody)))]
 pub(crate) async fn bulk_cancel(
     State(api): State<Arc<AdminApi>>,
     ctx: Ctx,
@@ -522,8 +519,7 @@ pub(crate) async fn bulk_cancel(
 /// counts them, by tenant and kind.
 #[utoipa::path(post, path = "/api/v1/jobs/bulk/retry", tag = "jobs", request_body = BulkRequest,
     security(("bearer" = [])),
-    responses((status = 200, body = BulkResult), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    responses((status = 200, body = BulkResult), (status = 409, body = ErrorBody)))]
 pub(crate) async fn bulk_retry(
     State(api): State<Arc<AdminApi>>,
     ctx: Ctx,

@@ -1,5 +1,6 @@
-//! The routes, one file per resource, and what they share: id and time parsing, and the router
-//! with its layers.
+//! The routes, one file per resource, and what they share: the one list of routes (which the
+//! router and the OpenAPI document's paths are both built from), the router with its layers, and
+//! id and time parsing.
 
 pub(crate) mod health;
 pub(crate) mod ingest;
@@ -16,80 +17,62 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::middleware;
-use axum::routing::{get, post, put};
 use mongodb::bson::DateTime;
 use mongodb::bson::oid::ObjectId;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::AdminApi;
 use crate::error::ApiError;
 use crate::extract::request_layer;
 
+/// Every route, each registered once: its method and path come from the handler's
+/// `#[utoipa::path]`, so the router and the document's paths are the same list. Handlers that
+/// share a path go in one `routes!`, and only they do: one `routes!` given several paths serves
+/// each of its handlers on all of them.
+pub(crate) fn routes() -> OpenApiRouter<Arc<AdminApi>> {
+    OpenApiRouter::default()
+        .routes(routes!(health::healthz))
+        .routes(routes!(health::readyz))
+        .routes(routes!(health::metrics))
+        .routes(routes!(health::openapi))
+        .routes(routes!(rematerialize::rematerialize))
+        .routes(routes!(runs::list, runs::create))
+        .routes(routes!(runs::show))
+        .routes(routes!(runs::retry))
+        .routes(routes!(runs::cancel))
+        .routes(routes!(ingest::ingest))
+        .routes(routes!(tenants::list, tenants::create))
+        .routes(routes!(tenants::show, tenants::update))
+        .routes(routes!(instances::list, instances::create))
+        .routes(routes!(
+            instances::show,
+            instances::update,
+            instances::delete
+        ))
+        .routes(routes!(scopes::list))
+        .routes(routes!(scopes::create))
+        .routes(routes!(scopes::show, scopes::update, scopes::delete))
+        .routes(routes!(scopes::set_schedule))
+        .routes(routes!(scopes::pause))
+        .routes(routes!(scopes::resume))
+        .routes(routes!(scopes::trigger))
+        .routes(routes!(scopes::backfill))
+        .routes(routes!(jobs::list))
+        .routes(routes!(jobs::show))
+        .routes(routes!(jobs::cancel))
+        .routes(routes!(jobs::retry))
+        .routes(routes!(jobs::bulk_cancel))
+        .routes(routes!(jobs::bulk_retry))
+        .routes(routes!(tokens::list))
+        .routes(routes!(tokens::revoke))
+        .routes(routes!(tokens::audit_log))
+}
+
 pub(crate) fn router(api: Arc<AdminApi>) -> Router {
-    let v1 = Router::new()
-        .route("/openapi.json", get(health::openapi))
-        .route("/admin/rematerialize", post(rematerialize::rematerialize))
-        .route("/scan-runs", get(runs::list).post(runs::create))
-        .route("/scan-runs/{id}", get(runs::show))
-        .route("/scan-runs/{id}/retry", post(runs::retry))
-        .route("/scan-runs/{id}/cancel", post(runs::cancel))
-        .route("/ingest/normalized-graph", post(ingest::ingest))
-        .route("/tenants", get(tenants::list).post(tenants::create))
-        .route(
-            "/tenants/{tenant_id}",
-            get(tenants::show).patch(tenants::update),
-        )
-        .route(
-            "/tenants/{tenant_id}/instances",
-            get(instances::list).post(instances::create),
-        )
-        .route(
-            "/tenants/{tenant_id}/instances/{id}",
-            get(instances::show)
-                .patch(instances::update)
-                .delete(instances::delete),
-        )
-        .route("/scopes", get(scopes::list))
-        .route("/tenants/{tenant_id}/scopes", post(scopes::create))
-        .route(
-            "/tenants/{tenant_id}/scopes/{id}",
-            get(scopes::show)
-                .patch(scopes::update)
-                .delete(scopes::delete),
-        )
-        .route(
-            "/tenants/{tenant_id}/scopes/{id}/schedule",
-            put(scopes::set_schedule),
-        )
-        .route(
-            "/tenants/{tenant_id}/scopes/{id}/pause",
-            post(scopes::pause),
-        )
-        .route(
-            "/tenants/{tenant_id}/scopes/{id}/resume",
-            post(scopes::resume),
-        )
-        .route(
-            "/tenants/{tenant_id}/scopes/{id}/trigger",
-            post(scopes::trigger),
-        )
-        .route(
-            "/tenants/{tenant_id}/scopes/{id}/backfill",
-            post(scopes::backfill),
-        )
-        .route("/jobs", get(jobs::list))
-        .route("/jobs/{id}", get(jobs::show))
-        .route("/jobs/{id}/cancel", post(jobs::cancel))
-        .route("/jobs/{id}/retry", post(jobs::retry))
-        .route("/jobs/bulk/cancel", post(jobs::bulk_cancel))
-        .route("/jobs/bulk/retry", post(jobs::bulk_retry))
-        .route("/tokens", get(tokens::list))
-        .route("/tokens/{id}/revoke", post(tokens::revoke))
-        .route("/audit-log", get(tokens::audit_log));
-    Router::new()
-        .nest("/api/v1", v1)
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
-        .route("/metrics", get(health::metrics))
+    // The document half is not needed here: `AdminApi::document` holds it, built once.
+    let (routes, _) = routes().split_for_parts();
+    routes
         .fallback(health::no_route)
         // After routing, so that the layer sees the matched route template for its metrics.
         .route_layer(middleware::from_fn_with_state(api.clone(), request_layer))

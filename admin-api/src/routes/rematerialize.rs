@@ -66,8 +66,7 @@ pub(crate) struct RematerializeResponse {
 /// One deploy-gate run per tenant, rebuilding `stages`.
 #[utoipa::path(post, path = "/api/v1/admin/rematerialize", tag = "runs",
     request_body = RematerializeRequest, security(("bearer" = [])),
-    responses((status = 202, body = RematerializeResponse), (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+    responses((status = 202, body = RematerializeResponse), (status = 404, body = ErrorBody),
         (status = 409, body = ErrorBody)))]
 pub(crate) async fn rematerialize(
     State(api): State<Arc<AdminApi>>,

@@ -44,8 +44,7 @@ pub(crate) struct RunQuery {
 /// Lists runs, newest first.
 #[utoipa::path(get, path = "/api/v1/scan-runs", tag = "runs", params(RunQuery),
     security(("bearer" = [])),
-    responses((status = 200, body = Page<RunView>), (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+    responses((status = 200, body = Page<RunView>)))]
 pub(crate) async fn list(
     State(api): State<Arc<AdminApi>>,
     ctx: Ctx,
@@ -97,8 +96,7 @@ pub(crate) async fn list(
 /// One run with every cell.
 #[utoipa::path(get, path = "/api/v1/scan-runs/{id}", tag = "runs", params(("id" = String, Path)),
     security(("bearer" = [])),
-    responses((status = 200, body = RunView), (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = RunView), (status = 404, body = ErrorBody)))]
 pub(crate) async fn show(
     State(api): State<Arc<AdminApi>>,
     ctx: Ctx,
@@ -155,8 +153,8 @@ pub(crate) enum RunTriggerBody {
 /// Creates a `manual_api` or `iac_lifecycle` run of a scope and enqueues its scan.
 #[utoipa::path(post, path = "/api/v1/scan-runs", tag = "runs", request_body = CreateRunRequest,
     security(("bearer" = [])),
-    responses((status = 201, body = RunView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    responses((status = 201, body = RunView), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody)))]
 pub(crate) async fn create(
     State(api): State<Arc<AdminApi>>,
     ctx: Ctx,
@@ -229,8 +227,8 @@ pub(crate) async fn create(
 /// A new run doing what a finished run did (`trigger.type = retry`, `retry_of`).
 #[utoipa::path(post, path = "/api/v1/scan-runs/{id}/retry", tag = "runs", params(("id" = String, Path)),
     security(("bearer" = [])),
-    responses((status = 201, body = RunView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    responses((status = 201, body = RunView), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody)))]
 pub(crate) async fn retry(
     State(api): State<Arc<AdminApi>>,
     ctx: Ctx,
@@ -263,8 +261,8 @@ pub(crate) async fn retry(
 /// Cancels a queued or running run and its jobs.
 #[utoipa::path(post, path = "/api/v1/scan-runs/{id}/cancel", tag = "runs", params(("id" = String, Path)),
     security(("bearer" = [])),
-    responses((status = 200, body = RunView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    responses((status = 200, body = RunView), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody)))]
 pub(crate) async fn cancel(
     State(api): State<Arc<AdminApi>>,
     ctx: Ctx,

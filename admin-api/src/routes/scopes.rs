@@ -36,8 +36,7 @@ pub(crate) struct ScopeQuery {
 
 /// Lists scan scopes, newest first.
 #[utoipa::path(get, path = "/api/v1/scopes", tag = "scopes", params(ScopeQuery), security(("bearer" = [])),
-    responses((status = 200, body = Page<ScopeView>), (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+    responses((status = 200, body = Page<ScopeView>)))]
 pub(crate) async fn list(
     State(api): State<Arc<AdminApi>>,
     ctx: Ctx,
@@ -74,8 +73,7 @@ pub(crate) async fn list(
 /// One scan scope, with its schedule and pause.
 #[utoipa::path(get, path = "/api/v1/tenants/{tenant_id}/scopes/{id}", tag = "scopes",
     params(("tenant_id" = String, Path), ("id" = String, Path)), security(("bearer" = [])),
-    responses((status = 200, body = ScopeView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = ScopeView), (status = 404, body = ErrorBody)))]
 pub(crate) async fn show(
     State(api): State<Arc<AdminApi>>,
     ctx: Ctx,
@@ -124,8 +122,7 @@ pub(crate) struct CreateScopeRequest {
 /// Creates a scope of one of the tenant's instances.
 #[utoipa::path(post, path = "/api/v1/tenants/{tenant_id}/scopes", tag = "scopes",
     params(("tenant_id" = String, Path)), request_body = CreateScopeRequest, security(("bearer" = [])),
-    responses((status = 201, body = ScopeView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 201, body = ScopeView), (status = 404, body = ErrorBody)))]
 pub(crate) async fn create(
     State(api): State<Arc<AdminApi>>,
     ctx: Ctx,
@@ -197,8 +194,7 @@ pub(crate) struct UpdateScopeRequest {
 #[utoipa::path(patch, path = "/api/v1/tenants/{tenant_id}/scopes/{id}", tag = "scopes",
     params(("tenant_id" = String, Path), ("id" = String, Path)), request_body = UpdateScopeRequest,
     security(("bearer" = [])),
-    responses((status = 200, body = ScopeView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = ScopeView), (status = 404, body = ErrorBody)))]
 pub(crate) async fn update(
     State(api): State<Arc<AdminApi>>,
     ctx: Ctx,
@@ -245,8 +241,7 @@ pub(crate) async fn update(
 /// Deletes a scope (its runs stay, as history).
 #[utoipa::path(delete, path = "/api/v1/tenants/{tenant_id}/scopes/{id}", tag = "scopes",
     params(("tenant_id" = String, Path), ("id" = String, Path)), security(("bearer" = [])),
-    responses((status = 204), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 204), (status = 404, body = ErrorBody)))]
 pub(crate) async fn delete(
     State(api): State<Arc<AdminApi>>,
     ctx: Ctx,
@@ -281,8 +276,7 @@ pub(crate) struct ScheduleRequest {
 #[utoipa::path(put, path = "/api/v1/tenants/{tenant_id}/scopes/{id}/schedule", tag = "scopes",
     params(("tenant_id" = String, Path), ("id" = String, Path)), request_body = ScheduleRequest,
     security(("bearer" = [])),
-    responses((status = 200, body = ScopeView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = ScopeView), (status = 404, body = ErrorBody)))]
 pub(crate) async fn set_schedule(
     State(api): State<Arc<AdminApi>>,
     ctx: Ctx,
@@ -328,8 +322,7 @@ pub(crate) struct PauseRequest {
 #[utoipa::path(post, path = "/api/v1/tenants/{tenant_id}/scopes/{id}/pause", tag = "scopes",
     params(("tenant_id" = String, Path), ("id" = String, Path)), request_body = PauseRequest,
     security(("bearer" = [])),
-    responses((status = 200, body = ScopeView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = ScopeView), (status = 404, body = ErrorBody)))]
 pub(crate) async fn pause(
     State(api): State<Arc<AdminApi>>,
     ctx: Ctx,
@@ -382,8 +375,7 @@ pub(crate) struct ResumeResponse {
 /// Resumes a paused scope from the first slot after now.
 #[utoipa::path(post, path = "/api/v1/tenants/{tenant_id}/scopes/{id}/resume", tag = "scopes",
     params(("tenant_id" = String, Path), ("id" = String, Path)), security(("bearer" = [])),
-    responses((status = 200, body = ResumeResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = ResumeResponse), (status = 404, body = ErrorBody)))]
 pub(crate) async fn resume(
     State(api): State<Arc<AdminApi>>,
     ctx: Ctx,
@@ -416,8 +408,8 @@ pub(crate) async fn resume(
 /// Starts a run of the scope now (`manual_api`), outside its schedule.
 #[utoipa::path(post, path = "/api/v1/tenants/{tenant_id}/scopes/{id}/trigger", tag = "scopes",
     params(("tenant_id" = String, Path), ("id" = String, Path)), security(("bearer" = [])),
-    responses((status = 201, body = RunView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    responses((status = 201, body = RunView), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody)))]
 pub(crate) async fn trigger(
     State(api): State<Arc<AdminApi>>,
     ctx: Ctx,
@@ -469,8 +461,8 @@ pub(crate) struct BackfilledSlot {
 #[utoipa::path(post, path = "/api/v1/tenants/{tenant_id}/scopes/{id}/backfill", tag = "scopes",
     params(("tenant_id" = String, Path), ("id" = String, Path)), request_body = BackfillRequest,
     security(("bearer" = [])),
-    responses((status = 202, body = BackfillResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    responses((status = 202, body = BackfillResponse), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody)))]
 pub(crate) async fn backfill(
     State(api): State<Arc<AdminApi>>,
     ctx: Ctx,

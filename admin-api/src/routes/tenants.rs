@@ -31,8 +31,7 @@ pub(crate) struct TenantQuery {
 
 /// Lists tenants by id.
 #[utoipa::path(get, path = "/api/v1/tenants", tag = "tenants", params(TenantQuery), security(("bearer" = [])),
-    responses((status = 200, body = Page<TenantView>), (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+    responses((status = 200, body = Page<TenantView>)))]
 pub(crate) async fn list(
     State(api): State<Arc<AdminApi>>,
     ctx: Ctx,
@@ -91,8 +90,7 @@ async fn reachable_tenants(
 /// One tenant.
 #[utoipa::path(get, path = "/api/v1/tenants/{tenant_id}", tag = "tenants", params(("tenant_id" = String, Path)),
     security(("bearer" = [])),
-    responses((status = 200, body = TenantView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = TenantView), (status = 404, body = ErrorBody)))]
 pub(crate) async fn show(
     State(api): State<Arc<AdminApi>>,
     ctx: Ctx,
@@ -115,8 +113,7 @@ pub(crate) struct CreateTenantRequest {
 /// Creates an active tenant (409 if the id is taken).
 #[utoipa::path(post, path = "/api/v1/tenants", tag = "tenants", request_body = CreateTenantRequest,
     security(("bearer" = [])),
-    responses((status = 201, body = TenantView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    responses((status = 201, body = TenantView), (status = 409, body = ErrorBody)))]
 pub(crate) async fn create(
     State(api): State<Arc<AdminApi>>,
     ctx: Ctx,
@@ -155,8 +152,7 @@ pub(crate) struct UpdateTenantRequest {
 /// Suspends or reactivates a tenant.
 #[utoipa::path(patch, path = "/api/v1/tenants/{tenant_id}", tag = "tenants", params(("tenant_id" = String, Path)),
     request_body = UpdateTenantRequest, security(("bearer" = [])),
-    responses((status = 200, body = TenantView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = TenantView), (status = 404, body = ErrorBody)))]
 pub(crate) async fn update(
     State(api): State<Arc<AdminApi>>,
     ctx: Ctx,

@@ -2,7 +2,7 @@
 #
 # sv0 pipeline: one image for every role. Its entrypoint is the `sv0` binary, so the role is the
 # command: `worker`, `scheduler`, `admin-api`, `migrate`, `token …`, `ctl …` (docker-compose.yml
-# runs each; deploy/README.md says how).
+# runs each; ops/deploy/README.md says how).
 #
 #   docker build -t sv0:local .
 #
@@ -19,7 +19,7 @@
 #     /usr/local/bin/sv0                 the one binary (every role);
 #     /usr/local/bin/sv0-demo-connector  the synthetic connector: it reads only the files it is
 #       given and refuses to run without its credential;
-#     /etc/sv0/connectors.toml           (deploy/connectors.toml) which program scans each
+#     /etc/sv0/connectors.toml           (ops/deploy/connectors.toml) which program scans each
 #       connector kind: here kind `demo` → /usr/local/bin/sv0-demo-connector. SV0_CONNECTORS
 #       points at it, so the worker, the admin API and `migrate` read it. An instance names a
 #       kind, never a program; an instance of kind `demo` scans the demo clouds in this image.
@@ -60,7 +60,7 @@ RUN groupadd --system --gid 10001 sv0 \
       --shell /usr/sbin/nologin sv0
 COPY --from=builder /out/sv0 /out/sv0-demo-connector /usr/local/bin/
 # Root's and read-only to the sv0 user: what runs is the image's choice, not the container's.
-COPY --chmod=0644 deploy/connectors.toml /etc/sv0/connectors.toml
+COPY --chmod=0644 ops/deploy/connectors.toml /etc/sv0/connectors.toml
 ENV SV0_CONNECTORS=/etc/sv0/connectors.toml
 LABEL org.opencontainers.image.title="sv0" \
       org.opencontainers.image.description="sv0 pipeline: connector scans and their stages on a MongoDB job queue" \

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use mongodb::bson::doc;
 use serde_json::Value;
-use support::pipeline::{Bench, DEMO_KIND, canary, ctl, token};
+use support::pipeline::{DEMO_KIND, Fixture, canary, ctl, token};
 use support::{count, http_get};
 
 fn text(output: &Output) -> String {
@@ -27,8 +27,8 @@ fn text(output: &Output) -> String {
 /// `sv0 ctl` printed.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_ci_step_rematerializes_once_per_deploy_and_nothing_leaks() {
-    let bench = Bench::new("admin_ctl").await;
-    let scope = bench
+    let fixture = Fixture::new("admin_ctl").await;
+    let scope = fixture
         .provision(
             "acme",
             DEMO_KIND,
@@ -36,11 +36,11 @@ async fn the_ci_step_rematerializes_once_per_deploy_and_nothing_leaks() {
             120,
         )
         .await;
-    let worker = bench.worker(&["acme"], &[]);
-    let api = bench.admin_api(&[]);
+    let worker = fixture.worker(&["acme"], &[]);
+    let api = fixture.admin_api(&[]);
     let url = api.api_url();
-    let ci = token(&bench, "ci", "ci-pipeline");
-    let operator = token(&bench, "operator", "oncall");
+    let ci = token(&fixture, "ci", "ci-pipeline");
+    let operator = token(&fixture, "operator", "oncall");
     let mut printed = String::new();
 
     // An operator scans the scope first, so that there is a graph to rematerialize.
@@ -53,7 +53,7 @@ async fn the_ci_step_rematerializes_once_per_deploy_and_nothing_leaks() {
     assert!(triggered.status.success(), "{}", text(&triggered));
     let run: Value = serde_json::from_slice(&triggered.stdout).unwrap();
     let run_id = mongodb::bson::oid::ObjectId::parse_str(run["id"].as_str().unwrap()).unwrap();
-    let scanned = bench
+    let scanned = fixture
         .finished("acme", run_id, Duration::from_secs(120))
         .await;
     assert_eq!(scanned.status.as_str(), "succeeded", "{scanned:#?}");
@@ -84,18 +84,21 @@ async fn the_ci_step_rematerializes_once_per_deploy_and_nothing_leaks() {
     );
     let deploy_runs =
         doc! {"trigger.type": "deploy_gate", "trigger.deploy_id": "deploy-2026-11-29.1"};
-    assert_eq!(count(bench.db(), "scan_runs", deploy_runs.clone()).await, 1);
+    assert_eq!(
+        count(fixture.db(), "scan_runs", deploy_runs.clone()).await,
+        1
+    );
 
     let again = ctl(&url, &ci, &step);
     printed += &text(&again);
     assert!(again.status.success(), "{}", text(&again));
     assert_eq!(
-        count(bench.db(), "scan_runs", deploy_runs).await,
+        count(fixture.db(), "scan_runs", deploy_runs).await,
         1,
         "nothing new for the same deploy"
     );
     assert_eq!(
-        count(bench.db(), "jobs", doc! {"kind": "rematerialize"}).await,
+        count(fixture.db(), "jobs", doc! {"kind": "rematerialize"}).await,
         1
     );
 
@@ -143,7 +146,7 @@ async fn the_ci_step_rematerializes_once_per_deploy_and_nothing_leaks() {
         "{printed}{metrics}{worker_metrics}{:?}{:?}{}",
         api.all_events(),
         worker.all_events(),
-        support::pipeline::dump(bench.db()).await
+        support::pipeline::dump(fixture.db()).await
     );
     let secrets = [
         canary("acme"),
@@ -163,8 +166,8 @@ async fn the_ci_step_rematerializes_once_per_deploy_and_nothing_leaks() {
 /// the schedule (its scheduler), and stops cleanly on SIGTERM.
 #[tokio::test(flavor = "multi_thread")]
 async fn sv0_all_runs_every_role_in_one_process() {
-    let bench = Bench::new("admin_all").await;
-    let scope = bench
+    let fixture = Fixture::new("admin_all").await;
+    let scope = fixture
         .provision(
             "acme",
             DEMO_KIND,
@@ -173,9 +176,9 @@ async fn sv0_all_runs_every_role_in_one_process() {
         )
         .await;
     let (variable, value) = support::pipeline::credential_var("acme");
-    let mut all = bench.all(&[(variable.as_str(), value.as_str())]);
+    let mut all = fixture.all(&[(variable.as_str(), value.as_str())]);
     let url = all.api_url();
-    let operator = token(&bench, "operator", "oncall");
+    let operator = token(&fixture, "operator", "oncall");
     let triggered = ctl(
         &url,
         &operator,
@@ -184,7 +187,7 @@ async fn sv0_all_runs_every_role_in_one_process() {
     assert!(triggered.status.success(), "{}", text(&triggered));
     let run: Value = serde_json::from_slice(&triggered.stdout).unwrap();
     let run_id = mongodb::bson::oid::ObjectId::parse_str(run["id"].as_str().unwrap()).unwrap();
-    let done = bench
+    let done = fixture
         .finished("acme", run_id, Duration::from_secs(60))
         .await;
     assert_eq!(done.status.as_str(), "succeeded", "{done:#?}");

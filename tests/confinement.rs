@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use mongodb::bson::doc;
 use nix::unistd::{Uid, User};
-use support::pipeline::{Bench, CREDENTIALS_REF, canary, credential_var};
+use support::pipeline::{CREDENTIALS_REF, Fixture, canary, credential_var};
 use support::{all, http_get};
 use sv0_broker::naming::{Ref, TenantId, key_vault_prefix};
 use sv0_broker::{CA_FILE_VAR, Provider, VAULT_URL_VAR};
@@ -103,7 +103,7 @@ const CASES: &[(&str, &str, Needs, &str)] = &[
 
 /// The hostile connector, built beside `sv0` by `cargo test --workspace`.
 fn hostile_connector() -> PathBuf {
-    let path = PathBuf::from(support::SV0).with_file_name("sv0-hostile-connector");
+    let path = PathBuf::from(support::sv0()).with_file_name("sv0-hostile-connector");
     assert!(
         path.is_file(),
         "{} is missing: build it with `cargo build -p sv0-hostile-connector` (the workspace's tests do)",
@@ -143,17 +143,17 @@ impl Drop for Release {
 
 /// The run directory of the victim `run` of `tenant`, once its connector wrote `victim.txt`
 /// there: the one directory holding it that is not among `known`.
-async fn victim_dir(bench: &Bench, tenant: &str, run: &ScanRun, known: &[PathBuf]) -> PathBuf {
+async fn victim_dir(fixture: &Fixture, tenant: &str, run: &ScanRun, known: &[PathBuf]) -> PathBuf {
     let deadline = Instant::now() + TIMEOUT;
     loop {
-        let found = std::fs::read_dir(bench.runs_dir())
+        let found = std::fs::read_dir(fixture.runs_dir())
             .unwrap()
             .map(|entry| entry.unwrap().path())
             .find(|dir| dir.join("victim.txt").exists() && !known.contains(dir));
         if let Some(dir) = found {
             return dir;
         }
-        let now = bench.domain.run(tenant, run.id).await.unwrap();
+        let now = fixture.domain.run(tenant, run.id).await.unwrap();
         assert!(
             !now.status.is_finished(),
             "{tenant}'s victim ended before it started waiting: {now:#?}"
@@ -265,12 +265,12 @@ async fn a_hostile_connector_reaches_nothing_beyond_its_run_and_its_own_credenti
     let identity_env = identity.app_service_env();
     vault_env.extend(identity_env.iter().map(|(k, v)| (*k, v.as_str())));
 
-    let bench = Bench::new("confinement").await;
+    let fixture = Fixture::new("confinement").await;
     let staged = StagedConnectors::new().unwrap();
     let mut kind = ConnectorKind::new(staged.stage(&hostile_connector()).unwrap(), Vec::new());
     kind.tcp_ports = vec![allowed_port];
-    bench.register(KIND, kind);
-    let worker = bench.worker_with_env(&["acme", "other"], &[], &vault_env);
+    fixture.register(KIND, kind);
+    let worker = fixture.worker_with_env(&["acme", "other"], &[], &vault_env);
     // Nothing but the vault can hand the vaulted tenant its credential: the worker's
     // environment is this process's, `vault_env` and the two other tenants' variables.
     let vaulted_var = credential_var(VAULTED).0;
@@ -283,7 +283,7 @@ async fn a_hostile_connector_reaches_nothing_beyond_its_run_and_its_own_credenti
     // The neighbours' runs, waiting until the attack is over. Each checks its own credential
     // came; the vaulted one's can only have come from the vault.
     let mut release = Release::default();
-    let vaulted_scope = bench
+    let vaulted_scope = fixture
         .provision_from(
             Provider::AzureKeyvault,
             VAULTED,
@@ -292,17 +292,17 @@ async fn a_hostile_connector_reaches_nothing_beyond_its_run_and_its_own_credenti
             120,
         )
         .await;
-    let vaulted_run = bench.scan(&vaulted_scope).await;
-    let vaulted_dir = victim_dir(&bench, VAULTED, &vaulted_run, &[]).await;
+    let vaulted_run = fixture.scan(&vaulted_scope).await;
+    let vaulted_dir = victim_dir(&fixture, VAULTED, &vaulted_run, &[]).await;
     release.0.push(vaulted_dir.clone());
-    let other_scope = bench
+    let other_scope = fixture
         .provision("other", KIND, doc! { "mode": "victim" }, 120)
         .await;
-    let other_run = bench.scan(&other_scope).await;
-    let other_dir = victim_dir(&bench, "other", &other_run, &release.0).await;
+    let other_run = fixture.scan(&other_scope).await;
+    let other_dir = victim_dir(&fixture, "other", &other_run, &release.0).await;
     release.0.push(other_dir.clone());
 
-    let attack_scope = bench
+    let attack_scope = fixture
         .provision(
             "acme",
             KIND,
@@ -321,18 +321,18 @@ async fn a_hostile_connector_reaches_nothing_beyond_its_run_and_its_own_credenti
             60,
         )
         .await;
-    let leak_scope = bench
+    let leak_scope = fixture
         .provision("acme", KIND, doc! { "mode": "leak" }, 60)
         .await;
-    let attack_run = bench.scan(&attack_scope).await;
-    let leak_run = bench.scan(&leak_scope).await;
-    let attack = bench.finished("acme", attack_run.id, TIMEOUT).await;
-    let leak = bench.finished("acme", leak_run.id, TIMEOUT).await;
+    let attack_run = fixture.scan(&attack_scope).await;
+    let leak_run = fixture.scan(&leak_scope).await;
+    let attack = fixture.finished("acme", attack_run.id, TIMEOUT).await;
+    let leak = fixture.finished("acme", leak_run.id, TIMEOUT).await;
     drop(release);
-    let vaulted = bench.finished(VAULTED, vaulted_run.id, TIMEOUT).await;
-    let other = bench.finished("other", other_run.id, TIMEOUT).await;
+    let vaulted = fixture.finished(VAULTED, vaulted_run.id, TIMEOUT).await;
+    let other = fixture.finished("other", other_run.id, TIMEOUT).await;
     for run in [&attack, &leak, &vaulted, &other] {
-        bench.settled_jobs(run.id, TIMEOUT).await;
+        fixture.settled_jobs(run.id, TIMEOUT).await;
     }
     assert_eq!(attack.status, RunStatus::Succeeded, "{attack:#?}");
     assert_eq!(vaulted.status, RunStatus::Succeeded, "{vaulted:#?}");
@@ -358,7 +358,7 @@ async fn a_hostile_connector_reaches_nothing_beyond_its_run_and_its_own_credenti
         .map(|event| event.to_string() + "\n")
         .collect();
     assert!(log.contains("connector finished"), "{log}");
-    check_nowhere(bench.db(), &log, &metrics).await;
+    check_nowhere(fixture.db(), &log, &metrics).await;
 }
 
 /// The vaulted victim's credential came from the vault, as production would fetch it: a token
@@ -473,7 +473,7 @@ fn check_cases(report: &Report, abi: u32) {
 /// The connector's own process: the worker as its parent, the allowlist and its bundle as its
 /// environment, another user without groups or capabilities under a root worker, no way to
 /// regain privileges, and a seccomp filter.
-fn check_identity(report: &Report, worker: &support::WorkerProcess) {
+fn check_identity(report: &Report, worker: &support::Sv0Process) {
     assert_eq!(
         report.info("target_pid"),
         [worker.pid().to_string()],

@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use mongodb::bson::{DateTime, doc};
 use serde_json::Value;
-use support::SV0;
-use support::pipeline::{Bench, DEMO_KIND, token};
+use support::pipeline::{DEMO_KIND, Fixture, token};
+use support::sv0;
 
 /// Written by a connector into its run: clear the screen, return to the line's start and
 /// overwrite it, reverse what follows, an 8-bit CSI and a DEL.
@@ -31,7 +31,7 @@ fn stderr(output: &Output) -> String {
 
 /// `sv0 ctl ARGS…` with no token in its environment but what `env` gives.
 fn ctl(url: &str, env: &[(&str, &str)], args: &[&str]) -> Output {
-    Command::new(SV0)
+    Command::new(sv0())
         .arg("ctl")
         .args(["--api-url", url])
         .args(args)
@@ -43,8 +43,8 @@ fn ctl(url: &str, env: &[(&str, &str)], args: &[&str]) -> Output {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn ctl_takes_no_token_flag_encodes_ids_and_escapes_what_connectors_wrote() {
-    let bench = Bench::new("ctl_hardening").await;
-    let scope = bench
+    let fixture = Fixture::new("ctl_hardening").await;
+    let scope = fixture
         .provision(
             "acme",
             DEMO_KIND,
@@ -52,9 +52,9 @@ async fn ctl_takes_no_token_flag_encodes_ids_and_escapes_what_connectors_wrote()
             120,
         )
         .await;
-    let api = bench.admin_api(&[]);
+    let api = fixture.admin_api(&[]);
     let url = api.api_url();
-    let operator = token(&bench, "operator", "oncall");
+    let operator = token(&fixture, "operator", "oncall");
     let env = [("SV0_API_TOKEN", operator.as_str())];
 
     // The token from the environment, and from a file's first line.
@@ -98,7 +98,7 @@ async fn ctl_takes_no_token_flag_encodes_ids_and_escapes_what_connectors_wrote()
         "{}",
         stderr(&escaped_id)
     );
-    let routes = |api: &support::WorkerProcess| -> Vec<String> {
+    let routes = |api: &support::Sv0Process| -> Vec<String> {
         api.events("request")
             .iter()
             .filter_map(|e| e["span"]["route"].as_str().map(String::from))
@@ -127,7 +127,7 @@ async fn ctl_takes_no_token_flag_encodes_ids_and_escapes_what_connectors_wrote()
     let run: Value = serde_json::from_slice(&triggered.stdout).unwrap();
     let run_id = run["id"].as_str().unwrap().to_string();
     let now = DateTime::now();
-    bench
+    fixture
         .db()
         .collection::<mongodb::bson::Document>("scan_runs")
         .update_one(
@@ -204,7 +204,7 @@ fn proxy() -> (String, Arc<Mutex<Vec<String>>>) {
 fn plain_http_to_a_remote_host_is_refused_before_connecting() {
     let (address, seen) = proxy();
     let remote = |extra: &[&str]| {
-        Command::new(SV0)
+        Command::new(sv0())
             .arg("ctl")
             .args(["--api-url", "http://10.1.2.3:1"])
             .args(extra)

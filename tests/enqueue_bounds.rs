@@ -9,7 +9,8 @@ mod support;
 use std::process::{Command, Output};
 
 use mongodb::bson::doc;
-use support::{SV0, count, setup};
+use support::{count, sv0};
+use sv0_testkit::TestDb;
 
 /// `{"a": … {"a": 1}}`, `levels` objects deep.
 fn nested(levels: usize) -> String {
@@ -21,7 +22,7 @@ fn nested(levels: usize) -> String {
 }
 
 fn enqueue(uri: &str, database: &str, args: &[&str]) -> Output {
-    Command::new(SV0)
+    Command::new(sv0())
         .args(["enqueue", "--mongodb-uri", uri, "--database", database])
         .args(args)
         .output()
@@ -30,7 +31,11 @@ fn enqueue(uri: &str, database: &str, args: &[&str]) -> Output {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn payloads_and_labels_past_the_bounds_are_refused_naming_the_flag_and_nothing_is_stored() {
-    let (test, _queue) = setup("enqueue_bounds").await;
+    let test = TestDb::new("enqueue_bounds").await;
+    sv0_queue::Queue::new(&test.db)
+        .ensure_indexes()
+        .await
+        .unwrap();
     let arrays = format!("{{\"a\":{}{}}}", "[".repeat(10_000), "]".repeat(10_000));
     let bare_arrays = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
     let unclosed = "{\"a\":".to_string() + &"[".repeat(10_000);

@@ -9,9 +9,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use mongodb::bson::doc;
-use support::WorkerProcess;
+use support::Sv0Process;
 use support::http_get;
-use support::pipeline::{Bench, DEMO_KIND};
+use support::pipeline::{DEMO_KIND, Fixture};
 use sv0_domain::RunStatus;
 
 const RUN_TIMEOUT: Duration = Duration::from_secs(90);
@@ -192,9 +192,9 @@ fn value(addr: &str, series: &str) -> f64 {
 #[tokio::test(flavor = "multi_thread")]
 async fn every_process_serves_exactly_the_documented_metrics_and_the_run_series_count() {
     let docs = documented();
-    let bench = Bench::new("metrics_doc").await;
-    let failing = bench.wrap_kind("exit");
-    let good = bench
+    let fixture = Fixture::new("metrics_doc").await;
+    let failing = fixture.wrap_kind("exit");
+    let good = fixture
         .provision(
             "acme",
             DEMO_KIND,
@@ -202,7 +202,7 @@ async fn every_process_serves_exactly_the_documented_metrics_and_the_run_series_
             60,
         )
         .await;
-    let bad = bench
+    let bad = fixture
         .provision(
             "acme",
             &failing,
@@ -210,19 +210,19 @@ async fn every_process_serves_exactly_the_documented_metrics_and_the_run_series_
             60,
         )
         .await;
-    let worker = bench.worker(&["acme"], &["--concurrency", "3"]);
-    let scheduler = WorkerProcess::scheduler(bench.tdb.uri(), bench.tdb.name(), &[]);
-    let api = bench.admin_api(&[]);
+    let worker = fixture.worker(&["acme"], &["--concurrency", "3"]);
+    let scheduler = Sv0Process::scheduler(fixture.tdb.uri(), fixture.tdb.name(), &[]);
+    let api = fixture.admin_api(&[]);
 
     // Each job settles after its handler has counted what it did.
-    let run = bench.scan(&good).await;
-    let run = bench.finished("acme", run.id, RUN_TIMEOUT).await;
+    let run = fixture.scan(&good).await;
+    let run = fixture.finished("acme", run.id, RUN_TIMEOUT).await;
     assert_eq!(run.status, RunStatus::Succeeded, "{run:#?}");
-    bench.settled_jobs(run.id, RUN_TIMEOUT).await;
-    let run = bench.scan(&bad).await;
-    let run = bench.finished("acme", run.id, RUN_TIMEOUT).await;
+    fixture.settled_jobs(run.id, RUN_TIMEOUT).await;
+    let run = fixture.scan(&bad).await;
+    let run = fixture.finished("acme", run.id, RUN_TIMEOUT).await;
     assert_eq!(run.status, RunStatus::Failed, "{run:#?}");
-    bench.settled_jobs(run.id, RUN_TIMEOUT).await;
+    fixture.settled_jobs(run.id, RUN_TIMEOUT).await;
 
     let w = worker.status_addr();
     for stage in [

@@ -11,7 +11,7 @@ use futures::TryStreamExt;
 use mongodb::IndexModel;
 use mongodb::bson::oid::ObjectId;
 use mongodb::bson::{Document, doc};
-use support::SV0;
+use support::sv0;
 use sv0_testkit::TestDb;
 
 fn migrate(uri: &str, database: &str) -> std::process::Output {
@@ -19,7 +19,7 @@ fn migrate(uri: &str, database: &str) -> std::process::Output {
 }
 
 fn migrate_with(uri: &str, database: &str, extra: &[&str]) -> std::process::Output {
-    Command::new(SV0)
+    Command::new(sv0())
         .args(["migrate", "--mongodb-uri", uri, "--database", database])
         .args(extra)
         .env_remove("SV0_CONNECTORS")
@@ -301,7 +301,7 @@ async fn a_registry_that_does_not_load_fails_migrate_before_it_changes_anything(
 
 #[test]
 fn migrate_help_documents_the_exit_status() {
-    let out = Command::new(SV0)
+    let out = Command::new(sv0())
         .args(["migrate", "--help"])
         .output()
         .expect("sv0 runs");

@@ -1,8 +1,8 @@
 //! The operator's window, proven on real parts: Debian's `prometheus` scrapes a demo stack (two
 //! `sv0 worker`s, an `sv0 scheduler` and the `sv0 admin-api` on the stand) under a workload with
-//! a failing stage, evaluates `alerts/sv0.rules.yml`, and sends to a real `alertmanager`, which
+//! a failing stage, evaluates `ops/alerts/sv0.rules.yml`, and sends to a real `alertmanager`, which
 //! delivers to a webhook receiver in this test. Then:
-//! - every query of every panel of `dashboards/*.json` parses and returns data, unless the
+//! - every query of every panel of `ops/dashboards/*.json` parses and returns data, unless the
 //!   panel's description says why it is empty while nothing is wrong ("Empty while …");
 //! - every alert rule loads and evaluates without error;
 //! - `Sv0StageFailing` fires and reaches the receiver through Alertmanager: the on-call path.
@@ -23,8 +23,8 @@ use std::time::{Duration, Instant};
 
 use mongodb::bson::{DateTime, doc};
 use serde_json::Value;
-use support::WorkerProcess;
-use support::pipeline::{Bench, DEMO_KIND, ctl, token};
+use support::Sv0Process;
+use support::pipeline::{DEMO_KIND, Fixture, ctl, token};
 use sv0_domain::Schedule;
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
@@ -138,7 +138,7 @@ fn webhook_receiver() -> (u16, Arc<Mutex<Vec<Value>>>) {
 
 /// The rules file with every hold time cut to zero.
 fn rules_without_hold_times(dir: &Path) -> PathBuf {
-    let rules = std::fs::read_to_string(format!("{ROOT}/alerts/sv0.rules.yml")).unwrap();
+    let rules = std::fs::read_to_string(format!("{ROOT}/ops/alerts/sv0.rules.yml")).unwrap();
     let cut: String = rules
         .lines()
         .map(|line| {
@@ -159,7 +159,7 @@ fn rules_without_hold_times(dir: &Path) -> PathBuf {
 /// Every (dashboard, panel title, panel description, expr) of the dashboards.
 fn panel_queries() -> Vec<(String, String, String, String)> {
     let mut queries = Vec::new();
-    let mut files: Vec<_> = std::fs::read_dir(format!("{ROOT}/dashboards"))
+    let mut files: Vec<_> = std::fs::read_dir(format!("{ROOT}/ops/dashboards"))
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|e| e == "json"))
@@ -192,23 +192,26 @@ async fn dashboards_and_alerts_work_on_a_real_prometheus_and_the_stage_alert_pag
     let dir = tempfile::tempdir().unwrap();
 
     // The demo stack: a scope that scans well and one whose connector fails, both every 5 s.
-    let bench = Bench::new("observability").await;
+    let fixture = Fixture::new("observability").await;
     let scope_json = doc! {"clouds": ["aws", "azure"], "size": 30, "seed": 7};
-    let failing = bench.wrap_kind("exit");
-    let good = bench
+    let failing = fixture.wrap_kind("exit");
+    let good = fixture
         .provision("acme", DEMO_KIND, scope_json.clone(), 60)
         .await;
-    let bad = bench.provision("acme", &failing, scope_json, 60).await;
+    let bad = fixture.provision("acme", &failing, scope_json, 60).await;
     for scope in [&good, &bad] {
-        bench
+        fixture
             .domain
             .set_schedule("acme", scope.id, Some(Schedule::every(5)), DateTime::now())
             .await
             .unwrap();
     }
-    let workers = [bench.worker(&["acme"], &[]), bench.worker(&["acme"], &[])];
-    let scheduler = WorkerProcess::scheduler(bench.tdb.uri(), bench.tdb.name(), &[]);
-    let api = bench.admin_api(&[]);
+    let workers = [
+        fixture.worker(&["acme"], &[]),
+        fixture.worker(&["acme"], &[]),
+    ];
+    let scheduler = Sv0Process::scheduler(fixture.tdb.uri(), fixture.tdb.name(), &[]);
+    let api = fixture.admin_api(&[]);
     let api_url = api.api_url();
     let api_addr = api_url.trim_start_matches("http://").to_string();
 
@@ -283,8 +286,8 @@ async fn dashboards_and_alerts_work_on_a_real_prometheus_and_the_stage_alert_pag
         .as_secs();
 
     // The rest of the workload, through the API as an operator and as CI would.
-    let operator = token(&bench, "operator", "oncall");
-    let ci = token(&bench, "ci", "ci");
+    let operator = token(&fixture, "operator", "oncall");
+    let ci = token(&fixture, "ci", "ci");
     let triggered = ctl(
         &api_url,
         &operator,
@@ -297,7 +300,7 @@ async fn dashboards_and_alerts_work_on_a_real_prometheus_and_the_stage_alert_pag
         "a request without a token is refused (an API error to count)"
     );
     support::eventually("a scan has succeeded", Duration::from_secs(90), || async {
-        support::count(bench.db(), "scan_runs", doc! {"status": "succeeded"}).await > 0
+        support::count(fixture.db(), "scan_runs", doc! {"status": "succeeded"}).await > 0
     })
     .await;
     let deploy = ctl(

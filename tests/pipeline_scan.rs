@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use mongodb::bson::doc;
 use nix::sys::signal::Signal;
-use support::pipeline::{Bench, DEMO_KIND, canary, dump};
+use support::pipeline::{DEMO_KIND, Fixture, canary, dump};
 use support::{all, count};
 use sv0_domain::category::{CHAIN, DRIVER, EVAL, EVIDENCE, STAGE_CELLS, STITCH, SYNC};
 use sv0_domain::{CellStatus, Materializer, RunStatus, ScanRun, Trigger};
@@ -31,12 +31,14 @@ fn cell<'a>(run: &'a ScanRun, name: &str) -> &'a sv0_domain::CategoryResult {
 /// `items_scanned` equal to what the collections hold.
 #[tokio::test]
 async fn a_demo_scan_runs_every_stage_and_each_cell_counts_what_is_stored() {
-    let bench = Bench::new("demo_scan").await;
-    let kind = bench.wrap_kind("ok");
-    let scope = bench.provision("acme", &kind, demo_scope(60, 3), 60).await;
-    let _worker = bench.worker(&["acme"], &[]);
-    let run = bench.scan(&scope).await;
-    let run = bench.finished("acme", run.id, RUN_TIMEOUT).await;
+    let fixture = Fixture::new("demo_scan").await;
+    let kind = fixture.wrap_kind("ok");
+    let scope = fixture
+        .provision("acme", &kind, demo_scope(60, 3), 60)
+        .await;
+    let _worker = fixture.worker(&["acme"], &[]);
+    let run = fixture.scan(&scope).await;
+    let run = fixture.finished("acme", run.id, RUN_TIMEOUT).await;
     assert_eq!(run.status, RunStatus::Succeeded, "{run:#?}");
     assert_eq!(run.error, None);
 
@@ -51,8 +53,8 @@ async fn a_demo_scan_runs_every_stage_and_each_cell_counts_what_is_stored() {
         run.cell(DRIVER).is_none(),
         "no driver cell when the connector did its job"
     );
-    assert!(bench.connector_started());
-    let db = bench.db();
+    assert!(fixture.connector_started());
+    let db = fixture.db();
     let live = |collection: &'static str, status: &'static str| async move {
         count(db, collection, doc! {"tenant_id": "acme", "status": status}).await as i64
     };
@@ -94,7 +96,7 @@ async fn a_demo_scan_runs_every_stage_and_each_cell_counts_what_is_stored() {
         "the connector's categories count its entities"
     );
     // Every stage job ran once and succeeded, deduplicated per (run, stage).
-    let jobs = bench.settled_jobs(run.id, RUN_TIMEOUT).await;
+    let jobs = fixture.settled_jobs(run.id, RUN_TIMEOUT).await;
     assert_eq!(jobs.len(), 6, "{jobs:#?}");
     assert!(jobs.iter().all(|j| j.get_str("status") == Ok("succeeded")));
 
@@ -122,35 +124,35 @@ async fn a_demo_scan_runs_every_stage_and_each_cell_counts_what_is_stored() {
 /// A stage that fails fails the run with the stage named, and nothing after it is enqueued.
 #[tokio::test]
 async fn a_failing_stage_fails_the_run_naming_it_and_enqueues_nothing_after_it() {
-    let bench = Bench::new("failing_stage").await;
-    bench
+    let fixture = Fixture::new("failing_stage").await;
+    fixture
         .provision("acme", DEMO_KIND, demo_scope(20, 1), 60)
         .await;
     let graph = sv0_domain::Graph::from_json(
         br#"{"entities": [{"id": "m", "type": "machine", "cloud": "aws", "name": "m"}]}"#,
     )
     .unwrap();
-    let run = bench
+    let run = fixture
         .pipeline
         .ingest_graph("acme", "seed", graph)
         .await
         .unwrap();
     // The sync's record vanishes before sync_ingestion runs: the stage cannot do its work.
-    bench
+    fixture
         .db()
         .collection::<mongodb::bson::Document>("connector_syncs")
         .delete_many(doc! {"scan_run_id": run.id})
         .await
         .unwrap();
-    let _worker = bench.worker(&[], &[]);
-    let run = bench.finished("acme", run.id, RUN_TIMEOUT).await;
+    let _worker = fixture.worker(&[], &[]);
+    let run = fixture.finished("acme", run.id, RUN_TIMEOUT).await;
     assert_eq!(run.status, RunStatus::Failed);
     assert_eq!(cell(&run, SYNC).status, CellStatus::Failed);
     let error = run.error.clone().unwrap();
     assert!(error.starts_with("__sync failed: "), "{error}");
     assert!(error.contains("connector sync of run"), "{error}");
     assert!(run.cell(EVAL).is_none());
-    let jobs = bench.settled_jobs(run.id, RUN_TIMEOUT).await;
+    let jobs = fixture.settled_jobs(run.id, RUN_TIMEOUT).await;
     let kinds: Vec<&str> = jobs.iter().map(|j| j.get_str("kind").unwrap()).collect();
     assert_eq!(
         kinds,
@@ -164,36 +166,38 @@ async fn a_failing_stage_fails_the_run_naming_it_and_enqueues_nothing_after_it()
 /// lands nowhere, and the run stays exactly as the cancel left it.
 #[tokio::test]
 async fn a_scan_cancelled_while_its_connector_runs_stays_as_the_cancel_left_it() {
-    let bench = Bench::new("cancel_mid_scan").await;
-    let slow = bench.wrap_kind("sleep:1:started");
-    let scope = bench.provision("acme", &slow, demo_scope(20, 1), 60).await;
-    let _worker = bench.worker(&["acme"], &[]);
-    let run = bench.scan(&scope).await;
+    let fixture = Fixture::new("cancel_mid_scan").await;
+    let slow = fixture.wrap_kind("sleep:1:started");
+    let scope = fixture
+        .provision("acme", &slow, demo_scope(20, 1), 60)
+        .await;
+    let _worker = fixture.worker(&["acme"], &[]);
+    let run = fixture.scan(&scope).await;
     support::eventually("the connector to start", RUN_TIMEOUT, || async {
-        bench.connector_file("started").is_some()
+        fixture.connector_file("started").is_some()
     })
     .await;
-    let cancelled = bench.pipeline.cancel_run("acme", run.id).await.unwrap();
+    let cancelled = fixture.pipeline.cancel_run("acme", run.id).await.unwrap();
     assert_eq!(cancelled.status, RunStatus::Cancelled);
-    let jobs = bench.settled_jobs(run.id, RUN_TIMEOUT).await;
+    let jobs = fixture.settled_jobs(run.id, RUN_TIMEOUT).await;
     let kinds: Vec<&str> = jobs.iter().map(|j| j.get_str("kind").unwrap()).collect();
     assert_eq!(kinds, vec!["execute_scan"], "nothing after the cancel");
-    let now = bench.domain.run("acme", run.id).await.unwrap();
+    let now = fixture.domain.run("acme", run.id).await.unwrap();
     assert_eq!(now, cancelled, "the run changed after its cancel");
-    assert_eq!(count(bench.db(), "connector_syncs", doc! {}).await, 0);
-    assert_eq!(count(bench.db(), "entities", doc! {}).await, 0);
+    assert_eq!(count(fixture.db(), "connector_syncs", doc! {}).await, 0);
+    assert_eq!(count(fixture.db(), "entities", doc! {}).await, 0);
 }
 
 /// A connector past the run's budget: its whole process group is killed, the run times out, and
 /// the driver cell says so.
 #[tokio::test]
 async fn a_connector_past_its_budget_is_killed_and_the_run_times_out() {
-    let bench = Bench::new("connector_timeout").await;
-    let hung = bench.wrap_kind("sleep:30:started");
-    let scope = bench.provision("acme", &hung, demo_scope(20, 1), 2).await;
-    let _worker = bench.worker(&["acme"], &[]);
-    let run = bench.scan(&scope).await;
-    let run = bench
+    let fixture = Fixture::new("connector_timeout").await;
+    let hung = fixture.wrap_kind("sleep:30:started");
+    let scope = fixture.provision("acme", &hung, demo_scope(20, 1), 2).await;
+    let _worker = fixture.worker(&["acme"], &[]);
+    let run = fixture.scan(&scope).await;
+    let run = fixture
         .finished("acme", run.id, Duration::from_secs(30))
         .await;
     assert_eq!(run.status, RunStatus::Timeout, "{run:#?}");
@@ -216,18 +220,18 @@ async fn a_connector_past_its_budget_is_killed_and_the_run_times_out() {
 /// Each connector mistake fails the run, with the reason in the driver cell.
 #[tokio::test]
 async fn connector_mistakes_fail_the_run_with_the_reason_in_the_driver_cell() {
-    let bench = Bench::new("connector_mistakes").await;
+    let fixture = Fixture::new("connector_mistakes").await;
     let mistakes = [
         ("exit", "exited"),
         ("reserved", "reserved"),
         ("invalid", "category_results"),
     ];
-    let kinds: Vec<String> = mistakes.iter().map(|(b, _)| bench.wrap_kind(b)).collect();
-    let _worker = bench.worker(&["acme"], &[]);
+    let kinds: Vec<String> = mistakes.iter().map(|(b, _)| fixture.wrap_kind(b)).collect();
+    let _worker = fixture.worker(&["acme"], &[]);
     for ((behaviour, expected), kind) in mistakes.into_iter().zip(&kinds) {
-        let scope = bench.provision("acme", kind, demo_scope(20, 1), 60).await;
-        let run = bench.scan(&scope).await;
-        let run = bench.finished("acme", run.id, RUN_TIMEOUT).await;
+        let scope = fixture.provision("acme", kind, demo_scope(20, 1), 60).await;
+        let run = fixture.scan(&scope).await;
+        let run = fixture.finished("acme", run.id, RUN_TIMEOUT).await;
         assert_eq!(run.status, RunStatus::Failed, "{behaviour}: {run:#?}");
         let driver = cell(&run, DRIVER);
         assert_eq!(driver.status, CellStatus::Failed, "{behaviour}");
@@ -241,7 +245,12 @@ async fn connector_mistakes_fail_the_run_with_the_reason_in_the_driver_cell() {
             "{behaviour}: no stage after a failed scan"
         );
         assert_eq!(
-            count(bench.db(), "connector_syncs", doc! {"scan_run_id": run.id}).await,
+            count(
+                fixture.db(),
+                "connector_syncs",
+                doc! {"scan_run_id": run.id}
+            )
+            .await,
             0
         );
     }
@@ -251,18 +260,20 @@ async fn connector_mistakes_fail_the_run_with_the_reason_in_the_driver_cell() {
 /// nowhere in the database or the worker's log.
 #[tokio::test]
 async fn a_credential_printed_by_the_connector_is_stored_redacted_and_leaks_nowhere() {
-    let bench = Bench::new("credential_leak").await;
-    let leaky = bench.wrap_kind("leak");
-    let scope = bench.provision("acme", &leaky, demo_scope(20, 1), 60).await;
-    let worker = bench.worker(&["acme"], &[]);
-    let run = bench.scan(&scope).await;
-    let run = bench.finished("acme", run.id, RUN_TIMEOUT).await;
+    let fixture = Fixture::new("credential_leak").await;
+    let leaky = fixture.wrap_kind("leak");
+    let scope = fixture
+        .provision("acme", &leaky, demo_scope(20, 1), 60)
+        .await;
+    let worker = fixture.worker(&["acme"], &[]);
+    let run = fixture.scan(&scope).await;
+    let run = fixture.finished("acme", run.id, RUN_TIMEOUT).await;
     assert_eq!(run.status, RunStatus::Failed);
     let errors = cell(&run, DRIVER).errors.join("\n");
     assert!(errors.contains("my token is [REDACTED]"), "{errors}");
     let secret = canary("acme");
     assert!(
-        !dump(bench.db()).await.contains(&secret),
+        !dump(fixture.db()).await.contains(&secret),
         "the canary is in the database"
     );
     let log: String = worker.all_events().iter().map(|e| e.to_string()).collect();
@@ -274,18 +285,18 @@ async fn a_credential_printed_by_the_connector_is_stored_redacted_and_leaks_nowh
 /// connector never starts, and the run fails saying why.
 #[tokio::test]
 async fn a_scan_whose_credentials_cannot_be_resolved_fails_saying_so() {
-    let bench = Bench::new("credentials_missing").await;
-    let scope = bench
+    let fixture = Fixture::new("credentials_missing").await;
+    let scope = fixture
         .provision("acme", DEMO_KIND, demo_scope(20, 1), 60)
         .await;
-    let _worker = bench.worker(&[], &[]);
-    let run = bench.scan(&scope).await;
-    let run = bench.finished("acme", run.id, RUN_TIMEOUT).await;
+    let _worker = fixture.worker(&[], &[]);
+    let run = fixture.scan(&scope).await;
+    let run = fixture.finished("acme", run.id, RUN_TIMEOUT).await;
     assert_eq!(run.status, RunStatus::Failed);
     let error = &cell(&run, DRIVER).errors[0];
     assert!(error.starts_with("credentials: "), "{error}");
-    assert!(!bench.connector_started(), "the connector never started");
-    let scans = bench.settled_jobs(run.id, RUN_TIMEOUT).await;
+    assert!(!fixture.connector_started(), "the connector never started");
+    let scans = fixture.settled_jobs(run.id, RUN_TIMEOUT).await;
     assert_eq!(
         scans[0].get_str("kind").unwrap(),
         "execute_scan",
@@ -302,12 +313,14 @@ async fn a_scan_whose_credentials_cannot_be_resolved_fails_saying_so() {
 /// its bundle, nothing else; its HOME and TMPDIR are its private run directory, where it runs.
 #[tokio::test]
 async fn the_connector_sees_only_the_allowlist_and_its_bundle() {
-    let bench = Bench::new("connector_env").await;
-    let kind = bench.wrap_kind("env");
-    let scope = bench.provision("acme", &kind, demo_scope(20, 1), 60).await;
-    let _worker = bench.worker(&["acme"], &[]);
-    let run = bench.scan(&scope).await;
-    let run = bench.finished("acme", run.id, RUN_TIMEOUT).await;
+    let fixture = Fixture::new("connector_env").await;
+    let kind = fixture.wrap_kind("env");
+    let scope = fixture
+        .provision("acme", &kind, demo_scope(20, 1), 60)
+        .await;
+    let _worker = fixture.worker(&["acme"], &[]);
+    let run = fixture.scan(&scope).await;
+    let run = fixture.finished("acme", run.id, RUN_TIMEOUT).await;
     // The behaviour reports on stderr, which a run keeps only when it fails.
     assert_eq!(run.status, RunStatus::Failed, "{run:#?}");
     let report = cell(&run, DRIVER).errors.join("\n");
@@ -337,10 +350,10 @@ async fn the_connector_sees_only_the_allowlist_and_its_bundle() {
     let cwd = one("cwd");
     assert_eq!(
         cwd.parent(),
-        Some(bench.runs_dir().canonicalize().unwrap().as_path()),
+        Some(fixture.runs_dir().canonicalize().unwrap().as_path()),
         "the connector runs in a directory of the worker's runs directory"
     );
-    let run_dir = bench.runs_dir().join(cwd.file_name().unwrap());
+    let run_dir = fixture.runs_dir().join(cwd.file_name().unwrap());
     for variable in ["home", "tmpdir"] {
         assert_eq!(one(variable), run_dir, "{variable}");
     }
@@ -352,12 +365,14 @@ async fn the_connector_sees_only_the_allowlist_and_its_bundle() {
 /// kinds the worker has, and the job is final: not retried forever.
 #[tokio::test]
 async fn a_kind_the_worker_lacks_fails_the_run_once_the_attempts_are_spent() {
-    let bench = Bench::new("unregistered_kind").await;
-    let spare = bench.wrap_kind("ok");
-    let scope = bench.provision("acme", "aws", demo_scope(20, 1), 60).await;
-    let _worker = bench.worker(&["acme"], &["--retry-base-ms", "100"]);
-    let run = bench.scan(&scope).await;
-    let run = bench.finished("acme", run.id, RUN_TIMEOUT).await;
+    let fixture = Fixture::new("unregistered_kind").await;
+    let spare = fixture.wrap_kind("ok");
+    let scope = fixture
+        .provision("acme", "aws", demo_scope(20, 1), 60)
+        .await;
+    let _worker = fixture.worker(&["acme"], &["--retry-base-ms", "100"]);
+    let run = fixture.scan(&scope).await;
+    let run = fixture.finished("acme", run.id, RUN_TIMEOUT).await;
     assert_eq!(run.status, RunStatus::Failed, "{run:#?}");
     let driver = cell(&run, DRIVER);
     assert_eq!(driver.status, CellStatus::Failed);
@@ -367,9 +382,9 @@ async fn a_kind_the_worker_lacks_fails_the_run_once_the_attempts_are_spent() {
     assert_eq!(driver.errors, std::slice::from_ref(&expected));
     assert_eq!(run.error, Some(format!("{DRIVER} failed: {expected}")));
     assert!(run.cell(SYNC).is_none());
-    assert!(!bench.connector_started(), "no connector ran");
+    assert!(!fixture.connector_started(), "no connector ran");
 
-    let jobs = bench.settled_jobs(run.id, RUN_TIMEOUT).await;
+    let jobs = fixture.settled_jobs(run.id, RUN_TIMEOUT).await;
     assert_eq!(jobs.len(), 1, "{jobs:#?}");
     let scan = &jobs[0];
     assert_eq!(scan.get_str("kind").unwrap(), "execute_scan");
@@ -386,7 +401,13 @@ async fn a_kind_the_worker_lacks_fails_the_run_once_the_attempts_are_spent() {
     );
     // Several backoffs later, still final and claimed no more.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let later = support::job(bench.db(), scan.get_object_id("_id").unwrap()).await;
+    let later = all(
+        fixture.db(),
+        "jobs",
+        doc! {"_id": scan.get_object_id("_id").unwrap()},
+    )
+    .await
+    .remove(0);
     assert_eq!(later.get_str("status"), scan.get_str("status"));
     assert_eq!(later.get_i32("claims"), scan.get_i32("claims"));
 }
@@ -395,14 +416,16 @@ async fn a_kind_the_worker_lacks_fails_the_run_once_the_attempts_are_spent() {
 /// flags with the files in its run directory.
 #[tokio::test]
 async fn the_kinds_fixed_arguments_come_before_the_contracts_flags() {
-    let bench = Bench::new("fixed_arguments").await;
-    let mut kind = bench.wrapped("argv");
+    let fixture = Fixture::new("fixed_arguments").await;
+    let mut kind = fixture.wrapped("argv");
     kind.args.push("one fixed argument".into());
-    bench.register("argv", kind);
-    let scope = bench.provision("acme", "argv", demo_scope(20, 1), 60).await;
-    let _worker = bench.worker(&["acme"], &[]);
-    let run = bench.scan(&scope).await;
-    let run = bench.finished("acme", run.id, RUN_TIMEOUT).await;
+    fixture.register("argv", kind);
+    let scope = fixture
+        .provision("acme", "argv", demo_scope(20, 1), 60)
+        .await;
+    let _worker = fixture.worker(&["acme"], &[]);
+    let run = fixture.scan(&scope).await;
+    let run = fixture.finished("acme", run.id, RUN_TIMEOUT).await;
     // The behaviour reports on stderr, which a run keeps only when it fails.
     assert_eq!(run.status, RunStatus::Failed, "{run:#?}");
     let report = cell(&run, DRIVER).errors.join("\n");
@@ -414,7 +437,7 @@ async fn the_kinds_fixed_arguments_come_before_the_contracts_flags() {
         .collect();
     assert_eq!(args.len(), 7, "{report}");
     let run_dir = std::path::Path::new(args[2]).parent().unwrap();
-    assert_eq!(run_dir.parent(), Some(bench.runs_dir()), "{report}");
+    assert_eq!(run_dir.parent(), Some(fixture.runs_dir()), "{report}");
     let file = |name: &str| run_dir.join(name).display().to_string();
     assert_eq!(
         args,
@@ -434,7 +457,7 @@ async fn the_kinds_fixed_arguments_come_before_the_contracts_flags() {
 /// expires, and the collections end up equal to a clean run's: nothing twice.
 #[tokio::test]
 async fn a_worker_killed_mid_scan_leaves_the_same_results_as_a_clean_run() {
-    let clean = Bench::new("kill_clean").await;
+    let clean = Fixture::new("kill_clean").await;
     let scope = clean
         .provision("acme", DEMO_KIND, demo_scope(40, 5), 60)
         .await;
@@ -445,41 +468,43 @@ async fn a_worker_killed_mid_scan_leaves_the_same_results_as_a_clean_run() {
         RunStatus::Succeeded
     );
 
-    let bench = Bench::new("kill_mid_scan").await;
-    let slow = bench.wrap_kind("sleep:3:started");
-    let scope = bench.provision("acme", &slow, demo_scope(40, 5), 60).await;
-    let mut first = bench.worker(&["acme"], &["--lease-ttl-ms", "1500"]);
-    let run = bench.scan(&scope).await;
+    let fixture = Fixture::new("kill_mid_scan").await;
+    let slow = fixture.wrap_kind("sleep:3:started");
+    let scope = fixture
+        .provision("acme", &slow, demo_scope(40, 5), 60)
+        .await;
+    let mut first = fixture.worker(&["acme"], &["--lease-ttl-ms", "1500"]);
+    let run = fixture.scan(&scope).await;
     support::eventually("the connector to start", RUN_TIMEOUT, || async {
-        bench.connector_file("started").is_some()
+        fixture.connector_file("started").is_some()
     })
     .await;
     first.signal(Signal::SIGKILL);
     first.wait_exit(Duration::from_secs(10));
-    let _second = bench.worker(&["acme"], &["--lease-ttl-ms", "1500"]);
-    let run = bench.finished("acme", run.id, RUN_TIMEOUT).await;
+    let _second = fixture.worker(&["acme"], &["--lease-ttl-ms", "1500"]);
+    let run = fixture.finished("acme", run.id, RUN_TIMEOUT).await;
     assert_eq!(run.status, RunStatus::Succeeded, "{run:#?}");
-    let scans = all(bench.db(), "jobs", doc! {"kind": "execute_scan"}).await;
+    let scans = all(fixture.db(), "jobs", doc! {"kind": "execute_scan"}).await;
     assert_eq!(
         scans[0].get_i32("claims").unwrap(),
         2,
         "the scan was taken up twice"
     );
-    assert_eq!(bench.snapshot("acme").await, clean.snapshot("acme").await);
+    assert_eq!(fixture.snapshot("acme").await, clean.snapshot("acme").await);
 }
 
 /// The deploy gate: idempotent per (deploy, tenant), and on an unchanged graph a second
 /// rematerialization changes nothing but `last_seen_at`.
 #[tokio::test]
 async fn rematerializing_an_unchanged_graph_changes_nothing_but_last_seen_at() {
-    let bench = Bench::new("rematerialize").await;
-    let scope = bench
+    let fixture = Fixture::new("rematerialize").await;
+    let scope = fixture
         .provision("acme", DEMO_KIND, demo_scope(40, 2), 60)
         .await;
-    let _worker = bench.worker(&["acme"], &[]);
-    let run = bench.scan(&scope).await;
+    let _worker = fixture.worker(&["acme"], &[]);
+    let run = fixture.scan(&scope).await;
     assert_eq!(
-        bench.finished("acme", run.id, RUN_TIMEOUT).await.status,
+        fixture.finished("acme", run.id, RUN_TIMEOUT).await.status,
         RunStatus::Succeeded
     );
 
@@ -507,15 +532,15 @@ async fn rematerializing_an_unchanged_graph_changes_nothing_but_last_seen_at() {
         }
         all_docs
     };
-    let before = raw(bench.db().clone()).await;
+    let before = raw(fixture.db().clone()).await;
     for deploy_id in ["d1", "d2"] {
-        let runs = bench
+        let runs = fixture
             .pipeline
             .rematerialize(&stages, None, &deploy(deploy_id))
             .await
             .unwrap();
         assert_eq!(runs.len(), 1);
-        let run = bench.finished("acme", runs[0].id, RUN_TIMEOUT).await;
+        let run = fixture.finished("acme", runs[0].id, RUN_TIMEOUT).await;
         assert_eq!(run.status, RunStatus::Succeeded, "{run:#?}");
         assert!(matches!(&run.trigger, Trigger::DeployGate { deploy_id: d, .. } if d == deploy_id));
         assert_eq!(
@@ -527,18 +552,18 @@ async fn rematerializing_an_unchanged_graph_changes_nothing_but_last_seen_at() {
         assert_eq!(cell(&run, STITCH).status, CellStatus::Succeeded);
         assert!(run.cell(SYNC).is_none() && run.cell(EVAL).is_none());
         assert_eq!(
-            raw(bench.db().clone()).await,
+            raw(fixture.db().clone()).await,
             before,
             "after deploy {deploy_id}"
         );
     }
     // The same deploy again (CI retried its step): the same run, nothing new.
-    let again = bench
+    let again = fixture
         .pipeline
         .rematerialize(&stages, None, &deploy("d1"))
         .await
         .unwrap();
-    let first = all(bench.db(), "scan_runs", doc! {"trigger.deploy_id": "d1"}).await;
+    let first = all(fixture.db(), "scan_runs", doc! {"trigger.deploy_id": "d1"}).await;
     assert_eq!(first.len(), 1);
     assert_eq!(again[0].id, first[0].get_object_id("_id").unwrap());
 }
@@ -547,8 +572,8 @@ async fn rematerializing_an_unchanged_graph_changes_nothing_but_last_seen_at() {
 /// run gets the `__stitch` cell too.
 #[tokio::test]
 async fn stitching_stamps_every_participating_run() {
-    let bench = Bench::new("stitch_fan_out").await;
-    let aws = bench
+    let fixture = Fixture::new("stitch_fan_out").await;
+    let aws = fixture
         .provision(
             "acme",
             DEMO_KIND,
@@ -556,7 +581,7 @@ async fn stitching_stamps_every_participating_run() {
             60,
         )
         .await;
-    let azure = bench
+    let azure = fixture
         .provision(
             "acme",
             DEMO_KIND,
@@ -564,21 +589,21 @@ async fn stitching_stamps_every_participating_run() {
             60,
         )
         .await;
-    let _worker = bench.worker(&["acme"], &[]);
-    let first = bench.scan(&aws).await;
-    let first = bench.finished("acme", first.id, RUN_TIMEOUT).await;
+    let _worker = fixture.worker(&["acme"], &[]);
+    let first = fixture.scan(&aws).await;
+    let first = fixture.finished("acme", first.id, RUN_TIMEOUT).await;
     assert_eq!(
         cell(&first, STITCH).items_scanned,
         0,
         "one cloud alone stitches nothing"
     );
-    let second = bench.scan(&azure).await;
-    let second = bench.finished("acme", second.id, RUN_TIMEOUT).await;
+    let second = fixture.scan(&azure).await;
+    let second = fixture.finished("acme", second.id, RUN_TIMEOUT).await;
     assert_eq!(second.status, RunStatus::Succeeded);
-    let stitched = count(bench.db(), "stitched_paths", doc! {"status": "live"}).await as i64;
+    let stitched = count(fixture.db(), "stitched_paths", doc! {"status": "live"}).await as i64;
     assert!(stitched > 0, "the two clouds share principals");
     assert_eq!(cell(&second, STITCH).items_scanned, stitched);
-    let first = bench.domain.run("acme", first.id).await.unwrap();
+    let first = fixture.domain.run("acme", first.id).await.unwrap();
     assert_eq!(
         cell(&first, STITCH).items_scanned,
         stitched,
@@ -590,7 +615,7 @@ async fn stitching_stamps_every_participating_run() {
 /// once the cause is gone; the failed run stays as it was.
 #[tokio::test]
 async fn a_failed_run_retried_is_a_new_run_that_points_at_it() {
-    let bench = Bench::new("retry_run").await;
+    let fixture = Fixture::new("retry_run").await;
     // The cause lives outside the run directory: in a directory the kind lets its connector
     // read, and so one the connector user can reach.
     let causes = tempfile::Builder::new()
@@ -600,15 +625,15 @@ async fn a_failed_run_retried_is_a_new_run_that_points_at_it() {
     let cause = causes.path().join("cause");
     std::fs::write(&cause, "the cloud is unreachable").unwrap();
     std::fs::set_permissions(&cause, Permissions::from_mode(0o644)).unwrap();
-    let mut flaky = bench.wrapped(&format!("fail-if:{}", cause.display()));
+    let mut flaky = fixture.wrapped(&format!("fail-if:{}", cause.display()));
     flaky.read_paths.push(causes.path().to_path_buf());
-    bench.register("flaky", flaky);
-    let scope = bench
+    fixture.register("flaky", flaky);
+    let scope = fixture
         .provision("acme", "flaky", demo_scope(20, 1), 60)
         .await;
-    let _worker = bench.worker(&["acme"], &[]);
-    let failed = bench.scan(&scope).await;
-    let failed = bench.finished("acme", failed.id, RUN_TIMEOUT).await;
+    let _worker = fixture.worker(&["acme"], &[]);
+    let failed = fixture.scan(&scope).await;
+    let failed = fixture.finished("acme", failed.id, RUN_TIMEOUT).await;
     assert_eq!(failed.status, RunStatus::Failed);
     let errors = cell(&failed, DRIVER).errors.join("\n");
     assert!(
@@ -616,7 +641,7 @@ async fn a_failed_run_retried_is_a_new_run_that_points_at_it() {
         "the connector read the file its kind grants: {errors}"
     );
     std::fs::remove_file(&cause).unwrap();
-    let retry = bench.pipeline.retry_run("acme", failed.id).await.unwrap();
+    let retry = fixture.pipeline.retry_run("acme", failed.id).await.unwrap();
     assert_eq!(
         retry.trigger,
         Trigger::Retry {
@@ -624,15 +649,15 @@ async fn a_failed_run_retried_is_a_new_run_that_points_at_it() {
         }
     );
     assert_ne!(retry.id, failed.id);
-    let retry = bench.finished("acme", retry.id, RUN_TIMEOUT).await;
+    let retry = fixture.finished("acme", retry.id, RUN_TIMEOUT).await;
     assert_eq!(retry.status, RunStatus::Succeeded, "{retry:#?}");
     assert_eq!(
-        bench.domain.run("acme", failed.id).await.unwrap().status,
+        fixture.domain.run("acme", failed.id).await.unwrap().status,
         RunStatus::Failed
     );
     // A run still going cannot be retried.
-    let running = bench.scan(&scope).await;
-    let refused = bench
+    let running = fixture.scan(&scope).await;
+    let refused = fixture
         .pipeline
         .retry_run("acme", running.id)
         .await
@@ -646,25 +671,25 @@ async fn a_failed_run_retried_is_a_new_run_that_points_at_it() {
 /// Two tenants scanned at once: each one's documents are its own.
 #[tokio::test]
 async fn two_tenants_scanned_at_once_stay_apart() {
-    let bench = Bench::new("tenant_isolation").await;
-    let a = bench
+    let fixture = Fixture::new("tenant_isolation").await;
+    let a = fixture
         .provision("alpha", DEMO_KIND, demo_scope(40, 11), 60)
         .await;
-    let b = bench
+    let b = fixture
         .provision("bravo", DEMO_KIND, demo_scope(24, 12), 60)
         .await;
-    let _one = bench.worker(&["alpha", "bravo"], &[]);
-    let _two = bench.worker(&["alpha", "bravo"], &[]);
-    let (ra, rb) = (bench.scan(&a).await, bench.scan(&b).await);
-    let ra = bench.finished("alpha", ra.id, RUN_TIMEOUT).await;
-    let rb = bench.finished("bravo", rb.id, RUN_TIMEOUT).await;
+    let _one = fixture.worker(&["alpha", "bravo"], &[]);
+    let _two = fixture.worker(&["alpha", "bravo"], &[]);
+    let (ra, rb) = (fixture.scan(&a).await, fixture.scan(&b).await);
+    let ra = fixture.finished("alpha", ra.id, RUN_TIMEOUT).await;
+    let rb = fixture.finished("bravo", rb.id, RUN_TIMEOUT).await;
     assert_eq!(
         (ra.status, rb.status),
         (RunStatus::Succeeded, RunStatus::Succeeded)
     );
     // The same ids exist in both graphs (aws:machine:0 …): each tenant has its own copy.
     for (tenant, run, entities) in [("alpha", &ra, 80), ("bravo", &rb, 48)] {
-        let db = bench.db();
+        let db = fixture.db();
         assert_eq!(
             count(db, "entities", doc! {"tenant_id": tenant}).await,
             entities
@@ -677,7 +702,7 @@ async fn two_tenants_scanned_at_once_stay_apart() {
         assert_eq!(pack[0].get_array("findings").unwrap().len() as u64, open);
     }
     let tenants: Vec<String> = all(
-        bench.db(),
+        fixture.db(),
         "entities",
         doc! {"tenant_id": {"$nin": ["alpha", "bravo"]}},
     )
@@ -692,8 +717,8 @@ async fn two_tenants_scanned_at_once_stay_apart() {
 /// the field; nothing is written for a refused one.
 #[tokio::test]
 async fn only_manual_and_iac_runs_are_created_through_the_api() {
-    let bench = Bench::new("create_run_triggers").await;
-    let scope = bench
+    let fixture = Fixture::new("create_run_triggers").await;
+    let scope = fixture
         .provision("acme", DEMO_KIND, demo_scope(20, 1), 60)
         .await;
     let refused = [
@@ -710,7 +735,7 @@ async fn only_manual_and_iac_runs_are_created_through_the_api() {
         },
     ];
     for trigger in refused {
-        let error = bench
+        let error = fixture
             .pipeline
             .create_run(RunRequest {
                 tenant_id: "acme".into(),
@@ -721,8 +746,8 @@ async fn only_manual_and_iac_runs_are_created_through_the_api() {
             .unwrap_err();
         assert!(error.to_string().starts_with("trigger.type: "), "{error}");
     }
-    assert_eq!(count(bench.db(), "scan_runs", doc! {}).await, 0);
-    let iac = bench
+    assert_eq!(count(fixture.db(), "scan_runs", doc! {}).await, 0);
+    let iac = fixture
         .pipeline
         .create_run(RunRequest {
             tenant_id: "acme".into(),
@@ -735,7 +760,7 @@ async fn only_manual_and_iac_runs_are_created_through_the_api() {
         .unwrap();
     assert_eq!(iac.status, RunStatus::Queued);
     assert_eq!(
-        count(bench.db(), "jobs", doc! {"kind": "execute_scan"}).await,
+        count(fixture.db(), "jobs", doc! {"kind": "execute_scan"}).await,
         1
     );
 }

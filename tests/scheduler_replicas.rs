@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use mongodb::bson::{DateTime, doc};
 use nix::sys::signal::Signal;
-use support::WorkerProcess;
-use support::pipeline::{Bench, DEMO_KIND};
+use support::Sv0Process;
+use support::pipeline::{DEMO_KIND, Fixture};
 use sv0_domain::{Overlap, RunStatus, ScanRun, ScanScope, Schedule, Trigger};
 use sv0_testkit::{FaultProxy, stand};
 
@@ -22,9 +22,9 @@ fn slot_of(run: &ScanRun) -> DateTime {
     }
 }
 
-async fn runs_of(bench: &Bench, scope: &ScanScope) -> Vec<ScanRun> {
+async fn runs_of(fixture: &Fixture, scope: &ScanScope) -> Vec<ScanRun> {
     use futures::TryStreamExt;
-    bench
+    fixture
         .db()
         .collection::<ScanRun>("scan_runs")
         .find(doc! { "scope_id": scope.id })
@@ -36,11 +36,11 @@ async fn runs_of(bench: &Bench, scope: &ScanScope) -> Vec<ScanRun> {
 }
 
 /// A scope every 5 seconds, every slot allowed to run (no workers: runs stay queued).
-async fn scope_every_5s(bench: &Bench, tenant: &str) -> ScanScope {
-    let scope = bench.provision(tenant, DEMO_KIND, doc! {}, 60).await;
+async fn scope_every_5s(fixture: &Fixture, tenant: &str) -> ScanScope {
+    let scope = fixture.provision(tenant, DEMO_KIND, doc! {}, 60).await;
     let mut schedule = Schedule::every(5);
     schedule.overlap = Overlap::Allow;
-    bench
+    fixture
         .domain
         .set_schedule(tenant, scope.id, Some(schedule), DateTime::now())
         .await
@@ -49,16 +49,19 @@ async fn scope_every_5s(bench: &Bench, tenant: &str) -> ScanScope {
 
 #[tokio::test]
 async fn three_replicas_run_every_slot_of_every_scope_exactly_once() {
-    let bench = Bench::new("sched_e2e_replicas").await;
+    let fixture = Fixture::new("sched_e2e_replicas").await;
     let mut scopes = Vec::new();
     for tenant in ["acme", "globex"] {
         for _ in 0..2 {
-            scopes.push(scope_every_5s(&bench, tenant).await);
+            scopes.push(scope_every_5s(&fixture, tenant).await);
         }
     }
-    let (uri, name) = (bench.tdb.uri().to_string(), bench.tdb.name().to_string());
-    let mut replicas: Vec<WorkerProcess> = (0..3)
-        .map(|_| WorkerProcess::scheduler(&uri, &name, &["--claim-lease-ms", "2000"]))
+    let (uri, name) = (
+        fixture.tdb.uri().to_string(),
+        fixture.tdb.name().to_string(),
+    );
+    let mut replicas: Vec<Sv0Process> = (0..3)
+        .map(|_| Sv0Process::scheduler(&uri, &name, &["--claim-lease-ms", "2000"]))
         .collect();
     // Four slots or more of each scope.
     tokio::time::sleep(Duration::from_secs(21)).await;
@@ -79,7 +82,7 @@ async fn three_replicas_run_every_slot_of_every_scope_exactly_once() {
         claimed_by.insert(replica.pid(), claimed);
     }
     for scope in &scopes {
-        let runs = runs_of(&bench, scope).await;
+        let runs = runs_of(&fixture, scope).await;
         let mut slots: Vec<DateTime> = runs.iter().map(slot_of).collect();
         slots.sort();
         let unique = {
@@ -109,7 +112,7 @@ async fn three_replicas_run_every_slot_of_every_scope_exactly_once() {
         claimed_by.values().sum::<usize>() >= scopes.len() * 3,
         "the replicas logged each slot they ran: {claimed_by:?}"
     );
-    let runs = support::count(bench.db(), "scan_runs", doc! {}).await as f64;
+    let runs = support::count(fixture.db(), "scan_runs", doc! {}).await as f64;
     assert!(
         created > 0.0 && created <= runs,
         "the replicas' runs_created ({created}, read before the stop) against {runs} runs"
@@ -118,18 +121,21 @@ async fn three_replicas_run_every_slot_of_every_scope_exactly_once() {
 
 #[tokio::test]
 async fn a_replica_killed_holding_a_claim_is_taken_over_after_the_lease_without_a_duplicate() {
-    let bench = Bench::new("sched_e2e_kill").await;
-    let scope = scope_every_5s(&bench, "acme").await;
-    let (uri, name) = (bench.tdb.uri().to_string(), bench.tdb.name().to_string());
+    let fixture = Fixture::new("sched_e2e_kill").await;
+    let scope = scope_every_5s(&fixture, "acme").await;
+    let (uri, name) = (
+        fixture.tdb.uri().to_string(),
+        fixture.tdb.name().to_string(),
+    );
     // Replica A talks to the database through a slow link, so it holds its claim for seconds.
     let proxy = FaultProxy::start(stand().addr()).unwrap();
     proxy.set_latency(Duration::from_millis(400));
     let slow_uri = stand().uri_via(proxy.addr());
-    let mut a = WorkerProcess::scheduler(&slow_uri, &name, &["--claim-lease-ms", "4000"]);
+    let mut a = Sv0Process::scheduler(&slow_uri, &name, &["--claim-lease-ms", "4000"]);
     let owner = format!(":{}", a.pid());
     let deadline = Instant::now() + Duration::from_secs(30);
     let held = loop {
-        let current = bench.domain.scope("acme", scope.id).await.unwrap();
+        let current = fixture.domain.scope("acme", scope.id).await.unwrap();
         if let Some(claim) = current.claim.filter(|c| c.owner.ends_with(&owner)) {
             break claim;
         }
@@ -142,14 +148,14 @@ async fn a_replica_killed_holding_a_claim_is_taken_over_after_the_lease_without_
     a.signal(Signal::SIGKILL);
     a.wait_exit(Duration::from_secs(10));
 
-    let b = WorkerProcess::scheduler(&uri, &name, &["--claim-lease-ms", "4000"]);
+    let b = Sv0Process::scheduler(&uri, &name, &["--claim-lease-ms", "4000"]);
     // Until A's claim expires, the scope stays A's.
     tokio::time::sleep(Duration::from_millis(
         (held.expires_at.timestamp_millis() - DateTime::now().timestamp_millis() - 500).max(0)
             as u64,
     ))
     .await;
-    let still = bench.domain.scope("acme", scope.id).await.unwrap();
+    let still = fixture.domain.scope("acme", scope.id).await.unwrap();
     assert_eq!(
         still.claim.as_ref(),
         Some(&held),
@@ -158,7 +164,7 @@ async fn a_replica_killed_holding_a_claim_is_taken_over_after_the_lease_without_
     // Then B runs the scope's slots: two more at least.
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let by_b = runs_of(&bench, &scope)
+        let by_b = runs_of(&fixture, &scope)
             .await
             .into_iter()
             .filter(|r| r.created_at > held.expires_at)
@@ -170,7 +176,11 @@ async fn a_replica_killed_holding_a_claim_is_taken_over_after_the_lease_without_
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     drop(b);
-    let mut slots: Vec<DateTime> = runs_of(&bench, &scope).await.iter().map(slot_of).collect();
+    let mut slots: Vec<DateTime> = runs_of(&fixture, &scope)
+        .await
+        .iter()
+        .map(slot_of)
+        .collect();
     let count = slots.len();
     slots.sort();
     slots.dedup();
@@ -181,8 +191,8 @@ async fn a_replica_killed_holding_a_claim_is_taken_over_after_the_lease_without_
 /// every stage and succeed, one slot after another.
 #[tokio::test]
 async fn scheduled_scans_run_end_to_end_through_real_workers() {
-    let bench = Bench::new("sched_e2e_scans").await;
-    let scope = bench
+    let fixture = Fixture::new("sched_e2e_scans").await;
+    let scope = fixture
         .provision(
             "acme",
             DEMO_KIND,
@@ -190,17 +200,23 @@ async fn scheduled_scans_run_end_to_end_through_real_workers() {
             60,
         )
         .await;
-    let scope = bench
+    let scope = fixture
         .domain
         .set_schedule("acme", scope.id, Some(Schedule::every(5)), DateTime::now())
         .await
         .unwrap();
-    let _workers = [bench.worker(&["acme"], &[]), bench.worker(&["acme"], &[])];
-    let (uri, name) = (bench.tdb.uri().to_string(), bench.tdb.name().to_string());
-    let _scheduler = WorkerProcess::scheduler(&uri, &name, &[]);
+    let _workers = [
+        fixture.worker(&["acme"], &[]),
+        fixture.worker(&["acme"], &[]),
+    ];
+    let (uri, name) = (
+        fixture.tdb.uri().to_string(),
+        fixture.tdb.name().to_string(),
+    );
+    let _scheduler = Sv0Process::scheduler(&uri, &name, &[]);
     let deadline = Instant::now() + Duration::from_secs(60);
     let succeeded = loop {
-        let runs = runs_of(&bench, &scope).await;
+        let runs = runs_of(&fixture, &scope).await;
         let done: Vec<ScanRun> = runs
             .into_iter()
             .filter(|r| r.status == RunStatus::Succeeded)
@@ -224,7 +240,7 @@ async fn scheduled_scans_run_end_to_end_through_real_workers() {
     assert_ne!(slots[0], slots[1], "two different slots");
 
     // `sv0 runs` lists them, with their slots.
-    let out = std::process::Command::new(support::SV0)
+    let out = std::process::Command::new(support::sv0())
         .args([
             "runs",
             "--mongodb-uri",
@@ -264,8 +280,8 @@ async fn scheduled_scans_run_end_to_end_through_real_workers() {
 /// so in its log and its metrics.
 #[tokio::test]
 async fn a_run_whose_first_job_was_lost_is_repaired_and_runs_to_success() {
-    let bench = Bench::new("sched_first_job").await;
-    let scope = bench
+    let fixture = Fixture::new("sched_first_job").await;
+    let scope = fixture
         .provision(
             "acme",
             DEMO_KIND,
@@ -280,16 +296,19 @@ async fn a_run_whose_first_job_was_lost_is_repaired_and_runs_to_success() {
     );
     run.scope_id = Some(scope.id);
     run.instance_id = Some(scope.instance_id);
-    bench.domain.insert_run(&run).await.unwrap();
-    let _worker = bench.worker(&["acme"], &[]);
-    let (uri, name) = (bench.tdb.uri().to_string(), bench.tdb.name().to_string());
-    let scheduler = WorkerProcess::scheduler(
+    fixture.domain.insert_run(&run).await.unwrap();
+    let _worker = fixture.worker(&["acme"], &[]);
+    let (uri, name) = (
+        fixture.tdb.uri().to_string(),
+        fixture.tdb.name().to_string(),
+    );
+    let scheduler = Sv0Process::scheduler(
         &uri,
         &name,
         &["--orphans-every-s", "1", "--first-job-grace-s", "2"],
     );
 
-    let run = bench
+    let run = fixture
         .finished("acme", run.id, Duration::from_secs(60))
         .await;
     assert_eq!(run.status, RunStatus::Succeeded, "{run:#?}");
@@ -317,7 +336,7 @@ fn bad_scheduler_flags_are_refused_naming_the_flag() {
         ("--first-job-grace-s", "3601"),
         ("--slot-log-days", "0"),
     ] {
-        let out = std::process::Command::new(support::SV0)
+        let out = std::process::Command::new(support::sv0())
             .args(["scheduler", flag, value])
             .output()
             .unwrap();

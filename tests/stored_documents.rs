@@ -8,7 +8,7 @@ mod support;
 use mongodb::bson::oid::ObjectId;
 use mongodb::bson::{RawDocumentBuf, doc};
 use reqwest::StatusCode;
-use support::pipeline::{Bench, DEMO_KIND, token};
+use support::pipeline::{DEMO_KIND, Fixture, token};
 use sv0_domain::ScanScope;
 use sv0_domain::limits::MAX_READ_DEPTH;
 
@@ -41,17 +41,17 @@ fn with_length(body: Vec<u8>) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn scopes_stored_115_and_300_levels_deep_are_listed_shown_and_triggered() {
-    let bench = Bench::new("stored_deep_scopes").await;
-    let plain = bench
+    let fixture = Fixture::new("stored_deep_scopes").await;
+    let plain = fixture
         .provision("acme", DEMO_KIND, doc! {"size": 3}, 60)
         .await;
-    let api = bench.admin_api(&[]);
+    let api = fixture.admin_api(&[]);
     let url = api.api_url();
-    let operator = token(&bench, "operator", "oncall");
+    let operator = token(&fixture, "operator", "oncall");
     let client = reqwest::Client::new();
-    let collection = bench.db().collection::<RawDocumentBuf>("scan_scopes");
+    let collection = fixture.db().collection::<RawDocumentBuf>("scan_scopes");
 
-    let other = bench
+    let other = fixture
         .provision("initech", DEMO_KIND, doc! {"size": 3}, 60)
         .await;
     let store = |of: &ScanScope, levels: usize| {

@@ -9,12 +9,12 @@ use futures::TryStreamExt;
 use mongodb::IndexModel;
 use mongodb::bson::{Document, doc};
 use mongodb::options::IndexOptions;
-use support::SV0;
+use support::sv0;
 use sv0_domain::{Domain, Tenant};
 use sv0_testkit::TestDb;
 
 fn token(tdb: &TestDb, args: &[&str]) -> Output {
-    Command::new(SV0)
+    Command::new(sv0())
         .arg("token")
         .args(args)
         .args(["--mongodb-uri", tdb.uri(), "--database", tdb.name()])

@@ -5,7 +5,7 @@ mod support;
 use std::time::Duration;
 
 use mongodb::bson::{DateTime, doc};
-use support::{Stand, plus};
+use support::{Fixture, plus};
 use sv0_domain::{
     Budget, CellStatus, Materializer, RunFence, RunStatus, ScanRun, ScanScope, Schedule, Trigger,
 };
@@ -14,18 +14,18 @@ use sv0_queue::JobFilter;
 use sv0_scheduler::{OrphanReaper, SchedulerMetrics};
 
 /// A reaper keeping slot outcomes for `retention`.
-fn reaper_keeping(stand: &Stand, retention: Duration) -> OrphanReaper {
+fn reaper_keeping(fixture: &Fixture, retention: Duration) -> OrphanReaper {
     OrphanReaper::new(
-        stand.pipeline.clone(),
-        stand.slot_log.clone(),
+        fixture.pipeline.clone(),
+        fixture.slot_log.clone(),
         SchedulerMetrics::default(),
         Duration::from_secs(300),
         retention,
     )
 }
 
-fn reaper(stand: &Stand) -> OrphanReaper {
-    reaper_keeping(stand, Duration::from_secs(30 * 24 * 3600))
+fn reaper(fixture: &Fixture) -> OrphanReaper {
+    reaper_keeping(fixture, Duration::from_secs(30 * 24 * 3600))
 }
 
 /// A running run whose worker vanished becomes `timeout` once its budget has passed since a
@@ -33,19 +33,19 @@ fn reaper(stand: &Stand) -> OrphanReaper {
 /// inside its budget, and a queued one, are untouched.
 #[tokio::test]
 async fn a_run_idle_past_its_budget_times_out_and_its_jobs_are_cancelled() {
-    let stand = Stand::new("sched_orphans").await;
-    let scope = stand.scope("acme", Schedule::every(60)).await;
-    let controls = stand.controls(&SchedulerMetrics::default());
+    let fixture = Fixture::new("sched_orphans").await;
+    let scope = fixture.scope("acme", Schedule::every(60)).await;
+    let controls = fixture.controls(&SchedulerMetrics::default());
     let orphan = controls.trigger_now("acme", scope.id, None).await.unwrap();
     let healthy = controls.trigger_now("acme", scope.id, None).await.unwrap();
     let queued = controls.trigger_now("acme", scope.id, None).await.unwrap();
     // A worker took up the first two (their execute_scan started) and then vanished.
-    let orphan = stand
+    let orphan = fixture
         .domain
         .start_run("acme", orphan.id, RunFence::new(0, 1))
         .await
         .unwrap();
-    let healthy = stand
+    let healthy = fixture
         .domain
         .start_run("acme", healthy.id, RunFence::new(0, 1))
         .await
@@ -55,7 +55,7 @@ async fn a_run_idle_past_its_budget_times_out_and_its_jobs_are_cancelled() {
 
     // Just inside the budget: nothing happens.
     assert_eq!(
-        reaper(&stand)
+        reaper(&fixture)
             .pass(plus(claimed, budget_ms - 1_000))
             .await
             .unwrap(),
@@ -64,16 +64,16 @@ async fn a_run_idle_past_its_budget_times_out_and_its_jobs_are_cancelled() {
 
     // The healthy run is taken up again by a stage later on: its clock restarts.
     tokio::time::sleep(Duration::from_millis(1_100)).await;
-    let healthy = stand
+    let healthy = fixture
         .domain
         .start_run("acme", healthy.id, RunFence::new(1, 1))
         .await
         .unwrap();
     let now = plus(claimed, budget_ms + 500);
     assert!(now < plus(healthy.last_claimed_at.unwrap(), budget_ms));
-    assert_eq!(reaper(&stand).pass(now).await.unwrap(), 1);
+    assert_eq!(reaper(&fixture).pass(now).await.unwrap(), 1);
 
-    let timed_out = stand.domain.run("acme", orphan.id).await.unwrap();
+    let timed_out = fixture.domain.run("acme", orphan.id).await.unwrap();
     assert_eq!(timed_out.status, RunStatus::Timeout);
     let driver = timed_out
         .category_results
@@ -88,37 +88,37 @@ async fn a_run_idle_past_its_budget_times_out_and_its_jobs_are_cancelled() {
         driver.errors
     );
     assert!(timed_out.error.unwrap().starts_with("__driver__ timed out"));
-    let jobs = stand.jobs(doc! { "group_id": orphan.id.to_hex() }).await;
+    let jobs = fixture.jobs(doc! { "group_id": orphan.id.to_hex() }).await;
     assert!(!jobs.is_empty());
     for job in jobs {
         assert_eq!(job.get_str("status").unwrap(), "cancelled", "{job:?}");
     }
 
     for untouched in [healthy.id, queued.id] {
-        let run = stand.domain.run("acme", untouched).await.unwrap();
+        let run = fixture.domain.run("acme", untouched).await.unwrap();
         assert!(!run.status.is_finished(), "{untouched}: {:?}", run.status);
-        let jobs = stand.jobs(doc! { "group_id": untouched.to_hex() }).await;
+        let jobs = fixture.jobs(doc! { "group_id": untouched.to_hex() }).await;
         assert!(
             jobs.iter()
                 .all(|j| j.get_str("status").unwrap() == "queued")
         );
     }
     // A second pass finds nothing more to do.
-    assert_eq!(reaper(&stand).pass(now).await.unwrap(), 0);
+    assert_eq!(reaper(&fixture).pass(now).await.unwrap(), 0);
 }
 
 /// The same pass prunes slot outcomes past their retention.
 #[tokio::test]
 async fn old_slot_outcomes_are_pruned() {
-    let stand = Stand::new("sched_outcome_prune").await;
-    let scope = stand.scope("acme", Schedule::every(60)).await;
-    stand
+    let fixture = Fixture::new("sched_outcome_prune").await;
+    let scope = fixture.scope("acme", Schedule::every(60)).await;
+    fixture
         .replica("a")
         .tick(plus(scope.next_run_at.unwrap(), 1))
         .await
         .unwrap();
     assert_eq!(
-        stand
+        fixture
             .slot_log
             .for_scope("acme", scope.id, 10)
             .await
@@ -126,10 +126,10 @@ async fn old_slot_outcomes_are_pruned() {
             .len(),
         1
     );
-    let reaper = reaper_keeping(&stand, Duration::from_secs(60));
+    let reaper = reaper_keeping(&fixture, Duration::from_secs(60));
     reaper.pass(DateTime::now()).await.unwrap();
     assert_eq!(
-        stand
+        fixture
             .slot_log
             .for_scope("acme", scope.id, 10)
             .await
@@ -140,7 +140,7 @@ async fn old_slot_outcomes_are_pruned() {
     );
     reaper.pass(plus(DateTime::now(), 61_000)).await.unwrap();
     assert!(
-        stand
+        fixture
             .slot_log
             .for_scope("acme", scope.id, 10)
             .await
@@ -151,7 +151,7 @@ async fn old_slot_outcomes_are_pruned() {
 
 /// The runs a caller created and then lost the database before enqueuing their first job (a
 /// killed API, a cut link): each is a queued run with nothing in its group.
-async fn runs_without_their_first_job(stand: &Stand, scope: &ScanScope) -> [ScanRun; 3] {
+async fn runs_without_their_first_job(fixture: &Fixture, scope: &ScanScope) -> [ScanRun; 3] {
     let mut deploy_gate = ScanRun::new(
         "acme",
         Trigger::DeployGate {
@@ -186,7 +186,7 @@ async fn runs_without_their_first_job(stand: &Stand, scope: &ScanScope) -> [Scan
     manual.scope_id = Some(scope.id);
     manual.instance_id = Some(scope.instance_id);
     for run in [&deploy_gate, &scheduled, &manual] {
-        stand.domain.insert_run(run).await.unwrap();
+        fixture.domain.insert_run(run).await.unwrap();
     }
     [deploy_gate, scheduled, manual]
 }
@@ -197,18 +197,18 @@ async fn runs_without_their_first_job(stand: &Stand, scope: &ScanScope) -> [Scan
 /// deploy-gate runs stayed queued for good.
 #[tokio::test]
 async fn a_queued_run_left_without_its_first_job_gets_it() {
-    let stand = Stand::new("sched_orphans_first_job").await;
-    let scope = stand.scope("acme", Schedule::every(60)).await;
-    let [deploy_gate, scheduled, manual] = runs_without_their_first_job(&stand, &scope).await;
+    let fixture = Fixture::new("sched_orphans_first_job").await;
+    let scope = fixture.scope("acme", Schedule::every(60)).await;
+    let [deploy_gate, scheduled, manual] = runs_without_their_first_job(&fixture, &scope).await;
 
-    assert_eq!(reaper(&stand).pass(DateTime::now()).await.unwrap(), 0);
+    assert_eq!(reaper(&fixture).pass(DateTime::now()).await.unwrap(), 0);
     assert!(
-        stand.jobs(doc! {}).await.is_empty(),
+        fixture.jobs(doc! {}).await.is_empty(),
         "young runs are their creator's"
     );
 
     let later = plus(DateTime::now(), 2 * 60_000);
-    reaper(&stand).pass(later).await.unwrap();
+    reaper(&fixture).pass(later).await.unwrap();
     let expected = [
         (
             &deploy_gate,
@@ -227,7 +227,7 @@ async fn a_queued_run_left_without_its_first_job_gets_it() {
         ),
     ];
     for (run, kind, key) in &expected {
-        let jobs = stand.jobs(doc! { "group_id": run.id.to_hex() }).await;
+        let jobs = fixture.jobs(doc! { "group_id": run.id.to_hex() }).await;
         assert_eq!(jobs.len(), 1, "{kind}: {jobs:?}");
         assert_eq!(jobs[0].get_str("kind").unwrap(), *kind);
         assert_eq!(jobs[0].get_str("dedup_key").unwrap(), key);
@@ -238,12 +238,12 @@ async fn a_queued_run_left_without_its_first_job_gets_it() {
             let budget_ms = run.budget.max_runtime_seconds * 1000;
             assert_eq!(jobs[0].get_i64("timeout_ms").unwrap(), budget_ms + 60_000);
         }
-        let now = stand.domain.run("acme", run.id).await.unwrap();
+        let now = fixture.domain.run("acme", run.id).await.unwrap();
         assert_eq!(now.status, RunStatus::Queued);
     }
     // A second pass, and the creator retrying, add nothing.
-    reaper(&stand).pass(later).await.unwrap();
-    stand
+    reaper(&fixture).pass(later).await.unwrap();
+    fixture
         .pipeline
         .rematerialize(
             &[Materializer::Chains],
@@ -255,19 +255,19 @@ async fn a_queued_run_left_without_its_first_job_gets_it() {
         )
         .await
         .unwrap();
-    assert_eq!(stand.jobs(doc! {}).await.len(), 3);
+    assert_eq!(fixture.jobs(doc! {}).await.len(), 3);
 }
 
 /// A queued run whose first job ended without taking it up (dead, or cancelled on its own) can
 /// never start: it times out, saying so. A queued run whose job is still waiting is untouched.
 #[tokio::test]
 async fn a_queued_run_whose_first_job_ended_times_out() {
-    let stand = Stand::new("sched_orphans_job_ended").await;
-    let scope = stand.scope("acme", Schedule::every(60)).await;
-    let controls = stand.controls(&SchedulerMetrics::default());
+    let fixture = Fixture::new("sched_orphans_job_ended").await;
+    let scope = fixture.scope("acme", Schedule::every(60)).await;
+    let controls = fixture.controls(&SchedulerMetrics::default());
     let stuck = controls.trigger_now("acme", scope.id, None).await.unwrap();
     let waiting = controls.trigger_now("acme", scope.id, None).await.unwrap();
-    stand
+    fixture
         .pipeline
         .queue()
         .cancel_matching(&JobFilter {
@@ -277,20 +277,20 @@ async fn a_queued_run_whose_first_job_ended_times_out() {
         .await
         .unwrap();
 
-    reaper(&stand)
+    reaper(&fixture)
         .pass(plus(DateTime::now(), 2 * 60_000))
         .await
         .unwrap();
-    let stuck = stand.domain.run("acme", stuck.id).await.unwrap();
+    let stuck = fixture.domain.run("acme", stuck.id).await.unwrap();
     assert_eq!(stuck.status, RunStatus::Timeout);
     let error = stuck.error.unwrap();
     assert!(
         error.contains("its first job (execute_scan) ended cancelled"),
         "{error}"
     );
-    let waiting = stand.domain.run("acme", waiting.id).await.unwrap();
+    let waiting = fixture.domain.run("acme", waiting.id).await.unwrap();
     assert_eq!(waiting.status, RunStatus::Queued);
-    let jobs = stand.jobs(doc! { "group_id": waiting.id.to_hex() }).await;
+    let jobs = fixture.jobs(doc! { "group_id": waiting.id.to_hex() }).await;
     assert_eq!(jobs.len(), 1);
     assert_eq!(jobs[0].get_str("status").unwrap(), "queued");
 }
@@ -299,29 +299,29 @@ async fn a_queued_run_whose_first_job_ended_times_out() {
 /// run) has nothing to start from: it times out, saying so, rather than wait for ever.
 #[tokio::test]
 async fn a_queued_ingest_without_its_graph_times_out() {
-    let stand = Stand::new("sched_orphans_no_graph").await;
-    stand.scope("acme", Schedule::every(60)).await;
+    let fixture = Fixture::new("sched_orphans_no_graph").await;
+    fixture.scope("acme", Schedule::every(60)).await;
     let ingest = ScanRun::new(
         "acme",
         Trigger::ManualApi { requested_by: None },
         Budget::default(),
     );
-    stand.domain.insert_run(&ingest).await.unwrap();
+    fixture.domain.insert_run(&ingest).await.unwrap();
 
     assert_eq!(
-        reaper(&stand)
+        reaper(&fixture)
             .pass(plus(DateTime::now(), 2 * 60_000))
             .await
             .unwrap(),
         1
     );
-    let ingest = stand.domain.run("acme", ingest.id).await.unwrap();
+    let ingest = fixture.domain.run("acme", ingest.id).await.unwrap();
     assert_eq!(ingest.status, RunStatus::Timeout);
     assert!(
         ingest.error.unwrap().contains("nothing to start from"),
         "its reason"
     );
-    assert!(stand.jobs(doc! {}).await.is_empty());
+    assert!(fixture.jobs(doc! {}).await.is_empty());
 }
 
 /// A run whose first job was seen waiting is not checked on every pass (a backlog of waiting
@@ -329,13 +329,13 @@ async fn a_queued_ingest_without_its_graph_times_out() {
 /// its own in between is found then, and the run times out.
 #[tokio::test]
 async fn a_waiting_run_is_checked_again_an_hour_later() {
-    let stand = Stand::new("sched_orphans_recheck").await;
-    let scope = stand.scope("acme", Schedule::every(60)).await;
-    let controls = stand.controls(&SchedulerMetrics::default());
+    let fixture = Fixture::new("sched_orphans_recheck").await;
+    let scope = fixture.scope("acme", Schedule::every(60)).await;
+    let controls = fixture.controls(&SchedulerMetrics::default());
     let run = controls.trigger_now("acme", scope.id, None).await.unwrap();
     let first = plus(DateTime::now(), 2 * 60_000);
-    assert_eq!(reaper(&stand).pass(first).await.unwrap(), 0);
-    stand
+    assert_eq!(reaper(&fixture).pass(first).await.unwrap(), 0);
+    fixture
         .pipeline
         .queue()
         .cancel_matching(&JobFilter {
@@ -346,17 +346,23 @@ async fn a_waiting_run_is_checked_again_an_hour_later() {
         .unwrap();
 
     assert_eq!(
-        reaper(&stand).pass(plus(first, 30 * 60_000)).await.unwrap(),
+        reaper(&fixture)
+            .pass(plus(first, 30 * 60_000))
+            .await
+            .unwrap(),
         0,
         "checked a half hour ago"
     );
-    let queued = stand.domain.run("acme", run.id).await.unwrap();
+    let queued = fixture.domain.run("acme", run.id).await.unwrap();
     assert_eq!(queued.status, RunStatus::Queued);
     assert_eq!(
-        reaper(&stand).pass(plus(first, 61 * 60_000)).await.unwrap(),
+        reaper(&fixture)
+            .pass(plus(first, 61 * 60_000))
+            .await
+            .unwrap(),
         1
     );
-    let run = stand.domain.run("acme", run.id).await.unwrap();
+    let run = fixture.domain.run("acme", run.id).await.unwrap();
     assert_eq!(run.status, RunStatus::Timeout);
 }
 
@@ -364,26 +370,26 @@ async fn a_waiting_run_is_checked_again_an_hour_later() {
 /// run up after the reaper read it keeps it running.
 #[tokio::test]
 async fn a_run_taken_up_after_it_was_read_is_not_timed_out_as_unstarted() {
-    let stand = Stand::new("sched_orphans_taken_up").await;
-    let scope = stand.scope("acme", Schedule::every(60)).await;
-    let controls = stand.controls(&SchedulerMetrics::default());
+    let fixture = Fixture::new("sched_orphans_taken_up").await;
+    let scope = fixture.scope("acme", Schedule::every(60)).await;
+    let controls = fixture.controls(&SchedulerMetrics::default());
     let read = controls.trigger_now("acme", scope.id, None).await.unwrap();
-    stand
+    fixture
         .domain
         .start_run("acme", read.id, RunFence::new(0, 1))
         .await
         .unwrap();
 
     assert!(
-        !stand
+        !fixture
             .pipeline
             .time_out_unstarted_run(&read, "test")
             .await
             .unwrap()
     );
-    let run = stand.domain.run("acme", read.id).await.unwrap();
+    let run = fixture.domain.run("acme", read.id).await.unwrap();
     assert_eq!(run.status, RunStatus::Running);
-    let jobs = stand.jobs(doc! { "group_id": read.id.to_hex() }).await;
+    let jobs = fixture.jobs(doc! { "group_id": read.id.to_hex() }).await;
     assert_eq!(
         jobs[0].get_str("status").unwrap(),
         "queued",

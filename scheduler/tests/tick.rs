@@ -1,4 +1,4 @@
-//! The tick on the stand, with injected times: slot identity across replicas, claims and their
+//! The tick on the fixture, with injected times: slot identity across replicas, claims and their
 //! fence, the policies through the database, the controls, suspended tenants.
 
 mod support;
@@ -6,7 +6,7 @@ mod support;
 use std::time::Duration;
 
 use mongodb::bson::{DateTime, doc};
-use support::{Stand, plus, slot_of};
+use support::{Fixture, plus, slot_of};
 use sv0_domain::{CatchUpRun, Overlap, RunStatus, RunWriter, Schedule};
 use sv0_scheduler::{ReasonLabel, SchedulerMetrics, SlotOutcome, TriggerLabel};
 
@@ -19,13 +19,13 @@ fn every_minute(overlap: Overlap) -> Schedule {
 /// Two replicas ticking at once, and ticks repeated, create one run per scope slot.
 #[tokio::test]
 async fn replicas_and_repeated_ticks_create_one_run_per_slot() {
-    let stand = Stand::new("sched_one_run_per_slot").await;
+    let fixture = Fixture::new("sched_one_run_per_slot").await;
     let mut scopes = Vec::new();
     for tenant in ["acme", "globex", "initech"] {
-        scopes.push(stand.scope(tenant, every_minute(Overlap::Allow)).await);
+        scopes.push(fixture.scope(tenant, every_minute(Overlap::Allow)).await);
     }
     let first_slot = scopes[0].next_run_at.unwrap();
-    let (a, b) = (stand.replica("a"), stand.replica("b"));
+    let (a, b) = (fixture.replica("a"), fixture.replica("b"));
     for minute in 0..3 {
         let now = plus(first_slot, minute * 60_000 + 5);
         let (ra, rb) = tokio::join!(a.tick(now), b.tick(now));
@@ -39,14 +39,14 @@ async fn replicas_and_repeated_ticks_create_one_run_per_slot() {
         assert_eq!(a.tick(now).await.unwrap().runs_created, 0);
     }
     for scope in &scopes {
-        let slots = stand.run_slots(scope).await;
+        let slots = fixture.run_slots(scope).await;
         let expected: Vec<DateTime> = (0..3).map(|m| plus(first_slot, m * 60_000)).collect();
         assert_eq!(slots, expected, "scope {}", scope.tenant_id);
         // Each run's execute_scan job carries the slot's dedup key.
-        for run in stand.runs(scope).await {
+        for run in fixture.runs(scope).await {
             let key = sv0_scheduler::slot_key(scope.id, slot_of(&run).unwrap());
             assert_eq!(run.dedup_key.as_deref(), Some(key.as_str()));
-            let jobs = stand.jobs(doc! { "dedup_key": &key }).await;
+            let jobs = fixture.jobs(doc! { "dedup_key": &key }).await;
             assert_eq!(jobs.len(), 1, "one execute_scan job per slot");
             assert_eq!(jobs[0].get_str("kind").unwrap(), "execute_scan");
         }
@@ -57,14 +57,14 @@ async fn replicas_and_repeated_ticks_create_one_run_per_slot() {
 /// the next batch instead of ending its tick.
 #[tokio::test]
 async fn replicas_ticking_at_once_share_the_due_scopes() {
-    let stand = Stand::new("sched_share").await;
+    let fixture = Fixture::new("sched_share").await;
     for n in 0..60 {
-        stand
+        fixture
             .scope(&format!("t{}", n % 3), every_minute(Overlap::Allow))
             .await;
     }
     let now = plus(
-        stand
+        fixture
             .domain
             .next_due_at(&[])
             .await
@@ -77,8 +77,8 @@ async fn replicas_ticking_at_once_share_the_due_scopes() {
         let mut config = sv0_scheduler::SchedulerConfig::new(owner);
         config.batch = 5;
         replicas.push(sv0_scheduler::Scheduler::new(
-            stand.pipeline.clone(),
-            stand.slot_log.clone(),
+            fixture.pipeline.clone(),
+            fixture.slot_log.clone(),
             sv0_scheduler::SchedulerMetrics::default(),
             config,
         ));
@@ -97,20 +97,20 @@ async fn replicas_ticking_at_once_share_the_due_scopes() {
 /// land (the fence).
 #[tokio::test]
 async fn an_expired_claim_is_taken_over_and_the_old_holder_is_fenced_out() {
-    let stand = Stand::new("sched_claim_takeover").await;
+    let fixture = Fixture::new("sched_claim_takeover").await;
     // Every five minutes: the takeover, a lease (a minute) later, is still inside the slot.
-    let scope = stand.scope("acme", Schedule::every(300)).await;
+    let scope = fixture.scope("acme", Schedule::every(300)).await;
     let slot = scope.next_run_at.unwrap();
     let now = plus(slot, 10);
     // Replica "dead" claims the scope and never settles.
-    let held = stand
+    let held = fixture
         .domain
         .claim_due_scopes("dead", now, Duration::from_secs(60), 10, &[])
         .await
         .unwrap()
         .scopes;
     assert_eq!(held.len(), 1);
-    let live = stand.replica("live");
+    let live = fixture.replica("live");
     assert_eq!(live.tick(now).await.unwrap().scopes, 0, "held by the claim");
     assert_eq!(
         live.tick(plus(now, 59_000)).await.unwrap().scopes,
@@ -128,27 +128,27 @@ async fn an_expired_claim_is_taken_over_and_the_old_holder_is_fenced_out() {
         buffered_slot: None,
         last_run_id: None,
     };
-    assert_eq!(stand.domain.settle_scopes(&[stale]).await.unwrap(), 0);
-    let after = stand.scope_now(&scope).await;
+    assert_eq!(fixture.domain.settle_scopes(&[stale]).await.unwrap(), 0);
+    let after = fixture.scope_now(&scope).await;
     assert_eq!(after.next_run_at, Some(plus(slot, 300_000)));
     assert!(after.claim.is_none());
-    assert_eq!(stand.run_slots(&scope).await, [slot]);
+    assert_eq!(fixture.run_slots(&scope).await, [slot]);
 }
 
 /// A replica too slow for its lease: its decision does not land over the new holder's claim.
 #[tokio::test]
 async fn a_decision_under_a_claim_taken_over_does_not_land() {
-    let stand = Stand::new("sched_claim_lost").await;
-    let scope = stand.scope("acme", every_minute(Overlap::Allow)).await;
+    let fixture = Fixture::new("sched_claim_lost").await;
+    let scope = fixture.scope("acme", every_minute(Overlap::Allow)).await;
     let slot = scope.next_run_at.unwrap();
-    let held = stand
+    let held = fixture
         .domain
         .claim_due_scopes("slow", plus(slot, 1), Duration::from_secs(1), 10, &[])
         .await
         .unwrap()
         .scopes;
     // Another replica takes it after the slow one's lease.
-    let other = stand
+    let other = fixture
         .domain
         .claim_due_scopes("other", plus(slot, 2_000), Duration::from_secs(60), 10, &[])
         .await
@@ -164,9 +164,9 @@ async fn a_decision_under_a_claim_taken_over_does_not_land() {
         buffered_slot: None,
         last_run_id: None,
     };
-    assert_eq!(stand.domain.settle_scopes(&[stale]).await.unwrap(), 0);
+    assert_eq!(fixture.domain.settle_scopes(&[stale]).await.unwrap(), 0);
     assert_eq!(
-        stand.scope_now(&scope).await.claim,
+        fixture.scope_now(&scope).await.claim,
         other[0].claim,
         "the current holder keeps the scope"
     );
@@ -174,17 +174,17 @@ async fn a_decision_under_a_claim_taken_over_does_not_land() {
 
 #[tokio::test]
 async fn catch_up_after_downtime_runs_the_latest_and_records_the_missed() {
-    let stand = Stand::new("sched_catch_up").await;
+    let fixture = Fixture::new("sched_catch_up").await;
     let mut schedule = every_minute(Overlap::Skip);
     schedule.catch_up.window_seconds = 600;
-    let scope = stand.scope("acme", schedule).await;
+    let scope = fixture.scope("acme", schedule).await;
     let first = scope.next_run_at.unwrap();
     // Back 30 minutes and 20 seconds after the first slot.
     let now = plus(first, 30 * 60_000 + 20_000);
-    let report = stand.replica("a").tick(now).await.unwrap();
+    let report = fixture.replica("a").tick(now).await.unwrap();
     assert_eq!(report.runs_created, 1);
-    assert_eq!(stand.run_slots(&scope).await, [plus(first, 30 * 60_000)]);
-    let outcomes = stand
+    assert_eq!(fixture.run_slots(&scope).await, [plus(first, 30 * 60_000)]);
+    let outcomes = fixture
         .slot_log
         .for_scope("acme", scope.id, 10)
         .await
@@ -202,41 +202,41 @@ async fn catch_up_after_downtime_runs_the_latest_and_records_the_missed() {
         ]
     );
     assert_eq!(
-        stand.scope_now(&scope).await.next_run_at,
+        fixture.scope_now(&scope).await.next_run_at,
         Some(plus(first, 31 * 60_000))
     );
 }
 
 #[tokio::test]
 async fn catch_up_all_runs_each_slot_in_the_window() {
-    let stand = Stand::new("sched_catch_up_all").await;
+    let fixture = Fixture::new("sched_catch_up_all").await;
     let mut schedule = every_minute(Overlap::Allow);
     schedule.catch_up.window_seconds = 300;
     schedule.catch_up.run = CatchUpRun::All;
-    let scope = stand.scope("acme", schedule).await;
+    let scope = fixture.scope("acme", schedule).await;
     let first = scope.next_run_at.unwrap();
     let now = plus(first, 10 * 60_000 + 1);
-    stand.replica("a").tick(now).await.unwrap();
+    fixture.replica("a").tick(now).await.unwrap();
     let expected: Vec<DateTime> = (6..=10).map(|m| plus(first, m * 60_000)).collect();
-    assert_eq!(stand.run_slots(&scope).await, expected);
+    assert_eq!(fixture.run_slots(&scope).await, expected);
 }
 
 /// `skip`: a slot whose previous run is still going is skipped; once it has finished, the
 /// next slot runs.
 #[tokio::test]
 async fn overlap_skip_through_the_database() {
-    let stand = Stand::new("sched_overlap_skip").await;
-    let scope = stand.scope("acme", every_minute(Overlap::Skip)).await;
+    let fixture = Fixture::new("sched_overlap_skip").await;
+    let scope = fixture.scope("acme", every_minute(Overlap::Skip)).await;
     let first = scope.next_run_at.unwrap();
-    let replica = stand.replica("a");
+    let replica = fixture.replica("a");
     replica.tick(plus(first, 1)).await.unwrap();
-    let runs = stand.runs(&scope).await;
+    let runs = fixture.runs(&scope).await;
     assert_eq!(runs.len(), 1);
     // Still queued at the next slot: skipped.
     let report = replica.tick(plus(first, 60_001)).await.unwrap();
     assert_eq!((report.runs_created, report.slots_skipped), (0, 1));
     // Finished before the third slot: it runs.
-    stand
+    fixture
         .domain
         .finish_run(
             "acme",
@@ -249,7 +249,10 @@ async fn overlap_skip_through_the_database() {
         .unwrap();
     let report = replica.tick(plus(first, 120_001)).await.unwrap();
     assert_eq!(report.runs_created, 1);
-    assert_eq!(stand.run_slots(&scope).await, [first, plus(first, 120_000)]);
+    assert_eq!(
+        fixture.run_slots(&scope).await,
+        [first, plus(first, 120_000)]
+    );
 }
 
 /// A tick that recorded its decisions and then failed before its settlement landed (a cut
@@ -257,15 +260,15 @@ async fn overlap_skip_through_the_database() {
 /// run has finished. The slot it skipped stays skipped, recorded once, and is not run.
 #[tokio::test]
 async fn a_decision_recorded_by_a_tick_that_failed_to_settle_is_kept() {
-    let stand = Stand::new("sched_decision_kept").await;
-    let scope = stand.scope("acme", every_minute(Overlap::Skip)).await;
+    let fixture = Fixture::new("sched_decision_kept").await;
+    let scope = fixture.scope("acme", every_minute(Overlap::Skip)).await;
     let first = scope.next_run_at.unwrap();
     let second = plus(first, 60_000);
-    stand.replica("a").tick(plus(first, 1)).await.unwrap();
-    let runs = stand.runs(&scope).await;
+    fixture.replica("a").tick(plus(first, 1)).await.unwrap();
+    let runs = fixture.runs(&scope).await;
     // The failed tick: claims the scope at the second slot, records the overlap skip (the first
     // run is still queued), and never settles; its claim lapses after a second.
-    let held = stand
+    let held = fixture
         .domain
         .claim_due_scopes("failed", plus(second, 1), Duration::from_secs(1), 10, &[])
         .await
@@ -278,12 +281,12 @@ async fn a_decision_recorded_by_a_tick_that_failed_to_settle_is_kept() {
         last: Some(second),
         count: 1,
     };
-    stand
+    fixture
         .slot_log
         .record(&[SlotOutcome::skipped("acme", scope.id, &skip)])
         .await
         .unwrap();
-    stand
+    fixture
         .domain
         .finish_run(
             "acme",
@@ -295,10 +298,14 @@ async fn a_decision_recorded_by_a_tick_that_failed_to_settle_is_kept() {
         .await
         .unwrap();
 
-    let report = stand.replica("b").tick(plus(second, 2_000)).await.unwrap();
+    let report = fixture
+        .replica("b")
+        .tick(plus(second, 2_000))
+        .await
+        .unwrap();
     assert_eq!((report.scopes, report.runs_created), (1, 0));
-    assert_eq!(stand.run_slots(&scope).await, [first]);
-    let outcomes = stand
+    assert_eq!(fixture.run_slots(&scope).await, [first]);
+    let outcomes = fixture
         .slot_log
         .for_scope("acme", scope.id, 10)
         .await
@@ -309,12 +316,19 @@ async fn a_decision_recorded_by_a_tick_that_failed_to_settle_is_kept() {
         .map(|o| o.outcome.as_str())
         .collect();
     assert_eq!(for_second, ["skipped"], "{outcomes:#?}");
-    let after = stand.scope_now(&scope).await;
+    let after = fixture.scope_now(&scope).await;
     assert_eq!(after.next_run_at, Some(plus(second, 60_000)));
     // The next slot is decided as usual: the previous run has finished, so it runs.
-    let report = stand.replica("b").tick(plus(second, 60_001)).await.unwrap();
+    let report = fixture
+        .replica("b")
+        .tick(plus(second, 60_001))
+        .await
+        .unwrap();
     assert_eq!(report.runs_created, 1);
-    assert_eq!(stand.run_slots(&scope).await, [first, plus(second, 60_000)]);
+    assert_eq!(
+        fixture.run_slots(&scope).await,
+        [first, plus(second, 60_000)]
+    );
 }
 
 /// The other half: a tick that started a slot's run and then failed before its record landed.
@@ -322,18 +336,18 @@ async fn a_decision_recorded_by_a_tick_that_failed_to_settle_is_kept() {
 /// slot for overlap; it records the slot as run, by the run that exists.
 #[tokio::test]
 async fn a_run_started_by_a_tick_that_failed_to_record_it_is_recorded_as_run() {
-    let stand = Stand::new("sched_run_kept").await;
-    let scope = stand.scope("acme", every_minute(Overlap::Skip)).await;
+    let fixture = Fixture::new("sched_run_kept").await;
+    let scope = fixture.scope("acme", every_minute(Overlap::Skip)).await;
     let first = scope.next_run_at.unwrap();
     let second = plus(first, 60_000);
-    stand.replica("a").tick(plus(first, 1)).await.unwrap();
+    fixture.replica("a").tick(plus(first, 1)).await.unwrap();
     // The failed tick started the second slot's run (the first run still queued: `allow` would
     // have, and a replica whose view of it was older could have) and recorded nothing.
     let trigger = sv0_domain::Trigger::Scheduled {
         scope_id: scope.id,
         slot: second,
     };
-    let (started, _) = stand
+    let (started, _) = fixture
         .pipeline
         .start_scan(
             "acme",
@@ -344,9 +358,9 @@ async fn a_run_started_by_a_tick_that_failed_to_record_it_is_recorded_as_run() {
         .await
         .unwrap();
 
-    let report = stand.replica("b").tick(plus(second, 1)).await.unwrap();
+    let report = fixture.replica("b").tick(plus(second, 1)).await.unwrap();
     assert_eq!((report.runs_created, report.slots_skipped), (0, 0));
-    let outcomes = stand
+    let outcomes = fixture
         .slot_log
         .for_scope("acme", scope.id, 10)
         .await
@@ -357,7 +371,10 @@ async fn a_run_started_by_a_tick_that_failed_to_record_it_is_recorded_as_run() {
         .map(|o| (o.outcome.as_str(), o.run_id))
         .collect();
     assert_eq!(for_second, [("ran", Some(started.id))]);
-    assert_eq!(stand.scope_now(&scope).await.last_run_id, Some(started.id));
+    assert_eq!(
+        fixture.scope_now(&scope).await.last_run_id,
+        Some(started.id)
+    );
 }
 
 /// The same for catch-up: a tick started a slot's run and failed before its record landed; the
@@ -365,20 +382,20 @@ async fn a_run_started_by_a_tick_that_failed_to_record_it_is_recorded_as_run() {
 /// latest`. It records the slot as run by the run that exists, and skips only the slots around it.
 #[tokio::test]
 async fn a_run_started_by_a_lost_tick_is_not_skipped_for_catch_up() {
-    let stand = Stand::new("sched_run_kept_catch_up").await;
-    let scope = stand.scope("acme", every_minute(Overlap::Allow)).await;
+    let fixture = Fixture::new("sched_run_kept_catch_up").await;
+    let scope = fixture.scope("acme", every_minute(Overlap::Allow)).await;
     let first = scope.next_run_at.unwrap();
     let (second, third, fourth) = (
         plus(first, 60_000),
         plus(first, 120_000),
         plus(first, 180_000),
     );
-    stand.replica("a").tick(plus(first, 1)).await.unwrap();
+    fixture.replica("a").tick(plus(first, 1)).await.unwrap();
     let trigger = sv0_domain::Trigger::Scheduled {
         scope_id: scope.id,
         slot: third,
     };
-    let (started, _) = stand
+    let (started, _) = fixture
         .pipeline
         .start_scan(
             "acme",
@@ -389,9 +406,9 @@ async fn a_run_started_by_a_lost_tick_is_not_skipped_for_catch_up() {
         .await
         .unwrap();
 
-    let report = stand.replica("b").tick(plus(fourth, 1)).await.unwrap();
+    let report = fixture.replica("b").tick(plus(fourth, 1)).await.unwrap();
     assert_eq!((report.runs_created, report.slots_skipped), (1, 1));
-    let outcomes = stand
+    let outcomes = fixture
         .slot_log
         .for_scope("acme", scope.id, 10)
         .await
@@ -412,26 +429,28 @@ async fn a_run_started_by_a_lost_tick_is_not_skipped_for_catch_up() {
     );
     let ran_third = outcomes.iter().find(|o| o.first_slot == third).unwrap();
     assert_eq!(ran_third.run_id, Some(started.id));
-    assert_eq!(stand.run_slots(&scope).await, [first, third, fourth]);
+    assert_eq!(fixture.run_slots(&scope).await, [first, third, fourth]);
 }
 
 /// `buffer_one`: the slot waits while the previous run goes on, and runs (under its own slot
 /// time) at the first tick after it finished.
 #[tokio::test]
 async fn overlap_buffer_one_through_the_database() {
-    let stand = Stand::new("sched_overlap_buffer").await;
-    let scope = stand.scope("acme", every_minute(Overlap::BufferOne)).await;
+    let fixture = Fixture::new("sched_overlap_buffer").await;
+    let scope = fixture
+        .scope("acme", every_minute(Overlap::BufferOne))
+        .await;
     let first = scope.next_run_at.unwrap();
-    let replica = stand.replica("a");
+    let replica = fixture.replica("a");
     replica.tick(plus(first, 1)).await.unwrap();
     let report = replica.tick(plus(first, 60_001)).await.unwrap();
     assert_eq!(report.runs_created, 0);
-    let waiting = stand.scope_now(&scope).await;
+    let waiting = fixture.scope_now(&scope).await;
     assert_eq!(waiting.buffered_slot, Some(plus(first, 60_000)));
     // Looked at again well before the next slot (the re-check), not only at it.
     assert!(waiting.due_at.unwrap() < plus(first, 120_000));
-    let previous = stand.runs(&scope).await[0].id;
-    stand
+    let previous = fixture.runs(&scope).await[0].id;
+    fixture
         .domain
         .finish_run(
             "acme",
@@ -444,16 +463,19 @@ async fn overlap_buffer_one_through_the_database() {
         .unwrap();
     let report = replica.tick(waiting.due_at.unwrap()).await.unwrap();
     assert_eq!(report.runs_created, 1);
-    assert_eq!(stand.run_slots(&scope).await, [first, plus(first, 60_000)]);
-    assert_eq!(stand.scope_now(&scope).await.buffered_slot, None);
+    assert_eq!(
+        fixture.run_slots(&scope).await,
+        [first, plus(first, 60_000)]
+    );
+    assert_eq!(fixture.scope_now(&scope).await.buffered_slot, None);
 }
 
 #[tokio::test]
 async fn a_paused_scope_does_not_run_and_its_resume_counts_the_skipped_slots() {
-    let stand = Stand::new("sched_pause").await;
+    let fixture = Fixture::new("sched_pause").await;
     let metrics = SchedulerMetrics::default();
-    let controls = stand.controls(&metrics);
-    let scope = stand.scope("acme", Schedule::every(5)).await;
+    let controls = fixture.controls(&metrics);
+    let scope = fixture.scope("acme", Schedule::every(5)).await;
     let paused = controls
         .pause(
             "acme",
@@ -466,7 +488,7 @@ async fn a_paused_scope_does_not_run_and_its_resume_counts_the_skipped_slots() {
     let pause = paused.pause.as_ref().unwrap();
     assert_eq!(pause.note.as_deref(), Some("provider maintenance"));
     assert_eq!(pause.by.as_deref(), Some("ops@acme"));
-    let replica = stand.replica("a");
+    let replica = fixture.replica("a");
     let due = scope.next_run_at.unwrap();
     assert_eq!(replica.tick(plus(due, 1)).await.unwrap().scopes, 0);
     // Let three slots pass on the real clock, then resume.
@@ -481,7 +503,11 @@ async fn a_paused_scope_does_not_run_and_its_resume_counts_the_skipped_slots() {
         "slots {due} onwards, over ≥ 10 s of a 5 s schedule: {skipped}"
     );
     assert!(resumed.next_run_at.unwrap() > plus(DateTime::now(), -1));
-    let outcomes = stand.slot_log.for_scope("acme", scope.id, 5).await.unwrap();
+    let outcomes = fixture
+        .slot_log
+        .for_scope("acme", scope.id, 5)
+        .await
+        .unwrap();
     assert_eq!(outcomes[0].reason, "paused");
     assert_eq!(outcomes[0].count as u64, skipped);
     let counted = metrics
@@ -492,7 +518,7 @@ async fn a_paused_scope_does_not_run_and_its_resume_counts_the_skipped_slots() {
         counted, skipped,
         "sv0_scheduler_slots_skipped_total{{reason=paused}}"
     );
-    assert!(stand.runs(&scope).await.is_empty());
+    assert!(fixture.runs(&scope).await.is_empty());
     // Resuming again changes nothing.
     let (_, again) = controls.resume("acme", scope.id).await.unwrap();
     assert_eq!(again, 0);
@@ -500,22 +526,22 @@ async fn a_paused_scope_does_not_run_and_its_resume_counts_the_skipped_slots() {
 
 #[tokio::test]
 async fn trigger_now_runs_at_once_and_the_schedule_sees_it_as_the_previous_run() {
-    let stand = Stand::new("sched_trigger_now").await;
+    let fixture = Fixture::new("sched_trigger_now").await;
     let metrics = SchedulerMetrics::default();
-    let controls = stand.controls(&metrics);
-    let scope = stand.scope("acme", every_minute(Overlap::Skip)).await;
+    let controls = fixture.controls(&metrics);
+    let scope = fixture.scope("acme", every_minute(Overlap::Skip)).await;
     let run = controls
         .trigger_now("acme", scope.id, Some("ops".into()))
         .await
         .unwrap();
     assert_eq!(run.trigger.type_name(), "manual_api");
-    assert_eq!(stand.scope_now(&scope).await.last_run_id, Some(run.id));
+    assert_eq!(fixture.scope_now(&scope).await.last_run_id, Some(run.id));
     let trigger = TriggerLabel {
         trigger: "manual_api",
     };
     assert_eq!(metrics.runs_created.get_or_create(&trigger).get(), 1);
     // The next slot comes while it is still queued: skipped as overlapping.
-    let report = stand
+    let report = fixture
         .replica("a")
         .tick(plus(scope.next_run_at.unwrap(), 1))
         .await
@@ -525,10 +551,10 @@ async fn trigger_now_runs_at_once_and_the_schedule_sees_it_as_the_previous_run()
 
 #[tokio::test]
 async fn backfill_runs_each_past_slot_once() {
-    let stand = Stand::new("sched_backfill").await;
+    let fixture = Fixture::new("sched_backfill").await;
     let metrics = SchedulerMetrics::default();
-    let controls = stand.controls(&metrics);
-    let scope = stand.scope("acme", every_minute(Overlap::Skip)).await;
+    let controls = fixture.controls(&metrics);
+    let scope = fixture.scope("acme", every_minute(Overlap::Skip)).await;
     let next = scope.next_run_at.unwrap();
     let from = plus(next, -5 * 60_000);
     let to = plus(next, -60_000);
@@ -546,7 +572,7 @@ async fn backfill_runs_each_past_slot_once() {
     for (old, again) in first.iter().zip(&second[1..]) {
         assert_eq!(old.run.id, again.run.id, "slot {} ran once", old.slot);
     }
-    assert_eq!(stand.runs(&scope).await.len(), 6);
+    assert_eq!(fixture.runs(&scope).await.len(), 6);
     let trigger = TriggerLabel {
         trigger: "scheduled",
     };
@@ -566,21 +592,21 @@ async fn backfill_runs_each_past_slot_once() {
 
 #[tokio::test]
 async fn a_suspended_tenants_scopes_are_not_claimed() {
-    let stand = Stand::new("sched_suspended").await;
-    let scope = stand.scope("acme", every_minute(Overlap::Allow)).await;
-    let mut tenant = stand.domain.tenant("acme").await.unwrap();
+    let fixture = Fixture::new("sched_suspended").await;
+    let scope = fixture.scope("acme", every_minute(Overlap::Allow)).await;
+    let mut tenant = fixture.domain.tenant("acme").await.unwrap();
     tenant.status = sv0_domain::TenantStatus::Suspended;
-    stand.domain.put_tenant(&tenant).await.unwrap();
+    fixture.domain.put_tenant(&tenant).await.unwrap();
     let now = plus(scope.next_run_at.unwrap(), 1);
-    assert_eq!(stand.replica("a").tick(now).await.unwrap().scopes, 0);
-    assert!(stand.runs(&scope).await.is_empty());
+    assert_eq!(fixture.replica("a").tick(now).await.unwrap().scopes, 0);
+    assert!(fixture.runs(&scope).await.is_empty());
 }
 
 #[tokio::test]
 async fn a_disabled_instance_skips_its_slot_as_not_runnable() {
-    let stand = Stand::new("sched_disabled").await;
-    let scope = stand.scope("acme", every_minute(Overlap::Allow)).await;
-    stand
+    let fixture = Fixture::new("sched_disabled").await;
+    let scope = fixture.scope("acme", every_minute(Overlap::Allow)).await;
+    fixture
         .tdb
         .db
         .collection::<mongodb::bson::Document>("connector_instances")
@@ -591,12 +617,16 @@ async fn a_disabled_instance_skips_its_slot_as_not_runnable() {
         .await
         .unwrap();
     let slot = scope.next_run_at.unwrap();
-    let report = stand.replica("a").tick(plus(slot, 1)).await.unwrap();
+    let report = fixture.replica("a").tick(plus(slot, 1)).await.unwrap();
     assert_eq!((report.runs_created, report.slots_skipped), (0, 1));
-    let outcomes = stand.slot_log.for_scope("acme", scope.id, 5).await.unwrap();
+    let outcomes = fixture
+        .slot_log
+        .for_scope("acme", scope.id, 5)
+        .await
+        .unwrap();
     assert_eq!(outcomes[0].reason, "not_runnable");
     assert_eq!(
-        stand.scope_now(&scope).await.next_run_at,
+        fixture.scope_now(&scope).await.next_run_at,
         Some(plus(slot, 60_000)),
         "the schedule goes on"
     );
@@ -604,11 +634,11 @@ async fn a_disabled_instance_skips_its_slot_as_not_runnable() {
 
 #[tokio::test]
 async fn a_bad_schedule_is_refused_with_the_field_and_nothing_is_written() {
-    let stand = Stand::new("sched_refusal").await;
+    let fixture = Fixture::new("sched_refusal").await;
     let metrics = SchedulerMetrics::default();
-    let controls = stand.controls(&metrics);
-    let scope = stand.scope("acme", every_minute(Overlap::Skip)).await;
-    let before = stand.scope_now(&scope).await;
+    let controls = fixture.controls(&metrics);
+    let scope = fixture.scope("acme", every_minute(Overlap::Skip)).await;
+    let before = fixture.scope_now(&scope).await;
     for (schedule, field) in [
         (Schedule::every(1), "schedule.cadence.every_seconds"),
         (
@@ -626,7 +656,7 @@ async fn a_bad_schedule_is_refused_with_the_field_and_nothing_is_written() {
             .unwrap_err();
         assert!(error.to_string().starts_with(field), "{error}");
     }
-    assert_eq!(stand.scope_now(&scope).await, before);
+    assert_eq!(fixture.scope_now(&scope).await, before);
 }
 
 /// Replicas racing for the same due scopes, each on its own connection: each scope is handed
@@ -635,19 +665,21 @@ async fn a_bad_schedule_is_refused_with_the_field_and_nothing_is_written() {
 /// read them back, and both would decide them.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn racing_claims_hand_each_scope_to_one_replica() {
-    let stand = Stand::new("sched_claim_race").await;
+    let fixture = Fixture::new("sched_claim_race").await;
     let mut all = Vec::new();
     for n in 0..120 {
         let tenant = format!("t{}", n % 6);
-        all.push(stand.scope(&tenant, Schedule::every(300)).await.id);
+        all.push(fixture.scope(&tenant, Schedule::every(300)).await.id);
     }
     all.sort();
     let mut domains = Vec::new();
     for _ in 0..6 {
-        let client = mongodb::Client::with_uri_str(stand.tdb.uri())
+        let client = mongodb::Client::with_uri_str(fixture.tdb.uri())
             .await
             .unwrap();
-        domains.push(sv0_domain::Domain::new(&client.database(stand.tdb.name())));
+        domains.push(sv0_domain::Domain::new(
+            &client.database(fixture.tdb.name()),
+        ));
     }
     // Three rounds, each after the previous round's claims expired: the race is a matter of
     // interleaving, so one round may miss it.
@@ -691,9 +723,9 @@ async fn racing_claims_hand_each_scope_to_one_replica() {
 /// schedule is refused at insertion, naming the field.
 #[tokio::test]
 async fn a_scope_inserted_with_a_schedule_is_due_at_its_first_slot() {
-    let stand = Stand::new("sched_insert_scheduled").await;
-    let template = stand.scope("acme", Schedule::every(60)).await;
-    let instance = stand
+    let fixture = Fixture::new("sched_insert_scheduled").await;
+    let template = fixture.scope("acme", Schedule::every(60)).await;
+    let instance = fixture
         .domain
         .instance("acme", template.instance_id)
         .await
@@ -702,8 +734,8 @@ async fn a_scope_inserted_with_a_schedule_is_due_at_its_first_slot() {
         sv0_domain::ScanScope::new(&instance, "inserted", doc! {}, Default::default()).unwrap();
     scope.schedule = Some(Schedule::every(60));
     let before = DateTime::now();
-    stand.domain.insert_scope(&scope).await.unwrap();
-    let stored = stand.scope_now(&scope).await;
+    fixture.domain.insert_scope(&scope).await.unwrap();
+    let stored = fixture.scope_now(&scope).await;
     let next = stored.next_run_at.expect("a first slot");
     assert!(
         next > before && next.timestamp_millis() % 60_000 == 0,
@@ -714,13 +746,13 @@ async fn a_scope_inserted_with_a_schedule_is_due_at_its_first_slot() {
     let mut bad =
         sv0_domain::ScanScope::new(&instance, "bad", doc! {}, Default::default()).unwrap();
     bad.schedule = Some(Schedule::cron("0 3 * * *", "Atlantis/Capital"));
-    let error = stand.domain.insert_scope(&bad).await.unwrap_err();
+    let error = fixture.domain.insert_scope(&bad).await.unwrap_err();
     assert!(
         error.to_string().starts_with("schedule.cadence.time_zone"),
         "{error}"
     );
     assert!(
-        stand.domain.scope("acme", bad.id).await.is_err(),
+        fixture.domain.scope("acme", bad.id).await.is_err(),
         "nothing written"
     );
 }
@@ -730,13 +762,13 @@ async fn a_scope_inserted_with_a_schedule_is_due_at_its_first_slot() {
 /// run, and later ticks do not trip over them again. An edit brings a parked scope back.
 #[tokio::test]
 async fn unreadable_scopes_are_parked_and_the_others_run() {
-    let stand = Stand::new("sched_parked").await;
+    let fixture = Fixture::new("sched_parked").await;
     let metrics = SchedulerMetrics::default();
-    let controls = stand.controls(&metrics);
-    let good = stand.scope("acme", every_minute(Overlap::Allow)).await;
-    let bad_schedule = stand.scope("acme", Schedule::every(60)).await;
-    let malformed = stand.scope("acme", Schedule::every(60)).await;
-    let scopes = stand
+    let controls = fixture.controls(&metrics);
+    let good = fixture.scope("acme", every_minute(Overlap::Allow)).await;
+    let bad_schedule = fixture.scope("acme", Schedule::every(60)).await;
+    let malformed = fixture.scope("acme", Schedule::every(60)).await;
+    let scopes = fixture
         .tdb
         .db
         .collection::<mongodb::bson::Document>("scan_scopes");
@@ -755,10 +787,10 @@ async fn unreadable_scopes_are_parked_and_the_others_run() {
         .await
         .unwrap();
     let slot = good.next_run_at.unwrap();
-    let replica = stand.replica("a");
+    let replica = fixture.replica("a");
     let report = replica.tick(plus(slot, 1)).await.unwrap();
     assert_eq!((report.runs_created, report.parked), (1, 1), "{report:?}");
-    assert_eq!(stand.run_slots(&good).await, [slot]);
+    assert_eq!(fixture.run_slots(&good).await, [slot]);
     for parked in [&bad_schedule, &malformed] {
         let raw = scopes
             .find_one(doc! { "_id": parked.id })

@@ -1,4 +1,4 @@
-//! The pipeline's test bench: a tenant provisioned through the domain's API, a connector
+//! The pipeline's test fixture: a tenant provisioned through the domain's API, a connector
 //! registry handed to every worker and API process it starts, connectors from
 //! `tests/connectors/wrap.sh` around the demo connector, and snapshots of the domain's
 //! collections to compare runs by.
@@ -19,11 +19,11 @@ use sv0_pipeline::{ConnectorKind, ConnectorRegistry, Pipeline, RunRequest};
 use sv0_queue::Queue;
 use sv0_testkit::{StagedConnectors, TestDb};
 
-use super::WorkerProcess;
+use super::Sv0Process;
 
 pub const CREDENTIALS_REF: &str = "DEMO_CLOUD";
 
-/// The kind every bench registers: the demo connector, run as it is.
+/// The kind every fixture registers: the demo connector, run as it is.
 pub const DEMO_KIND: &str = "demo";
 
 /// The longest kind name the domain takes.
@@ -31,7 +31,7 @@ const MAX_KIND_CHARS: usize = 64;
 
 /// The demo connector, built beside `sv0` by `cargo test --workspace`.
 fn demo_connector() -> PathBuf {
-    let path = PathBuf::from(super::SV0).with_file_name("sv0-demo-connector");
+    let path = PathBuf::from(sv0_testkit::sv0()).with_file_name("sv0-demo-connector");
     assert!(
         path.is_file(),
         "{} is missing: build it with `cargo build -p sv0-demo-connector` (the workspace's tests do)",
@@ -56,14 +56,14 @@ pub fn credential_var(tenant: &str) -> (String, String) {
 
 /// A test database with the domain and the queue set up, a pipeline handle for starting runs,
 /// and the connector registry its processes are started with.
-pub struct Bench {
+pub struct Fixture {
     pub tdb: TestDb,
     pub domain: Domain,
     pub pipeline: Pipeline,
     connectors: Connectors,
 }
 
-/// The bench's connector registry, written to a file each time a kind is registered; the
+/// The fixture's connector registry, written to a file each time a kind is registered; the
 /// executables staged where the connector user (`nobody` under a root test) can run them; and
 /// the directory the workers make their connectors' run directories in.
 struct Connectors {
@@ -130,7 +130,7 @@ impl Connectors {
             .unwrap();
         // The file must say exactly what was registered, as the processes will read it.
         let read = ConnectorRegistry::from_toml(&text)
-            .unwrap_or_else(|e| panic!("the bench's registry does not read back: {e}\n{text}"));
+            .unwrap_or_else(|e| panic!("the fixture's registry does not read back: {e}\n{text}"));
         assert_eq!(read, ConnectorRegistry::from_kinds(kinds.clone()).unwrap());
         std::fs::write(self.file(), text).unwrap();
     }
@@ -140,9 +140,9 @@ fn modified(path: &Path) -> SystemTime {
     std::fs::metadata(path).unwrap().modified().unwrap()
 }
 
-impl Bench {
-    /// A bench whose registry has the demo connector as kind [`DEMO_KIND`].
-    pub async fn new(label: &str) -> Bench {
+impl Fixture {
+    /// A fixture whose registry has the demo connector as kind [`DEMO_KIND`].
+    pub async fn new(label: &str) -> Fixture {
         let tdb = TestDb::new(label).await;
         let domain = Domain::new(&tdb.db);
         domain.ensure_indexes().await.unwrap();
@@ -152,7 +152,7 @@ impl Bench {
         let pipeline = Pipeline::new(domain.clone(), queue, broker);
         let connectors = Connectors::new();
         connectors.register(DEMO_KIND, ConnectorKind::new(&connectors.demo, Vec::new()));
-        Bench {
+        Fixture {
             tdb,
             domain,
             pipeline,
@@ -177,7 +177,7 @@ impl Bench {
         ConnectorKind::new(&self.connectors.wrap, vec![behaviour.to_string(), demo])
     }
 
-    /// Registers [`Bench::wrapped`]`(behaviour)` under a name made of the behaviour
+    /// Registers [`Fixture::wrapped`]`(behaviour)` under a name made of the behaviour
     /// (`sleep:1:started` is `wrap_sleep_1_started`) and returns the name.
     pub fn wrap_kind(&self, behaviour: &str) -> String {
         let mut name: String = std::iter::once("wrap_")
@@ -193,7 +193,7 @@ impl Bench {
         name
     }
 
-    /// Where the bench's workers make their connectors' run directories.
+    /// Where the fixture's workers make their connectors' run directories.
     pub fn runs_dir(&self) -> &Path {
         self.connectors.runs.path()
     }
@@ -213,7 +213,7 @@ impl Bench {
             .find(|path| path.exists())
     }
 
-    /// Whether a connector was ever started by the bench's workers: each run gets a directory
+    /// Whether a connector was ever started by the fixture's workers: each run gets a directory
     /// in the runs directory before its connector starts, removed afterwards, so the runs
     /// directory's modification time moved.
     pub fn connector_started(&self) -> bool {
@@ -233,7 +233,7 @@ impl Bench {
             .await
     }
 
-    /// [`Bench::provision`], the instance's credentials from `provider` (ref [`CREDENTIALS_REF`]).
+    /// [`Fixture::provision`], the instance's credentials from `provider` (ref [`CREDENTIALS_REF`]).
     pub async fn provision_from(
         &self,
         provider: Provider,
@@ -251,19 +251,19 @@ impl Bench {
         set_up.scope().clone()
     }
 
-    /// A worker serving every pipeline kind, with the bench's registry and runs directory and
+    /// A worker serving every pipeline kind, with the fixture's registry and runs directory and
     /// the credentials of `tenants`.
-    pub fn worker(&self, tenants: &[&str], extra: &[&str]) -> WorkerProcess {
+    pub fn worker(&self, tenants: &[&str], extra: &[&str]) -> Sv0Process {
         self.worker_with_env(tenants, extra, &[])
     }
 
-    /// [`Bench::worker`] with `env` added to its environment.
+    /// [`Fixture::worker`] with `env` added to its environment.
     pub fn worker_with_env(
         &self,
         tenants: &[&str],
         extra: &[&str],
         env: &[(&str, &str)],
-    ) -> WorkerProcess {
+    ) -> Sv0Process {
         let vars: Vec<(String, String)> = tenants.iter().map(|t| credential_var(t)).collect();
         let env: Vec<(&str, &str)> = vars
             .iter()
@@ -274,13 +274,13 @@ impl Bench {
         let runs = self.runs_dir().display().to_string();
         let mut args = vec!["--connectors", &file, "--connector-runs-dir", &runs];
         args.extend(extra);
-        WorkerProcess::start_with_env(self.tdb.uri(), self.tdb.name(), &args, &env)
+        Sv0Process::worker_with_env(self.tdb.uri(), self.tdb.name(), &args, &env)
     }
 
-    /// `sv0 admin-api` with the bench's registry, on a free port.
-    pub fn admin_api(&self, env: &[(&str, &str)]) -> WorkerProcess {
+    /// `sv0 admin-api` with the fixture's registry, on a free port.
+    pub fn admin_api(&self, env: &[(&str, &str)]) -> Sv0Process {
         let file = self.connectors.hand_out();
-        WorkerProcess::admin_api(
+        Sv0Process::admin_api(
             self.tdb.uri(),
             self.tdb.name(),
             &["--connectors", &file],
@@ -288,12 +288,12 @@ impl Bench {
         )
     }
 
-    /// `sv0 all` with the bench's registry and runs directory.
-    pub fn all(&self, env: &[(&str, &str)]) -> WorkerProcess {
+    /// `sv0 all` with the fixture's registry and runs directory.
+    pub fn all(&self, env: &[(&str, &str)]) -> Sv0Process {
         let file = self.connectors.hand_out();
         let runs = self.runs_dir().display().to_string();
         let args = ["--connectors", &file, "--connector-runs-dir", &runs];
-        WorkerProcess::all(self.tdb.uri(), self.tdb.name(), &args, env)
+        Sv0Process::all(self.tdb.uri(), self.tdb.name(), &args, env)
     }
 
     /// A `manual_api` run of `scope`, enqueued.
@@ -409,14 +409,14 @@ pub async fn dump(db: &Database) -> String {
 }
 
 /// `sv0 token create`: the token, printed once on stdout.
-pub fn token(bench: &Bench, role: &str, name: &str) -> String {
-    let output = std::process::Command::new(super::SV0)
+pub fn token(fixture: &Fixture, role: &str, name: &str) -> String {
+    let output = std::process::Command::new(sv0_testkit::sv0())
         .args(["token", "create", "--role", role, "--name", name])
         .args([
             "--mongodb-uri",
-            bench.tdb.uri(),
+            fixture.tdb.uri(),
             "--database",
-            bench.tdb.name(),
+            fixture.tdb.name(),
         ])
         .output()
         .unwrap();
@@ -430,7 +430,7 @@ pub fn token(bench: &Bench, role: &str, name: &str) -> String {
 
 /// `sv0 ctl ARGS…` against `url` with `token`.
 pub fn ctl(url: &str, token: &str, args: &[&str]) -> std::process::Output {
-    std::process::Command::new(super::SV0)
+    std::process::Command::new(sv0_testkit::sv0())
         .arg("ctl")
         .args(args)
         .env("SV0_API_URL", url)

@@ -10,24 +10,11 @@ use std::time::Duration;
 use mongodb::bson::{Document, doc};
 use nix::sys::signal::Signal;
 use support::{
-    SV0, WorkerProcess, all, count, enqueue_ids, eventually, http_get, job, setup, setup_on,
-    start_latency_ms, wait_count,
+    Sv0Process, all, count, enqueue_ids, http_get, job, probes, setup, setup_on, start_latency_ms,
+    sv0, wait_count, wait_status,
 };
 use sv0_queue::{CancelOutcome, NewJob};
 use sv0_testkit::{TestDb, oplog_stand};
-
-async fn wait_status(
-    test: &TestDb,
-    id: mongodb::bson::oid::ObjectId,
-    status: &str,
-    within: Duration,
-) {
-    eventually(&format!("job {id} to be {status}"), within, || {
-        let db = test.db.clone();
-        async move { job(&db, id).await.get_str("status").unwrap() == status }
-    })
-    .await;
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn transient_failures_are_retried_in_place_and_the_job_succeeds_on_its_first_attempt() {
@@ -37,8 +24,8 @@ async fn transient_failures_are_retried_in_place_and_the_job_succeeds_on_its_fir
         .await
         .unwrap()
         .id;
-    let _worker = WorkerProcess::start(test.uri(), test.name(), &[]);
-    wait_status(&test, id, "succeeded", Duration::from_secs(30)).await;
+    let _worker = Sv0Process::worker(test.uri(), test.name(), &[]);
+    wait_status(&test.db, id, "succeeded", Duration::from_secs(30)).await;
     let runs = all(&test.db, "probe_runs", doc! {"job_id": id}).await;
     assert_eq!(runs.len(), 3, "two transient failures, then success");
     let at: Vec<i64> = runs
@@ -60,8 +47,8 @@ async fn a_job_that_keeps_failing_transiently_is_dead_after_max_attempts() {
         .await
         .unwrap()
         .id;
-    let _worker = WorkerProcess::start(test.uri(), test.name(), &["--retry-base-ms", "300"]);
-    wait_status(&test, id, "dead", Duration::from_secs(60)).await;
+    let _worker = Sv0Process::worker(test.uri(), test.name(), &["--retry-base-ms", "300"]);
+    wait_status(&test.db, id, "dead", Duration::from_secs(60)).await;
     let stored = job(&test.db, id).await;
     assert_eq!(stored.get_i32("attempts").unwrap(), 2);
     assert!(stored.get_str("last_error").unwrap().contains("transient"));
@@ -80,8 +67,8 @@ async fn a_permanent_failure_fails_the_job_at_once_without_retries() {
         .await
         .unwrap()
         .id;
-    let _worker = WorkerProcess::start(test.uri(), test.name(), &[]);
-    wait_status(&test, id, "failed", Duration::from_secs(20)).await;
+    let _worker = Sv0Process::worker(test.uri(), test.name(), &[]);
+    wait_status(&test.db, id, "failed", Duration::from_secs(20)).await;
     assert_eq!(count(&test.db, "probe_runs", doc! {"job_id": id}).await, 1);
     assert_eq!(job(&test.db, id).await.get_i32("attempts").unwrap(), 1);
 }
@@ -94,10 +81,10 @@ async fn a_running_job_cancelled_is_stopped_by_its_worker_at_the_next_heartbeat(
         .await
         .unwrap()
         .id;
-    let worker = WorkerProcess::start(test.uri(), test.name(), &["--lease-ttl-ms", "1500"]);
+    let worker = Sv0Process::worker(test.uri(), test.name(), &["--lease-ttl-ms", "1500"]);
     wait_count(&test.db, "probe_runs", doc! {}, 1, Duration::from_secs(20)).await;
     assert_eq!(queue.cancel(id).await.unwrap(), CancelOutcome::Requested);
-    wait_status(&test, id, "cancelled", Duration::from_secs(5)).await;
+    wait_status(&test.db, id, "cancelled", Duration::from_secs(5)).await;
     worker.wait_for_event("job cancelled on request", Duration::from_secs(5));
 }
 
@@ -106,7 +93,7 @@ async fn concurrent_enqueues_from_four_processes_with_the_same_keys_create_each_
     let (test, _queue) = setup("behaviour_dedup").await;
     let children: Vec<_> = (0..4)
         .map(|_| {
-            Command::new(SV0)
+            Command::new(sv0())
                 .args([
                     "enqueue",
                     "--mongodb-uri",
@@ -168,7 +155,7 @@ async fn a_worker_runs_due_jobs_in_priority_order_and_delayed_jobs_only_when_due
         .await
         .unwrap()
         .id;
-    let _worker = WorkerProcess::start(test.uri(), test.name(), &["--concurrency", "1"]);
+    let _worker = Sv0Process::worker(test.uri(), test.name(), &["--concurrency", "1"]);
     wait_count(
         &test.db,
         "jobs",
@@ -206,12 +193,10 @@ async fn sigterm_drains_finishes_short_jobs_and_releases_long_ones() {
     let short: Vec<_> = (0..3)
         .map(|_| NewJob::new("probe", doc! {"sleep_ms": 500_i64}).priority(1))
         .collect();
-    let long: Vec<_> = (0..3)
-        .map(|_| NewJob::new("probe", doc! {"sleep_ms": 60_000_i64}))
-        .collect();
+    let long: Vec<_> = probes(3, 60_000_i64);
     queue.enqueue_many(short).await.unwrap();
     let long_ids = enqueue_ids(&queue, long).await;
-    let mut worker = WorkerProcess::start(
+    let mut worker = Sv0Process::worker(
         test.uri(),
         test.name(),
         &["--concurrency", "6", "--grace-ms", "2000"],
@@ -259,7 +244,7 @@ async fn sigterm_drains_finishes_short_jobs_and_releases_long_ones() {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_idle_worker_wakes_on_the_change_stream() {
     let (test, queue) = setup_on(oplog_stand(), "behaviour_change_stream").await;
-    let worker = WorkerProcess::start(
+    let worker = Sv0Process::worker(
         test.uri(),
         test.name(),
         &["--change-streams", "auto", "--poll-max-ms", "10000"],
@@ -274,7 +259,7 @@ async fn an_idle_worker_wakes_on_the_change_stream() {
         .await
         .unwrap()
         .id;
-    wait_status(&test, id, "succeeded", Duration::from_secs(20)).await;
+    wait_status(&test.db, id, "succeeded", Duration::from_secs(20)).await;
     let latency = start_latency_ms(&test.db, id).await;
     assert!(
         latency < 1_000,
@@ -285,7 +270,7 @@ async fn an_idle_worker_wakes_on_the_change_stream() {
 #[tokio::test(flavor = "multi_thread")]
 async fn without_a_change_stream_the_worker_falls_back_to_polling() {
     let (test, queue) = setup("behaviour_polling").await;
-    let worker = WorkerProcess::start(
+    let worker = Sv0Process::worker(
         test.uri(),
         test.name(),
         &["--change-streams", "auto", "--poll-max-ms", "300"],
@@ -300,7 +285,7 @@ async fn without_a_change_stream_the_worker_falls_back_to_polling() {
         .await
         .unwrap()
         .id;
-    wait_status(&test, id, "succeeded", Duration::from_secs(10)).await;
+    wait_status(&test.db, id, "succeeded", Duration::from_secs(10)).await;
     let latency = start_latency_ms(&test.db, id).await;
     assert!(
         latency < 2_000,
@@ -308,7 +293,6 @@ async fn without_a_change_stream_the_worker_falls_back_to_polling() {
     );
 }
 
-/// `GET path` on a plain HTTP server; returns the status code and the body.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_worker_serves_its_metrics_and_health() {
     let (test, queue) = setup("behaviour_status").await;
@@ -316,7 +300,7 @@ async fn the_worker_serves_its_metrics_and_health() {
         .enqueue_many((0..3).map(|_| NewJob::new("noop", doc! {})).collect())
         .await
         .unwrap();
-    let worker = WorkerProcess::start(test.uri(), test.name(), &[]);
+    let worker = Sv0Process::worker(test.uri(), test.name(), &[]);
     let serving = worker.wait_for_event("serving /metrics and /healthz", Duration::from_secs(20));
     let addr = serving["addr"].as_str().unwrap().to_string();
     wait_count(
@@ -349,7 +333,7 @@ async fn the_worker_serves_its_metrics_and_health() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_workers_id_names_its_host_and_process() {
     let test = TestDb::new("behaviour_worker_id").await;
-    let worker = WorkerProcess::start(test.uri(), test.name(), &[]);
+    let worker = Sv0Process::worker(test.uri(), test.name(), &[]);
     let host = nix::unistd::gethostname().unwrap().into_string().unwrap();
     let id = worker.id();
     assert!(
@@ -368,11 +352,9 @@ async fn a_higher_priority_job_is_not_passed_over_for_an_old_candidate_list() {
     let test = TestDb::new("behaviour_priority_refresh").await;
     let queue = sv0_queue::Queue::new(&test.db);
     queue.ensure_indexes().await.unwrap();
-    let low: Vec<NewJob> = (0..60)
-        .map(|_| NewJob::new("probe", doc! {"sleep_ms": 100_i64}))
-        .collect();
+    let low: Vec<NewJob> = probes(60, 100_i64);
     queue.enqueue_many(low).await.unwrap();
-    let worker = WorkerProcess::start(
+    let worker = Sv0Process::worker(
         test.uri(),
         test.name(),
         &["--concurrency", "1", "--claim-ahead", "0"],
@@ -390,14 +372,7 @@ async fn a_higher_priority_job_is_not_passed_over_for_an_old_candidate_list() {
         .await
         .unwrap()
         .id;
-    wait_count(
-        &test.db,
-        "jobs",
-        doc! {"_id": urgent, "status": "succeeded"},
-        1,
-        Duration::from_secs(30),
-    )
-    .await;
+    wait_status(&test.db, urgent, "succeeded", Duration::from_secs(30)).await;
     let started = support::job(&test.db, urgent)
         .await
         .get_datetime("started_at")
@@ -430,8 +405,8 @@ async fn every_line_about_a_job_names_its_id_kind_tenant_and_group() {
         .await
         .unwrap()
         .id;
-    let worker = WorkerProcess::start(test.uri(), test.name(), &[]);
-    wait_status(&test, id, "succeeded", Duration::from_secs(30)).await;
+    let worker = Sv0Process::worker(test.uri(), test.name(), &[]);
+    wait_status(&test.db, id, "succeeded", Duration::from_secs(30)).await;
     let committed = worker.wait_for_event("job committed", Duration::from_secs(10));
     let span = &committed["span"];
     assert_eq!(span["job_id"], id.to_hex(), "{committed}");

@@ -6,25 +6,30 @@ mod support;
 use std::time::{Duration, Instant};
 
 use mongodb::bson::doc;
+use mongodb::bson::oid::ObjectId;
 use nix::sys::signal::Signal;
-use support::{WorkerProcess, count, enqueue_ids, job, setup, wait_count};
-use sv0_queue::NewJob;
+use support::{Sv0Process, count, enqueue_ids, job, probes, setup, wait_count};
+use sv0_queue::{NewJob, Queue};
 
-fn probes(n: usize, sleep_ms: i64, priority: i32) -> Vec<NewJob> {
-    (0..n)
-        .map(|_| NewJob::new("probe", doc! {"sleep_ms": sleep_ms}).priority(priority))
-        .collect()
+/// Five quick jobs that teach a worker its jobs are short, then one long job (returned) that
+/// takes a one-slot worker's only slot, then twenty quick jobs (returned) in line behind it.
+async fn quick_long_quick(queue: &Queue) -> (ObjectId, Vec<ObjectId>) {
+    let ranked = |n, sleep_ms, priority| -> Vec<NewJob> {
+        probes(n, sleep_ms)
+            .into_iter()
+            .map(|job| job.priority(priority))
+            .collect()
+    };
+    queue.enqueue_many(ranked(5, 0, 10)).await.unwrap();
+    let long = enqueue_ids(queue, ranked(1, 8_000, 5)).await[0];
+    (long, enqueue_ids(queue, ranked(20, 0, 1)).await)
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn short_jobs_are_leased_ahead_and_given_back_at_once_on_sigterm() {
     let (test, queue) = setup("ahead_give_back").await;
-    // Five quick jobs teach the worker that its jobs are short; then one long job takes its
-    // only slot while twenty more wait in line behind it.
-    queue.enqueue_many(probes(5, 0, 10)).await.unwrap();
-    let long = queue.enqueue_many(probes(1, 8_000, 5)).await.unwrap()[0].id;
-    let waiting = enqueue_ids(&queue, probes(20, 0, 1)).await;
-    let mut worker = WorkerProcess::start(
+    let (long, waiting) = quick_long_quick(&queue).await;
+    let mut worker = Sv0Process::worker(
         test.uri(),
         test.name(),
         &["--concurrency", "1", "--grace-ms", "30000"],
@@ -103,8 +108,8 @@ async fn short_jobs_are_leased_ahead_and_given_back_at_once_on_sigterm() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_worker_whose_jobs_run_long_leases_no_more_than_it_runs() {
     let (test, queue) = setup("ahead_long_jobs").await;
-    queue.enqueue_many(probes(8, 700, 0)).await.unwrap();
-    let _worker = WorkerProcess::start(test.uri(), test.name(), &["--concurrency", "2"]);
+    queue.enqueue_many(probes(8, 700)).await.unwrap();
+    let _worker = Sv0Process::worker(test.uri(), test.name(), &["--concurrency", "2"]);
     wait_count(&test.db, "probe_runs", doc! {}, 2, Duration::from_secs(20)).await;
 
     let mut most_held = 0;
@@ -135,10 +140,8 @@ async fn a_worker_whose_jobs_run_long_leases_no_more_than_it_runs() {
 #[tokio::test(flavor = "multi_thread")]
 async fn jobs_leased_ahead_behind_a_long_job_are_given_back_to_an_idle_worker() {
     let (test, queue) = setup("ahead_stale").await;
-    queue.enqueue_many(probes(5, 0, 10)).await.unwrap();
-    let long = queue.enqueue_many(probes(1, 8_000, 5)).await.unwrap()[0].id;
-    let waiting = enqueue_ids(&queue, probes(20, 0, 1)).await;
-    let first = WorkerProcess::start(test.uri(), test.name(), &["--concurrency", "1"]);
+    let (long, waiting) = quick_long_quick(&queue).await;
+    let first = Sv0Process::worker(test.uri(), test.name(), &["--concurrency", "1"]);
     wait_count(
         &test.db,
         "probe_runs",
@@ -148,7 +151,7 @@ async fn jobs_leased_ahead_behind_a_long_job_are_given_back_to_an_idle_worker() 
     )
     .await;
     let long_started = Instant::now();
-    let _second = WorkerProcess::start(test.uri(), test.name(), &["--concurrency", "4"]);
+    let _second = Sv0Process::worker(test.uri(), test.name(), &["--concurrency", "4"]);
     wait_count(
         &test.db,
         "jobs",

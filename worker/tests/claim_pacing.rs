@@ -10,7 +10,10 @@ mod support;
 use std::time::{Duration, Instant};
 
 use mongodb::bson::doc;
-use support::{WorkerProcess, count, enqueue_ids, setup, setup_on, start_latency_ms, wait_count};
+use support::{
+    Sv0Process, count, enqueue_ids, probes, setup, setup_on, start_latency_ms, wait_count,
+    wait_status,
+};
 use sv0_queue::NewJob;
 use sv0_testkit::oplog_stand;
 
@@ -22,24 +25,15 @@ use sv0_testkit::oplog_stand;
 #[tokio::test(flavor = "multi_thread")]
 async fn a_kind_at_its_limit_neither_hides_other_kinds_nor_makes_the_worker_spin() {
     let (test, queue) = setup("hardening_spin").await;
-    let long: Vec<NewJob> = (0..600)
-        .map(|_| NewJob::new("probe", doc! {"sleep_ms": 60_000_i64}))
-        .collect();
+    let long: Vec<NewJob> = probes(600, 60_000_i64);
     queue.enqueue_many(long).await.unwrap();
     let noop = queue
         .enqueue(NewJob::new("noop", doc! {}))
         .await
         .unwrap()
         .id;
-    let worker = WorkerProcess::start(test.uri(), test.name(), &["--kind-limit", "probe=1"]);
-    wait_count(
-        &test.db,
-        "jobs",
-        doc! {"_id": noop, "status": "succeeded"},
-        1,
-        Duration::from_secs(10),
-    )
-    .await;
+    let worker = Sv0Process::worker(test.uri(), test.name(), &["--kind-limit", "probe=1"]);
+    wait_status(&test.db, noop, "succeeded", Duration::from_secs(10)).await;
 
     // Idle now but for its one long probe: count its claim queries over two seconds.
     tokio::time::sleep(Duration::from_millis(1_500)).await;
@@ -77,7 +71,7 @@ async fn a_claim_that_wins_nothing_is_followed_by_a_pause() {
         .await
         .unwrap()
         .id;
-    let worker = WorkerProcess::start(test.uri(), test.name(), &["--reap-every-ms", "3600000"]);
+    let worker = Sv0Process::worker(test.uri(), test.name(), &["--reap-every-ms", "3600000"]);
     worker.wait_for_event("worker started", Duration::from_secs(20));
     tokio::time::sleep(Duration::from_millis(500)).await;
     test.db
@@ -112,38 +106,22 @@ async fn a_claim_that_wins_nothing_is_followed_by_a_pause() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_free_slot_beside_long_jobs_is_not_left_idle() {
     let (test, queue) = setup("hardening_idle_slot").await;
-    let mut jobs: Vec<NewJob> = (0..3)
-        .map(|_| NewJob::new("probe", doc! {"sleep_ms": 30_000_i64}))
-        .collect();
+    let mut jobs: Vec<NewJob> = probes(3, 30_000_i64);
     jobs.push(NewJob::new("probe", doc! {"sleep_ms": 200_i64}));
     let ids = enqueue_ids(&queue, jobs).await;
-    let worker = WorkerProcess::start(
+    let worker = Sv0Process::worker(
         test.uri(),
         test.name(),
         &["--concurrency", "4", "--claim-ahead", "0"],
     );
-    wait_count(
-        &test.db,
-        "jobs",
-        doc! {"_id": ids[3], "status": "succeeded"},
-        1,
-        Duration::from_secs(20),
-    )
-    .await;
+    wait_status(&test.db, ids[3], "succeeded", Duration::from_secs(20)).await;
     assert_eq!(count(&test.db, "jobs", doc! {"status": "running"}).await, 3);
     let next = queue
         .enqueue(NewJob::new("noop", doc! {}))
         .await
         .unwrap()
         .id;
-    wait_count(
-        &test.db,
-        "jobs",
-        doc! {"_id": next, "status": "succeeded"},
-        1,
-        Duration::from_secs(5),
-    )
-    .await;
+    wait_status(&test.db, next, "succeeded", Duration::from_secs(5)).await;
     drop(worker);
 }
 
@@ -160,7 +138,7 @@ async fn a_worker_with_half_its_room_free_claims_at_once_while_busy() {
         .await
         .unwrap()
         .id;
-    let worker = WorkerProcess::start(
+    let worker = Sv0Process::worker(
         test.uri(),
         test.name(),
         &[
@@ -178,28 +156,14 @@ async fn a_worker_with_half_its_room_free_claims_at_once_while_busy() {
         "waking on a change stream of new jobs",
         Duration::from_secs(20),
     );
-    wait_count(
-        &test.db,
-        "jobs",
-        doc! {"_id": long, "status": "running"},
-        1,
-        Duration::from_secs(20),
-    )
-    .await;
+    wait_status(&test.db, long, "running", Duration::from_secs(20)).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let next = queue
         .enqueue(NewJob::new("noop", doc! {}))
         .await
         .unwrap()
         .id;
-    wait_count(
-        &test.db,
-        "jobs",
-        doc! {"_id": next, "status": "succeeded"},
-        1,
-        Duration::from_secs(20),
-    )
-    .await;
+    wait_status(&test.db, next, "succeeded", Duration::from_secs(20)).await;
     let latency = start_latency_ms(&test.db, next).await;
     assert!(
         latency < 2_000,
@@ -215,11 +179,9 @@ async fn a_worker_with_half_its_room_free_claims_at_once_while_busy() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_busy_worker_claims_in_batches_not_per_freed_slot() {
     let (test, queue) = setup("hardening_batches").await;
-    let jobs: Vec<NewJob> = (0..400)
-        .map(|_| NewJob::new("probe", doc! {"sleep_ms": 20_i64}))
-        .collect();
+    let jobs: Vec<NewJob> = probes(400, 20_i64);
     queue.enqueue_many(jobs).await.unwrap();
-    let worker = WorkerProcess::start(
+    let worker = Sv0Process::worker(
         test.uri(),
         test.name(),
         &["--concurrency", "8", "--claim-ahead", "0"],
@@ -250,7 +212,7 @@ async fn a_kind_limit_above_one_counts_the_jobs_already_running() {
         .enqueue(NewJob::new("probe", doc! {"sleep_ms": 30_000_i64}))
         .await
         .unwrap();
-    let worker = WorkerProcess::start(
+    let worker = Sv0Process::worker(
         test.uri(),
         test.name(),
         &["--kind-limit", "probe=2", "--concurrency", "8"],
@@ -263,9 +225,7 @@ async fn a_kind_limit_above_one_counts_the_jobs_already_running() {
         Duration::from_secs(20),
     )
     .await;
-    let more: Vec<NewJob> = (0..5)
-        .map(|_| NewJob::new("probe", doc! {"sleep_ms": 30_000_i64}))
-        .collect();
+    let more: Vec<NewJob> = probes(5, 30_000_i64);
     queue.enqueue_many(more).await.unwrap();
     wait_count(
         &test.db,
@@ -297,7 +257,7 @@ async fn leasing_ahead_does_not_hoard_slow_jobs_behind_fast_ones() {
         let mut args = vec!["--concurrency", "1"];
         args.extend_from_slice(extra);
         let workers: Vec<_> = (0..2)
-            .map(|_| WorkerProcess::start(test.uri(), test.name(), &args))
+            .map(|_| Sv0Process::worker(test.uri(), test.name(), &args))
             .collect();
         for worker in &workers {
             worker.id();

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use mongodb::bson::doc;
-use support::{WorkerProcess, count, setup, wait_count};
+use support::{Sv0Process, count, setup, wait_count};
 use sv0_queue::NewJob;
 
 const JOBS: usize = 5_000;
@@ -21,8 +21,8 @@ async fn four_workers_drain_5000_jobs_and_each_commits_exactly_once() {
         .collect();
     let enqueued = queue.enqueue_many(jobs).await.unwrap();
 
-    let mut workers: Vec<WorkerProcess> = (0..4)
-        .map(|_| WorkerProcess::start(test.uri(), test.name(), &["--concurrency", "8"]))
+    let mut workers: Vec<Sv0Process> = (0..4)
+        .map(|_| Sv0Process::worker(test.uri(), test.name(), &["--concurrency", "8"]))
         .collect();
     let all_succeeded = doc! {"status": "succeeded"};
     wait_count(

@@ -7,19 +7,17 @@ use std::time::Duration;
 
 use mongodb::bson::doc;
 use nix::sys::signal::Signal;
-use support::{WorkerProcess, all, enqueue_ids, job, setup, wait_count};
+use support::{Sv0Process, all, enqueue_ids, job, probes, setup, wait_count, wait_status};
 use sv0_queue::NewJob;
 use sv0_testkit::{FaultProxy, stand};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn jobs_of_a_sigkilled_worker_are_reclaimed_after_the_lease_ttl_and_complete() {
     let (test, queue) = setup("worker_sigkill").await;
-    let jobs: Vec<NewJob> = (0..6)
-        .map(|_| NewJob::new("probe", doc! {"sleep_ms": 5_000_i64}))
-        .collect();
+    let jobs: Vec<NewJob> = probes(6, 5_000_i64);
     let ids = enqueue_ids(&queue, jobs).await;
 
-    let first = WorkerProcess::start(
+    let first = Sv0Process::worker(
         test.uri(),
         test.name(),
         &["--concurrency", "6", "--lease-ttl-ms", "1500"],
@@ -38,7 +36,7 @@ async fn jobs_of_a_sigkilled_worker_are_reclaimed_after_the_lease_ttl_and_comple
     tokio::time::sleep(Duration::from_millis(500)).await;
     first.signal(Signal::SIGKILL);
 
-    let second = WorkerProcess::start(
+    let second = Sv0Process::worker(
         test.uri(),
         test.name(),
         &["--concurrency", "6", "--lease-ttl-ms", "1500"],
@@ -87,7 +85,7 @@ async fn a_partitioned_worker_is_fenced_out_and_the_second_workers_commit_stands
     // The handler (1.5 s) ends well inside the TTL less the self-fence margin (3 s − 0.6 s), so
     // it finishes during the partition instead of being stopped by its own worker.
     let ttl = ["--lease-ttl-ms", "3000"];
-    let first = WorkerProcess::start(&through_proxy, test.name(), &ttl);
+    let first = Sv0Process::worker(&through_proxy, test.name(), &ttl);
     let first_id = first.id();
     wait_count(
         &test.db,
@@ -105,7 +103,7 @@ async fn a_partitioned_worker_is_fenced_out_and_the_second_workers_commit_stands
     // Cut the first worker off; its handler finishes during the partition, and its completion
     // and heartbeat writes are held in the black hole.
     proxy.black_hole();
-    let second = WorkerProcess::start(test.uri(), test.name(), &ttl);
+    let second = Sv0Process::worker(test.uri(), test.name(), &ttl);
     let second_id = second.id();
     wait_count(
         &test.db,
@@ -153,60 +151,31 @@ async fn a_partitioned_worker_is_fenced_out_and_the_second_workers_commit_stands
 
 /// An outcome write that fails because the database is away for a moment is retried until it
 /// lands, within the lease: the job succeeds on its one run instead of waiting out its lease and
-/// running again. The database here is a devdb of the test's own, stopped cleanly and started
-/// again on the same port and data while the handler runs; the worker fails fast while it is
-/// away (a short server-selection timeout in its URI), as it would on a refused connection.
+/// running again. The database is an [`Outage`]'s, started again on the same port and data.
 #[tokio::test(flavor = "multi_thread")]
 async fn an_outcome_write_during_a_short_outage_is_retried_and_lands() {
     if sv0_testkit::on_real_mongodb() {
         return; // the outage is of a stand of the test's own
     }
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("outage.h2");
-    let first = sv0_devdb::DevDb::builder().data(&file).start().unwrap();
-    let addr = first.addr();
-    let client = mongodb::Client::with_uri_str(first.uri()).await.unwrap();
-    let db = client.database("outage");
-    let queue = sv0_queue::Queue::new(&db);
-    queue.ensure_indexes().await.unwrap();
-    let id = queue
-        .enqueue(NewJob::new("probe", doc! {"sleep_ms": 2_000_i64}).max_attempts(3))
-        .await
-        .unwrap()
-        .id;
-    let uri = format!("mongodb://{addr}/?directConnection=true&serverSelectionTimeoutMS=300");
-    let worker = WorkerProcess::start(&uri, "outage", &["--lease-ttl-ms", "15000"]);
-    wait_count(&db, "probe_runs", doc! {}, 1, Duration::from_secs(20)).await;
-    client.shutdown().await;
-    first.stop().expect("a clean stop");
+    let outage = Outage::begin("outage", 2_000, "15000").await;
     // The handler ends while the database is away; its completion fails and is retried.
     tokio::time::sleep(Duration::from_secs(4)).await;
-    let second = sv0_devdb::DevDb::builder()
-        .listen(addr)
-        .data(&file)
-        .start()
-        .unwrap();
-    let client = mongodb::Client::with_uri_str(second.uri()).await.unwrap();
-    let db = client.database("outage");
-    wait_count(
-        &db,
-        "jobs",
-        doc! {"_id": id, "status": "succeeded"},
-        1,
-        Duration::from_secs(30),
-    )
-    .await;
+    let (second, client, db) = outage.end().await;
+    wait_status(&db, outage.job, "succeeded", Duration::from_secs(30)).await;
     assert!(
-        !worker.events("outcome write failed; retrying").is_empty(),
+        !outage
+            .worker
+            .events("outcome write failed; retrying")
+            .is_empty(),
         "the completion met the outage: {:#?}",
-        worker.all_events()
+        outage.worker.all_events()
     );
     assert_eq!(
         all(&db, "probe_runs", doc! {}).await.len(),
         1,
         "one run: the completion landed, the job did not run again"
     );
-    drop(worker);
+    drop(outage);
     client.shutdown().await;
     second.stop().unwrap();
 }
@@ -220,27 +189,10 @@ async fn an_outcome_write_during_an_outage_longer_than_the_lease_gives_up_and_th
     if sv0_testkit::on_real_mongodb() {
         return; // the outage is of a stand of the test's own
     }
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("long-outage.h2");
-    let first = sv0_devdb::DevDb::builder().data(&file).start().unwrap();
-    let addr = first.addr();
-    let client = mongodb::Client::with_uri_str(first.uri()).await.unwrap();
-    let db = client.database("long_outage");
-    let queue = sv0_queue::Queue::new(&db);
-    queue.ensure_indexes().await.unwrap();
-    let id = queue
-        .enqueue(NewJob::new("probe", doc! {"sleep_ms": 500_i64}).max_attempts(3))
-        .await
-        .unwrap()
-        .id;
-    let uri = format!("mongodb://{addr}/?directConnection=true&serverSelectionTimeoutMS=300");
-    let worker = WorkerProcess::start(&uri, "long_outage", &["--lease-ttl-ms", "3000"]);
-    wait_count(&db, "probe_runs", doc! {}, 1, Duration::from_secs(20)).await;
-    client.shutdown().await;
-    first.stop().expect("a clean stop");
+    let outage = Outage::begin("long_outage", 500, "3000").await;
     // The handler ends while the database is away; its completion is retried for the lease's
     // life (3 s), then given up while the database is still away.
-    let gave_up = worker.wait_for_event(
+    let gave_up = outage.worker.wait_for_event(
         "outcome write failed; the lease will expire and the job run again",
         Duration::from_secs(15),
     );
@@ -248,29 +200,72 @@ async fn an_outcome_write_during_an_outage_longer_than_the_lease_gives_up_and_th
     // Its retries backed off (100 ms doubling, capped at 2 s, each attempt failing after the
     // 300 ms server selection): about four within the lease. A backoff that shrank instead
     // retries twice as often, and at last in a loop hammering a database that is away.
-    let retries = worker.events("outcome write failed; retrying").len();
+    let retries = outage.worker.events("outcome write failed; retrying").len();
     assert!((1..=6).contains(&retries), "{retries} retries in 3 s");
-    let second = sv0_devdb::DevDb::builder()
-        .listen(addr)
-        .data(&file)
-        .start()
-        .unwrap();
-    let client = mongodb::Client::with_uri_str(second.uri()).await.unwrap();
-    let db = client.database("long_outage");
-    wait_count(
-        &db,
-        "jobs",
-        doc! {"_id": id, "status": "succeeded"},
-        1,
-        Duration::from_secs(30),
-    )
-    .await;
+    let (second, client, db) = outage.end().await;
+    wait_status(&db, outage.job, "succeeded", Duration::from_secs(30)).await;
     assert_eq!(
         all(&db, "probe_runs", doc! {}).await.len(),
         2,
         "the job ran again after its lease expired"
     );
-    drop(worker);
+    drop(outage);
     client.shutdown().await;
     second.stop().unwrap();
+}
+
+/// A devdb of the test's own on a data file, with a probe job that sleeps `sleep_ms` queued on
+/// it and a worker (leases of `lease_ttl_ms`) running that job, and the database stopped cleanly
+/// while the handler runs: the handler ends while the database is away. The worker fails fast
+/// while it is (a short server-selection timeout in its URI), as on a refused connection.
+struct Outage {
+    _dir: tempfile::TempDir,
+    file: std::path::PathBuf,
+    addr: std::net::SocketAddr,
+    database: &'static str,
+    job: mongodb::bson::oid::ObjectId,
+    worker: Sv0Process,
+}
+
+impl Outage {
+    async fn begin(database: &'static str, sleep_ms: i64, lease_ttl_ms: &str) -> Outage {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join(format!("{database}.h2"));
+        let first = sv0_devdb::DevDb::builder().data(&file).start().unwrap();
+        let addr = first.addr();
+        let client = mongodb::Client::with_uri_str(first.uri()).await.unwrap();
+        let db = client.database(database);
+        let queue = sv0_queue::Queue::new(&db);
+        queue.ensure_indexes().await.unwrap();
+        let job = queue
+            .enqueue(NewJob::new("probe", doc! {"sleep_ms": sleep_ms}).max_attempts(3))
+            .await
+            .unwrap()
+            .id;
+        let uri = format!("mongodb://{addr}/?directConnection=true&serverSelectionTimeoutMS=300");
+        let worker = Sv0Process::worker(&uri, database, &["--lease-ttl-ms", lease_ttl_ms]);
+        wait_count(&db, "probe_runs", doc! {}, 1, Duration::from_secs(20)).await;
+        client.shutdown().await;
+        first.stop().expect("a clean stop");
+        Outage {
+            _dir: dir,
+            file,
+            addr,
+            database,
+            job,
+            worker,
+        }
+    }
+
+    /// The database back: devdb started again on the same port and data.
+    async fn end(&self) -> (sv0_devdb::DevDb, mongodb::Client, mongodb::Database) {
+        let second = sv0_devdb::DevDb::builder()
+            .listen(self.addr)
+            .data(&self.file)
+            .start()
+            .unwrap();
+        let client = mongodb::Client::with_uri_str(second.uri()).await.unwrap();
+        let db = client.database(self.database);
+        (second, client, db)
+    }
 }

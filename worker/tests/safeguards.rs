@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use mongodb::bson::{DateTime, doc};
 use nix::sys::signal::Signal;
-use support::{WorkerProcess, all, count, enqueue_ids, job, setup, wait_count};
+use support::{Sv0Process, all, count, enqueue_ids, job, setup, wait_count, wait_status};
 use sv0_queue::{CancelOutcome, NewJob};
 use sv0_testkit::{FaultProxy, stand};
 
@@ -37,7 +37,7 @@ async fn a_panicking_handler_fails_its_attempt_and_frees_its_slot() {
         .await
         .unwrap()
         .id;
-    let worker = WorkerProcess::start(
+    let worker = Sv0Process::worker(
         test.uri(),
         test.name(),
         &["--kind-limit", "probe=1", "--retry-base-ms", "50"],
@@ -75,7 +75,7 @@ async fn a_panicking_handler_fails_its_attempt_and_frees_its_slot() {
 async fn jobs_leased_ahead_by_a_killed_worker_run_once_elsewhere() {
     let (test, queue) = setup("hardening_ahead_kill").await;
     let ttl = ["--lease-ttl-ms", "1500", "--concurrency", "2"];
-    let first = WorkerProcess::start(test.uri(), test.name(), &ttl);
+    let first = Sv0Process::worker(test.uri(), test.name(), &ttl);
     let first_id = first.id();
     // Warm it up: probe runs take milliseconds, so it leases probes ahead.
     let warm: Vec<NewJob> = (0..20).map(|_| NewJob::new("probe", doc! {})).collect();
@@ -101,7 +101,7 @@ async fn jobs_leased_ahead_by_a_killed_worker_run_once_elsewhere() {
     }
     first.signal(Signal::SIGKILL);
 
-    let _second = WorkerProcess::start(test.uri(), test.name(), &ttl);
+    let _second = Sv0Process::worker(test.uri(), test.name(), &ttl);
     wait_count(
         &test.db,
         "jobs",
@@ -142,21 +142,14 @@ async fn a_cancel_requested_during_a_failing_attempt_is_not_lost() {
         .unwrap()
         .id;
     // A long lease: no heartbeat comes before `with_retry` gives up (after 1 + 2 + 4 s).
-    let _worker = WorkerProcess::start(
+    let _worker = Sv0Process::worker(
         test.uri(),
         test.name(),
         &["--lease-ttl-ms", "60000", "--retry-base-ms", "50"],
     );
     wait_count(&test.db, "probe_runs", doc! {}, 1, Duration::from_secs(20)).await;
     assert_eq!(queue.cancel(id).await.unwrap(), CancelOutcome::Requested);
-    wait_count(
-        &test.db,
-        "jobs",
-        doc! {"_id": id, "status": "cancelled"},
-        1,
-        Duration::from_secs(20),
-    )
-    .await;
+    wait_status(&test.db, id, "cancelled", Duration::from_secs(20)).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(
         count(&test.db, "probe_runs", doc! {"job_id": id}).await,
@@ -182,12 +175,12 @@ async fn a_partitioned_worker_stops_its_handler_before_another_worker_starts_the
         .id;
     let proxy = FaultProxy::start(stand().addr()).unwrap();
     let ttl = ["--lease-ttl-ms", "1500"];
-    let first = WorkerProcess::start(&stand().uri_via(proxy.addr()), test.name(), &ttl);
+    let first = Sv0Process::worker(&stand().uri_via(proxy.addr()), test.name(), &ttl);
     let first_id = first.id();
     wait_count(&test.db, "probe_runs", doc! {}, 1, Duration::from_secs(20)).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     proxy.black_hole();
-    let _second = WorkerProcess::start(test.uri(), test.name(), &ttl);
+    let _second = Sv0Process::worker(test.uri(), test.name(), &ttl);
     wait_count(
         &test.db,
         "probe_runs",
@@ -233,7 +226,7 @@ async fn a_run_past_its_time_bound_is_cancelled_and_fails() {
         .unwrap()
         .id;
     let started = Instant::now();
-    let worker = WorkerProcess::start(test.uri(), test.name(), &["--kind-timeout", "probe=1"]);
+    let worker = Sv0Process::worker(test.uri(), test.name(), &["--kind-timeout", "probe=1"]);
     wait_count(
         &test.db,
         "jobs",
@@ -282,7 +275,7 @@ fn bad_worker_flags_are_refused_with_the_flag_named() {
         ),
     ];
     for (flags, named) in refused {
-        let output = std::process::Command::new(support::SV0)
+        let output = std::process::Command::new(support::sv0())
             .args([
                 "worker",
                 "--diagnostics",
@@ -299,7 +292,7 @@ fn bad_worker_flags_are_refused_with_the_flag_named() {
     }
 
     let canary = "mongodb://user:canary-p4ssw0rd@db.example:27017/";
-    let help = std::process::Command::new(support::SV0)
+    let help = std::process::Command::new(support::sv0())
         .args(["worker", "--help"])
         .env("SV0_MONGODB_URI", canary)
         .output()
@@ -315,7 +308,7 @@ fn bad_worker_flags_are_refused_with_the_flag_named() {
 async fn a_limit_for_a_kind_not_served_is_refused() {
     let (test, _queue) = setup("hardening_unserved_kind").await;
     for flag in ["--kind-limit", "--kind-timeout"] {
-        let output = std::process::Command::new(support::SV0)
+        let output = std::process::Command::new(support::sv0())
             .args(["worker", "--diagnostics", "--mongodb-uri", test.uri()])
             .args(["--database", test.name(), "--metrics-addr", "127.0.0.1:0"])
             .args([flag, "scan=1"])
@@ -346,14 +339,14 @@ async fn a_job_that_crashes_its_worker_at_once_still_dies() {
         .unwrap()
         .id;
     let ttl = ["--lease-ttl-ms", "900"];
-    let _reaper = WorkerProcess::start(test.uri(), test.name(), &["--kinds", "noop"]);
+    let _reaper = Sv0Process::worker(test.uri(), test.name(), &["--kinds", "noop"]);
     for restart in 0.. {
         let status = job(&test.db, id).await;
         if status.get_str("status").unwrap() == "dead" {
             break;
         }
         assert!(restart < 8, "the poison job never died: {status}");
-        let mut worker = WorkerProcess::start(test.uri(), test.name(), &ttl);
+        let mut worker = Sv0Process::worker(test.uri(), test.name(), &ttl);
         let exited = worker.wait_exit(Duration::from_secs(20));
         assert!(!exited.success(), "the probe aborted the worker");
         // Its lease expires; the noop worker's reaper requeues the job, or kills it when spent.
@@ -371,12 +364,12 @@ async fn a_job_that_crashes_its_worker_at_once_still_dies() {
 const FAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
 
 /// A worker process whose wall clock runs `offset` (e.g. `+20s`) from this host's.
-fn skewed_worker(uri: &str, database: &str, offset: &str) -> WorkerProcess {
+fn skewed_worker(uri: &str, database: &str, offset: &str) -> Sv0Process {
     assert!(
         std::path::Path::new(FAKETIME).exists(),
         "{FAKETIME} is missing: run scripts/setup"
     );
-    WorkerProcess::start_with_env(
+    Sv0Process::worker_with_env(
         uri,
         database,
         &[],
@@ -424,14 +417,7 @@ async fn a_worker_whose_clock_is_far_off_claims_nothing() {
 
     // 5 s off is past a tenth of the TTL: it warns, and claims.
     let near = skewed_worker(test.uri(), test.name(), "-5s");
-    wait_count(
-        &test.db,
-        "jobs",
-        doc! {"_id": id, "status": "succeeded"},
-        1,
-        Duration::from_secs(20),
-    )
-    .await;
+    wait_status(&test.db, id, "succeeded", Duration::from_secs(20)).await;
     assert!(
         near.all_events()
             .iter()
@@ -449,7 +435,7 @@ async fn clock_skew_is_measured_from_the_middle_of_the_round_trip() {
     }
     let (test, _queue) = setup("hardening_skew_rtt").await;
     let proxy = FaultProxy::start(stand().addr()).unwrap();
-    let worker = WorkerProcess::start(
+    let worker = Sv0Process::worker(
         &stand().uri_via(proxy.addr()),
         test.name(),
         &["--lease-ttl-ms", "3000"],

@@ -15,15 +15,15 @@ use sv0_scheduler::controls::Controls;
 use sv0_scheduler::{Scheduler, SchedulerConfig, SchedulerMetrics, SlotLog};
 use sv0_testkit::TestDb;
 
-pub struct Stand {
+pub struct Fixture {
     pub tdb: TestDb,
     pub domain: Domain,
     pub pipeline: Arc<Pipeline>,
     pub slot_log: SlotLog,
 }
 
-impl Stand {
-    pub async fn new(label: &str) -> Stand {
+impl Fixture {
+    pub async fn new(label: &str) -> Fixture {
         let tdb = TestDb::new(label).await;
         let domain = Domain::new(&tdb.db);
         domain.ensure_indexes().await.unwrap();
@@ -33,7 +33,7 @@ impl Stand {
         slot_log.ensure_indexes().await.unwrap();
         let broker = CredentialBroker::unobserved();
         let pipeline = Arc::new(Pipeline::new(domain.clone(), queue, broker));
-        Stand {
+        Fixture {
             tdb,
             domain,
             pipeline,

@@ -1,4 +1,4 @@
-//! The agenda side: `bench/agenda/peer.mjs` runs the real npm `agenda` 6 with
+//! The agenda side: `tools/bench/agenda/peer.mjs` runs the real npm `agenda` 6 with
 //! `@agendajs/mongo-backend` (processEvery 100 ms, a no-op job definition) in node processes.
 //! Jobs live in agenda's own collection, `agendaJobs`; a job is done once `lastFinishedAt` is set.
 

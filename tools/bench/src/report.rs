@@ -376,7 +376,7 @@ fn now() -> String {
 }
 
 /// The whole of `docs/benchmarks.md`: how it was made, the table, the targets, the sections of
-/// their own, and the explanation (`bench/src/explanation.md`, which states no figures of its
+/// their own, and the explanation (`tools/bench/src/explanation.md`, which states no figures of its
 /// own). The plots it links are drawn from the JSON file by `scripts/plot-bench`.
 pub fn markdown(results: &Results, machine: &Machine, facts: &RunFacts) -> String {
     let RunFacts {
@@ -410,7 +410,7 @@ pub fn markdown(results: &Results, machine: &Machine, facts: &RunFacts) -> Strin
          Machine: {} cores ({}), {} of memory, shared with other work (load average {} when the\n\
          run began); node {}; devdb (mongo-java-server 1.47.0, in memory) as the server for every\n\
          peer. **These are the stand's figures, not MongoDB's**: compare the columns, not the\n\
-         absolute numbers (README, \"Its cost model\").\n\n\
+         absolute numbers (`tools/devdb/README.md`, \"Its cost model\").\n\n\
          ## Results\n\n{}{latency_plot}\n",
         now(),
         elapsed.as_secs_f64(),
@@ -620,8 +620,8 @@ fn claims_section(costs: &[ClaimCost]) -> String {
          does: no query to find them.\n\n\
          ![Claim cost by backlog](bench-claim-cost.png)\n\n{}\n\
          - **By queued jobs** (from {} to {} queued, the median claim grew {}). devdb ignores \
-           non-unique indexes (docs/design.md, \"The test stand and its cost model\"; README, \
-           \"Its cost model\"), so the candidate \
+           non-unique indexes (docs/design.md, \"The test stand and its cost model\"; \
+           `tools/devdb/README.md`, \"Its cost model\"), so the candidate \
            query scans the whole collection and sorts every queued job by priority and \
            `run_at` to return the first {batch}, and the claim's `update_many` scans it again \
            (without a sort: its filter turns most jobs away on their `_id` range). So the claim \

@@ -1,8 +1,8 @@
 //! Starts and stops devdb, the MongoDB-wire server sv0 develops and tests against.
 //!
 //! This crate owns the devdb process: where its jar is, how it is launched, how its bound address
-//! is read back, and how it is stopped. The server itself is the Java program in `devdb/java`,
-//! built by `devdb/install`. This crate must not know any sv0 collection or speak the MongoDB
+//! is read back, and how it is stopped. The server itself is the Java program in `tools/devdb/java`,
+//! built by `tools/devdb/install`. This crate must not know any sv0 collection or speak the MongoDB
 //! protocol: callers connect with the driver to [`DevDb::uri`].
 //!
 //! A started devdb watches its standard input and stops when it closes, so an instance never
@@ -17,7 +17,7 @@ use std::time::Duration;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-/// Where `devdb/install` puts the jar, relative to this crate.
+/// Where `tools/devdb/install` puts the jar, relative to this crate.
 const DEFAULT_JAR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/java/target/devdb.jar");
 
 /// Overrides the jar's location, e.g. for a binary installed away from the source tree.
@@ -28,7 +28,7 @@ const STOP_GRACE: Duration = Duration::from_secs(20);
 
 #[derive(Debug, thiserror::Error)]
 pub enum DevDbError {
-    #[error("devdb jar not found at {0}: build it with devdb/install")]
+    #[error("devdb jar not found at {0}: build it with tools/devdb/install")]
     JarMissing(PathBuf),
     #[error("could not run java for devdb: {0}")]
     Spawn(#[source] std::io::Error),

@@ -11,6 +11,8 @@
 //! - [`FaultProxy`] sits between a process and the server: latency, cut connections, black hole.
 //! - [`StagedConnectors`] copies connector executables where an unprivileged connector user can
 //!   run them.
+//! - [`Sv0Process`] runs the `sv0` binary as a worker, scheduler or admin API with test-friendly
+//!   flags and collects its JSON log lines; [`poll`] waits on conditions and counts documents.
 //! - [`fake_vault`] and [`fake_identity`] stand in for Azure Key Vault and a managed-identity
 //!   endpoint, for the broker in-process and for real `sv0 worker` processes alike.
 
@@ -18,8 +20,12 @@ pub mod connectors;
 pub mod fake_identity;
 pub mod fake_vault;
 pub mod fault_proxy;
+pub mod poll;
+pub mod process;
 mod stand;
 
 pub use connectors::StagedConnectors;
 pub use fault_proxy::FaultProxy;
+pub use poll::{all, count, eventually, wait_count};
+pub use process::{Sv0Process, http_get, sv0};
 pub use stand::{REAL_MONGODB_ENV, Stand, TestDb, connect, on_real_mongodb, oplog_stand, stand};

@@ -6,7 +6,7 @@
 //! and a `find_one_and_update` returning the new document were all exposed. The driver retries a
 //! read once on a new connection, which hid it; this test turns retries off so every such failure
 //! is counted. devdb now has an update change a copy of the document and store the copy
-//! (`devdb/java/.../ReadSafeMemoryCollection.java`). On MongoDB the test passes trivially.
+//! (`tools/devdb/java/.../ReadSafeMemoryCollection.java`). On MongoDB the test passes trivially.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -1,6 +1,6 @@
 //! The stand's known gaps, each pinned by a test that shows what happens on devdb. The product
 //! must rely on none of them. The day mongo-java-server closes a gap, its test fails here and says
-//! so: update docs/design.md ("The test stand and its cost model") and the README then.
+//! so: update docs/design.md ("The test stand and its cost model") and tools/devdb/README.md then.
 //!
 //! These pin devdb's behaviour, not MongoDB's, so each returns early on a real MongoDB.
 

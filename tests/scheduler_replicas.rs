@@ -35,6 +35,27 @@ async fn runs_of(fixture: &Fixture, scope: &ScanScope) -> Vec<ScanRun> {
         .unwrap()
 }
 
+/// The fixture's database, as the processes a test starts are pointed at it: the stand's URI and
+/// the database's name.
+fn database_of(fixture: &Fixture) -> (String, String) {
+    (
+        fixture.tdb.uri().to_string(),
+        fixture.tdb.name().to_string(),
+    )
+}
+
+/// Acme's scope of the demo connector over a small aws graph, with a minute's budget.
+async fn small_aws_scope(fixture: &Fixture) -> ScanScope {
+    fixture
+        .provision(
+            "acme",
+            DEMO_KIND,
+            doc! { "clouds": ["aws"], "size": 10, "seed": 1 },
+            60,
+        )
+        .await
+}
+
 /// A scope every 5 seconds, every slot allowed to run (no workers: runs stay queued).
 async fn scope_every_5s(fixture: &Fixture, tenant: &str) -> ScanScope {
     let scope = fixture.provision(tenant, DEMO_KIND, doc! {}, 60).await;
@@ -56,10 +77,7 @@ async fn three_replicas_run_every_slot_of_every_scope_exactly_once() {
             scopes.push(scope_every_5s(&fixture, tenant).await);
         }
     }
-    let (uri, name) = (
-        fixture.tdb.uri().to_string(),
-        fixture.tdb.name().to_string(),
-    );
+    let (uri, name) = database_of(&fixture);
     let mut replicas: Vec<Sv0Process> = (0..3)
         .map(|_| Sv0Process::scheduler(&uri, &name, &["--claim-lease-ms", "2000"]))
         .collect();
@@ -123,10 +141,7 @@ async fn three_replicas_run_every_slot_of_every_scope_exactly_once() {
 async fn a_replica_killed_holding_a_claim_is_taken_over_after_the_lease_without_a_duplicate() {
     let fixture = Fixture::new("sched_e2e_kill").await;
     let scope = scope_every_5s(&fixture, "acme").await;
-    let (uri, name) = (
-        fixture.tdb.uri().to_string(),
-        fixture.tdb.name().to_string(),
-    );
+    let (uri, name) = database_of(&fixture);
     // Replica A talks to the database through a slow link, so it holds its claim for seconds.
     let proxy = FaultProxy::start(stand().addr()).unwrap();
     proxy.set_latency(Duration::from_millis(400));
@@ -192,14 +207,7 @@ async fn a_replica_killed_holding_a_claim_is_taken_over_after_the_lease_without_
 #[tokio::test]
 async fn scheduled_scans_run_end_to_end_through_real_workers() {
     let fixture = Fixture::new("sched_e2e_scans").await;
-    let scope = fixture
-        .provision(
-            "acme",
-            DEMO_KIND,
-            doc! { "clouds": ["aws"], "size": 10, "seed": 1 },
-            60,
-        )
-        .await;
+    let scope = small_aws_scope(&fixture).await;
     let scope = fixture
         .domain
         .set_schedule("acme", scope.id, Some(Schedule::every(5)), DateTime::now())
@@ -209,10 +217,7 @@ async fn scheduled_scans_run_end_to_end_through_real_workers() {
         fixture.worker(&["acme"], &[]),
         fixture.worker(&["acme"], &[]),
     ];
-    let (uri, name) = (
-        fixture.tdb.uri().to_string(),
-        fixture.tdb.name().to_string(),
-    );
+    let (uri, name) = database_of(&fixture);
     let _scheduler = Sv0Process::scheduler(&uri, &name, &[]);
     let deadline = Instant::now() + Duration::from_secs(60);
     let succeeded = loop {
@@ -281,14 +286,7 @@ async fn scheduled_scans_run_end_to_end_through_real_workers() {
 #[tokio::test]
 async fn a_run_whose_first_job_was_lost_is_repaired_and_runs_to_success() {
     let fixture = Fixture::new("sched_first_job").await;
-    let scope = fixture
-        .provision(
-            "acme",
-            DEMO_KIND,
-            doc! { "clouds": ["aws"], "size": 10, "seed": 1 },
-            60,
-        )
-        .await;
+    let scope = small_aws_scope(&fixture).await;
     let mut run = ScanRun::new(
         "acme",
         Trigger::ManualApi { requested_by: None },
@@ -298,10 +296,7 @@ async fn a_run_whose_first_job_was_lost_is_repaired_and_runs_to_success() {
     run.instance_id = Some(scope.instance_id);
     fixture.domain.insert_run(&run).await.unwrap();
     let _worker = fixture.worker(&["acme"], &[]);
-    let (uri, name) = (
-        fixture.tdb.uri().to_string(),
-        fixture.tdb.name().to_string(),
-    );
+    let (uri, name) = database_of(&fixture);
     let scheduler = Sv0Process::scheduler(
         &uri,
         &name,

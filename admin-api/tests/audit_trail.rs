@@ -45,13 +45,8 @@ async fn an_action_whose_entry_cannot_be_written_is_refused_and_not_taken() {
     let api = Api::start("audit_unwritable").await;
     let (_, scope) = api.tenant_with_scope("acme").await;
     break_audit_of(&api, "scope.pause").await;
-    let paused = api
-        .post(
-            Role::Operator,
-            &format!("/api/v1/tenants/acme/scopes/{}/pause", scope.id),
-            json!({"note": "unaudited"}),
-        )
-        .await;
+    let scope_path = support::scope_path(&scope);
+    let paused = api.pause_scope(&scope_path, "unaudited").await;
     assert_eq!(
         paused.status,
         StatusCode::SERVICE_UNAVAILABLE,
@@ -73,13 +68,7 @@ async fn an_action_whose_entry_cannot_be_written_is_refused_and_not_taken() {
     );
 
     // Other actions still work and are recorded.
-    let triggered = api
-        .post(
-            Role::Operator,
-            &format!("/api/v1/tenants/acme/scopes/{}/trigger", scope.id),
-            json!(null),
-        )
-        .await;
+    let triggered = api.trigger_scope(&scope_path).await;
     assert_eq!(
         triggered.status,
         StatusCode::CREATED,
@@ -93,14 +82,13 @@ async fn an_action_whose_entry_cannot_be_written_is_refused_and_not_taken() {
 async fn entries_are_started_then_completed_with_old_and_new_values() {
     let api = Api::start("audit_changes").await;
     let (instance, scope) = api.tenant_with_scope("acme").await;
-    let scope_path = format!("/api/v1/tenants/acme/scopes/{}", scope.id);
+    let scope_path = support::scope_path(&scope);
 
     let renamed = api
-        .call(
+        .patch(
             Role::Operator,
-            Method::PATCH,
             &scope_path,
-            Some(json!({"name": "nightly", "max_runtime_seconds": 600})),
+            json!({"name": "nightly", "max_runtime_seconds": 600}),
         )
         .await;
     assert_eq!(renamed.status, StatusCode::OK, "{:?}", renamed.body);
@@ -121,13 +109,7 @@ async fn entries_are_started_then_completed_with_old_and_new_values() {
         "an unchanged field is not recorded"
     );
 
-    let paused = api
-        .post(
-            Role::Operator,
-            &format!("{scope_path}/pause"),
-            json!({"note": "maintenance"}),
-        )
-        .await;
+    let paused = api.pause_scope(&scope_path, "maintenance").await;
     assert_eq!(paused.status, StatusCode::OK);
     let entry = &entries_of(&api, "scope.pause").await[0];
     assert_eq!(
@@ -140,11 +122,10 @@ async fn entries_are_started_then_completed_with_old_and_new_values() {
     );
 
     let edited = api
-        .call(
+        .patch(
             Role::Operator,
-            Method::PATCH,
             &format!("/api/v1/tenants/acme/instances/{}", instance.id),
-            Some(json!({"credentials_ref": {"provider": "env", "ref": "ROTATED"}})),
+            json!({"credentials_ref": {"provider": "env", "ref": "ROTATED"}}),
         )
         .await;
     assert_eq!(edited.status, StatusCode::OK, "{:?}", edited.body);
@@ -171,14 +152,7 @@ async fn entries_are_started_then_completed_with_old_and_new_values() {
         "ROTATED"
     );
 
-    let suspended = api
-        .call(
-            Role::SuperAdmin,
-            Method::PATCH,
-            "/api/v1/tenants/acme",
-            Some(json!({"status": "suspended"})),
-        )
-        .await;
+    let suspended = api.set_tenant_status("acme", "suspended").await;
     assert_eq!(suspended.status, StatusCode::OK);
     assert_eq!(
         entries_of(&api, "tenant.set_status").await[0]
@@ -194,13 +168,7 @@ async fn entries_are_started_then_completed_with_old_and_new_values() {
 async fn an_action_the_state_refuses_is_completed_as_refused() {
     let api = Api::start("audit_refused").await;
     let (_, scope) = api.tenant_with_scope("acme").await;
-    let run = api
-        .post(
-            Role::Operator,
-            "/api/v1/scan-runs",
-            support::manual_run("acme", &scope.id.to_hex()),
-        )
-        .await;
+    let run = api.run_now(Role::Operator, &scope).await;
     let run_id = run.body["id"].as_str().unwrap();
     let cancel = format!("/api/v1/scan-runs/{run_id}/cancel");
     assert_eq!(
@@ -277,12 +245,7 @@ async fn refusals_are_counted_and_recorded_at_a_bounded_rate() {
     let forbidden = api.get(Role::ReadOnly, "/api/v1/tokens").await;
     assert_eq!(forbidden.status, StatusCode::FORBIDDEN);
 
-    let metrics = reqwest::get(format!("{}/metrics", api.base))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = api.metrics().await;
     let count = |labels: &str| {
         metrics
             .lines()

@@ -301,13 +301,7 @@ async fn each_role_gets_exactly_its_rights_on_every_route() {
 async fn a_ci_token_reads_deploy_gate_runs_only() {
     let api = Api::start("auth_ci_runs").await;
     let (_, scope) = api.tenant_with_scope("acme").await;
-    let manual = api
-        .post(
-            Role::Operator,
-            "/api/v1/scan-runs",
-            support::manual_run("acme", &scope.id.to_hex()),
-        )
-        .await;
+    let manual = api.run_now(Role::Operator, &scope).await;
     assert_eq!(manual.status, StatusCode::CREATED, "{:?}", manual.body);
     let deploy = api
         .post(
@@ -380,12 +374,7 @@ async fn tokens_are_stored_as_digests_and_never_shown_again() {
     assert_eq!(made.status, StatusCode::CREATED);
     let listed = api.get(Role::SuperAdmin, "/api/v1/tokens").await;
     let audit = api.get(Role::SuperAdmin, "/api/v1/audit-log").await;
-    let metrics = reqwest::get(format!("{}/metrics", api.base))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = api.metrics().await;
     let mut everything = format!("{:?}{:?}{:?}{metrics}", made.body, listed.body, audit.body);
     for name in ["api_tokens", "audit_log", "scan_runs", "jobs"] {
         everything.push_str(&format!("{:?}", dump(&api, name).await));

@@ -75,6 +75,14 @@ fn assert_refused(reply: impl Into<Answer>, field: &str) {
     assert_eq!(reply.body["error"]["field"], field, "{:?}", reply.body);
 }
 
+/// The API answers after a refusal: refusing did not take it down.
+async fn assert_still_answers(api: &Api) {
+    assert_eq!(
+        api.get(Role::Operator, "/api/v1/scopes").await.status,
+        StatusCode::OK
+    );
+}
+
 /// The scope a user sent, nested 115 levels deep, used to be stored and audited before the API
 /// aborted on it. Now the create is a 400 naming the path, and nothing is stored or audited.
 #[tokio::test(flavor = "multi_thread")]
@@ -107,10 +115,7 @@ async fn a_scope_nested_115_deep_is_refused_naming_the_path_and_nothing_is_store
             .await,
         0
     );
-    assert_eq!(
-        api.get(Role::Operator, "/api/v1/scopes").await.status,
-        StatusCode::OK
-    );
+    assert_still_answers(&api).await;
 }
 
 /// 32 levels (the body itself the first) pass; 33 are refused, in a create and in an edit.
@@ -134,13 +139,12 @@ async fn a_body_of_32_levels_is_accepted_and_of_33_refused() {
         .post(Role::Operator, "/api/v1/tenants/acme/scopes", create(32))
         .await;
     assert_refused(&refused, &format!("scope{}", ".a".repeat(31)));
-    let path = format!("/api/v1/tenants/acme/scopes/{}", scope.id.to_hex());
+    let path = support::scope_path(&scope);
     let edited = api
-        .call(
+        .patch(
             Role::Operator,
-            Method::PATCH,
             &path,
-            Some(json!({"scope": nested(32, json!(1))})),
+            json!({"scope": nested(32, json!(1))}),
         )
         .await;
     assert_refused(&edited, &format!("scope{}", ".a".repeat(31)));
@@ -177,10 +181,7 @@ async fn a_body_a_hundred_thousand_levels_deep_is_a_clean_400() {
     let arrays = format!("{}{}", "[".repeat(levels), "]".repeat(levels));
     let reply = post_raw(&api, Role::Operator, "/api/v1/jobs/bulk/cancel", arrays).await;
     assert_refused(&reply, &"[0]".repeat(32));
-    assert_eq!(
-        api.get(Role::Operator, "/api/v1/scopes").await.status,
-        StatusCode::OK
-    );
+    assert_still_answers(&api).await;
 }
 
 /// A scope is at most 64 KiB as BSON; its keys hold no NUL, no leading `$`, no `.`.
@@ -195,13 +196,12 @@ async fn an_oversized_scope_or_a_bad_key_is_refused_naming_it() {
         .post(Role::Operator, "/api/v1/tenants/acme/scopes", big)
         .await;
     assert_refused(&reply, "scope");
-    let path = format!("/api/v1/tenants/acme/scopes/{}", scope.id.to_hex());
+    let path = support::scope_path(&scope);
     let reply = api
-        .call(
+        .patch(
             Role::Operator,
-            Method::PATCH,
             &path,
-            Some(json!({"scope": {"blob": "x".repeat(65 * 1024)}})),
+            json!({"scope": {"blob": "x".repeat(65 * 1024)}}),
         )
         .await;
     assert_refused(&reply, "scope");
@@ -228,12 +228,7 @@ async fn an_oversized_scope_or_a_bad_key_is_refused_naming_it() {
             .await;
         assert_refused(&reply, field);
         let reply = api
-            .call(
-                Role::Operator,
-                Method::PATCH,
-                &path,
-                Some(json!({ "scope": scope })),
-            )
+            .patch(Role::Operator, &path, json!({ "scope": scope }))
             .await;
         assert_refused(&reply, field);
     }
@@ -256,14 +251,9 @@ async fn a_cron_expression_past_256_characters_is_refused() {
     assert_eq!(expression.len(), 257);
     let schedule =
         json!({"cadence": {"type": "cron", "expression": expression, "time_zone": "UTC"}});
-    let path = format!("/api/v1/tenants/acme/scopes/{}/schedule", scope.id.to_hex());
+    let path = format!("{}/schedule", support::scope_path(&scope));
     let reply = api
-        .call(
-            Role::Operator,
-            Method::PUT,
-            &path,
-            Some(json!({ "schedule": schedule })),
-        )
+        .put(Role::Operator, &path, json!({ "schedule": schedule }))
         .await;
     assert_refused(&reply, "schedule.cadence.expression");
     let reply = api
@@ -340,40 +330,38 @@ async fn every_list_in_a_body_is_bounded() {
 async fn an_ingested_property_key_or_entity_text_that_cannot_be_stored_plainly_is_refused() {
     let api = Api::start("bounds_ingest_keys").await;
     api.tenant_with_scope("acme").await;
-    for (properties, field) in [
+    let with_properties = |properties: Value| {
+        json!({"entities": [
+            {"id": "m", "type": "machine", "cloud": "aws", "name": "m", "properties": properties},
+        ]})
+    };
+    let with_entity = |entity: Value| json!({ "entities": [entity] });
+    for (graph, field) in [
         (
-            json!({"tags": {"$gt": 1}}),
+            with_properties(json!({"tags": {"$gt": 1}})),
             "graph.entities[0].properties.tags.$gt",
         ),
-        (json!({"a.b": 1}), "graph.entities[0].properties.a.b"),
-    ] {
-        let graph = json!({"entities": [
-            {"id": "m", "type": "machine", "cloud": "aws", "name": "m", "properties": properties},
-        ]});
-        let reply = api
-            .post(
-                Role::Operator,
-                "/api/v1/ingest/normalized-graph",
-                json!({"tenant_id": "acme", "source": "cmdb", "graph": graph}),
-            )
-            .await;
-        assert_refused(&reply, field);
-    }
-    for (entity, field) in [
         (
-            json!({"id": "m", "type": "machine", "cloud": "aws", "name": "evil\u{202E}gpj.exe"}),
+            with_properties(json!({"a.b": 1})),
+            "graph.entities[0].properties.a.b",
+        ),
+        (
+            with_entity(
+                json!({"id": "m", "type": "machine", "cloud": "aws", "name": "evil\u{202E}gpj.exe"}),
+            ),
             "graph.entities[0].name",
         ),
         (
-            json!({"id": "m\u{0}", "type": "machine", "cloud": "aws", "name": "m"}),
+            with_entity(json!({"id": "m\u{0}", "type": "machine", "cloud": "aws", "name": "m"})),
             "graph.entities[0].id",
         ),
         (
-            json!({"id": "m", "type": "machine", "cloud": "aws\u{1b}[2J", "name": "m"}),
+            with_entity(
+                json!({"id": "m", "type": "machine", "cloud": "aws\u{1b}[2J", "name": "m"}),
+            ),
             "graph.entities[0].cloud",
         ),
     ] {
-        let graph = json!({ "entities": [entity] });
         let reply = api
             .post(
                 Role::Operator,
@@ -392,7 +380,7 @@ async fn an_ingested_property_key_or_entity_text_that_cannot_be_stored_plainly_i
 async fn control_characters_and_bidi_marks_are_refused_in_every_free_text_field() {
     let api = Api::start("bounds_text").await;
     let (instance, scope) = api.tenant_with_scope("acme").await;
-    let scope_path = format!("/api/v1/tenants/acme/scopes/{}", scope.id.to_hex());
+    let scope_path = support::scope_path(&scope);
     let job = api
         .queue
         .enqueue(sv0_queue::NewJob::new("execute_scan", doc! {"x": 1}))

@@ -5,7 +5,7 @@
 mod support;
 
 use mongodb::bson::doc;
-use reqwest::{Method, StatusCode};
+use reqwest::StatusCode;
 use serde_json::json;
 use support::{Api, KINDS, manual_run};
 use sv0_admin_api::Role;
@@ -17,13 +17,7 @@ async fn runs_are_created_listed_shown_retried_and_cancelled() {
     let (_, scope) = api.tenant_with_scope("acme").await;
     let scope_id = scope.id.to_hex();
 
-    let created = api
-        .post(
-            Role::Operator,
-            "/api/v1/scan-runs",
-            manual_run("acme", &scope_id),
-        )
-        .await;
+    let created = api.run_now(Role::Operator, &scope).await;
     assert_eq!(created.status, StatusCode::CREATED, "{:?}", created.body);
     let run_id = created.body["id"].as_str().unwrap().to_string();
     assert_eq!(created.body["trigger"]["type"], "manual_api");
@@ -72,21 +66,13 @@ async fn runs_are_created_listed_shown_retried_and_cancelled() {
     assert!(shown.body["category_results"].is_object());
 
     // A queued run cannot be retried; it can be cancelled, once.
-    let early = api
-        .post(
-            Role::Operator,
-            &format!("/api/v1/scan-runs/{run_id}/retry"),
-            json!(null),
-        )
-        .await;
+    let act = async |action: &str| {
+        let path = format!("/api/v1/scan-runs/{run_id}/{action}");
+        api.post(Role::Operator, &path, json!(null)).await
+    };
+    let early = act("retry").await;
     assert_eq!(early.status, StatusCode::CONFLICT, "{:?}", early.body);
-    let cancelled = api
-        .post(
-            Role::Operator,
-            &format!("/api/v1/scan-runs/{run_id}/cancel"),
-            json!(null),
-        )
-        .await;
+    let cancelled = act("cancel").await;
     assert_eq!(cancelled.status, StatusCode::OK, "{:?}", cancelled.body);
     assert_eq!(cancelled.body["status"], "cancelled");
     assert_eq!(
@@ -94,21 +80,9 @@ async fn runs_are_created_listed_shown_retried_and_cancelled() {
             .await,
         1
     );
-    let again = api
-        .post(
-            Role::Operator,
-            &format!("/api/v1/scan-runs/{run_id}/cancel"),
-            json!(null),
-        )
-        .await;
+    let again = act("cancel").await;
     assert_eq!(again.status, StatusCode::CONFLICT);
-    let retried = api
-        .post(
-            Role::Operator,
-            &format!("/api/v1/scan-runs/{run_id}/retry"),
-            json!(null),
-        )
-        .await;
+    let retried = act("retry").await;
     assert_eq!(retried.status, StatusCode::CREATED, "{:?}", retried.body);
     assert_eq!(retried.body["trigger"]["type"], "retry");
     assert_eq!(retried.body["trigger"]["retry_of"], run_id.as_str());
@@ -178,17 +152,7 @@ async fn a_run_of_another_trigger_or_bad_input_is_refused_naming_the_field_and_w
         let reply = api
             .post(Role::Operator, "/api/v1/scan-runs", body.clone())
             .await;
-        assert_eq!(
-            reply.status,
-            StatusCode::BAD_REQUEST,
-            "{body}: {:?}",
-            reply.body
-        );
-        assert!(
-            reply.field().contains(field),
-            "{body}: names {field}: {:?}",
-            reply.body
-        );
+        reply.assert_invalid(field, &body);
     }
     let missing = api
         .post(
@@ -277,26 +241,14 @@ async fn malformed_requests_are_4xx_with_a_reason_never_5xx() {
         ("/api/v1/tenants?cursor=%20", "cursor"),
     ] {
         let reply = api.get(Role::SuperAdmin, path).await;
-        assert_eq!(
-            reply.status,
-            StatusCode::BAD_REQUEST,
-            "{path}: {:?}",
-            reply.body
-        );
-        assert!(
-            reply.field().contains(field),
-            "{path} names {field}: {:?}",
-            reply.body
-        );
+        reply.assert_invalid(field, path);
     }
     // No such route; a method the route does not take.
     assert_eq!(
         api.get(Role::SuperAdmin, "/api/v1/nothing").await.status,
         StatusCode::NOT_FOUND
     );
-    let wrong = api
-        .call(Role::SuperAdmin, Method::DELETE, "/api/v1/scan-runs", None)
-        .await;
+    let wrong = api.delete(Role::SuperAdmin, "/api/v1/scan-runs").await;
     assert_eq!(wrong.status, StatusCode::METHOD_NOT_ALLOWED);
 }
 
@@ -358,17 +310,7 @@ async fn rematerialize_is_idempotent_per_deploy_and_tenant_and_all_or_nothing() 
         let reply = api
             .post(Role::Ci, "/api/v1/admin/rematerialize", body.clone())
             .await;
-        assert_eq!(
-            reply.status,
-            StatusCode::BAD_REQUEST,
-            "{body}: {:?}",
-            reply.body
-        );
-        assert!(
-            reply.field().contains(field),
-            "{body} names {field}: {:?}",
-            reply.body
-        );
+        reply.assert_invalid(field, &body);
     }
     assert_eq!(api.count("scan_runs", doc! {}).await, 2);
 }
@@ -417,24 +359,13 @@ async fn the_schedule_editor_validates_as_the_scheduler_does_and_acts() {
         ),
     ] {
         let reply = api
-            .call(
+            .put(
                 Role::Operator,
-                Method::PUT,
                 &format!("{base}/{id}/schedule"),
-                Some(json!({"schedule": schedule})),
+                json!({"schedule": schedule}),
             )
             .await;
-        assert_eq!(
-            reply.status,
-            StatusCode::BAD_REQUEST,
-            "{schedule}: {:?}",
-            reply.body
-        );
-        assert!(
-            reply.field().contains(field),
-            "{schedule} names {field}: {:?}",
-            reply.body
-        );
+        reply.assert_invalid(field, &schedule);
     }
     let unchanged = api.get(Role::ReadOnly, &format!("{base}/{id}")).await;
     assert_eq!(
@@ -442,19 +373,20 @@ async fn the_schedule_editor_validates_as_the_scheduler_does_and_acts() {
         "nothing written"
     );
 
+    let every_minute =
+        json!({"cadence": {"type": "interval", "every_seconds": 60}, "overlap": "buffer_one"});
     let set = api
-        .call(Role::Operator, Method::PUT, &format!("{base}/{id}/schedule"),
-            Some(json!({"schedule": {"cadence": {"type": "interval", "every_seconds": 60}, "overlap": "buffer_one"}})))
+        .put(
+            Role::Operator,
+            &format!("{base}/{id}/schedule"),
+            json!({ "schedule": every_minute }),
+        )
         .await;
     assert_eq!(set.status, StatusCode::OK, "{:?}", set.body);
     assert_eq!(set.body["schedule"]["overlap"], "buffer_one");
 
     let paused = api
-        .post(
-            Role::Operator,
-            &format!("{base}/{id}/pause"),
-            json!({"note": "vendor maintenance"}),
-        )
+        .pause_scope(&format!("{base}/{id}"), "vendor maintenance")
         .await;
     assert_eq!(paused.status, StatusCode::OK, "{:?}", paused.body);
     assert_eq!(paused.body["paused"], true);
@@ -468,9 +400,7 @@ async fn the_schedule_editor_validates_as_the_scheduler_does_and_acts() {
     assert_eq!(resumed.status, StatusCode::OK, "{:?}", resumed.body);
     assert_eq!(resumed.body["scope"]["paused"], false);
 
-    let triggered = api
-        .post(Role::Operator, &format!("{base}/{id}/trigger"), json!(null))
-        .await;
+    let triggered = api.trigger_scope(&format!("{base}/{id}")).await;
     assert_eq!(
         triggered.status,
         StatusCode::CREATED,
@@ -517,21 +447,19 @@ async fn the_schedule_editor_validates_as_the_scheduler_does_and_acts() {
     assert_eq!(future.field(), "to");
 
     let edited = api
-        .call(
+        .patch(
             Role::Operator,
-            Method::PATCH,
             &format!("{base}/{id}"),
-            Some(json!({"name": "nightly-eu", "max_runtime_seconds": 0})),
+            json!({"name": "nightly-eu", "max_runtime_seconds": 0}),
         )
         .await;
     assert_eq!(edited.status, StatusCode::BAD_REQUEST, "{:?}", edited.body);
     assert_eq!(edited.field(), "max_runtime_seconds");
     let edited = api
-        .call(
+        .patch(
             Role::Operator,
-            Method::PATCH,
             &format!("{base}/{id}"),
-            Some(json!({"name": "nightly-eu"})),
+            json!({"name": "nightly-eu"}),
         )
         .await;
     assert_eq!(edited.status, StatusCode::OK, "{:?}", edited.body);
@@ -564,14 +492,7 @@ async fn the_schedule_editor_validates_as_the_scheduler_does_and_acts() {
         .unwrap();
     assert_eq!(pause.get_str("reason").unwrap(), "vendor maintenance");
 
-    let deleted = api
-        .call(
-            Role::Operator,
-            Method::DELETE,
-            &format!("{base}/{id}"),
-            None,
-        )
-        .await;
+    let deleted = api.delete(Role::Operator, &format!("{base}/{id}")).await;
     assert_eq!(deleted.status, StatusCode::NO_CONTENT);
     assert_eq!(
         api.get(Role::ReadOnly, &format!("{base}/{id}"))
@@ -594,47 +515,15 @@ fn chrono_like_now_minus_minutes(minutes: i64) -> (String, String) {
 #[tokio::test(flavor = "multi_thread")]
 async fn tenants_and_instances_are_managed_and_an_instance_in_use_is_kept() {
     let api = Api::start("routes_tenants").await;
-    let created = api
-        .post(
-            Role::SuperAdmin,
-            "/api/v1/tenants",
-            json!({"id": "initech", "name": "Initech"}),
-        )
-        .await;
+    let created = api.create_tenant("initech", "Initech").await;
     assert_eq!(created.status, StatusCode::CREATED, "{:?}", created.body);
-    let dup = api
-        .post(
-            Role::SuperAdmin,
-            "/api/v1/tenants",
-            json!({"id": "initech", "name": "Again"}),
-        )
-        .await;
+    let dup = api.create_tenant("initech", "Again").await;
     assert_eq!(dup.status, StatusCode::CONFLICT);
-    let bad = api
-        .post(
-            Role::SuperAdmin,
-            "/api/v1/tenants",
-            json!({"id": "Init Tech", "name": "x"}),
-        )
-        .await;
+    let bad = api.create_tenant("Init Tech", "x").await;
     assert_eq!(bad.status, StatusCode::BAD_REQUEST);
-    let suspended = api
-        .call(
-            Role::SuperAdmin,
-            Method::PATCH,
-            "/api/v1/tenants/initech",
-            Some(json!({"status": "suspended"})),
-        )
-        .await;
+    let suspended = api.set_tenant_status("initech", "suspended").await;
     assert_eq!(suspended.body["status"], "suspended");
-    let missing = api
-        .call(
-            Role::SuperAdmin,
-            Method::PATCH,
-            "/api/v1/tenants/nobody",
-            Some(json!({"status": "active"})),
-        )
-        .await;
+    let missing = api.set_tenant_status("nobody", "active").await;
     assert_eq!(missing.status, StatusCode::NOT_FOUND);
 
     let (_, scope) = api.tenant_with_scope("acme").await;
@@ -652,30 +541,18 @@ async fn tenants_and_instances_are_managed_and_an_instance_in_use_is_kept() {
     assert_eq!(made.status, StatusCode::CREATED, "{:?}", made.body);
     let id = made.body["id"].as_str().unwrap().to_string();
     let refused = api
-        .call(
+        .patch(
             Role::Operator,
-            Method::PATCH,
             &format!("{instances}/{id}"),
-            Some(json!({"credentials_ref": {"provider": "env", "ref": "../etc"}})),
+            json!({"credentials_ref": {"provider": "env", "ref": "../etc"}}),
         )
         .await;
-    assert_eq!(
-        refused.status,
-        StatusCode::BAD_REQUEST,
-        "{:?}",
-        refused.body
-    );
-    assert!(
-        refused.field().contains("credentials_ref"),
-        "{:?}",
-        refused.body
-    );
+    refused.assert_invalid("credentials_ref", "a credentials ref of ../etc");
     let disabled = api
-        .call(
+        .patch(
             Role::Operator,
-            Method::PATCH,
             &format!("{instances}/{id}"),
-            Some(json!({"status": "disabled"})),
+            json!({"status": "disabled"}),
         )
         .await;
     assert_eq!(disabled.body["status"], "disabled");
@@ -686,21 +563,14 @@ async fn tenants_and_instances_are_managed_and_an_instance_in_use_is_kept() {
     let listed = api.get(Role::ReadOnly, instances).await;
     assert_eq!(listed.body["items"].as_array().unwrap().len(), 2);
     let in_use = api
-        .call(
+        .delete(
             Role::Operator,
-            Method::DELETE,
             &format!("{instances}/{}", scope.instance_id.to_hex()),
-            None,
         )
         .await;
     assert_eq!(in_use.status, StatusCode::CONFLICT, "{:?}", in_use.body);
     let gone = api
-        .call(
-            Role::Operator,
-            Method::DELETE,
-            &format!("{instances}/{id}"),
-            None,
-        )
+        .delete(Role::Operator, &format!("{instances}/{id}"))
         .await;
     assert_eq!(gone.status, StatusCode::NO_CONTENT);
     let other_tenant = api
@@ -781,11 +651,10 @@ async fn an_instance_must_name_a_registered_kind_and_never_a_program() {
     assert_eq!(refused.field(), "command", "{:?}", refused.body);
 
     let edit_command = api
-        .call(
+        .patch(
             Role::Operator,
-            Method::PATCH,
             &format!("{instances}/{}", stored.id.to_hex()),
-            Some(json!({"name": "renamed", "command": ["/bin/sh"]})),
+            json!({"name": "renamed", "command": ["/bin/sh"]}),
         )
         .await;
     assert_eq!(
@@ -796,11 +665,10 @@ async fn an_instance_must_name_a_registered_kind_and_never_a_program() {
     );
     assert_eq!(edit_command.field(), "command", "{:?}", edit_command.body);
     let edit_kind = api
-        .call(
+        .patch(
             Role::Operator,
-            Method::PATCH,
             &format!("{instances}/{}", stored.id.to_hex()),
-            Some(json!({"kind": "aws"})),
+            json!({"kind": "aws"}),
         )
         .await;
     assert_eq!(edit_kind.status, StatusCode::BAD_REQUEST);
@@ -856,12 +724,10 @@ async fn an_instances_create_edits_and_delete_are_audited_with_their_values() {
         json!({"status": "disabled"}),
     ];
     for edit in edits {
-        let edited = api
-            .call(Role::Operator, Method::PATCH, &path, Some(edit))
-            .await;
+        let edited = api.patch(Role::Operator, &path, edit).await;
         assert_eq!(edited.status, StatusCode::OK, "{:?}", edited.body);
     }
-    let gone = api.call(Role::Operator, Method::DELETE, &path, None).await;
+    let gone = api.delete(Role::Operator, &path).await;
     assert_eq!(gone.status, StatusCode::NO_CONTENT, "{:?}", gone.body);
 
     let audit = api.audit().await;
@@ -966,11 +832,10 @@ async fn an_instance_stored_with_a_command_reads_without_it() {
     assert_no_program(&listed.body["items"][0]);
     // It can still be edited; the edit leaves the stored command to the migration.
     let renamed = api
-        .call(
+        .patch(
             Role::Operator,
-            Method::PATCH,
             &format!("/api/v1/tenants/acme/instances/{}", id.to_hex()),
-            Some(json!({"name": "renamed"})),
+            json!({"name": "renamed"}),
         )
         .await;
     assert_eq!(renamed.status, StatusCode::OK, "{:?}", renamed.body);
@@ -1104,17 +969,7 @@ async fn jobs_are_searched_by_payload_cancelled_and_retried_one_by_one_and_in_bu
         let reply = api
             .post(Role::Operator, "/api/v1/jobs/bulk/cancel", body.clone())
             .await;
-        assert_eq!(
-            reply.status,
-            StatusCode::BAD_REQUEST,
-            "{body}: {:?}",
-            reply.body
-        );
-        assert!(
-            reply.field().contains(field),
-            "{body} names {field}: {:?}",
-            reply.body
-        );
+        reply.assert_invalid(field, &body);
     }
     let audit = api.audit().await;
     let bulk: Vec<_> = audit
@@ -1182,14 +1037,7 @@ async fn health_readiness_metrics_and_request_ids() {
     );
     api.get(Role::ReadOnly, "/api/v1/scan-runs/0123456789abcdef01234567")
         .await;
-    let metrics = client
-        .get(format!("{}/metrics", api.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = api.metrics().await;
     assert!(
         metrics.contains(
             r#"sv0_api_requests_total{route="/api/v1/scan-runs/{id}",method="GET",status="404"} 1"#
@@ -1258,14 +1106,7 @@ async fn a_graph_is_ingested_as_a_manual_run_and_a_bad_one_is_refused_naming_the
             reply.body
         );
     }
-    let suspended = api
-        .call(
-            Role::SuperAdmin,
-            Method::PATCH,
-            "/api/v1/tenants/acme",
-            Some(json!({"status": "suspended"})),
-        )
-        .await;
+    let suspended = api.set_tenant_status("acme", "suspended").await;
     assert_eq!(suspended.status, StatusCode::OK);
     let refused = api
         .post(

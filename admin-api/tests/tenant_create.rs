@@ -3,10 +3,8 @@
 
 mod support;
 
-use reqwest::{Method, StatusCode};
-use serde_json::json;
+use reqwest::StatusCode;
 use support::Api;
-use sv0_admin_api::Role;
 use sv0_domain::TenantStatus;
 
 /// Before, the route looked the id up and then upserted name and status: every create that looked
@@ -23,21 +21,13 @@ async fn of_concurrent_creates_of_one_id_exactly_one_succeeds_and_its_name_is_ke
             let id = id.clone();
             async move {
                 let name = format!("name {n}");
-                let reply = api
-                    .post(
-                        Role::SuperAdmin,
-                        "/api/v1/tenants",
-                        json!({"id": id, "name": name}),
-                    )
-                    .await;
+                let reply = api.create_tenant(&id, &name).await;
                 (name, reply)
             }
         });
         let suspend = async {
-            let path = format!("/api/v1/tenants/{id}");
             loop {
-                let body = Some(json!({"status": "suspended"}));
-                let reply = api.call(Role::SuperAdmin, Method::PATCH, &path, body).await;
+                let reply = api.set_tenant_status(&id, "suspended").await;
                 if reply.status == StatusCode::OK {
                     break;
                 }
@@ -89,31 +79,12 @@ async fn of_concurrent_creates_of_one_id_exactly_one_succeeds_and_its_name_is_ke
 #[tokio::test(flavor = "multi_thread")]
 async fn creating_a_suspended_tenant_again_is_a_conflict_and_it_stays_suspended() {
     let api = Api::start("tenant_create_suspended").await;
-    let created = api
-        .post(
-            Role::SuperAdmin,
-            "/api/v1/tenants",
-            json!({"id": "initech", "name": "Initech"}),
-        )
-        .await;
+    let created = api.create_tenant("initech", "Initech").await;
     assert_eq!(created.status, StatusCode::CREATED, "{:?}", created.body);
-    let suspended = api
-        .call(
-            Role::SuperAdmin,
-            Method::PATCH,
-            "/api/v1/tenants/initech",
-            Some(json!({"status": "suspended"})),
-        )
-        .await;
+    let suspended = api.set_tenant_status("initech", "suspended").await;
     assert_eq!(suspended.status, StatusCode::OK, "{:?}", suspended.body);
 
-    let again = api
-        .post(
-            Role::SuperAdmin,
-            "/api/v1/tenants",
-            json!({"id": "initech", "name": "Initech Again"}),
-        )
-        .await;
+    let again = api.create_tenant("initech", "Initech Again").await;
     assert_eq!(again.status, StatusCode::CONFLICT, "{:?}", again.body);
     assert_eq!(
         again.body["error"]["message"],

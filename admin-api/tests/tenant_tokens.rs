@@ -40,13 +40,7 @@ async fn fixture(api: &Api, tenant: &str) -> Fixture {
         )
         .await;
     assert_eq!(spare.status, StatusCode::CREATED, "{:?}", spare.body);
-    let run = api
-        .post(
-            Role::SuperAdmin,
-            "/api/v1/scan-runs",
-            support::manual_run(tenant, &scope.id.to_hex()),
-        )
-        .await;
+    let run = api.run_now(Role::SuperAdmin, &scope).await;
     assert_eq!(run.status, StatusCode::CREATED, "{:?}", run.body);
     let run_id = run.body["id"].as_str().unwrap().to_string();
     let jobs = api

@@ -16,7 +16,7 @@ use sv0_worker::{HandlerError, JobContext, JobHandler};
 
 use crate::driver::{ConnectorRun, DriverError, run_connector};
 use crate::metrics::StageOutcome;
-use crate::stage_runner::{count_fenced, holder, into_handler, take_up};
+use crate::stage_runner::{holder, into_handler, with_taken_up_run};
 use crate::{Pipeline, kinds};
 
 pub struct ExecuteScan {
@@ -26,17 +26,13 @@ pub struct ExecuteScan {
 #[async_trait::async_trait]
 impl JobHandler for ExecuteScan {
     async fn run(&self, job: &JobContext) -> Result<(), HandlerError> {
-        let outcome = self.execute(job).await;
-        count_fenced(&self.pipeline, job, outcome)
+        with_taken_up_run(&self.pipeline, job, |run| self.execute(job, run)).await
     }
 }
 
 impl ExecuteScan {
-    async fn execute(&self, job: &JobContext) -> Result<(), HandlerError> {
+    async fn execute(&self, job: &JobContext, run: ScanRun) -> Result<(), HandlerError> {
         let pipeline = &self.pipeline;
-        let Some(run) = take_up(pipeline, job).await? else {
-            return Ok(());
-        };
         let (tenant_id, run_id) = (run.tenant_id.clone(), run.id);
         let domain = &pipeline.domain;
         let writer = holder(job);

@@ -68,63 +68,28 @@ pub struct StageHandler<S> {
 #[async_trait::async_trait]
 impl<S: Stage> JobHandler for StageHandler<S> {
     async fn run(&self, job: &JobContext) -> Result<(), HandlerError> {
-        let outcome = self.run_stage(job).await;
-        count_fenced(&self.pipeline, job, outcome)
+        with_taken_up_run(&self.pipeline, job, |run| self.run_stage(job, run)).await
     }
 }
 
 impl<S: Stage> StageHandler<S> {
-    async fn run_stage(&self, job: &JobContext) -> Result<(), HandlerError> {
-        let Some(run) = take_up(&self.pipeline, job).await? else {
-            return Ok(());
-        };
+    async fn run_stage(&self, job: &JobContext, run: ScanRun) -> Result<(), HandlerError> {
         let (tenant_id, run_id) = (run.tenant_id.clone(), run.id);
-        let domain = &self.pipeline.domain;
         let writer = holder(job);
         let cell = CategoryName::parse(self.stage.cell()).expect("stage cells follow the rule");
-        if run
-            .cell(self.stage.cell())
-            .is_some_and(|c| c.status == CellStatus::Succeeded)
-        {
+        if cell_succeeded(&run, self.stage.cell()) {
             // An earlier holder's success landed before this one took the run up (it lost its
             // lease before completing the job): the work is done, so hand over again.
             return self.hand_over(writer, &tenant_id, run_id).await;
         }
-        let started = DateTime::now();
-        domain
-            .stamp_cell(&tenant_id, run_id, writer, &cell, &running(started))
-            .await
-            .map_err(into_handler)?;
-
-        let outcome = with_retry(&job.cancel, || self.stage.work(&self.pipeline, &run)).await;
-        match outcome {
-            Ok(worked) => {
-                domain
-                    .stamp_cell(&tenant_id, run_id, writer, &cell, &worked.cell(started))
-                    .await
-                    .map_err(into_handler)?;
-                self.pipeline.metrics().stage_ended(
-                    self.stage.kind(),
-                    StageOutcome::Succeeded,
-                    started,
-                );
-                tracing::info!(%run_id, tenant_id, stage = self.stage.kind(), items = worked.items,
-                    notes = ?worked.notes, "stage succeeded");
-                self.hand_over(writer, &tenant_id, run_id).await
-            }
-            Err(error) => {
-                fail_stage(
-                    &self.pipeline,
-                    job,
-                    &run,
-                    (self.stage.kind(), &cell),
-                    started,
-                    &error,
-                )
-                .await?;
-                Err(error)
-            }
-        }
+        let stage = (self.stage.kind(), &cell);
+        let worked = work_in_cell(&self.pipeline, job, &run, stage, || {
+            self.stage.work(&self.pipeline, &run)
+        })
+        .await?;
+        tracing::info!(%run_id, tenant_id, stage = self.stage.kind(), items = worked.items,
+            notes = ?worked.notes, "stage succeeded");
+        self.hand_over(writer, &tenant_id, run_id).await
     }
 
     /// After the stage succeeded: enqueue the next stage, or finish the run after the last.
@@ -149,9 +114,77 @@ impl<S: Stage> StageHandler<S> {
     }
 }
 
+/// Runs `work` on the run a pipeline job is for once [`take_up`] has it (a job with nothing to do
+/// succeeds at once), then [`count_fenced`]s the outcome.
+pub(crate) async fn with_taken_up_run<F, Fut>(
+    pipeline: &Pipeline,
+    job: &JobContext,
+    work: F,
+) -> Result<(), HandlerError>
+where
+    F: FnOnce(ScanRun) -> Fut,
+    Fut: Future<Output = Result<(), HandlerError>>,
+{
+    let outcome = match take_up(pipeline, job).await {
+        Ok(Some(run)) => work(run).await,
+        Ok(None) => Ok(()),
+        Err(error) => Err(error),
+    };
+    count_fenced(pipeline, job, outcome)
+}
+
+/// Whether `run`'s stage cell `cell` has succeeded already: an earlier holder's work that landed
+/// before its lease was lost.
+pub(crate) fn cell_succeeded(run: &ScanRun, cell: &str) -> bool {
+    run.cell(cell)
+        .is_some_and(|c| c.status == CellStatus::Succeeded)
+}
+
+/// Does a stage's `work` in its stage cell: marks the cell running, does the work (with
+/// `with_retry` for transient trouble), and stamps the cell with what it came to and counts the
+/// stage succeeded; or, on failure, [`fail_stage`]s and returns the error. `stage` is the stage's
+/// job kind and the cell it stamps.
+pub(crate) async fn work_in_cell<F, Fut>(
+    pipeline: &Pipeline,
+    job: &JobContext,
+    run: &ScanRun,
+    stage: (&'static str, &CategoryName),
+    work: F,
+) -> Result<Worked, HandlerError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<Worked, HandlerError>>,
+{
+    let (kind, cell) = stage;
+    let (tenant_id, run_id) = (run.tenant_id.as_str(), run.id);
+    let domain = &pipeline.domain;
+    let writer = holder(job);
+    let started = DateTime::now();
+    domain
+        .stamp_cell(tenant_id, run_id, writer, cell, &running(started))
+        .await
+        .map_err(into_handler)?;
+    match with_retry(&job.cancel, work).await {
+        Ok(worked) => {
+            domain
+                .stamp_cell(tenant_id, run_id, writer, cell, &worked.cell(started))
+                .await
+                .map_err(into_handler)?;
+            pipeline
+                .metrics()
+                .stage_ended(kind, StageOutcome::Succeeded, started);
+            Ok(worked)
+        }
+        Err(error) => {
+            fail_stage(pipeline, job, run, stage, started, &error).await?;
+            Err(error)
+        }
+    }
+}
+
 /// Counts and logs a holder that its run's fence refused, and passes the outcome on: the job's
 /// own outcome is the queue's to refuse in turn, as the lease is gone.
-pub(crate) fn count_fenced(
+fn count_fenced(
     pipeline: &Pipeline,
     job: &JobContext,
     outcome: Result<(), HandlerError>,
@@ -170,7 +203,7 @@ pub(crate) fn count_fenced(
 /// on the job's last attempt. A transient failure with attempts left only leaves the cell
 /// running: the next attempt takes it up again. `stage` is the stage's job kind and the cell it
 /// stamps.
-pub(crate) async fn fail_stage(
+async fn fail_stage(
     pipeline: &Pipeline,
     job: &JobContext,
     run: &ScanRun,
@@ -213,7 +246,7 @@ pub(crate) async fn fail_stage(
     Ok(())
 }
 
-pub(crate) fn running(started: DateTime) -> CategoryResult {
+fn running(started: DateTime) -> CategoryResult {
     CategoryResult {
         status: CellStatus::Running,
         items_scanned: 0,
@@ -241,10 +274,7 @@ fn fence_of(job: &JobContext) -> RunFence {
 /// queued run started). `None` when the job has nothing to do: the run is finished already
 /// (cancelled or timed out meanwhile, or finished by an earlier try of this job), or a newer
 /// holder of this job, or a later stage, has taken it up (this holder's lease was reaped).
-pub(crate) async fn take_up(
-    pipeline: &Pipeline,
-    job: &JobContext,
-) -> Result<Option<ScanRun>, HandlerError> {
+async fn take_up(pipeline: &Pipeline, job: &JobContext) -> Result<Option<ScanRun>, HandlerError> {
     let (tenant_id, run_id) = run_of(job)?;
     let fence = fence_of(job);
     let run = pipeline

@@ -72,6 +72,19 @@ fn layered(n: usize, clouds: &[&str]) -> Graph {
     graph
 }
 
+/// [`layered`] ten per layer in `aws` and `azure`, of whose roles only the first three are kept.
+fn two_clouds_of_three_roles() -> Graph {
+    let mut graph = layered(10, &["aws", "azure"]);
+    let roles: BTreeSet<String> = (3..10)
+        .flat_map(|k| [format!("aws:r{k:03}"), format!("azure:r{k:03}")])
+        .collect();
+    graph
+        .edges
+        .retain(|e| !roles.contains(&e.to) && !roles.contains(&e.from));
+    graph.entities.retain(|e| !roles.contains(&e.id));
+    graph
+}
+
 /// The entities a sync of `graph` leaves live, as the stages read them back.
 fn entities_of(graph: &Graph) -> Vec<Entity> {
     let mut edges: BTreeMap<&str, Vec<Edge>> = BTreeMap::new();
@@ -163,14 +176,7 @@ fn the_fully_connected_graph_assembles_only_up_to_the_cap() {
 fn stitching_chains_that_all_join_stops_at_its_cap() {
     // Two clouds, one principal: every first half of one cloud joins every second half of the
     // other, 60,000 paths listing 2.4 million chain keys; pairing the chains is 36 million pairs.
-    let mut graph = layered(10, &["aws", "azure"]);
-    let roles: BTreeSet<String> = (3..10)
-        .flat_map(|k| [format!("aws:r{k:03}"), format!("azure:r{k:03}")])
-        .collect();
-    graph
-        .edges
-        .retain(|e| !roles.contains(&e.to) && !roles.contains(&e.from));
-    graph.entities.retain(|e| !roles.contains(&e.id));
+    let graph = two_clouds_of_three_roles();
     graph.validate().expect("a valid graph");
     let entities = entities_of(&graph);
     let assembled = assemble(&entities);
@@ -420,14 +426,7 @@ fn below_the_caps_the_walks_find_what_trying_everything_finds() {
 /// Ten per layer and three roles in each of two clouds, which stitch into 60,000 paths; then the
 /// fully connected hundred per layer, which fills the chain cap.
 fn too_many_paths() -> Graph {
-    let mut graph = layered(10, &["aws", "azure"]);
-    let roles: BTreeSet<String> = (3..10)
-        .flat_map(|k| [format!("aws:r{k:03}"), format!("azure:r{k:03}")])
-        .collect();
-    graph
-        .edges
-        .retain(|e| !roles.contains(&e.to) && !roles.contains(&e.from));
-    graph.entities.retain(|e| !roles.contains(&e.id));
+    let mut graph = two_clouds_of_three_roles();
     let big = layered(100, &["gcp"]);
     graph.entities.extend(big.entities);
     graph.edges.extend(big.edges);

@@ -244,6 +244,17 @@ fn gone(pid: i32) -> bool {
     false
 }
 
+/// A killed `sleeper.sh` left nothing behind: the background child whose pid it wrote
+/// (`grandchild.pid`) is gone, and so is its run directory `dir`.
+fn assert_group_gone(dir: &Path, grandchild: &str) {
+    let grandchild: i32 = grandchild.trim().parse().unwrap();
+    assert!(
+        gone(grandchild),
+        "the background child {grandchild} survived"
+    );
+    assert!(!dir.exists(), "{} was not removed", dir.display());
+}
+
 fn valid_graph() -> Value {
     json!({
         "entities": [
@@ -523,12 +534,7 @@ async fn a_connector_past_its_time_limit_is_killed_with_its_whole_group() {
         "connector timed out after 1 s and was killed"
     );
     assert_eq!(error.stderr_tail(), Some("sleeping\n"));
-    let grandchild: i32 = grandchild.trim().parse().unwrap();
-    assert!(
-        gone(grandchild),
-        "the background child {grandchild} survived"
-    );
-    assert!(!dir.exists(), "{} was not removed", dir.display());
+    assert_group_gone(&dir, &grandchild);
 }
 
 #[tokio::test]
@@ -552,12 +558,7 @@ async fn a_cancelled_run_kills_the_whole_group() {
     assert!(started.elapsed() < Duration::from_secs(15));
     assert!(matches!(error, DriverError::Cancelled), "{error:?}");
     assert_eq!(error.to_string(), "connector was cancelled and killed");
-    let grandchild: i32 = grandchild.trim().parse().unwrap();
-    assert!(
-        gone(grandchild),
-        "the background child {grandchild} survived"
-    );
-    assert!(!dir.exists(), "{} was not removed", dir.display());
+    assert_group_gone(&dir, &grandchild);
 }
 
 #[tokio::test]

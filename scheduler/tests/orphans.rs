@@ -28,28 +28,57 @@ fn reaper(fixture: &Fixture) -> OrphanReaper {
     reaper_keeping(fixture, Duration::from_secs(30 * 24 * 3600))
 }
 
+/// A fixture whose tenant `acme` has a scope on a one-minute schedule, and `N` runs of it
+/// triggered by hand: queued, each with its first job.
+async fn with_manual_runs<const N: usize>(label: &str) -> (Fixture, [ScanRun; N]) {
+    let fixture = Fixture::new(label).await;
+    let scope = fixture.scope("acme", Schedule::every(60)).await;
+    let controls = fixture.controls(&SchedulerMetrics::default());
+    let mut runs = Vec::new();
+    for _ in 0..N {
+        runs.push(controls.trigger_now("acme", scope.id, None).await.unwrap());
+    }
+    (fixture, runs.try_into().unwrap())
+}
+
+/// `run` taken up by the holder of pipeline stage `stage` (lease token 1), as a worker does.
+async fn take_up(fixture: &Fixture, run: &ScanRun, stage: u8) -> ScanRun {
+    fixture
+        .domain
+        .start_run("acme", run.id, RunFence::new(stage, 1))
+        .await
+        .unwrap()
+}
+
+/// Cancels `run`'s jobs on their own, leaving the run as it is.
+async fn cancel_jobs_of(fixture: &Fixture, run: &ScanRun) {
+    fixture
+        .pipeline
+        .queue()
+        .cancel_matching(&JobFilter {
+            group_id: Some(run.id.to_hex()),
+            ..JobFilter::default()
+        })
+        .await
+        .unwrap();
+}
+
+/// `run` as it is now, which must be `status`.
+async fn run_in_status(fixture: &Fixture, run: &ScanRun, status: RunStatus) -> ScanRun {
+    let now = fixture.domain.run("acme", run.id).await.unwrap();
+    assert_eq!(now.status, status);
+    now
+}
+
 /// A running run whose worker vanished becomes `timeout` once its budget has passed since a
 /// stage last took it up; its `__driver__` cell says why and its jobs are cancelled. A run
 /// inside its budget, and a queued one, are untouched.
 #[tokio::test]
 async fn a_run_idle_past_its_budget_times_out_and_its_jobs_are_cancelled() {
-    let fixture = Fixture::new("sched_orphans").await;
-    let scope = fixture.scope("acme", Schedule::every(60)).await;
-    let controls = fixture.controls(&SchedulerMetrics::default());
-    let orphan = controls.trigger_now("acme", scope.id, None).await.unwrap();
-    let healthy = controls.trigger_now("acme", scope.id, None).await.unwrap();
-    let queued = controls.trigger_now("acme", scope.id, None).await.unwrap();
+    let (fixture, [orphan, healthy, queued]) = with_manual_runs("sched_orphans").await;
     // A worker took up the first two (their execute_scan started) and then vanished.
-    let orphan = fixture
-        .domain
-        .start_run("acme", orphan.id, RunFence::new(0, 1))
-        .await
-        .unwrap();
-    let healthy = fixture
-        .domain
-        .start_run("acme", healthy.id, RunFence::new(0, 1))
-        .await
-        .unwrap();
+    let orphan = take_up(&fixture, &orphan, 0).await;
+    let healthy = take_up(&fixture, &healthy, 0).await;
     let budget_ms = orphan.budget.max_runtime_seconds * 1000;
     let claimed = orphan.last_claimed_at.unwrap();
 
@@ -64,17 +93,12 @@ async fn a_run_idle_past_its_budget_times_out_and_its_jobs_are_cancelled() {
 
     // The healthy run is taken up again by a stage later on: its clock restarts.
     tokio::time::sleep(Duration::from_millis(1_100)).await;
-    let healthy = fixture
-        .domain
-        .start_run("acme", healthy.id, RunFence::new(1, 1))
-        .await
-        .unwrap();
+    let healthy = take_up(&fixture, &healthy, 1).await;
     let now = plus(claimed, budget_ms + 500);
     assert!(now < plus(healthy.last_claimed_at.unwrap(), budget_ms));
     assert_eq!(reaper(&fixture).pass(now).await.unwrap(), 1);
 
-    let timed_out = fixture.domain.run("acme", orphan.id).await.unwrap();
-    assert_eq!(timed_out.status, RunStatus::Timeout);
+    let timed_out = run_in_status(&fixture, &orphan, RunStatus::Timeout).await;
     let driver = timed_out
         .category_results
         .iter()
@@ -117,36 +141,16 @@ async fn old_slot_outcomes_are_pruned() {
         .tick(plus(scope.next_run_at.unwrap(), 1))
         .await
         .unwrap();
-    assert_eq!(
-        fixture
-            .slot_log
-            .for_scope("acme", scope.id, 10)
-            .await
-            .unwrap()
-            .len(),
-        1
-    );
+    assert_eq!(fixture.slot_outcomes(&scope, 10).await.len(), 1);
     let reaper = reaper_keeping(&fixture, Duration::from_secs(60));
     reaper.pass(DateTime::now()).await.unwrap();
     assert_eq!(
-        fixture
-            .slot_log
-            .for_scope("acme", scope.id, 10)
-            .await
-            .unwrap()
-            .len(),
+        fixture.slot_outcomes(&scope, 10).await.len(),
         1,
         "kept inside its retention"
     );
     reaper.pass(plus(DateTime::now(), 61_000)).await.unwrap();
-    assert!(
-        fixture
-            .slot_log
-            .for_scope("acme", scope.id, 10)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(fixture.slot_outcomes(&scope, 10).await.is_empty());
 }
 
 /// The runs a caller created and then lost the database before enqueuing their first job (a
@@ -238,8 +242,7 @@ async fn a_queued_run_left_without_its_first_job_gets_it() {
             let budget_ms = run.budget.max_runtime_seconds * 1000;
             assert_eq!(jobs[0].get_i64("timeout_ms").unwrap(), budget_ms + 60_000);
         }
-        let now = fixture.domain.run("acme", run.id).await.unwrap();
-        assert_eq!(now.status, RunStatus::Queued);
+        run_in_status(&fixture, run, RunStatus::Queued).await;
     }
     // A second pass, and the creator retrying, add nothing.
     reaper(&fixture).pass(later).await.unwrap();
@@ -262,34 +265,20 @@ async fn a_queued_run_left_without_its_first_job_gets_it() {
 /// never start: it times out, saying so. A queued run whose job is still waiting is untouched.
 #[tokio::test]
 async fn a_queued_run_whose_first_job_ended_times_out() {
-    let fixture = Fixture::new("sched_orphans_job_ended").await;
-    let scope = fixture.scope("acme", Schedule::every(60)).await;
-    let controls = fixture.controls(&SchedulerMetrics::default());
-    let stuck = controls.trigger_now("acme", scope.id, None).await.unwrap();
-    let waiting = controls.trigger_now("acme", scope.id, None).await.unwrap();
-    fixture
-        .pipeline
-        .queue()
-        .cancel_matching(&JobFilter {
-            group_id: Some(stuck.id.to_hex()),
-            ..JobFilter::default()
-        })
-        .await
-        .unwrap();
+    let (fixture, [stuck, waiting]) = with_manual_runs("sched_orphans_job_ended").await;
+    cancel_jobs_of(&fixture, &stuck).await;
 
     reaper(&fixture)
         .pass(plus(DateTime::now(), 2 * 60_000))
         .await
         .unwrap();
-    let stuck = fixture.domain.run("acme", stuck.id).await.unwrap();
-    assert_eq!(stuck.status, RunStatus::Timeout);
+    let stuck = run_in_status(&fixture, &stuck, RunStatus::Timeout).await;
     let error = stuck.error.unwrap();
     assert!(
         error.contains("its first job (execute_scan) ended cancelled"),
         "{error}"
     );
-    let waiting = fixture.domain.run("acme", waiting.id).await.unwrap();
-    assert_eq!(waiting.status, RunStatus::Queued);
+    let waiting = run_in_status(&fixture, &waiting, RunStatus::Queued).await;
     let jobs = fixture.jobs(doc! { "group_id": waiting.id.to_hex() }).await;
     assert_eq!(jobs.len(), 1);
     assert_eq!(jobs[0].get_str("status").unwrap(), "queued");
@@ -315,8 +304,7 @@ async fn a_queued_ingest_without_its_graph_times_out() {
             .unwrap(),
         1
     );
-    let ingest = fixture.domain.run("acme", ingest.id).await.unwrap();
-    assert_eq!(ingest.status, RunStatus::Timeout);
+    let ingest = run_in_status(&fixture, &ingest, RunStatus::Timeout).await;
     assert!(
         ingest.error.unwrap().contains("nothing to start from"),
         "its reason"
@@ -329,21 +317,10 @@ async fn a_queued_ingest_without_its_graph_times_out() {
 /// its own in between is found then, and the run times out.
 #[tokio::test]
 async fn a_waiting_run_is_checked_again_an_hour_later() {
-    let fixture = Fixture::new("sched_orphans_recheck").await;
-    let scope = fixture.scope("acme", Schedule::every(60)).await;
-    let controls = fixture.controls(&SchedulerMetrics::default());
-    let run = controls.trigger_now("acme", scope.id, None).await.unwrap();
+    let (fixture, [run]) = with_manual_runs("sched_orphans_recheck").await;
     let first = plus(DateTime::now(), 2 * 60_000);
     assert_eq!(reaper(&fixture).pass(first).await.unwrap(), 0);
-    fixture
-        .pipeline
-        .queue()
-        .cancel_matching(&JobFilter {
-            group_id: Some(run.id.to_hex()),
-            ..JobFilter::default()
-        })
-        .await
-        .unwrap();
+    cancel_jobs_of(&fixture, &run).await;
 
     assert_eq!(
         reaper(&fixture)
@@ -353,8 +330,7 @@ async fn a_waiting_run_is_checked_again_an_hour_later() {
         0,
         "checked a half hour ago"
     );
-    let queued = fixture.domain.run("acme", run.id).await.unwrap();
-    assert_eq!(queued.status, RunStatus::Queued);
+    run_in_status(&fixture, &run, RunStatus::Queued).await;
     assert_eq!(
         reaper(&fixture)
             .pass(plus(first, 61 * 60_000))
@@ -362,23 +338,15 @@ async fn a_waiting_run_is_checked_again_an_hour_later() {
             .unwrap(),
         1
     );
-    let run = fixture.domain.run("acme", run.id).await.unwrap();
-    assert_eq!(run.status, RunStatus::Timeout);
+    run_in_status(&fixture, &run, RunStatus::Timeout).await;
 }
 
 /// The time-out of an unstarted run holds only while the run is queued: a stage that took the
 /// run up after the reaper read it keeps it running.
 #[tokio::test]
 async fn a_run_taken_up_after_it_was_read_is_not_timed_out_as_unstarted() {
-    let fixture = Fixture::new("sched_orphans_taken_up").await;
-    let scope = fixture.scope("acme", Schedule::every(60)).await;
-    let controls = fixture.controls(&SchedulerMetrics::default());
-    let read = controls.trigger_now("acme", scope.id, None).await.unwrap();
-    fixture
-        .domain
-        .start_run("acme", read.id, RunFence::new(0, 1))
-        .await
-        .unwrap();
+    let (fixture, [read]) = with_manual_runs("sched_orphans_taken_up").await;
+    take_up(&fixture, &read, 0).await;
 
     assert!(
         !fixture
@@ -387,8 +355,7 @@ async fn a_run_taken_up_after_it_was_read_is_not_timed_out_as_unstarted() {
             .await
             .unwrap()
     );
-    let run = fixture.domain.run("acme", read.id).await.unwrap();
-    assert_eq!(run.status, RunStatus::Running);
+    run_in_status(&fixture, &read, RunStatus::Running).await;
     let jobs = fixture.jobs(doc! { "group_id": read.id.to_hex() }).await;
     assert_eq!(
         jobs[0].get_str("status").unwrap(),

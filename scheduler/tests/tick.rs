@@ -7,13 +7,32 @@ use std::time::Duration;
 
 use mongodb::bson::{DateTime, doc};
 use support::{Fixture, plus, slot_of};
-use sv0_domain::{CatchUpRun, Overlap, RunStatus, RunWriter, Schedule};
+use sv0_domain::{CatchUpRun, Overlap, RunStatus, ScanScope, Schedule};
 use sv0_scheduler::{ReasonLabel, SchedulerMetrics, SlotOutcome, TriggerLabel};
 
 fn every_minute(overlap: Overlap) -> Schedule {
     let mut schedule = Schedule::every(60);
     schedule.overlap = overlap;
     schedule
+}
+
+/// Settles `scope` under `held`'s claim, which is no longer the scope's, deciding `next` as its
+/// next and due slot: the fence lets it match nothing.
+async fn assert_stale_settlement_lands_nowhere(
+    fixture: &Fixture,
+    scope: &ScanScope,
+    held: &ScanScope,
+    next: Option<DateTime>,
+) {
+    let stale = sv0_domain::ScopeSettlement {
+        scope_id: scope.id,
+        nonce: held.claim.as_ref().unwrap().nonce,
+        next_run_at: next,
+        due_at: next,
+        buffered_slot: None,
+        last_run_id: None,
+    };
+    assert_eq!(fixture.domain.settle_scopes(&[stale]).await.unwrap(), 0);
 }
 
 /// Two replicas ticking at once, and ticks repeated, create one run per scope slot.
@@ -103,12 +122,7 @@ async fn an_expired_claim_is_taken_over_and_the_old_holder_is_fenced_out() {
     let slot = scope.next_run_at.unwrap();
     let now = plus(slot, 10);
     // Replica "dead" claims the scope and never settles.
-    let held = fixture
-        .domain
-        .claim_due_scopes("dead", now, Duration::from_secs(60), 10, &[])
-        .await
-        .unwrap()
-        .scopes;
+    let held = fixture.claim("dead", now, Duration::from_secs(60)).await;
     assert_eq!(held.len(), 1);
     let live = fixture.replica("live");
     assert_eq!(live.tick(now).await.unwrap().scopes, 0, "held by the claim");
@@ -120,15 +134,7 @@ async fn an_expired_claim_is_taken_over_and_the_old_holder_is_fenced_out() {
     let report = live.tick(plus(now, 60_001)).await.unwrap();
     assert_eq!((report.scopes, report.runs_created), (1, 1));
     // The dead replica comes back and writes its stale decision: it matches nothing.
-    let stale = sv0_domain::ScopeSettlement {
-        scope_id: scope.id,
-        nonce: held[0].claim.as_ref().unwrap().nonce,
-        next_run_at: Some(slot),
-        due_at: Some(slot),
-        buffered_slot: None,
-        last_run_id: None,
-    };
-    assert_eq!(fixture.domain.settle_scopes(&[stale]).await.unwrap(), 0);
+    assert_stale_settlement_lands_nowhere(&fixture, &scope, &held[0], Some(slot)).await;
     let after = fixture.scope_now(&scope).await;
     assert_eq!(after.next_run_at, Some(plus(slot, 300_000)));
     assert!(after.claim.is_none());
@@ -142,29 +148,15 @@ async fn a_decision_under_a_claim_taken_over_does_not_land() {
     let scope = fixture.scope("acme", every_minute(Overlap::Allow)).await;
     let slot = scope.next_run_at.unwrap();
     let held = fixture
-        .domain
-        .claim_due_scopes("slow", plus(slot, 1), Duration::from_secs(1), 10, &[])
-        .await
-        .unwrap()
-        .scopes;
+        .claim("slow", plus(slot, 1), Duration::from_secs(1))
+        .await;
     // Another replica takes it after the slow one's lease.
     let other = fixture
-        .domain
-        .claim_due_scopes("other", plus(slot, 2_000), Duration::from_secs(60), 10, &[])
-        .await
-        .unwrap()
-        .scopes;
+        .claim("other", plus(slot, 2_000), Duration::from_secs(60))
+        .await;
     assert_eq!(other.len(), 1);
     assert_ne!(other[0].claim, held[0].claim);
-    let stale = sv0_domain::ScopeSettlement {
-        scope_id: scope.id,
-        nonce: held[0].claim.as_ref().unwrap().nonce,
-        next_run_at: None,
-        due_at: None,
-        buffered_slot: None,
-        last_run_id: None,
-    };
-    assert_eq!(fixture.domain.settle_scopes(&[stale]).await.unwrap(), 0);
+    assert_stale_settlement_lands_nowhere(&fixture, &scope, &held[0], None).await;
     assert_eq!(
         fixture.scope_now(&scope).await.claim,
         other[0].claim,
@@ -184,11 +176,7 @@ async fn catch_up_after_downtime_runs_the_latest_and_records_the_missed() {
     let report = fixture.replica("a").tick(now).await.unwrap();
     assert_eq!(report.runs_created, 1);
     assert_eq!(fixture.run_slots(&scope).await, [plus(first, 30 * 60_000)]);
-    let outcomes = fixture
-        .slot_log
-        .for_scope("acme", scope.id, 10)
-        .await
-        .unwrap();
+    let outcomes = fixture.slot_outcomes(&scope, 10).await;
     let summary: Vec<(String, String, i64)> = outcomes
         .iter()
         .map(|o| (o.outcome.clone(), o.reason.clone(), o.count))
@@ -237,16 +225,8 @@ async fn overlap_skip_through_the_database() {
     assert_eq!((report.runs_created, report.slots_skipped), (0, 1));
     // Finished before the third slot: it runs.
     fixture
-        .domain
-        .finish_run(
-            "acme",
-            runs[0].id,
-            RunWriter::Outside,
-            RunStatus::Succeeded,
-            None,
-        )
-        .await
-        .unwrap();
+        .finish_run(&scope, runs[0].id, RunStatus::Succeeded, None)
+        .await;
     let report = replica.tick(plus(first, 120_001)).await.unwrap();
     assert_eq!(report.runs_created, 1);
     assert_eq!(
@@ -269,11 +249,8 @@ async fn a_decision_recorded_by_a_tick_that_failed_to_settle_is_kept() {
     // The failed tick: claims the scope at the second slot, records the overlap skip (the first
     // run is still queued), and never settles; its claim lapses after a second.
     let held = fixture
-        .domain
-        .claim_due_scopes("failed", plus(second, 1), Duration::from_secs(1), 10, &[])
-        .await
-        .unwrap()
-        .scopes;
+        .claim("failed", plus(second, 1), Duration::from_secs(1))
+        .await;
     assert_eq!(held.len(), 1);
     let skip = sv0_scheduler::plan::Skip {
         reason: sv0_scheduler::plan::SkipReason::Overlap,
@@ -287,16 +264,8 @@ async fn a_decision_recorded_by_a_tick_that_failed_to_settle_is_kept() {
         .await
         .unwrap();
     fixture
-        .domain
-        .finish_run(
-            "acme",
-            runs[0].id,
-            RunWriter::Outside,
-            RunStatus::Succeeded,
-            None,
-        )
-        .await
-        .unwrap();
+        .finish_run(&scope, runs[0].id, RunStatus::Succeeded, None)
+        .await;
 
     let report = fixture
         .replica("b")
@@ -305,11 +274,7 @@ async fn a_decision_recorded_by_a_tick_that_failed_to_settle_is_kept() {
         .unwrap();
     assert_eq!((report.scopes, report.runs_created), (1, 0));
     assert_eq!(fixture.run_slots(&scope).await, [first]);
-    let outcomes = fixture
-        .slot_log
-        .for_scope("acme", scope.id, 10)
-        .await
-        .unwrap();
+    let outcomes = fixture.slot_outcomes(&scope, 10).await;
     let for_second: Vec<&str> = outcomes
         .iter()
         .filter(|o| o.first_slot == second)
@@ -343,28 +308,11 @@ async fn a_run_started_by_a_tick_that_failed_to_record_it_is_recorded_as_run() {
     fixture.replica("a").tick(plus(first, 1)).await.unwrap();
     // The failed tick started the second slot's run (the first run still queued: `allow` would
     // have, and a replica whose view of it was older could have) and recorded nothing.
-    let trigger = sv0_domain::Trigger::Scheduled {
-        scope_id: scope.id,
-        slot: second,
-    };
-    let (started, _) = fixture
-        .pipeline
-        .start_scan(
-            "acme",
-            scope.id,
-            trigger,
-            Some(sv0_scheduler::slot_key(scope.id, second)),
-        )
-        .await
-        .unwrap();
+    let started = fixture.start_slot_run(&scope, second).await;
 
     let report = fixture.replica("b").tick(plus(second, 1)).await.unwrap();
     assert_eq!((report.runs_created, report.slots_skipped), (0, 0));
-    let outcomes = fixture
-        .slot_log
-        .for_scope("acme", scope.id, 10)
-        .await
-        .unwrap();
+    let outcomes = fixture.slot_outcomes(&scope, 10).await;
     let for_second: Vec<(&str, Option<mongodb::bson::oid::ObjectId>)> = outcomes
         .iter()
         .filter(|o| o.first_slot == second)
@@ -391,28 +339,11 @@ async fn a_run_started_by_a_lost_tick_is_not_skipped_for_catch_up() {
         plus(first, 180_000),
     );
     fixture.replica("a").tick(plus(first, 1)).await.unwrap();
-    let trigger = sv0_domain::Trigger::Scheduled {
-        scope_id: scope.id,
-        slot: third,
-    };
-    let (started, _) = fixture
-        .pipeline
-        .start_scan(
-            "acme",
-            scope.id,
-            trigger,
-            Some(sv0_scheduler::slot_key(scope.id, third)),
-        )
-        .await
-        .unwrap();
+    let started = fixture.start_slot_run(&scope, third).await;
 
     let report = fixture.replica("b").tick(plus(fourth, 1)).await.unwrap();
     assert_eq!((report.runs_created, report.slots_skipped), (1, 1));
-    let outcomes = fixture
-        .slot_log
-        .for_scope("acme", scope.id, 10)
-        .await
-        .unwrap();
+    let outcomes = fixture.slot_outcomes(&scope, 10).await;
     let mut after_first: Vec<(DateTime, &str, &str, i64)> = outcomes
         .iter()
         .filter(|o| o.first_slot > first)
@@ -451,16 +382,8 @@ async fn overlap_buffer_one_through_the_database() {
     assert!(waiting.due_at.unwrap() < plus(first, 120_000));
     let previous = fixture.runs(&scope).await[0].id;
     fixture
-        .domain
-        .finish_run(
-            "acme",
-            previous,
-            RunWriter::Outside,
-            RunStatus::Failed,
-            Some("x".into()),
-        )
-        .await
-        .unwrap();
+        .finish_run(&scope, previous, RunStatus::Failed, Some("x".into()))
+        .await;
     let report = replica.tick(waiting.due_at.unwrap()).await.unwrap();
     assert_eq!(report.runs_created, 1);
     assert_eq!(
@@ -503,11 +426,7 @@ async fn a_paused_scope_does_not_run_and_its_resume_counts_the_skipped_slots() {
         "slots {due} onwards, over ≥ 10 s of a 5 s schedule: {skipped}"
     );
     assert!(resumed.next_run_at.unwrap() > plus(DateTime::now(), -1));
-    let outcomes = fixture
-        .slot_log
-        .for_scope("acme", scope.id, 5)
-        .await
-        .unwrap();
+    let outcomes = fixture.slot_outcomes(&scope, 5).await;
     assert_eq!(outcomes[0].reason, "paused");
     assert_eq!(outcomes[0].count as u64, skipped);
     let counted = metrics
@@ -619,11 +538,7 @@ async fn a_disabled_instance_skips_its_slot_as_not_runnable() {
     let slot = scope.next_run_at.unwrap();
     let report = fixture.replica("a").tick(plus(slot, 1)).await.unwrap();
     assert_eq!((report.runs_created, report.slots_skipped), (0, 1));
-    let outcomes = fixture
-        .slot_log
-        .for_scope("acme", scope.id, 5)
-        .await
-        .unwrap();
+    let outcomes = fixture.slot_outcomes(&scope, 5).await;
     assert_eq!(outcomes[0].reason, "not_runnable");
     assert_eq!(
         fixture.scope_now(&scope).await.next_run_at,

@@ -11,6 +11,7 @@ use serde::Deserialize;
 use sv0_domain::Graph;
 use utoipa::ToSchema;
 
+use super::check_tenant;
 use crate::AdminApi;
 use crate::audit::{Action, Completion};
 use crate::error::{ApiError, ErrorBody};
@@ -44,8 +45,7 @@ pub(crate) async fn ingest(
 ) -> Result<(StatusCode, Json<RunView>), ApiError> {
     ctx.require(Right::ActOnRuns)?;
     let body: IngestRequest = body.parse()?;
-    sv0_domain::validate_tenant_id(&body.tenant_id)?;
-    ctx.require_tenant(&body.tenant_id)?;
+    check_tenant(&ctx, &body.tenant_id)?;
     let entities = body.graph.entities.len() as i64;
     let edges = body.graph.edges.len() as i64;
     let IngestRequest {

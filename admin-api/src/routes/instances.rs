@@ -8,13 +8,14 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use mongodb::bson::oid::ObjectId;
 use mongodb::bson::{Document, doc};
 use serde::Deserialize;
 use sv0_broker::{CredentialsRef, Provider};
 use sv0_domain::{ConnectorInstance, InstanceStatus, InstanceUpdate};
 use utoipa::{IntoParams, ToSchema};
 
-use super::object_id;
+use super::{check_tenant, tenant_path};
 use crate::AdminApi;
 use crate::audit::{Action, Completion};
 use crate::error::{ApiError, ErrorBody};
@@ -43,8 +44,7 @@ pub(crate) async fn list(
     Params(query): Params<InstanceQuery>,
 ) -> Result<Json<Page<InstanceView>>, ApiError> {
     ctx.require(Right::Read)?;
-    sv0_domain::validate_tenant_id(&tenant_id)?;
-    ctx.require_tenant(&tenant_id)?;
+    check_tenant(&ctx, &tenant_id)?;
     let limit = page::limit(query.limit)?;
     let after = page::object_id_cursor(query.cursor.as_deref())?;
     let instances = api
@@ -69,9 +69,7 @@ pub(crate) async fn show(
     Path((tenant_id, id)): Path<(String, String)>,
 ) -> Result<Json<InstanceView>, ApiError> {
     ctx.require(Right::Read)?;
-    sv0_domain::validate_tenant_id(&tenant_id)?;
-    ctx.require_tenant(&tenant_id)?;
-    let id = object_id("id", &id)?;
+    let (tenant_id, id) = tenant_path(&ctx, &tenant_id, &id)?;
     Ok(Json(api.domain.instance(&tenant_id, id).await?.into()))
 }
 
@@ -122,8 +120,7 @@ pub(crate) async fn create(
 ) -> Result<(StatusCode, Json<InstanceView>), ApiError> {
     ctx.require(Right::ActOnInstances)?;
     let body: CreateInstanceRequest = body.parse()?;
-    sv0_domain::validate_tenant_id(&tenant_id)?;
-    ctx.require_tenant(&tenant_id)?;
+    check_tenant(&ctx, &tenant_id)?;
     let instance = ConnectorInstance::new(
         &tenant_id,
         &body.name,
@@ -137,18 +134,12 @@ pub(crate) async fn create(
         .kind(&instance.kind)
         .map_err(|unknown| ApiError::invalid("kind", unknown.to_string()))?;
     api.domain.tenant(&tenant_id).await?;
-    let action = Action {
-        action: "instance.create",
-        target_kind: "connector_instance",
-        target_id: instance.id.to_hex(),
-        tenant_id: Some(&tenant_id),
-        reason: None,
-        detail: doc! {
-            "kind": &instance.kind,
-            "name": &instance.name,
-            "credentials_ref": credentials_ref_detail(&instance.credentials_ref),
-        },
-    };
+    let action = instance_action(
+        "instance.create",
+        &tenant_id,
+        instance.id,
+        instance_detail(&instance),
+    );
     api.audit
         .around(&ctx, action, async {
             api.domain.insert_instance(&instance).await?;
@@ -185,23 +176,14 @@ pub(crate) async fn update(
 ) -> Result<Json<InstanceView>, ApiError> {
     ctx.require(Right::ActOnInstances)?;
     let body: UpdateInstanceRequest = body.parse()?;
-    sv0_domain::validate_tenant_id(&tenant_id)?;
-    ctx.require_tenant(&tenant_id)?;
-    let id = object_id("id", &id)?;
+    let (tenant_id, id) = tenant_path(&ctx, &tenant_id, &id)?;
     let update = InstanceUpdate {
         name: body.name,
         credentials_ref: body.credentials_ref.map(CredentialsRef::from),
         status: body.status,
     };
     let before = api.domain.instance(&tenant_id, id).await?;
-    let action = Action {
-        action: "instance.update",
-        target_kind: "connector_instance",
-        target_id: id.to_hex(),
-        tenant_id: Some(&tenant_id),
-        reason: None,
-        detail: doc! {},
-    };
+    let action = instance_action("instance.update", &tenant_id, id, doc! {});
     let instance = api
         .audit
         .around(&ctx, action, async {
@@ -211,6 +193,33 @@ pub(crate) async fn update(
         })
         .await?;
     Ok(Json(instance.into()))
+}
+
+/// An instance action's audit entry, before the action.
+fn instance_action<'a>(
+    action: &'static str,
+    tenant_id: &'a str,
+    instance_id: ObjectId,
+    detail: Document,
+) -> Action<'a> {
+    Action {
+        action,
+        target_kind: "connector_instance",
+        target_id: instance_id.to_hex(),
+        tenant_id: Some(tenant_id),
+        reason: None,
+        detail,
+    }
+}
+
+/// What an instance is, for the entries of its creation and deletion: the log must still say
+/// what an instance was once it is gone.
+fn instance_detail(instance: &ConnectorInstance) -> Document {
+    doc! {
+        "kind": &instance.kind,
+        "name": &instance.name,
+        "credentials_ref": credentials_ref_detail(&instance.credentials_ref),
+    }
 }
 
 /// Where the credentials live, for the audit log: a provider and a ref are names, never
@@ -248,24 +257,16 @@ pub(crate) async fn delete(
     Path((tenant_id, id)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     ctx.require(Right::ActOnInstances)?;
-    sv0_domain::validate_tenant_id(&tenant_id)?;
-    ctx.require_tenant(&tenant_id)?;
-    let id = object_id("id", &id)?;
+    let (tenant_id, id) = tenant_path(&ctx, &tenant_id, &id)?;
     // Read first so that the log says what was deleted; an instance gone in between is a 404
     // from the delete, as it would have been anyway.
     let instance = api.domain.instance(&tenant_id, id).await?;
-    let action = Action {
-        action: "instance.delete",
-        target_kind: "connector_instance",
-        target_id: id.to_hex(),
-        tenant_id: Some(&tenant_id),
-        reason: None,
-        detail: doc! {
-            "kind": &instance.kind,
-            "name": &instance.name,
-            "credentials_ref": credentials_ref_detail(&instance.credentials_ref),
-        },
-    };
+    let action = instance_action(
+        "instance.delete",
+        &tenant_id,
+        id,
+        instance_detail(&instance),
+    );
     api.audit
         .around(&ctx, action, async {
             api.domain.delete_instance(&tenant_id, id).await?;

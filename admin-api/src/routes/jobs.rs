@@ -132,7 +132,11 @@ async fn reachable_job(api: &AdminApi, ctx: &Ctx, id: ObjectId) -> Result<JobDoc
         .get(id)
         .await?
         .filter(|job| ctx.sees_job(job.tenant_id.as_deref()))
-        .ok_or_else(|| ApiError::NotFound(format!("job {id} not found")))
+        .ok_or_else(|| no_such_job(id))
+}
+
+fn no_such_job(id: ObjectId) -> ApiError {
+    ApiError::NotFound(format!("job {id} not found"))
 }
 
 /// A query value as the values it may match: the text, and the number or boolean it spells.
@@ -213,34 +217,25 @@ pub(crate) async fn cancel(
     Path(id): Path<String>,
     body: JsonBody,
 ) -> Result<Json<JobActionResult>, ApiError> {
-    ctx.require(Right::ActOnJobs)?;
-    let body: ReasonBody = body.parse()?;
-    let id = object_id("id", &id)?;
-    let reason = super::reason(&body.reason)?;
-    let job = reachable_job(&api, &ctx, id).await?;
-    let outcome = api
-        .audit
-        .around(&ctx, job_action("job.cancel", &job, reason), async {
-            let outcome = match api.queue.cancel(id).await? {
-                CancelOutcome::Cancelled => "cancelled",
-                CancelOutcome::Requested => "cancel_requested",
-                CancelOutcome::AlreadyFinished(status) => {
-                    return Err(ApiError::Conflict(format!(
-                        "job {id} has finished ({}); there is nothing to cancel",
-                        status.as_str()
-                    )));
-                }
-                CancelOutcome::NotFound => {
-                    return Err(ApiError::NotFound(format!("job {id} not found")));
-                }
-            };
-            Ok((
-                outcome,
-                Completion::new().detail(doc! { "outcome": outcome }),
-            ))
-        })
-        .await?;
-    job_answer(&api, &job, outcome).await
+    act_on_job(&api, &ctx, &id, body, "job.cancel", async |job| {
+        let outcome = match api.queue.cancel(job.id).await? {
+            CancelOutcome::Cancelled => "cancelled",
+            CancelOutcome::Requested => "cancel_requested",
+            CancelOutcome::AlreadyFinished(status) => {
+                return Err(ApiError::Conflict(format!(
+                    "job {} has finished ({}); there is nothing to cancel",
+                    job.id,
+                    status.as_str()
+                )));
+            }
+            CancelOutcome::NotFound => return Err(no_such_job(job.id)),
+        };
+        Ok((
+            outcome,
+            Completion::new().detail(doc! { "outcome": outcome }),
+        ))
+    })
+    .await
 }
 
 /// Puts a failed, dead or cancelled job back in the queue, to run now with fresh attempts.
@@ -254,30 +249,45 @@ pub(crate) async fn retry(
     Path(id): Path<String>,
     body: JsonBody,
 ) -> Result<Json<JobActionResult>, ApiError> {
+    act_on_job(&api, &ctx, &id, body, "job.retry", async |job| {
+        match api.queue.retry_job(job.id).await? {
+            RetryOutcome::Requeued => {}
+            RetryOutcome::NotRetryable(status) => {
+                return Err(ApiError::Conflict(format!(
+                    "job {} is {}; only failed, dead or cancelled jobs are retried",
+                    job.id,
+                    status.as_str()
+                )));
+            }
+            RetryOutcome::NotFound => return Err(no_such_job(job.id)),
+        }
+        let completion = Completion::new().change("status", job.status.as_str(), "queued");
+        Ok(("requeued", completion))
+    })
+    .await
+}
+
+/// Acts on one job: the caller's right and reason checked, the job found among those its token
+/// reaches, then `act` under the action's audit entry. The answer is the outcome `act` names
+/// and the job as it is after.
+async fn act_on_job(
+    api: &AdminApi,
+    ctx: &Ctx,
+    id: &str,
+    body: JsonBody,
+    action: &'static str,
+    act: impl AsyncFnOnce(&JobDoc) -> Result<(&'static str, Completion), ApiError>,
+) -> Result<Json<JobActionResult>, ApiError> {
     ctx.require(Right::ActOnJobs)?;
     let body: ReasonBody = body.parse()?;
-    let id = object_id("id", &id)?;
+    let id = object_id("id", id)?;
     let reason = super::reason(&body.reason)?;
-    let job = reachable_job(&api, &ctx, id).await?;
-    api.audit
-        .around(&ctx, job_action("job.retry", &job, reason), async {
-            match api.queue.retry_job(id).await? {
-                RetryOutcome::Requeued => {}
-                RetryOutcome::NotRetryable(status) => {
-                    return Err(ApiError::Conflict(format!(
-                        "job {id} is {}; only failed, dead or cancelled jobs are retried",
-                        status.as_str()
-                    )));
-                }
-                RetryOutcome::NotFound => {
-                    return Err(ApiError::NotFound(format!("job {id} not found")));
-                }
-            }
-            let completion = Completion::new().change("status", job.status.as_str(), "queued");
-            Ok(((), completion))
-        })
+    let job = reachable_job(api, ctx, id).await?;
+    let outcome = api
+        .audit
+        .around(ctx, job_action(action, &job, reason), act(&job))
         .await?;
-    job_answer(&api, &job, "requeued").await
+    job_answer(api, &job, outcome).await
 }
 
 /// A job action's audit entry, before the action.
@@ -302,7 +312,7 @@ async fn job_answer(
         .queue
         .get(job.id)
         .await?
-        .ok_or_else(|| ApiError::NotFound(format!("job {} not found", job.id)))?;
+        .ok_or_else(|| no_such_job(job.id))?;
     Ok(Json(JobActionResult {
         outcome: outcome.to_string(),
         job: now.into(),

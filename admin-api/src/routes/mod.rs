@@ -24,7 +24,7 @@ use utoipa_axum::routes;
 
 use crate::AdminApi;
 use crate::error::ApiError;
-use crate::extract::request_layer;
+use crate::extract::{Ctx, request_layer};
 
 /// Every route, each registered once: its method and path come from the handler's
 /// `#[utoipa::path]`, so the router and the document's paths are the same list. Handlers that
@@ -84,6 +84,22 @@ pub(crate) fn router(api: Arc<AdminApi>) -> Router {
 pub(crate) fn object_id(field: &str, value: &str) -> Result<ObjectId, ApiError> {
     ObjectId::parse_str(value)
         .map_err(|_| ApiError::invalid(field, "must be an id of 24 hex digits"))
+}
+
+/// A tenant a request names: a valid id (400 otherwise) that the caller's token reaches (403).
+pub(crate) fn check_tenant(ctx: &Ctx, tenant_id: &str) -> Result<(), ApiError> {
+    sv0_domain::validate_tenant_id(tenant_id)?;
+    ctx.require_tenant(tenant_id)
+}
+
+/// The path of one of a tenant's things: a tenant the caller's token reaches, and an id.
+pub(crate) fn tenant_path(
+    ctx: &Ctx,
+    tenant_id: &str,
+    id: &str,
+) -> Result<(String, ObjectId), ApiError> {
+    check_tenant(ctx, tenant_id)?;
+    Ok((tenant_id.to_string(), object_id("id", id)?))
 }
 
 /// A time in a query or body: RFC 3339 (`2026-11-29T13:00:00Z`).

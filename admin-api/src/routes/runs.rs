@@ -13,7 +13,7 @@ use sv0_domain::{RunFilter, RunStatus, ScanRun, Trigger};
 use sv0_pipeline::RunRequest;
 use utoipa::{IntoParams, ToSchema};
 
-use super::{object_id, optional_instant};
+use super::{check_tenant, object_id, optional_instant};
 use crate::AdminApi;
 use crate::audit::{Action, Completion};
 use crate::error::{ApiError, ErrorBody};
@@ -195,8 +195,7 @@ pub(crate) async fn create(
             Trigger::IacLifecycle { event }
         }
     };
-    sv0_domain::validate_tenant_id(&body.tenant_id)?;
-    ctx.require_tenant(&body.tenant_id)?;
+    check_tenant(&ctx, &body.tenant_id)?;
     let scope_id = object_id("scope_id", &body.scope_id)?;
     let action = Action {
         action: "scan_run.create",
@@ -234,27 +233,15 @@ pub(crate) async fn retry(
     ctx: Ctx,
     Path(id): Path<String>,
 ) -> Result<(StatusCode, Json<RunView>), ApiError> {
-    ctx.require(Right::ActOnRuns)?;
-    let original = reachable_run(&api, &ctx, &id).await?;
-    let action = Action {
-        action: "scan_run.retry",
-        target_kind: "scan_run",
-        target_id: original.id.to_hex(),
-        tenant_id: Some(&original.tenant_id),
-        reason: None,
-        detail: doc! {},
-    };
-    let run = api
-        .audit
-        .around(&ctx, action, async {
-            let run = api
-                .pipeline
-                .retry_run(&original.tenant_id, original.id)
-                .await?;
-            let completion = Completion::new().detail(doc! { "new_run_id": run.id.to_hex() });
-            Ok((run, completion))
-        })
-        .await?;
+    let run = act_on_run(&api, &ctx, &id, "scan_run.retry", async |original| {
+        let run = api
+            .pipeline
+            .retry_run(&original.tenant_id, original.id)
+            .await?;
+        let completion = Completion::new().detail(doc! { "new_run_id": run.id.to_hex() });
+        Ok((run, completion))
+    })
+    .await?;
     Ok((StatusCode::CREATED, Json(run.into())))
 }
 
@@ -268,29 +255,39 @@ pub(crate) async fn cancel(
     ctx: Ctx,
     Path(id): Path<String>,
 ) -> Result<Json<RunView>, ApiError> {
+    let run = act_on_run(&api, &ctx, &id, "scan_run.cancel", async |original| {
+        let run = api
+            .pipeline
+            .cancel_run(&original.tenant_id, original.id)
+            .await?;
+        let completion =
+            Completion::new().change("status", original.status.as_str(), run.status.as_str());
+        Ok((run, completion))
+    })
+    .await?;
+    Ok(Json(run.into()))
+}
+
+/// Acts on a run of the caller's reach under the action's audit entry; `act` is given the run
+/// as it was.
+async fn act_on_run<T>(
+    api: &AdminApi,
+    ctx: &Ctx,
+    id: &str,
+    action: &'static str,
+    act: impl AsyncFnOnce(&ScanRun) -> Result<(T, Completion), ApiError>,
+) -> Result<T, ApiError> {
     ctx.require(Right::ActOnRuns)?;
-    let original = reachable_run(&api, &ctx, &id).await?;
-    let action = Action {
-        action: "scan_run.cancel",
+    let run = reachable_run(api, ctx, id).await?;
+    let entry = Action {
+        action,
         target_kind: "scan_run",
-        target_id: original.id.to_hex(),
-        tenant_id: Some(&original.tenant_id),
+        target_id: run.id.to_hex(),
+        tenant_id: Some(&run.tenant_id),
         reason: None,
         detail: doc! {},
     };
-    let run = api
-        .audit
-        .around(&ctx, action, async {
-            let run = api
-                .pipeline
-                .cancel_run(&original.tenant_id, original.id)
-                .await?;
-            let completion =
-                Completion::new().change("status", original.status.as_str(), run.status.as_str());
-            Ok((run, completion))
-        })
-        .await?;
-    Ok(Json(run.into()))
+    api.audit.around(ctx, entry, act(&run)).await
 }
 
 fn run_status(name: &str) -> Result<RunStatus, ApiError> {

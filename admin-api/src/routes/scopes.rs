@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use sv0_domain::{Budget, ScanScope, Schedule, ScopeFilter, ScopeUpdate};
 use utoipa::{IntoParams, ToSchema};
 
-use super::{instant, object_id};
+use super::{check_tenant, instant, object_id, tenant_path};
 use crate::AdminApi;
 use crate::audit::{Action, Completion};
 use crate::error::{ApiError, ErrorBody};
@@ -80,15 +80,8 @@ pub(crate) async fn show(
     Path((tenant_id, id)): Path<(String, String)>,
 ) -> Result<Json<ScopeView>, ApiError> {
     ctx.require(Right::Read)?;
-    let (tenant_id, id) = scope_path(&ctx, &tenant_id, &id)?;
+    let (tenant_id, id) = tenant_path(&ctx, &tenant_id, &id)?;
     Ok(Json(api.domain.scope(&tenant_id, id).await?.into()))
-}
-
-/// A scope's path: a tenant the caller's token reaches, and an id.
-fn scope_path(ctx: &Ctx, tenant_id: &str, id: &str) -> Result<(String, ObjectId), ApiError> {
-    sv0_domain::validate_tenant_id(tenant_id)?;
-    ctx.require_tenant(tenant_id)?;
-    Ok((tenant_id.to_string(), object_id("id", id)?))
 }
 
 /// A JSON object as the BSON document the domain stores.
@@ -131,8 +124,7 @@ pub(crate) async fn create(
 ) -> Result<(StatusCode, Json<ScopeView>), ApiError> {
     ctx.require(Right::ActOnScopes)?;
     let body: CreateScopeRequest = body.parse()?;
-    sv0_domain::validate_tenant_id(&tenant_id)?;
-    ctx.require_tenant(&tenant_id)?;
+    check_tenant(&ctx, &tenant_id)?;
     let instance_id = object_id("instance_id", &body.instance_id)?;
     let scope_doc = object("scope", body.scope)?;
     let budget = Budget {
@@ -203,7 +195,7 @@ pub(crate) async fn update(
 ) -> Result<Json<ScopeView>, ApiError> {
     ctx.require(Right::ActOnScopes)?;
     let body: UpdateScopeRequest = body.parse()?;
-    let (tenant_id, id) = scope_path(&ctx, &tenant_id, &id)?;
+    let (tenant_id, id) = tenant_path(&ctx, &tenant_id, &id)?;
     let update = ScopeUpdate {
         name: body.name,
         scope: body.scope.map(|s| object("scope", s)).transpose()?,
@@ -211,29 +203,25 @@ pub(crate) async fn update(
             max_runtime_seconds: seconds,
         }),
     };
-    let before = api.domain.scope(&tenant_id, id).await?;
+    let (before, entry) = before_edit(&api, "scope.update", &tenant_id, id, None).await?;
     let scope = api
         .audit
-        .around(
-            &ctx,
-            scope_action("scope.update", &tenant_id, id, None, doc! {}),
-            async {
-                let after = api
-                    .domain
-                    .update_scope_settings(&tenant_id, id, &update)
-                    .await
-                    .map_err(|e| rename_budget_field(e.into()))?;
-                let completion = Completion::new()
-                    .change("name", before.name.as_str(), after.name.as_str())
-                    .change("scope", before.scope.clone(), after.scope.clone())
-                    .change(
-                        "max_runtime_seconds",
-                        before.budget.max_runtime_seconds,
-                        after.budget.max_runtime_seconds,
-                    );
-                Ok((after, completion))
-            },
-        )
+        .around(&ctx, entry, async {
+            let after = api
+                .domain
+                .update_scope_settings(&tenant_id, id, &update)
+                .await
+                .map_err(|e| rename_budget_field(e.into()))?;
+            let completion = Completion::new()
+                .change("name", before.name.as_str(), after.name.as_str())
+                .change("scope", before.scope, after.scope.clone())
+                .change(
+                    "max_runtime_seconds",
+                    before.budget.max_runtime_seconds,
+                    after.budget.max_runtime_seconds,
+                );
+            Ok((after, completion))
+        })
         .await?;
     Ok(Json(scope.into()))
 }
@@ -248,7 +236,7 @@ pub(crate) async fn delete(
     Path((tenant_id, id)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     ctx.require(Right::ActOnScopes)?;
-    let (tenant_id, id) = scope_path(&ctx, &tenant_id, &id)?;
+    let (tenant_id, id) = tenant_path(&ctx, &tenant_id, &id)?;
     api.audit
         .around(
             &ctx,
@@ -285,26 +273,22 @@ pub(crate) async fn set_schedule(
 ) -> Result<Json<ScopeView>, ApiError> {
     ctx.require(Right::ActOnScopes)?;
     let body: ScheduleRequest = body.parse()?;
-    let (tenant_id, id) = scope_path(&ctx, &tenant_id, &id)?;
-    let before = api.domain.scope(&tenant_id, id).await?;
+    let (tenant_id, id) = tenant_path(&ctx, &tenant_id, &id)?;
+    let (before, entry) = before_edit(&api, "scope.set_schedule", &tenant_id, id, None).await?;
     let scope = api
         .audit
-        .around(
-            &ctx,
-            scope_action("scope.set_schedule", &tenant_id, id, None, doc! {}),
-            async {
-                let after = api
-                    .controls
-                    .set_schedule(&tenant_id, id, body.schedule)
-                    .await?;
-                let completion = Completion::new().change(
-                    "schedule",
-                    schedule_value(before.schedule.as_ref()),
-                    schedule_value(after.schedule.as_ref()),
-                );
-                Ok((after, completion))
-            },
-        )
+        .around(&ctx, entry, async {
+            let after = api
+                .controls
+                .set_schedule(&tenant_id, id, body.schedule)
+                .await?;
+            let completion = Completion::new().change(
+                "schedule",
+                schedule_value(before.schedule.as_ref()),
+                schedule_value(after.schedule.as_ref()),
+            );
+            Ok((after, completion))
+        })
         .await?;
     Ok(Json(scope.into()))
 }
@@ -331,7 +315,7 @@ pub(crate) async fn pause(
 ) -> Result<Json<ScopeView>, ApiError> {
     ctx.require(Right::ActOnScopes)?;
     let body: PauseRequest = body.parse()?;
-    let (tenant_id, id) = scope_path(&ctx, &tenant_id, &id)?;
+    let (tenant_id, id) = tenant_path(&ctx, &tenant_id, &id)?;
     let note = body
         .note
         .as_deref()
@@ -344,23 +328,17 @@ pub(crate) async fn pause(
                  bidirectional marks",
             )
         })?;
-    let before = api.domain.scope(&tenant_id, id).await?;
+    let (before, entry) = before_edit(&api, "scope.pause", &tenant_id, id, note).await?;
     let scope = api
         .audit
-        .around(
-            &ctx,
-            scope_action("scope.pause", &tenant_id, id, note, doc! {}),
-            async {
-                let after = api
-                    .controls
-                    .pause(&tenant_id, id, note.map(str::to_string), Some(ctx.who()))
-                    .await?;
-                let completion = Completion::new()
-                    .change("paused", before.paused, after.paused)
-                    .change("pause", pause_value(&before), pause_value(&after));
-                Ok((after, completion))
-            },
-        )
+        .around(&ctx, entry, async {
+            let after = api
+                .controls
+                .pause(&tenant_id, id, note.map(str::to_string), Some(ctx.who()))
+                .await?;
+            let completion = pause_changes(&before, &after);
+            Ok((after, completion))
+        })
         .await?;
     Ok(Json(scope.into()))
 }
@@ -382,22 +360,16 @@ pub(crate) async fn resume(
     Path((tenant_id, id)): Path<(String, String)>,
 ) -> Result<Json<ResumeResponse>, ApiError> {
     ctx.require(Right::ActOnScopes)?;
-    let (tenant_id, id) = scope_path(&ctx, &tenant_id, &id)?;
-    let before = api.domain.scope(&tenant_id, id).await?;
+    let (tenant_id, id) = tenant_path(&ctx, &tenant_id, &id)?;
+    let (before, entry) = before_edit(&api, "scope.resume", &tenant_id, id, None).await?;
     let (scope, skipped) = api
         .audit
-        .around(
-            &ctx,
-            scope_action("scope.resume", &tenant_id, id, None, doc! {}),
-            async {
-                let (after, skipped) = api.controls.resume(&tenant_id, id).await?;
-                let completion = Completion::new()
-                    .change("paused", before.paused, after.paused)
-                    .change("pause", pause_value(&before), pause_value(&after))
-                    .detail(doc! { "skipped_slots": skipped as i64 });
-                Ok(((after, skipped), completion))
-            },
-        )
+        .around(&ctx, entry, async {
+            let (after, skipped) = api.controls.resume(&tenant_id, id).await?;
+            let completion =
+                pause_changes(&before, &after).detail(doc! { "skipped_slots": skipped as i64 });
+            Ok(((after, skipped), completion))
+        })
         .await?;
     Ok(Json(ResumeResponse {
         scope: scope.into(),
@@ -416,7 +388,7 @@ pub(crate) async fn trigger(
     Path((tenant_id, id)): Path<(String, String)>,
 ) -> Result<(StatusCode, Json<RunView>), ApiError> {
     ctx.require(Right::ActOnScopes)?;
-    let (tenant_id, id) = scope_path(&ctx, &tenant_id, &id)?;
+    let (tenant_id, id) = tenant_path(&ctx, &tenant_id, &id)?;
     let run = api
         .audit
         .around(
@@ -471,7 +443,7 @@ pub(crate) async fn backfill(
 ) -> Result<(StatusCode, Json<BackfillResponse>), ApiError> {
     ctx.require(Right::ActOnScopes)?;
     let body: BackfillRequest = body.parse()?;
-    let (tenant_id, id) = scope_path(&ctx, &tenant_id, &id)?;
+    let (tenant_id, id) = tenant_path(&ctx, &tenant_id, &id)?;
     let from = instant("from", &body.from)?;
     let to = instant("to", &body.to)?;
     let detail = doc! { "from": &body.from, "to": &body.to };
@@ -521,11 +493,34 @@ fn scope_action<'a>(
     }
 }
 
+/// What an edit of a scope starts from: the scope as it is, for the entry's old values, and the
+/// edit's audit entry.
+async fn before_edit<'a>(
+    api: &AdminApi,
+    action: &'static str,
+    tenant_id: &'a str,
+    scope_id: ObjectId,
+    reason: Option<&'a str>,
+) -> Result<(ScanScope, Action<'a>), ApiError> {
+    let before = api.domain.scope(tenant_id, scope_id).await?;
+    Ok((
+        before,
+        scope_action(action, tenant_id, scope_id, reason, doc! {}),
+    ))
+}
+
 /// A schedule as the audit log records it: its stored form, or null.
 fn schedule_value(schedule: Option<&Schedule>) -> Bson {
     schedule
         .and_then(|s| mongodb::bson::to_bson(s).ok())
         .unwrap_or(Bson::Null)
+}
+
+/// A pause or a resume's changes: whether the scope is paused, and its pause.
+fn pause_changes(before: &ScanScope, after: &ScanScope) -> Completion {
+    Completion::new()
+        .change("paused", before.paused, after.paused)
+        .change("pause", pause_value(before), pause_value(after))
 }
 
 /// A pause as the audit log records it: the note and who paused, or null.

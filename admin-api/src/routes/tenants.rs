@@ -12,6 +12,7 @@ use serde::Deserialize;
 use sv0_domain::{Tenant, TenantStatus};
 use utoipa::{IntoParams, ToSchema};
 
+use super::check_tenant;
 use crate::AdminApi;
 use crate::audit::{Action, Completion};
 use crate::error::{ApiError, ErrorBody};
@@ -97,8 +98,7 @@ pub(crate) async fn show(
     Path(tenant_id): Path<String>,
 ) -> Result<Json<TenantView>, ApiError> {
     ctx.require(Right::Read)?;
-    sv0_domain::validate_tenant_id(&tenant_id)?;
-    ctx.require_tenant(&tenant_id)?;
+    check_tenant(&ctx, &tenant_id)?;
     Ok(Json(api.domain.tenant(&tenant_id).await?.into()))
 }
 
@@ -161,8 +161,7 @@ pub(crate) async fn update(
 ) -> Result<Json<TenantView>, ApiError> {
     ctx.require(Right::ManageTenants)?;
     let body: UpdateTenantRequest = body.parse()?;
-    sv0_domain::validate_tenant_id(&tenant_id)?;
-    ctx.require_tenant(&tenant_id)?;
+    check_tenant(&ctx, &tenant_id)?;
     let before = api.domain.tenant(&tenant_id).await?;
     let action = Action {
         action: "tenant.set_status",

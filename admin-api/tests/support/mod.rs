@@ -47,6 +47,22 @@ impl Reply {
             .get("www-authenticate")
             .map(|v| v.to_str().unwrap())
     }
+
+    /// A refusal of bad input: a 400 whose field holds `field`. `sent` names the request in a
+    /// failure's message, as loops over many requests need.
+    pub fn assert_invalid(&self, field: &str, sent: impl std::fmt::Display) {
+        assert_eq!(
+            self.status,
+            StatusCode::BAD_REQUEST,
+            "{sent}: {:?}",
+            self.body
+        );
+        assert!(
+            self.field().contains(field),
+            "{sent} names {field}: {:?}",
+            self.body
+        );
+    }
 }
 
 impl Api {
@@ -155,6 +171,50 @@ impl Api {
         self.call(role, Method::POST, path, Some(body)).await
     }
 
+    pub async fn put(&self, role: Role, path: &str, body: Value) -> Reply {
+        self.call(role, Method::PUT, path, Some(body)).await
+    }
+
+    pub async fn patch(&self, role: Role, path: &str, body: Value) -> Reply {
+        self.call(role, Method::PATCH, path, Some(body)).await
+    }
+
+    pub async fn delete(&self, role: Role, path: &str) -> Reply {
+        self.call(role, Method::DELETE, path, None).await
+    }
+
+    /// Creates a tenant, as `super_admin`.
+    pub async fn create_tenant(&self, id: &str, name: &str) -> Reply {
+        let body = json!({"id": id, "name": name});
+        self.post(Role::SuperAdmin, "/api/v1/tenants", body).await
+    }
+
+    /// Suspends or reactivates a tenant (`status` is `suspended` or `active`), as `super_admin`.
+    pub async fn set_tenant_status(&self, tenant: &str, status: &str) -> Reply {
+        let path = format!("/api/v1/tenants/{tenant}");
+        self.patch(Role::SuperAdmin, &path, json!({ "status": status }))
+            .await
+    }
+
+    /// Pauses the scope at `path` with `note`, as `operator`.
+    pub async fn pause_scope(&self, path: &str, note: &str) -> Reply {
+        let body = json!({ "note": note });
+        self.post(Role::Operator, &format!("{path}/pause"), body)
+            .await
+    }
+
+    /// Starts a run of the scope at `path` now, as `operator`.
+    pub async fn trigger_scope(&self, path: &str) -> Reply {
+        self.post(Role::Operator, &format!("{path}/trigger"), json!(null))
+            .await
+    }
+
+    /// Creates a `manual_api` run of `scope`, as `role`.
+    pub async fn run_now(&self, role: Role, scope: &ScanScope) -> Reply {
+        let body = manual_run(&scope.tenant_id, &scope.id.to_hex());
+        self.post(role, "/api/v1/scan-runs", body).await
+    }
+
     /// A tenant with one demo instance and one scope (no schedule).
     pub async fn tenant_with_scope(&self, tenant: &str) -> (ConnectorInstance, ScanScope) {
         let set_up = self
@@ -164,6 +224,13 @@ impl Api {
             .unwrap();
         let scope = set_up.scope().clone();
         (set_up.instance, scope)
+    }
+
+    /// The metrics in Prometheus' text format (the route takes no token).
+    pub async fn metrics(&self) -> String {
+        let url = format!("{}/metrics", self.base);
+        let response = self.client.get(url).send().await.unwrap();
+        response.text().await.unwrap()
     }
 
     /// The audit entries, oldest first.
@@ -248,6 +315,15 @@ impl Admits {
             Admits::SuperAdmin => matches!(role, SuperAdmin),
         }
     }
+}
+
+/// A scope's route, which its actions' routes extend.
+pub fn scope_path(scope: &ScanScope) -> String {
+    format!(
+        "/api/v1/tenants/{}/scopes/{}",
+        scope.tenant_id,
+        scope.id.to_hex()
+    )
 }
 
 pub fn manual_run(tenant: &str, scope_id: &str) -> Value {

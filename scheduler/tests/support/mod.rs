@@ -1,18 +1,23 @@
 //! A test database with a tenant, a connector instance and scopes, the pipeline handle the
-//! scheduler starts runs through, and replicas of the scheduler at injected times.
+//! scheduler starts runs through, and replicas of the scheduler at injected times; and what a
+//! test does around a tick by hand: claiming scopes, starting a scope slot's run, finishing runs,
+//! reading the slot log.
 
 #![allow(dead_code)]
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use mongodb::bson::oid::ObjectId;
 use mongodb::bson::{DateTime, Document, doc};
 use sv0_broker::CredentialBroker;
-use sv0_domain::{Domain, ScanRun, ScanScope, Schedule, TenantSetup};
+use sv0_domain::{
+    Domain, RunStatus, RunWriter, ScanRun, ScanScope, Schedule, TenantSetup, Trigger,
+};
 use sv0_pipeline::Pipeline;
 use sv0_queue::Queue;
 use sv0_scheduler::controls::Controls;
-use sv0_scheduler::{Scheduler, SchedulerConfig, SchedulerMetrics, SlotLog};
+use sv0_scheduler::{Scheduler, SchedulerConfig, SchedulerMetrics, SlotLog, SlotOutcome};
 use sv0_testkit::TestDb;
 
 pub struct Fixture {
@@ -72,6 +77,58 @@ impl Fixture {
         self.domain.scope(&scope.tenant_id, scope.id).await.unwrap()
     }
 
+    /// The due scopes replica `owner` claims at `now` for `lease`, ten at most, as a tick does
+    /// before deciding them.
+    pub async fn claim(&self, owner: &str, now: DateTime, lease: Duration) -> Vec<ScanScope> {
+        self.domain
+            .claim_due_scopes(owner, now, lease, 10, &[])
+            .await
+            .unwrap()
+            .scopes
+    }
+
+    /// `scope`'s run of scope slot `slot`, started under the slot's key as a tick starts it, and
+    /// recorded nowhere else: what a tick that failed right after starting it leaves.
+    pub async fn start_slot_run(&self, scope: &ScanScope, slot: DateTime) -> ScanRun {
+        let trigger = Trigger::Scheduled {
+            scope_id: scope.id,
+            slot,
+        };
+        let (started, _) = self
+            .pipeline
+            .start_scan(
+                &scope.tenant_id,
+                scope.id,
+                trigger,
+                Some(sv0_scheduler::slot_key(scope.id, slot)),
+            )
+            .await
+            .unwrap();
+        started
+    }
+
+    /// Finishes run `run_id` of `scope` from outside the pipeline, as `status` with `error`.
+    pub async fn finish_run(
+        &self,
+        scope: &ScanScope,
+        run_id: ObjectId,
+        status: RunStatus,
+        error: Option<String>,
+    ) {
+        self.domain
+            .finish_run(&scope.tenant_id, run_id, RunWriter::Outside, status, error)
+            .await
+            .unwrap();
+    }
+
+    /// `scope`'s recorded slot outcomes, newest first, at most `limit`.
+    pub async fn slot_outcomes(&self, scope: &ScanScope, limit: i64) -> Vec<SlotOutcome> {
+        self.slot_log
+            .for_scope(&scope.tenant_id, scope.id, limit)
+            .await
+            .unwrap()
+    }
+
     /// The schedule controls, counting into `metrics`.
     pub fn controls(&self, metrics: &SchedulerMetrics) -> Controls {
         Controls {
@@ -104,16 +161,7 @@ impl Fixture {
     }
 
     pub async fn jobs(&self, filter: Document) -> Vec<Document> {
-        use futures::TryStreamExt;
-        self.tdb
-            .db
-            .collection::<Document>("jobs")
-            .find(filter)
-            .await
-            .unwrap()
-            .try_collect()
-            .await
-            .unwrap()
+        sv0_testkit::all(&self.tdb.db, "jobs", filter).await
     }
 }
 

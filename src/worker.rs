@@ -1,6 +1,6 @@
-//! `sv0 worker`: a worker process. It serves the chosen job kinds, runs the queue's maintenance
-//! duties (every worker does; they are safe to run everywhere at once), serves `/metrics` and
-//! `/healthz`, and drains on SIGTERM or Ctrl-C.
+//! `sv0 worker`: a worker process. It serves the chosen job kinds, runs the queue's reaper (every
+//! worker does) and, while it leads the fleet, the fleet-wide duties (the pruner and the depth
+//! sampler), serves `/metrics` and `/healthz`, and drains on SIGTERM or Ctrl-C.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -13,7 +13,7 @@ use sv0_domain::Domain;
 use sv0_pipeline::Pipeline;
 use sv0_queue::maintenance::{DepthSampler, Pruner, Reaper};
 use sv0_queue::{Queue, RetryPolicy};
-use sv0_worker::{MAX_CONCURRENCY, Worker, WorkerConfig, diagnostics, serve_status};
+use sv0_worker::{MAX_CONCURRENCY, Worker, WorkerConfig, diagnostics, serve_status, while_leading};
 use tokio_util::sync::CancellationToken;
 
 use crate::telemetry::LogFormat;
@@ -219,19 +219,30 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<()> {
         Reaper::new(queue.clone(), Duration::from_millis(args.reap_every_ms))
             .run(maintenance.clone()),
     );
-    tokio::spawn(
-        Pruner::new(
-            queue.clone(),
-            Duration::from_secs(args.retention_s),
-            Duration::from_secs(60),
-        )
-        .run(maintenance.clone()),
-    );
-    tokio::spawn(
-        DepthSampler::new(queue, Duration::from_secs(15))
-            .kinds(served.iter().map(String::as_str))
-            .run(maintenance.clone()),
-    );
+    // Fleet-wide duties: one worker of the fleet (its leader) runs them, whatever the number of
+    // workers; the reaper stays in every worker, since its passes are index probes and a dead
+    // worker's jobs come back sooner.
+    let retention = Duration::from_secs(args.retention_s);
+    tokio::spawn(while_leading(
+        worker.leadership(),
+        maintenance.clone(),
+        {
+            let queue = queue.clone();
+            move |term| Pruner::new(queue.clone(), retention, Duration::from_secs(60)).run(term)
+        },
+        || {},
+    ));
+    let metrics = queue.metrics().clone();
+    tokio::spawn(while_leading(
+        worker.leadership(),
+        maintenance.clone(),
+        move |term| {
+            DepthSampler::new(queue.clone(), Duration::from_secs(15))
+                .kinds(served.iter().map(String::as_str))
+                .run(term)
+        },
+        move || metrics.forget_depths(),
+    ));
 
     let signal = shutdown.clone();
     tokio::spawn(async move {

@@ -206,6 +206,13 @@ impl QueueMetrics {
             .observe(job.claimed_at.elapsed().as_secs_f64());
     }
 
+    /// Drops every depth series: a process that stops sampling must not leave its last figure
+    /// beside the one that samples now (dashboards and alerts read the `max`).
+    pub fn forget_depths(&self) {
+        self.depth.clear();
+        self.oldest_age.clear();
+    }
+
     pub(crate) fn set_depth(&self, k: &str, depth: i64, oldest_age_seconds: f64) {
         self.depth.get_or_create(&kind(k)).set(depth);
         self.oldest_age

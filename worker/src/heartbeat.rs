@@ -1,7 +1,7 @@
 //! The heartbeat duty: every `heartbeat_every`, one fenced write extends every lease this worker
 //! holds and tells which were lost or asked to cancel; their handlers' tokens fire. The worker's
-//! registry record is touched in the same beat, which also measures the clock skew, marks other
-//! workers' stale records `gone`, and counts the live ones (`sv0_worker_live_workers`).
+//! registry record is touched in the same beat, which also measures the clock skew and decides
+//! which worker leads the fleet (`leader`).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -11,7 +11,7 @@ use sv0_queue::{LeaseRef, LeaseState};
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::SkewVerdict;
-use crate::registry::{WorkerRecord, count_live_workers};
+use crate::registry::WorkerRecord;
 use crate::state::{Inner, StopReason};
 
 impl Inner {
@@ -22,20 +22,7 @@ impl Inner {
                 _ = tokio::time::sleep(self.config.heartbeat_every) => {}
             }
             self.beat().await;
-            self.touch_registry(self.health.state()).await;
-            if let Err(error) = WorkerRecord::sweep(
-                &self.db,
-                self.config.registry_stale_after,
-                self.config.registry_retention,
-            )
-            .await
-            {
-                tracing::warn!(%error, "sweeping the worker registry failed");
-            }
-            match count_live_workers(&self.db, self.config.registry_stale_after).await {
-                Ok(live) => self.metrics.set_live_workers(live),
-                Err(error) => tracing::warn!(%error, "counting live workers failed"),
-            }
+            self.registry_beat(self.health.state()).await;
         }
     }
 
@@ -79,8 +66,9 @@ impl Inner {
         }
     }
 
-    /// Touches this worker's registry record and measures the clock skew from the server's stamp.
-    pub(crate) async fn touch_registry(&self, state: &str) {
+    /// Touches this worker's registry record and measures the clock skew from the server's stamp;
+    /// returns that stamp.
+    pub(crate) async fn touch_registry(&self, state: &str) -> Option<DateTime> {
         let before = DateTime::now().timestamp_millis();
         match WorkerRecord::touch(&self.db, &self.id, state).await {
             Ok(Some(server)) => {
@@ -102,9 +90,11 @@ impl Inner {
                         "this host's clock is off the database server's by more than half the lease TTL; not claiming until it is fixed"
                     ),
                 }
+                return Some(server);
             }
             Ok(None) => tracing::warn!("this worker's registry record is missing"),
             Err(error) => tracing::warn!(%error, "worker registry heartbeat failed"),
         }
+        None
     }
 }

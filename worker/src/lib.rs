@@ -4,7 +4,8 @@
 //! loop with its concurrency limits (overall and per kind), lease heartbeats, self-fencing and
 //! cancellation, time bounds, panics as failed attempts, the `with_retry` helper, wake-ups (a
 //! change stream where the server has one, adaptive polling always), graceful drain, the
-//! live-worker registry (`workers` collection) with its clock-skew check, and the status server
+//! live-worker registry (`workers` collection) with its clock-skew check, the choice of the one
+//! worker that leads the fleet-wide duties, and the status server
 //! (`/metrics`, `/healthz`). It must not write the `jobs` collection except through the queue's
 //! API, and it knows nothing of what a handler does.
 
@@ -17,6 +18,7 @@ pub mod diagnostics;
 mod handler;
 mod heartbeat;
 mod job_task;
+mod leader;
 mod metrics;
 mod registry;
 mod retry;
@@ -29,6 +31,7 @@ mod watchdog;
 
 pub use config::{MAX_CONCURRENCY, WorkerConfig};
 pub use handler::{HandlerError, HandlerSet, JobContext, JobHandler, TransientError};
+pub use leader::{Leadership, while_leading};
 pub use metrics::WorkerMetrics;
 pub use registry::{WorkerRecord, ensure_registry_indexes, live_workers};
 pub use retry::{RETRY_DELAYS, with_retry};

@@ -25,7 +25,9 @@ pub struct WorkerMetrics {
     clock_skew: Gauge<f64, AtomicU64>,
     slots_busy: Gauge,
     slots_capacity: Gauge,
-    live_workers: Gauge,
+    /// No labels; a family so that a worker that stops leading can drop the series.
+    live_workers: Family<Vec<(String, String)>, Gauge>,
+    leader: Gauge,
 }
 
 fn kind(kind: &str) -> KindLabel {
@@ -75,8 +77,13 @@ impl WorkerMetrics {
         );
         r.register(
             "live_workers",
-            "Workers heartbeating in the workers registry, as this worker last counted them (aggregate with max)",
+            "Workers heartbeating in the workers registry, as the fleet's leader last counted them (aggregate with max)",
             self.live_workers.clone(),
+        );
+        r.register(
+            "leader",
+            "1 while this worker leads the fleet-wide duties (depth sample, pruner, registry sweep and live count), else 0",
+            self.leader.clone(),
         );
     }
 
@@ -120,6 +127,16 @@ impl WorkerMetrics {
     }
 
     pub(crate) fn set_live_workers(&self, workers: u64) {
-        self.live_workers.set(workers as i64);
+        self.live_workers
+            .get_or_create(&Vec::new())
+            .set(workers as i64);
+    }
+
+    pub(crate) fn forget_live_workers(&self) {
+        self.live_workers.clear();
+    }
+
+    pub(crate) fn set_leader(&self, leads: bool) {
+        self.leader.set(i64::from(leads));
     }
 }

@@ -66,7 +66,7 @@ impl WorkerRecord {
     }
 
     /// Marks records not seen for `stale_after` as `gone`, and deletes ended records not seen for
-    /// `retention`. Safe from every worker at once.
+    /// `retention`. Idempotent: two leaders during a handover repeat it harmlessly.
     pub(crate) async fn sweep(
         db: &Database,
         stale_after: Duration,
@@ -100,14 +100,21 @@ fn ago(span: Duration) -> DateTime {
 /// count select by state and `last_seen_at` from every worker on every heartbeat, a scan of the
 /// collection without it. State first, so the count reads only live workers' keys, not the
 /// ended records kept for the retention.
+///
+/// The `leader` index serves the leader's pick (running workers in id order), which every worker
+/// reads at every heartbeat: it stops at the first running record stamped recently enough.
 pub async fn ensure_registry_indexes(db: &Database) -> mongodb::error::Result<()> {
     db.collection::<WorkerRecord>(COLLECTION)
-        .create_index(
+        .create_indexes([
             IndexModel::builder()
                 .keys(doc! {"state": 1, "last_seen_at": 1})
                 .options(IndexOptions::builder().name("seen".to_string()).build())
                 .build(),
-        )
+            IndexModel::builder()
+                .keys(doc! {"state": 1, "_id": 1})
+                .options(IndexOptions::builder().name("leader".to_string()).build())
+                .build(),
+        ])
         .await?;
     Ok(())
 }

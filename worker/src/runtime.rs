@@ -69,6 +69,7 @@ impl Worker {
                 wake: Arc::new(Notify::new()),
                 health: Health::default(),
                 metrics,
+                leadership: tokio::sync::watch::Sender::new(false),
             }),
         }
     }
@@ -80,6 +81,12 @@ impl Worker {
 
     pub fn id(&self) -> &str {
         &self.inner.id
+    }
+
+    /// Whether this worker leads the fleet-wide duties, kept current by its heartbeat: hand it to
+    /// [`crate::while_leading`] with each such duty.
+    pub fn leadership(&self) -> crate::Leadership {
+        self.inner.leadership.subscribe()
     }
 
     /// The worker's health, for the status server.
@@ -120,7 +127,7 @@ impl Worker {
             server_seen_at: None,
         };
         record.save(&inner.db).await?;
-        inner.touch_registry("running").await;
+        inner.registry_beat("running").await;
         tracing::info!(worker = %inner.id, kinds = ?record.kinds, concurrency = inner.config.concurrency, "worker started");
 
         let background = CancellationToken::new();
@@ -138,7 +145,7 @@ impl Worker {
         inner.claim_loop(&writes, &mut tasks, &shutdown).await;
 
         inner.health.set_state("draining");
-        inner.touch_registry("draining").await;
+        inner.registry_beat("draining").await;
         let given_back = inner.give_back(|_| true).await;
         tracing::info!(worker = %inner.id, held = inner.held().len(), given_back, "draining");
         if tokio::time::timeout(inner.config.grace, drain(&mut tasks))

@@ -108,6 +108,8 @@ pub(crate) struct Inner {
     pub(crate) health: Health,
     pub(crate) metrics: WorkerMetrics,
     pub(crate) clock: Clock,
+    /// Whether this worker leads the fleet-wide duties; decided at each registry heartbeat.
+    pub(crate) leadership: tokio::sync::watch::Sender<bool>,
 }
 
 impl Inner {

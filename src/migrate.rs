@@ -50,6 +50,15 @@ pub async fn run(args: MigrateArgs) -> anyhow::Result<()> {
          says what each kind runs"
     );
 
+    let forgotten = domain
+        .forget_stored_sightings()
+        .await
+        .context("removing the live items' stored last_seen_at")?;
+    println!(
+        "removed the stored last_seen_at of {forgotten} live item(s): when a live item was last \
+         seen is when its set was last written (its head says)"
+    );
+
     let Some(registry) = registry else {
         println!(
             "connector kinds not checked: no connector registry given (--connectors FILE or {})",

@@ -309,3 +309,54 @@ fn migrate_help_documents_the_exit_status() {
     assert!(help.contains("--connectors <FILE>"), "{help}");
     assert!(help.contains("Exit status"), "{help}");
 }
+
+/// Items written when every write touched their `last_seen_at` lose it (a live item's last
+/// sighting is its set's newest write now); a retired item keeps its own, and a second run finds
+/// nothing to do.
+#[tokio::test]
+async fn migrate_removes_the_stored_last_seen_at_of_live_items() {
+    let tdb = TestDb::new("migrate_sightings").await;
+    let seen = mongodb::bson::DateTime::from_millis(1_700_000_000_000);
+    let entities = tdb.db.collection::<Document>("entities");
+    entities
+        .insert_many([
+            doc! {"tenant_id": "acme", "source": "s", "external_id": "m1", "status": "live", "last_seen_at": seen},
+            doc! {"tenant_id": "acme", "source": "s", "external_id": "m2", "status": "gone", "last_seen_at": seen},
+        ])
+        .await
+        .unwrap();
+    tdb.db
+        .collection::<Document>("findings")
+        .insert_one(doc! {"tenant_id": "acme", "key": "k", "status": "open", "last_seen_at": seen})
+        .await
+        .unwrap();
+
+    let out = migrate(tdb.uri(), tdb.name());
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
+    assert!(
+        stdout.contains("removed the stored last_seen_at of 2 live item(s)"),
+        "{stdout}"
+    );
+    let kept: Vec<String> = entities
+        .find(doc! {"last_seen_at": {"$exists": true}})
+        .await
+        .unwrap()
+        .try_collect::<Vec<Document>>()
+        .await
+        .unwrap()
+        .iter()
+        .map(|d| d.get_str("external_id").unwrap().to_string())
+        .collect();
+    assert_eq!(
+        kept,
+        ["m2"],
+        "the retired entity keeps when it was last produced"
+    );
+
+    let again = text(&migrate(tdb.uri(), tdb.name()).stdout);
+    assert!(
+        again.contains("removed the stored last_seen_at of 0 live item(s)"),
+        "{again}"
+    );
+}

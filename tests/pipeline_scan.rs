@@ -13,7 +13,7 @@ use nix::sys::signal::Signal;
 use support::pipeline::{DEMO_KIND, Fixture, canary, dump};
 use support::{all, count};
 use sv0_domain::category::{CHAIN, DRIVER, EVAL, EVIDENCE, STAGE_CELLS, STITCH, SYNC};
-use sv0_domain::{CellStatus, Materializer, RunStatus, ScanRun, Trigger};
+use sv0_domain::{CellStatus, ItemSet, Materializer, RunStatus, ScanRun, ScanScope, Trigger};
 use sv0_pipeline::{Deploy, RunRequest};
 
 const RUN_TIMEOUT: Duration = Duration::from_secs(60);
@@ -27,6 +27,35 @@ fn cell<'a>(run: &'a ScanRun, name: &str) -> &'a sv0_domain::CategoryResult {
         .unwrap_or_else(|| panic!("run has no {name} cell: {run:#?}"))
 }
 
+/// Acme's scope of connector kind `kind` over a small demo graph, with a minute's budget.
+async fn small_scope(fixture: &Fixture, kind: &str) -> ScanScope {
+    fixture.provision("acme", kind, demo_scope(20, 1), 60).await
+}
+
+/// A manual run of `scope`, once finished.
+async fn scanned(fixture: &Fixture, scope: &ScanScope) -> ScanRun {
+    let run = fixture.scan(scope).await;
+    fixture
+        .finished(&scope.tenant_id, run.id, RUN_TIMEOUT)
+        .await
+}
+
+/// Waits until a `sleep:…:started` connector has started: it writes `started` in its run
+/// directory first.
+async fn until_the_connector_starts(fixture: &Fixture) {
+    support::eventually("the connector to start", RUN_TIMEOUT, || async {
+        fixture.connector_file("started").is_some()
+    })
+    .await;
+}
+
+/// What a wrap.sh behaviour reported on stderr, which a run keeps only when it fails (in its
+/// driver cell's errors).
+fn stderr_report(run: &ScanRun) -> String {
+    assert_eq!(run.status, RunStatus::Failed, "{run:#?}");
+    cell(run, DRIVER).errors.join("\n")
+}
+
 /// A scan from enqueue to `succeeded`: the connector's categories and the five stage cells, each
 /// `items_scanned` equal to what the collections hold.
 #[tokio::test]
@@ -37,8 +66,7 @@ async fn a_demo_scan_runs_every_stage_and_each_cell_counts_what_is_stored() {
         .provision("acme", &kind, demo_scope(60, 3), 60)
         .await;
     let _worker = fixture.worker(&["acme"], &[]);
-    let run = fixture.scan(&scope).await;
-    let run = fixture.finished("acme", run.id, RUN_TIMEOUT).await;
+    let run = scanned(&fixture, &scope).await;
     assert_eq!(run.status, RunStatus::Succeeded, "{run:#?}");
     assert_eq!(run.error, None);
 
@@ -125,9 +153,7 @@ async fn a_demo_scan_runs_every_stage_and_each_cell_counts_what_is_stored() {
 #[tokio::test]
 async fn a_failing_stage_fails_the_run_naming_it_and_enqueues_nothing_after_it() {
     let fixture = Fixture::new("failing_stage").await;
-    fixture
-        .provision("acme", DEMO_KIND, demo_scope(20, 1), 60)
-        .await;
+    small_scope(&fixture, DEMO_KIND).await;
     let graph = sv0_domain::Graph::from_json(
         br#"{"entities": [{"id": "m", "type": "machine", "cloud": "aws", "name": "m"}]}"#,
     )
@@ -168,15 +194,10 @@ async fn a_failing_stage_fails_the_run_naming_it_and_enqueues_nothing_after_it()
 async fn a_scan_cancelled_while_its_connector_runs_stays_as_the_cancel_left_it() {
     let fixture = Fixture::new("cancel_mid_scan").await;
     let slow = fixture.wrap_kind("sleep:1:started");
-    let scope = fixture
-        .provision("acme", &slow, demo_scope(20, 1), 60)
-        .await;
+    let scope = small_scope(&fixture, &slow).await;
     let _worker = fixture.worker(&["acme"], &[]);
     let run = fixture.scan(&scope).await;
-    support::eventually("the connector to start", RUN_TIMEOUT, || async {
-        fixture.connector_file("started").is_some()
-    })
-    .await;
+    until_the_connector_starts(&fixture).await;
     let cancelled = fixture.pipeline.cancel_run("acme", run.id).await.unwrap();
     assert_eq!(cancelled.status, RunStatus::Cancelled);
     let jobs = fixture.settled_jobs(run.id, RUN_TIMEOUT).await;
@@ -229,9 +250,8 @@ async fn connector_mistakes_fail_the_run_with_the_reason_in_the_driver_cell() {
     let kinds: Vec<String> = mistakes.iter().map(|(b, _)| fixture.wrap_kind(b)).collect();
     let _worker = fixture.worker(&["acme"], &[]);
     for ((behaviour, expected), kind) in mistakes.into_iter().zip(&kinds) {
-        let scope = fixture.provision("acme", kind, demo_scope(20, 1), 60).await;
-        let run = fixture.scan(&scope).await;
-        let run = fixture.finished("acme", run.id, RUN_TIMEOUT).await;
+        let scope = small_scope(&fixture, kind).await;
+        let run = scanned(&fixture, &scope).await;
         assert_eq!(run.status, RunStatus::Failed, "{behaviour}: {run:#?}");
         let driver = cell(&run, DRIVER);
         assert_eq!(driver.status, CellStatus::Failed, "{behaviour}");
@@ -262,12 +282,9 @@ async fn connector_mistakes_fail_the_run_with_the_reason_in_the_driver_cell() {
 async fn a_credential_printed_by_the_connector_is_stored_redacted_and_leaks_nowhere() {
     let fixture = Fixture::new("credential_leak").await;
     let leaky = fixture.wrap_kind("leak");
-    let scope = fixture
-        .provision("acme", &leaky, demo_scope(20, 1), 60)
-        .await;
+    let scope = small_scope(&fixture, &leaky).await;
     let worker = fixture.worker(&["acme"], &[]);
-    let run = fixture.scan(&scope).await;
-    let run = fixture.finished("acme", run.id, RUN_TIMEOUT).await;
+    let run = scanned(&fixture, &scope).await;
     assert_eq!(run.status, RunStatus::Failed);
     let errors = cell(&run, DRIVER).errors.join("\n");
     assert!(errors.contains("my token is [REDACTED]"), "{errors}");
@@ -286,12 +303,9 @@ async fn a_credential_printed_by_the_connector_is_stored_redacted_and_leaks_nowh
 #[tokio::test]
 async fn a_scan_whose_credentials_cannot_be_resolved_fails_saying_so() {
     let fixture = Fixture::new("credentials_missing").await;
-    let scope = fixture
-        .provision("acme", DEMO_KIND, demo_scope(20, 1), 60)
-        .await;
+    let scope = small_scope(&fixture, DEMO_KIND).await;
     let _worker = fixture.worker(&[], &[]);
-    let run = fixture.scan(&scope).await;
-    let run = fixture.finished("acme", run.id, RUN_TIMEOUT).await;
+    let run = scanned(&fixture, &scope).await;
     assert_eq!(run.status, RunStatus::Failed);
     let error = &cell(&run, DRIVER).errors[0];
     assert!(error.starts_with("credentials: "), "{error}");
@@ -315,15 +329,10 @@ async fn a_scan_whose_credentials_cannot_be_resolved_fails_saying_so() {
 async fn the_connector_sees_only_the_allowlist_and_its_bundle() {
     let fixture = Fixture::new("connector_env").await;
     let kind = fixture.wrap_kind("env");
-    let scope = fixture
-        .provision("acme", &kind, demo_scope(20, 1), 60)
-        .await;
+    let scope = small_scope(&fixture, &kind).await;
     let _worker = fixture.worker(&["acme"], &[]);
-    let run = fixture.scan(&scope).await;
-    let run = fixture.finished("acme", run.id, RUN_TIMEOUT).await;
-    // The behaviour reports on stderr, which a run keeps only when it fails.
-    assert_eq!(run.status, RunStatus::Failed, "{run:#?}");
-    let report = cell(&run, DRIVER).errors.join("\n");
+    let run = scanned(&fixture, &scope).await;
+    let report = stderr_report(&run);
     let reported = |key: &str| -> Vec<&str> {
         report
             .lines()
@@ -367,12 +376,9 @@ async fn the_connector_sees_only_the_allowlist_and_its_bundle() {
 async fn a_kind_the_worker_lacks_fails_the_run_once_the_attempts_are_spent() {
     let fixture = Fixture::new("unregistered_kind").await;
     let spare = fixture.wrap_kind("ok");
-    let scope = fixture
-        .provision("acme", "aws", demo_scope(20, 1), 60)
-        .await;
+    let scope = small_scope(&fixture, "aws").await;
     let _worker = fixture.worker(&["acme"], &["--retry-base-ms", "100"]);
-    let run = fixture.scan(&scope).await;
-    let run = fixture.finished("acme", run.id, RUN_TIMEOUT).await;
+    let run = scanned(&fixture, &scope).await;
     assert_eq!(run.status, RunStatus::Failed, "{run:#?}");
     let driver = cell(&run, DRIVER);
     assert_eq!(driver.status, CellStatus::Failed);
@@ -420,15 +426,10 @@ async fn the_kinds_fixed_arguments_come_before_the_contracts_flags() {
     let mut kind = fixture.wrapped("argv");
     kind.args.push("one fixed argument".into());
     fixture.register("argv", kind);
-    let scope = fixture
-        .provision("acme", "argv", demo_scope(20, 1), 60)
-        .await;
+    let scope = small_scope(&fixture, "argv").await;
     let _worker = fixture.worker(&["acme"], &[]);
-    let run = fixture.scan(&scope).await;
-    let run = fixture.finished("acme", run.id, RUN_TIMEOUT).await;
-    // The behaviour reports on stderr, which a run keeps only when it fails.
-    assert_eq!(run.status, RunStatus::Failed, "{run:#?}");
-    let report = cell(&run, DRIVER).errors.join("\n");
+    let run = scanned(&fixture, &scope).await;
+    let report = stderr_report(&run);
     // wrap.sh keeps the kind's first two fixed arguments (its behaviour, the demo connector)
     // and prints every argument after them.
     let args: Vec<&str> = report
@@ -462,11 +463,7 @@ async fn a_worker_killed_mid_scan_leaves_the_same_results_as_a_clean_run() {
         .provision("acme", DEMO_KIND, demo_scope(40, 5), 60)
         .await;
     let _worker = clean.worker(&["acme"], &[]);
-    let run = clean.scan(&scope).await;
-    assert_eq!(
-        clean.finished("acme", run.id, RUN_TIMEOUT).await.status,
-        RunStatus::Succeeded
-    );
+    assert_eq!(scanned(&clean, &scope).await.status, RunStatus::Succeeded);
 
     let fixture = Fixture::new("kill_mid_scan").await;
     let slow = fixture.wrap_kind("sleep:3:started");
@@ -475,10 +472,7 @@ async fn a_worker_killed_mid_scan_leaves_the_same_results_as_a_clean_run() {
         .await;
     let mut first = fixture.worker(&["acme"], &["--lease-ttl-ms", "1500"]);
     let run = fixture.scan(&scope).await;
-    support::eventually("the connector to start", RUN_TIMEOUT, || async {
-        fixture.connector_file("started").is_some()
-    })
-    .await;
+    until_the_connector_starts(&fixture).await;
     first.signal(Signal::SIGKILL);
     first.wait_exit(Duration::from_secs(10));
     let _second = fixture.worker(&["acme"], &["--lease-ttl-ms", "1500"]);
@@ -494,19 +488,16 @@ async fn a_worker_killed_mid_scan_leaves_the_same_results_as_a_clean_run() {
 }
 
 /// The deploy gate: idempotent per (deploy, tenant), and on an unchanged graph a second
-/// rematerialization changes nothing but `last_seen_at`.
+/// rematerialization writes no item: every document stays as it was, while the chains' last
+/// sighting (their set's newest write) moves on.
 #[tokio::test]
-async fn rematerializing_an_unchanged_graph_changes_nothing_but_last_seen_at() {
+async fn rematerializing_an_unchanged_graph_writes_no_item() {
     let fixture = Fixture::new("rematerialize").await;
     let scope = fixture
         .provision("acme", DEMO_KIND, demo_scope(40, 2), 60)
         .await;
     let _worker = fixture.worker(&["acme"], &[]);
-    let run = fixture.scan(&scope).await;
-    assert_eq!(
-        fixture.finished("acme", run.id, RUN_TIMEOUT).await.status,
-        RunStatus::Succeeded
-    );
+    assert_eq!(scanned(&fixture, &scope).await.status, RunStatus::Succeeded);
 
     let stages = [Materializer::Chains, Materializer::StitchedPaths];
     let deploy = |id: &str| Deploy {
@@ -525,14 +516,13 @@ async fn rematerializing_an_unchanged_graph_changes_nothing_but_last_seen_at() {
         for c in collections {
             let mut docs = all(&db, c, doc! {}).await;
             docs.sort_by_key(|d| d.get_object_id("_id").unwrap());
-            for mut d in docs {
-                d.remove("last_seen_at");
-                all_docs.push(d);
-            }
+            all_docs.extend(docs);
         }
         all_docs
     };
     let before = raw(fixture.db().clone()).await;
+    let chains_seen = || fixture.domain.last_seen("acme", ItemSet::Chains);
+    let mut seen = chains_seen().await.unwrap();
     for deploy_id in ["d1", "d2"] {
         let runs = fixture
             .pipeline
@@ -556,6 +546,9 @@ async fn rematerializing_an_unchanged_graph_changes_nothing_but_last_seen_at() {
             before,
             "after deploy {deploy_id}"
         );
+        let now_seen = chains_seen().await.unwrap();
+        assert!(now_seen > seen, "chains seen again by deploy {deploy_id}");
+        seen = now_seen;
     }
     // The same deploy again (CI retried its step): the same run, nothing new.
     let again = fixture
@@ -590,15 +583,13 @@ async fn stitching_stamps_every_participating_run() {
         )
         .await;
     let _worker = fixture.worker(&["acme"], &[]);
-    let first = fixture.scan(&aws).await;
-    let first = fixture.finished("acme", first.id, RUN_TIMEOUT).await;
+    let first = scanned(&fixture, &aws).await;
     assert_eq!(
         cell(&first, STITCH).items_scanned,
         0,
         "one cloud alone stitches nothing"
     );
-    let second = fixture.scan(&azure).await;
-    let second = fixture.finished("acme", second.id, RUN_TIMEOUT).await;
+    let second = scanned(&fixture, &azure).await;
     assert_eq!(second.status, RunStatus::Succeeded);
     let stitched = count(fixture.db(), "stitched_paths", doc! {"status": "live"}).await as i64;
     assert!(stitched > 0, "the two clouds share principals");
@@ -628,12 +619,9 @@ async fn a_failed_run_retried_is_a_new_run_that_points_at_it() {
     let mut flaky = fixture.wrapped(&format!("fail-if:{}", cause.display()));
     flaky.read_paths.push(causes.path().to_path_buf());
     fixture.register("flaky", flaky);
-    let scope = fixture
-        .provision("acme", "flaky", demo_scope(20, 1), 60)
-        .await;
+    let scope = small_scope(&fixture, "flaky").await;
     let _worker = fixture.worker(&["acme"], &[]);
-    let failed = fixture.scan(&scope).await;
-    let failed = fixture.finished("acme", failed.id, RUN_TIMEOUT).await;
+    let failed = scanned(&fixture, &scope).await;
     assert_eq!(failed.status, RunStatus::Failed);
     let errors = cell(&failed, DRIVER).errors.join("\n");
     assert!(
@@ -718,9 +706,7 @@ async fn two_tenants_scanned_at_once_stay_apart() {
 #[tokio::test]
 async fn only_manual_and_iac_runs_are_created_through_the_api() {
     let fixture = Fixture::new("create_run_triggers").await;
-    let scope = fixture
-        .provision("acme", DEMO_KIND, demo_scope(20, 1), 60)
-        .await;
+    let scope = small_scope(&fixture, DEMO_KIND).await;
     let refused = [
         Trigger::Retry {
             retry_of: mongodb::bson::oid::ObjectId::new(),

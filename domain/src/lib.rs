@@ -26,6 +26,7 @@ pub mod schedule;
 mod scopes;
 pub mod set_head;
 mod setup;
+mod sightings;
 mod syncs;
 mod tenancy;
 
@@ -44,6 +45,7 @@ pub use run_fence::{FenceEntry, ForRun, RunFence, RunWriter};
 pub use schedule::{Cadence, CatchUp, CatchUpRun, Overlap, Schedule, Slots};
 pub use scopes::{ClaimedScopes, ScopeSettlement};
 pub use setup::{SetUpTenant, TenantSetup};
+pub use sightings::ItemSet;
 pub use syncs::{ConnectorSync, EvidencePack, PackItem, RunRecord};
 pub use tenancy::{
     ConnectorInstance, InstanceStatus, InstanceUpdate, Pause, ScanScope, ScopeClaim, ScopeUpdate,

@@ -1,8 +1,10 @@
 //! Keyed sets rewritten in full by each run of a stage: entities (per source), findings, chains
 //! and stitched paths (per tenant). Each item has a key and a content hash. Writing a new full set
 //! creates the new keys, rewrites the changed ones, retires the keys no longer produced, and
-//! touches only `last_seen_at` on the unchanged ones, so a re-run on unchanged input changes
-//! nothing else. Items are kept by `(tenant_id, key)`, so a stage that crashed half-way and runs
+//! writes nothing for the unchanged ones, so a re-run on unchanged input writes only the set's
+//! head, and a re-run changing some items writes those. When a live item was last seen is when
+//! its set was last written ([`Domain::last_seen`], from the head); a retired item keeps, in its
+//! `last_seen_at`, the last write in which it was still produced. Items are kept by `(tenant_id, key)`, so a stage that crashed half-way and runs
 //! again converges on the same documents.
 //!
 //! A set is shared by every run of its tenant, and a stage holder whose lease was reaped may
@@ -132,7 +134,7 @@ impl Stored {
 
 impl KeyedSet {
     /// The set's head id: one head per (collection, tenant, partition).
-    fn head_id(&self, tenant_id: &str, partition: &Document) -> String {
+    pub(crate) fn head_id(&self, tenant_id: &str, partition: &Document) -> String {
         let parts: Vec<String> = partition
             .values()
             .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_string))
@@ -335,7 +337,7 @@ impl<'a> SetWrite<'a> {
         set_head::commit(&self.domain.db, &self.take, self.by).await
     }
 
-    /// Applies committed stagings (and touches the unchanged items), then deletes the abandoned
+    /// Applies committed stagings, then deletes the abandoned
     /// documents. Misses are stagings a newer writer has applied already, and documents it has
     /// deleted or staged again.
     pub(crate) async fn apply(&self, plan: Plan) -> Result<()> {
@@ -408,8 +410,7 @@ impl Domain {
     }
 }
 
-/// The statements of one write: its stagings, then (after the commit) their applying and the
-/// touches of the unchanged items.
+/// The statements of one write: its stagings, then (after the commit) their applying.
 pub(crate) struct Plan {
     stage: Vec<Document>,
     apply: Vec<Document>,
@@ -444,7 +445,6 @@ impl KeyedSet {
             take,
             now: DateTime::now(),
         };
-        let now = at.now;
         let mut plan = Plan {
             stage: Vec::new(),
             apply: Vec::new(),
@@ -469,11 +469,6 @@ impl KeyedSet {
                 s.committed.is_none() && !s.elsewhere && state == Some((hash.as_str(), true))
             });
             if unchanged {
-                plan.apply.push(batch::statement(
-                    self.filter(tenant_id, &item.key, found_gen),
-                    doc! { "$set": { "last_seen_at": now } },
-                    false,
-                ));
                 continue;
             }
             let mut next = partition.clone();
@@ -556,12 +551,17 @@ impl KeyedSet {
             }
         }
         if next.get_bool("live").unwrap_or(false) {
+            // A live item's last sighting is its set's newest commit; a stored one would go
+            // stale at the next unchanged write, which writes nothing here.
             set.insert("status", self.live);
-            set.insert("last_seen_at", now);
             unset.insert(self.retired_at, "");
+            unset.insert("last_seen_at", "");
         } else {
             set.insert("status", self.retired);
             set.insert(self.retired_at, now);
+            if let Some(seen) = take.committed_at {
+                set.insert("last_seen_at", seen);
+            }
         }
         plan.apply.push(batch::statement(
             self.filter(tenant_id, key, Some(take.generation)),

@@ -4,7 +4,9 @@
 //! number: so only the newest taker's writes are ever applied ([`crate::materialize`]).
 //!
 //! The head keeps the last commits in `log` (take number, generation, the run and the holder's
-//! run fence): the per-attempt record of the set's writes. Within one run, the fences there never
+//! run fence, the time): the per-attempt record of the set's writes. The newest commit's time is
+//! also when every live item of the set was last seen: a write is of the full set, so an item
+//! written again unchanged needs no write of its own to say it was seen. Within one run, the fences there never
 //! decrease (the chaos run checks it).
 
 use std::collections::{HashMap, HashSet};
@@ -32,6 +34,8 @@ pub(crate) struct Take {
     pub generation: ObjectId,
     /// The generation of the newest commit when this take was made.
     pub committed: Option<ObjectId>,
+    /// When that commit was made: the last time every live item of the set was seen.
+    pub committed_at: Option<DateTime>,
 }
 
 /// One commit in a head's `log`.
@@ -110,7 +114,30 @@ pub(crate) async fn take(db: &Database, head: &str, tenant_id: &str, by: ForRun)
         number: taken.get_i64("taken").unwrap_or_default(),
         generation,
         committed: taken.get_object_id("committed").ok(),
+        committed_at: last_commit_at(&taken),
     })
+}
+
+/// When the head's newest commit was made, from its log.
+fn last_commit_at(head: &Document) -> Option<DateTime> {
+    head.get_array("log")
+        .ok()?
+        .last()?
+        .as_document()?
+        .get_datetime("at")
+        .ok()
+        .copied()
+}
+
+/// When the set `head` was last written in full (its newest commit): the time every item live
+/// in it now was last seen. `None` for a set never written.
+pub(crate) async fn seen_at(db: &Database, head: &str) -> Result<Option<DateTime>> {
+    let found = db
+        .collection::<Document>(SET_HEADS)
+        .find_one(doc! { "_id": head })
+        .projection(doc! { "log": { "$slice": -1 } })
+        .await?;
+    Ok(found.as_ref().and_then(last_commit_at))
 }
 
 /// Whether `take` is still the head's newest.

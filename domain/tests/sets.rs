@@ -5,7 +5,7 @@
 use futures::TryStreamExt;
 use mongodb::bson::oid::ObjectId;
 use mongodb::bson::{Document, doc};
-use sv0_domain::{Counts, Domain, Finding, ForRun, Graph, Severity};
+use sv0_domain::{Counts, Domain, Finding, ForRun, Graph, ItemSet, Severity};
 use sv0_testkit::TestDb;
 
 async fn setup(label: &str) -> (TestDb, Domain) {
@@ -73,6 +73,8 @@ async fn a_rewrite_creates_updates_keeps_and_resolves_findings() {
         counts(3, 0, 0, 0)
     );
     let before = docs(&tdb, "findings", doc! {"key": "public_storage:a"}).await;
+    let first_seen = domain.last_seen("t", ItemSet::Findings).await.unwrap();
+    assert!(first_seen.is_some());
 
     // a unchanged, b changed, c gone, d new.
     let second = [
@@ -98,14 +100,14 @@ async fn a_rewrite_creates_updates_keeps_and_resolves_findings() {
             ("public_storage:d", "open"),
         ]
     );
-    // The unchanged finding: only last_seen_at moved.
-    let mut a_before = before[0].clone();
-    let mut a_after = after[0].clone();
-    assert_ne!(
-        a_before.remove("last_seen_at"),
-        a_after.remove("last_seen_at")
+    // The unchanged finding was not written at all: it was seen at the set's newest write.
+    assert_eq!(before[0], after[0]);
+    assert!(before[0].get("last_seen_at").is_none());
+    // The resolved one keeps when it was last produced: the first write.
+    assert_eq!(
+        after[2].get_datetime("last_seen_at").unwrap(),
+        &first_seen.unwrap()
     );
-    assert_eq!(a_before, a_after);
     assert_eq!(
         after[1]
             .get_document("data")
@@ -116,10 +118,18 @@ async fn a_rewrite_creates_updates_keeps_and_resolves_findings() {
     );
     assert!(after[2].get_datetime("resolved_at").is_ok());
 
-    // The same write again (a replayed stage): nothing but last_seen_at changes.
+    // The same write again (a replayed stage): no finding is written, and the set's last
+    // sighting moves on.
+    let seen_before = domain.last_seen("t", ItemSet::Findings).await.unwrap();
     assert_eq!(
         domain.write_findings("t", by(), &second).await.unwrap(),
         counts(0, 0, 3, 0)
+    );
+    assert_eq!(docs(&tdb, "findings", doc! {}).await, after);
+    let seen_after = domain.last_seen("t", ItemSet::Findings).await.unwrap();
+    assert!(
+        seen_after > seen_before,
+        "{seen_after:?} after {seen_before:?}"
     );
     // c fires again: it reopens (an update of the same finding, not a new one).
     let third = [
@@ -218,6 +228,72 @@ async fn a_sync_is_its_sources_full_state() {
         .map(|e| e.external_id)
         .collect();
     assert_eq!(live, vec!["m1", "m3", "x1"]);
+}
+
+/// A re-scan writes what changed, not what it saw: of 100 entities, an unchanged re-write leaves
+/// every document as it was, and one that renames 5 rewrites those 5; the source's last sighting
+/// moves on with each.
+#[tokio::test]
+async fn a_rewrite_writes_only_the_changed_entities() {
+    let (tdb, domain) = setup("entities_seen_per_set").await;
+    let ids: Vec<String> = (0..100).map(|i| format!("m{i:03}")).collect();
+    let names = |renamed: usize| -> Graph {
+        let entities: Vec<String> = ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| {
+                let name = if i < renamed {
+                    format!("{id}-renamed")
+                } else {
+                    id.clone()
+                };
+                format!(r#"{{"id": "{id}", "type": "machine", "cloud": "aws", "name": "{name}"}}"#)
+            })
+            .collect();
+        Graph::from_json(format!(r#"{{"entities": [{}]}}"#, entities.join(",")).as_bytes()).unwrap()
+    };
+    let seen = || domain.last_seen("t", ItemSet::Entities { source: "src" });
+    domain
+        .write_entities("t", "src", by(), &names(0))
+        .await
+        .unwrap();
+    let first = docs(&tdb, "entities", doc! {}).await;
+    let first_seen = seen().await.unwrap();
+
+    assert_eq!(
+        domain
+            .write_entities("t", "src", by(), &names(0))
+            .await
+            .unwrap(),
+        counts(0, 0, 100, 0)
+    );
+    assert_eq!(docs(&tdb, "entities", doc! {}).await, first);
+    let second_seen = seen().await.unwrap();
+    assert!(second_seen > first_seen);
+
+    assert_eq!(
+        domain
+            .write_entities("t", "src", by(), &names(5))
+            .await
+            .unwrap(),
+        counts(0, 5, 95, 0)
+    );
+    let third = docs(&tdb, "entities", doc! {}).await;
+    let rewritten: Vec<&str> = first
+        .iter()
+        .zip(&third)
+        .filter(|(before, after)| before != after)
+        .map(|(_, after)| after.get_str("external_id").unwrap())
+        .collect();
+    assert_eq!(rewritten, ["m000", "m001", "m002", "m003", "m004"]);
+    assert!(seen().await.unwrap() > second_seen);
+    assert_eq!(
+        domain
+            .last_seen("t", ItemSet::Entities { source: "other" })
+            .await
+            .unwrap(),
+        None
+    );
 }
 
 #[tokio::test]

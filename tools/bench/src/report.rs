@@ -475,7 +475,7 @@ fn tick_section(costs: &[TickCost]) -> String {
 /// The Markdown table of the costs.
 pub fn scan_table(costs: &[StageCost]) -> String {
     let mut out = String::from(
-        "| stage | first scan: time | first scan: documents written | unchanged re-scan: time | re-scan: documents written (`last_seen_at` only) |\n\
+        "| stage | first scan: time | first scan: documents written | unchanged re-scan: time | re-scan: documents written |\n\
          | --- | --- | --- | --- | --- |\n",
     );
     let (mut first, mut again) = (0.0, 0.0);

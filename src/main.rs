@@ -10,6 +10,7 @@ mod demo;
 #[cfg(feature = "stand")]
 mod dev;
 mod enqueue;
+mod history;
 mod migrate;
 mod runs;
 mod scheduler;

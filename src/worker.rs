@@ -9,13 +9,15 @@ use std::time::Duration;
 
 use anyhow::Context;
 use prometheus_client::registry::Registry;
-use sv0_domain::Domain;
+use sv0_admin_api::AuditLog;
+use sv0_domain::{Domain, Retention};
 use sv0_pipeline::Pipeline;
 use sv0_queue::maintenance::{DepthSampler, Pruner, Reaper};
 use sv0_queue::{Queue, RetryPolicy};
 use sv0_worker::{MAX_CONCURRENCY, Worker, WorkerConfig, diagnostics, serve_status, while_leading};
 use tokio_util::sync::CancellationToken;
 
+use crate::history::HistoryPruner;
 use crate::telemetry::LogFormat;
 
 #[derive(Debug, clap::Args)]
@@ -73,6 +75,19 @@ pub struct WorkerArgs {
     /// years). Their dedup keys are free again from then on.
     #[arg(long, default_value_t = 7 * 24 * 3600, value_parser = clap::value_parser!(u64).range(60..=TEN_YEARS_S))]
     retention_s: u64,
+    /// Finished scan runs are deleted this many days after they finished (1 to 36500).
+    #[arg(long, default_value_t = 90, value_parser = clap::value_parser!(u32).range(1..=36_500))]
+    keep_runs_days: u32,
+    /// Connector syncs (each holds a source's whole graph) are deleted this many days after they
+    /// were written, but never a source's latest, nor one an unfinished run needs (1 to 36500).
+    #[arg(long, default_value_t = 14, value_parser = clap::value_parser!(u32).range(1..=36_500))]
+    keep_syncs_days: u32,
+    /// Evidence packs are deleted this many days after they were written (1 to 36500).
+    #[arg(long, default_value_t = 365, value_parser = clap::value_parser!(u32).range(1..=36_500))]
+    keep_evidence_days: u32,
+    /// Audit log entries are deleted this many days after they were written (1 to 36500).
+    #[arg(long, default_value_t = 400, value_parser = clap::value_parser!(u32).range(1..=36_500))]
+    keep_audit_days: u32,
     /// Where to serve /metrics and /healthz; port 0 picks a free one (logged).
     #[arg(long, default_value = "127.0.0.1:9464")]
     metrics_addr: SocketAddr,
@@ -90,6 +105,10 @@ enum ChangeStreams {
 
 const DAY_MS: u64 = 24 * 3600 * 1000;
 const TEN_YEARS_S: u64 = 10 * 365 * 24 * 3600;
+
+fn days(days: u32) -> Duration {
+    Duration::from_secs(u64::from(days) * 24 * 3600)
+}
 
 fn parse_kind_timeout(text: &str) -> Result<(String, Duration), String> {
     let (kind, seconds) = text
@@ -149,7 +168,7 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<()> {
         .await
         .context("creating the domain's indexes")?;
     let broker = crate::broker_from_env(&mut registry)?;
-    let mut pipeline = Pipeline::new(domain, queue.clone(), broker);
+    let mut pipeline = Pipeline::new(domain.clone(), queue.clone(), broker);
     // Only a worker that runs connectors needs (and checks) a kernel that can confine them.
     if args.kinds.is_empty()
         || args
@@ -201,7 +220,7 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<()> {
     config.claim_ahead_max = args.claim_ahead;
 
     queue.metrics().register(&mut registry);
-    let worker = Worker::new(queue.clone(), db, handlers, config);
+    let worker = Worker::new(queue.clone(), db.clone(), handlers, config);
     worker.metrics().register(&mut registry);
 
     let shutdown = CancellationToken::new();
@@ -220,8 +239,9 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<()> {
             .run(maintenance.clone()),
     );
     // Fleet-wide duties: one worker of the fleet (its leader) runs them, whatever the number of
-    // workers; the reaper stays in every worker, since its passes are index probes and a dead
-    // worker's jobs come back sooner.
+    // workers (the queue's pruner and depth sampler, the history's retention); the reaper stays
+    // in every worker, since its passes are index probes and a dead worker's jobs come back
+    // sooner.
     let retention = Duration::from_secs(args.retention_s);
     tokio::spawn(while_leading(
         worker.leadership(),
@@ -230,6 +250,22 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<()> {
             let queue = queue.clone();
             move |term| Pruner::new(queue.clone(), retention, Duration::from_secs(60)).run(term)
         },
+        || {},
+    ));
+    let history = HistoryPruner {
+        domain,
+        audit: AuditLog::new(&db),
+        retention: Retention {
+            runs: days(args.keep_runs_days),
+            syncs: days(args.keep_syncs_days),
+            evidence_packs: days(args.keep_evidence_days),
+        },
+        audit_retention: days(args.keep_audit_days),
+    };
+    tokio::spawn(while_leading(
+        worker.leadership(),
+        maintenance.clone(),
+        move |term| history.clone().run(term),
         || {},
     ));
     let metrics = queue.metrics().clone();

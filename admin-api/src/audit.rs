@@ -301,6 +301,17 @@ impl AuditLog {
         self.collection.insert_one(entry).await.map(|_| ())
     }
 
+    /// Deletes the entries written before `before`; returns how many. The log is kept longest of
+    /// all the history (a year and more by default): it is what answers "who did this".
+    pub async fn prune(&self, before: DateTime) -> Result<u64, mongodb::error::Error> {
+        // An entry's id is made when it is written: "before" is a range of the `_id` index.
+        Ok(self
+            .collection
+            .delete_many(doc! { "_id": { "$lt": sv0_storage::first_id_at(before) } })
+            .await?
+            .deleted_count)
+    }
+
     /// Newest first, before `after`; optionally only about `target_id`, only of `tenant_id`,
     /// and only of the tenants in `tenant_ids` when it is not empty.
     pub async fn list(

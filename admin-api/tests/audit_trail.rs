@@ -306,3 +306,22 @@ async fn a_forbidden_request_is_recorded_with_its_caller() {
         "role"
     );
 }
+
+/// The audit log's retention: entries written before the cut-off go, newer ones stay.
+#[tokio::test(flavor = "multi_thread")]
+async fn entries_past_their_retention_are_pruned() {
+    let api = Api::start("audit_prune").await;
+    assert_eq!(
+        api.create_tenant("acme", "Acme").await.status,
+        StatusCode::CREATED
+    );
+    let written = api.audit().await.len();
+    assert!(written >= 1);
+    let log = sv0_admin_api::AuditLog::new(&api.tdb.db);
+    let now = mongodb::bson::DateTime::now().timestamp_millis();
+    let at = mongodb::bson::DateTime::from_millis;
+    assert_eq!(log.prune(at(now - 24 * 3600 * 1000)).await.unwrap(), 0);
+    assert_eq!(api.audit().await.len(), written);
+    assert_eq!(log.prune(at(now + 2_000)).await.unwrap(), written as u64);
+    assert!(api.audit().await.is_empty());
+}

@@ -19,6 +19,7 @@ pub mod graph;
 pub mod limits;
 mod listing;
 mod materialize;
+mod retention;
 pub mod run;
 pub mod run_fence;
 mod run_lifecycle;
@@ -37,6 +38,7 @@ pub use findings::{Chain, Finding, Keyed, Severity, StitchedPath};
 pub use graph::{EdgeType, EntityType, Graph, GraphEdge, GraphEntity};
 pub use listing::{RunFilter, ScopeFilter};
 pub use materialize::{Counts, content_hash};
+pub use retention::{PrunedHistory, Retention};
 pub use run::{
     Budget, CategoryResult, CellStatus, MAX_RUNTIME_SECONDS, Materializer, RunStatus, ScanRun,
     Trigger,

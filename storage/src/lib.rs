@@ -1,11 +1,23 @@
-//! What every sv0 crate that talks to MongoDB shares about its failures: which ones are
-//! transient, so that the queue and the domain classify their storage errors the same way and a
-//! caller retries exactly those.
+//! What every sv0 crate that talks to MongoDB shares about it: which failures are transient, so
+//! that the queue and the domain classify their storage errors the same way and a caller
+//! retries exactly those; and the id range of a time, so that history is pruned by the `_id`
+//! index alone.
 //!
 //! It owns no collection and no error type of its own: each crate keeps its own errors and asks
 //! this one only how to sort a driver error.
 
+use mongodb::bson::DateTime;
+use mongodb::bson::oid::ObjectId;
 use mongodb::error::{Error, ErrorKind};
+
+/// The smallest id made at `at` (to the second): a document given its id when it is written was
+/// written before `at` exactly when its id is below this one.
+pub fn first_id_at(at: DateTime) -> ObjectId {
+    let seconds = (at.timestamp_millis() / 1000).clamp(0, i64::from(u32::MAX)) as u32;
+    let mut bytes = [0; 12];
+    bytes[..4].copy_from_slice(&seconds.to_be_bytes());
+    ObjectId::from_bytes(bytes)
+}
 
 /// Network failures, pool resets, server selection timeouts, and anything the server labels as
 /// retryable: the same call may succeed later, elsewhere or after a failover.

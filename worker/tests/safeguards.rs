@@ -267,6 +267,8 @@ fn bad_worker_flags_are_refused_with_the_flag_named() {
             vec!["--lease-ttl-ms", "18446744073709551615"],
             "--lease-ttl-ms",
         ),
+        (vec!["--keep-syncs-days", "0"], "--keep-syncs-days"),
+        (vec!["--keep-audit-days", "36501"], "--keep-audit-days"),
         (vec!["--kind-limit", "probe=0"], "--kind-limit"),
         (vec!["--kind-timeout", "probe=0"], "--kind-timeout"),
         (

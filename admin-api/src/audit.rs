@@ -214,7 +214,7 @@ pub struct AuditLog {
 impl AuditLog {
     pub fn new(db: &Database) -> AuditLog {
         AuditLog {
-            collection: db.collection("audit_log"),
+            collection: sv0_storage::durable(db).collection("audit_log"),
         }
     }
 

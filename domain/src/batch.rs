@@ -93,11 +93,14 @@ async fn send(
 ) -> Result<u64> {
     let count = statements.len();
     let (name, field) = command.names();
+    // A command sent as such does not take the database's write concern: it asks for a
+    // majority itself, as every other write of the domain does.
     let reply = db
         .run_command(doc! {
             name: collection,
             field: statements.into_iter().map(Bson::Document).collect::<Vec<_>>(),
             "ordered": false,
+            "writeConcern": { "w": "majority" },
         })
         .await?;
     if let Ok(errors) = reply.get_array("writeErrors")

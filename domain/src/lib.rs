@@ -67,7 +67,9 @@ pub struct Domain {
 
 impl Domain {
     pub fn new(db: &Database) -> Domain {
-        Domain { db: db.clone() }
+        Domain {
+            db: sv0_storage::durable(db),
+        }
     }
 
     fn runs(&self) -> Collection<ScanRun> {

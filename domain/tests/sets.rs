@@ -343,3 +343,18 @@ async fn an_entity_moves_to_the_source_that_delivers_it_now() {
     assert_eq!(domain.count_live_entities("t", "src-1").await.unwrap(), 1);
     assert_eq!(domain.count_live_entities("t", "src-2").await.unwrap(), 1);
 }
+
+/// A keyed set's take, stagings, commit and apply are acknowledged by a majority, whatever the
+/// connection string asks.
+#[tokio::test]
+async fn every_write_of_a_set_asks_a_majority_over_a_w1_connection_string() {
+    let tdb = TestDb::new("sets_write_concern").await;
+    let (client, sent) = sv0_testkit::commands::recording_client(tdb.uri()).await;
+    let domain = Domain::new(&client.database(tdb.name()));
+    domain
+        .write_findings("t", by(), &[finding("a", Severity::High)])
+        .await
+        .unwrap();
+    assert!(sent.writes().len() >= 3, "the take, a staging, the commit");
+    assert_eq!(sent.writes_without_majority(), vec![]);
+}

@@ -28,7 +28,7 @@ impl Queue {
     /// The queue in another collection of `db` (several independent queues, or tests).
     pub fn in_collection(db: &Database, name: &str) -> Queue {
         Queue {
-            jobs: db.collection(name),
+            jobs: sv0_storage::durable(db).collection(name),
             retry: RetryPolicy::default(),
             metrics: QueueMetrics::default(),
         }

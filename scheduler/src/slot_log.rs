@@ -89,7 +89,7 @@ pub struct SlotLog {
 impl SlotLog {
     pub fn new(db: &Database) -> SlotLog {
         SlotLog {
-            outcomes: db.collection("slot_outcomes"),
+            outcomes: sv0_storage::durable(db).collection("slot_outcomes"),
         }
     }
 

@@ -1,14 +1,29 @@
-//! What every sv0 crate that talks to MongoDB shares about it: which failures are transient, so
-//! that the queue and the domain classify their storage errors the same way and a caller
-//! retries exactly those; and the id range of a time, so that history is pruned by the `_id`
-//! index alone.
+//! What every sv0 crate that talks to MongoDB shares about it: the write concern of the writes
+//! that leases, fences and audit entries depend on; which failures are transient, so that the
+//! queue and the domain classify their storage errors the same way and a caller retries exactly
+//! those; and the id range of a time, so that history is pruned by the `_id` index alone.
 //!
 //! It owns no collection and no error type of its own: each crate keeps its own errors and asks
 //! this one only how to sort a driver error.
 
+use mongodb::Database;
 use mongodb::bson::DateTime;
 use mongodb::bson::oid::ObjectId;
 use mongodb::error::{Error, ErrorKind};
+use mongodb::options::{DatabaseOptions, WriteConcern};
+
+/// `db` with every write acknowledged by a majority of the replica set: a claim, a fenced commit
+/// or an audit entry that was acknowledged survives a failover (a write acknowledged by the old
+/// primary alone may be rolled back). Set here, it holds whatever `w` a connection string asks
+/// for; on a single server a majority is that server.
+pub fn durable(db: &Database) -> Database {
+    db.client().database_with_options(
+        db.name(),
+        DatabaseOptions::builder()
+            .write_concern(WriteConcern::majority())
+            .build(),
+    )
+}
 
 /// The smallest id made at `at` (to the second): a document given its id when it is written was
 /// written before `at` exactly when its id is below this one.

@@ -1,4 +1,5 @@
 //! Helpers shared by the queue's tests.
+#![allow(dead_code)] // each test file uses a different part of this
 
 use std::time::Duration;
 

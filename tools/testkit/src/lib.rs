@@ -8,6 +8,7 @@
 //!   [`oplog_stand()`]); it stops when the process exits. With `SV0_MONGODB_URI` set nothing is
 //!   started and every test runs against that server instead.
 //! - [`TestDb`] hands each test a fresh database on the stand, so tests run in parallel.
+//! - [`commands::recording_client`] records the commands a client sends (their write concern).
 //! - [`FaultProxy`] sits between a process and the server: latency, cut connections, black hole.
 //! - [`StagedConnectors`] copies connector executables where an unprivileged connector user can
 //!   run them.
@@ -16,6 +17,7 @@
 //! - [`fake_vault`] and [`fake_identity`] stand in for Azure Key Vault and a managed-identity
 //!   endpoint, for the broker in-process and for real `sv0 worker` processes alike.
 
+pub mod commands;
 pub mod connectors;
 pub mod fake_identity;
 pub mod fake_vault;

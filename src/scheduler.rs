@@ -1,5 +1,5 @@
 //! `sv0 scheduler`: a scheduler replica. It ticks (scan scopes' due slots become runs), runs the
-//! orphaned-run reaper and the queue's maintenance duties, serves `/metrics` and `/healthz`,
+//! orphaned-run reaper and the queue's lease reaper, serves `/metrics` and `/healthz`,
 //! and stops on SIGTERM or Ctrl-C. Run as many as you like: they share the work through scope
 //! claims, and a slot never gets two runs.
 
@@ -11,7 +11,7 @@ use prometheus_client::registry::Registry;
 use sv0_domain::Domain;
 use sv0_pipeline::Pipeline;
 use sv0_queue::Queue;
-use sv0_queue::maintenance::{Pruner, Reaper};
+use sv0_queue::maintenance::Reaper;
 use sv0_scheduler::{OrphanReaper, Scheduler, SchedulerConfig, SchedulerMetrics, SlotLog};
 use sv0_worker::{Health, serve_status};
 use tokio_util::sync::CancellationToken;
@@ -47,9 +47,6 @@ pub struct SchedulerArgs {
     /// The queue's lease reaper period, in milliseconds (10 to 3600000).
     #[arg(long, default_value_t = 5_000, value_parser = clap::value_parser!(u64).range(10..=3_600_000))]
     reap_every_ms: u64,
-    /// Finished jobs are pruned this many seconds after they finished (60 to 315360000).
-    #[arg(long, default_value_t = 7 * 24 * 3600, value_parser = clap::value_parser!(u64).range(60..=315_360_000))]
-    retention_s: u64,
     /// Where to serve /metrics and /healthz; port 0 picks a free one (logged).
     #[arg(long, default_value = "127.0.0.1:9465")]
     metrics_addr: std::net::SocketAddr,
@@ -118,14 +115,6 @@ pub async fn run(args: SchedulerArgs) -> anyhow::Result<()> {
     );
     tokio::spawn(
         Reaper::new(queue.clone(), Duration::from_millis(args.reap_every_ms)).run(shutdown.clone()),
-    );
-    tokio::spawn(
-        Pruner::new(
-            queue,
-            Duration::from_secs(args.retention_s),
-            Duration::from_secs(60),
-        )
-        .run(shutdown.clone()),
     );
     let signal = shutdown.clone();
     tokio::spawn(async move {

@@ -2,6 +2,9 @@
 //! cells stamped, finished. A finished run's status never changes again; only a `__stitch`
 //! cell may still be added to it, by a later run whose stitch it took part in.
 
+use std::collections::HashMap;
+
+use futures::TryStreamExt;
 use mongodb::bson::oid::ObjectId;
 use mongodb::bson::{self, Bson, DateTime, Document, doc};
 
@@ -10,35 +13,70 @@ use crate::category::CategoryName;
 use crate::error::{DomainError, Result};
 use crate::run::{CategoryResult, RunStatus, ScanRun, cell_update};
 use crate::run_fence::{ForRun, RunFence, RunWriter, TAKE_UP_TRIES};
-use crate::syncs::is_duplicate;
 
 impl Domain {
     /// Inserts `run`; if its `dedup_key` is taken, returns the run holding it instead, with
     /// `false`.
     pub async fn insert_run(&self, run: &ScanRun) -> Result<(ScanRun, bool)> {
-        match self.runs().insert_one(run).await {
-            Ok(_) => Ok((run.clone(), true)),
-            Err(e) if is_duplicate(&e) && run.dedup_key.is_some() => {
-                let existing = self
-                    .runs()
-                    .find_one(doc! { "dedup_key": &run.dedup_key })
-                    .await?
-                    .ok_or_else(|| {
-                        DomainError::Race(format!(
-                            "run dedup key {:?} was taken and then freed",
-                            run.dedup_key
-                        ))
-                    })?;
-                if existing.tenant_id != run.tenant_id {
-                    return Err(DomainError::Conflict(format!(
-                        "dedup key {:?} belongs to another tenant's run",
-                        run.dedup_key
-                    )));
-                }
-                Ok((existing, false))
-            }
-            Err(e) => Err(e.into()),
+        self.insert_runs(std::slice::from_ref(run)).await?.remove(0)
+    }
+
+    /// Inserts `runs` with one unordered insert, and reads the runs holding the dedup keys that
+    /// were taken with one more. For each of `runs`, in order: the run and `true`; the run
+    /// holding its dedup key and `false`; or why neither (the key belongs to another tenant's
+    /// run, or its run went away before it could be read: a race, worth another try). The
+    /// outer error is the batch's: nothing is known of which runs were written, and a retry
+    /// finds them by their keys.
+    pub async fn insert_runs(&self, runs: &[ScanRun]) -> Result<Vec<Result<(ScanRun, bool)>>> {
+        if runs.is_empty() {
+            return Ok(Vec::new());
         }
+        let taken = match self.runs().insert_many(runs).ordered(false).await {
+            Ok(_) => Vec::new(),
+            Err(error) => sv0_storage::duplicate_positions(&error).ok_or(error)?,
+        };
+        let keys: Vec<&str> = taken
+            .iter()
+            .filter_map(|&i| runs[i].dedup_key.as_deref())
+            .collect();
+        let mut holders: HashMap<String, ScanRun> = HashMap::new();
+        if !keys.is_empty() {
+            let mut found = self
+                .runs()
+                .find(doc! { "dedup_key": { "$in": keys } })
+                .await?;
+            while let Some(run) = found.try_next().await? {
+                if let Some(key) = run.dedup_key.clone() {
+                    holders.insert(key, run);
+                }
+            }
+        }
+        Ok(runs
+            .iter()
+            .enumerate()
+            .map(|(i, run)| {
+                if !taken.contains(&i) {
+                    return Ok((run.clone(), true));
+                }
+                let Some(key) = &run.dedup_key else {
+                    return Err(DomainError::Conflict(format!(
+                        "run {} exists already",
+                        run.id
+                    )));
+                };
+                match holders.get(key) {
+                    Some(holder) if holder.tenant_id == run.tenant_id => {
+                        Ok((holder.clone(), false))
+                    }
+                    Some(_) => Err(DomainError::Conflict(format!(
+                        "dedup key {key:?} belongs to another tenant's run"
+                    ))),
+                    None => Err(DomainError::Race(format!(
+                        "run dedup key {key:?} was taken and then freed"
+                    ))),
+                }
+            })
+            .collect())
     }
 
     /// The run created under `dedup_key`, if there is one.
@@ -271,7 +309,6 @@ impl Domain {
     /// shortest budget and the rest is checked here; running runs are the pipeline's current work,
     /// not its history, so there are never many.
     pub async fn orphaned_runs(&self, now: DateTime) -> Result<Vec<ScanRun>> {
-        use futures::TryStreamExt;
         let idle_since = DateTime::from_millis(now.timestamp_millis() - 1000);
         let running: Vec<ScanRun> = self
             .runs()
@@ -302,7 +339,6 @@ impl Domain {
         confirmed_before: DateTime,
         limit: i64,
     ) -> Result<Vec<ScanRun>> {
-        use futures::TryStreamExt;
         Ok(self
             .runs()
             .find(doc! {
@@ -336,7 +372,6 @@ impl Domain {
 
     /// A tenant's newest runs, at most `limit` (1 to 1000).
     pub async fn recent_runs(&self, tenant_id: &str, limit: i64) -> Result<Vec<ScanRun>> {
-        use futures::TryStreamExt;
         Ok(self
             .runs()
             .find(doc! { "tenant_id": tenant_id })

@@ -100,7 +100,7 @@ pub(crate) async fn take(db: &Database, head: &str, tenant_id: &str, by: ForRun)
         match result {
             Ok(Some(taken)) => break taken,
             // Two first takes of a new head raced on its insert: the loser takes it again.
-            Err(e) if crate::syncs::is_duplicate(&e) && tries == 0 => tries += 1,
+            Err(e) if sv0_storage::is_duplicate(&e) && tries == 0 => tries += 1,
             Ok(None) => {
                 return Err(DomainError::Race(format!(
                     "set head {head}: the upsert returned nothing"

@@ -11,7 +11,6 @@ use futures::TryStreamExt;
 use mongodb::Collection;
 use mongodb::bson::oid::ObjectId;
 use mongodb::bson::{self, Bson, DateTime, Document, doc};
-use mongodb::error::ErrorKind;
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
 use crate::Domain;
@@ -159,7 +158,7 @@ impl Domain {
         for _ in 0..TAKE_UP_TRIES {
             match collection.insert_one(record).await {
                 Ok(_) => return Ok(record.clone()),
-                Err(e) if is_duplicate(&e) => {}
+                Err(e) if sv0_storage::is_duplicate(&e) => {}
                 Err(e) => return Err(e.into()),
             }
             let Some(stored) = documents
@@ -245,13 +244,5 @@ impl Domain {
             .packs()
             .find_one(doc! { "scan_run_id": scan_run_id, "tenant_id": tenant_id })
             .await?)
-    }
-}
-
-/// A unique index refused the insert.
-pub(crate) fn is_duplicate(error: &mongodb::error::Error) -> bool {
-    match error.kind.as_ref() {
-        ErrorKind::Write(mongodb::error::WriteFailure::WriteError(e)) => e.code == 11000,
-        _ => false,
     }
 }

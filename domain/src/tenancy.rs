@@ -2,6 +2,8 @@
 //! tenant, with where its credentials live) and `scan_scopes` (what one scan of an instance
 //! covers, its schedule and its budget).
 
+use std::collections::HashMap;
+
 use mongodb::bson::oid::ObjectId;
 use mongodb::bson::{DateTime, Document, RawDocument, RawDocumentBuf, doc};
 use mongodb::options::ReturnDocument;
@@ -343,9 +345,10 @@ impl Domain {
     pub async fn insert_tenant(&self, tenant: &Tenant) -> Result<()> {
         match self.tenants().insert_one(tenant).await {
             Ok(_) => Ok(()),
-            Err(error) if crate::syncs::is_duplicate(&error) => Err(DomainError::Conflict(
-                format!("tenant {:?} exists already", tenant.id),
-            )),
+            Err(error) if sv0_storage::is_duplicate(&error) => Err(DomainError::Conflict(format!(
+                "tenant {:?} exists already",
+                tenant.id
+            ))),
             Err(error) => Err(error.into()),
         }
     }
@@ -373,6 +376,19 @@ impl Domain {
             .find_one(doc! { "_id": tenant_id })
             .await?
             .ok_or_else(|| DomainError::not_found("tenant", tenant_id, tenant_id))
+    }
+
+    /// The tenants among `ids` that exist, by id, read in one round trip (a batch of runs
+    /// checks its tenants at once).
+    pub async fn tenants_by_id(&self, ids: &[&str]) -> Result<HashMap<String, Tenant>> {
+        use futures::TryStreamExt;
+        let found: Vec<Tenant> = self
+            .tenants()
+            .find(doc! { "_id": { "$in": ids } })
+            .await?
+            .try_collect()
+            .await?;
+        Ok(found.into_iter().map(|t| (t.id.clone(), t)).collect())
     }
 
     /// Sets a tenant's status and returns the tenant as it is now. A suspended tenant's runs
@@ -410,6 +426,22 @@ impl Domain {
             .find_one(doc! { "_id": id, "tenant_id": tenant_id })
             .await?
             .ok_or_else(|| DomainError::not_found("connector instance", id, tenant_id))
+    }
+
+    /// The instances among `ids` that exist, whatever their tenant, by id, read in one round
+    /// trip: the caller compares each one's tenant with its own.
+    pub async fn instances_by_id(
+        &self,
+        ids: &[ObjectId],
+    ) -> Result<HashMap<ObjectId, ConnectorInstance>> {
+        use futures::TryStreamExt;
+        let found: Vec<ConnectorInstance> = self
+            .instances()
+            .find(doc! { "_id": { "$in": ids } })
+            .await?
+            .try_collect()
+            .await?;
+        Ok(found.into_iter().map(|i| (i.id, i)).collect())
     }
 
     /// Edits one of the tenant's instances in one write and returns it as it is now.

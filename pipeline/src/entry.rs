@@ -5,15 +5,18 @@
 //! work twice. A creator that died between the two writes is repaired by the orphaned-run
 //! reaper ([`crate::first_job`]).
 
+use std::collections::HashMap;
+
 use mongodb::bson::oid::ObjectId;
 use sv0_domain::category::DRIVER;
 use sv0_domain::{
-    CategoryName, CategoryResult, ConnectorSync, DomainError, ForRun, Graph, InstanceStatus,
-    Materializer, RunStatus, RunWriter, ScanRun, TenantStatus, Trigger,
+    CategoryName, CategoryResult, ConnectorInstance, ConnectorSync, DomainError, ForRun, Graph,
+    InstanceStatus, Materializer, RunStatus, RunWriter, ScanRun, ScanScope, Tenant, TenantStatus,
+    Trigger,
 };
 
 use crate::first_job::first_job;
-use crate::{Pipeline, Result};
+use crate::{Pipeline, Result, kinds};
 
 /// A scan run asked for through the admin API.
 #[derive(Debug, Clone)]
@@ -23,6 +26,15 @@ pub struct RunRequest {
     /// Only `manual_api` and `iac_lifecycle`: retries, deploy-gate and scheduled runs have their
     /// own entry points.
     pub trigger: Trigger,
+}
+
+/// One scan to start with [`Pipeline::start_scans`].
+#[derive(Debug, Clone)]
+pub struct ScanStart<'a> {
+    pub scope: &'a ScanScope,
+    pub trigger: Trigger,
+    /// The scheduler's `(scope, slot)`: a second start under it finds the first run.
+    pub dedup_key: Option<String>,
 }
 
 /// The deploy a rematerialization is for: runs are idempotent per `(deploy id, tenant)`.
@@ -64,25 +76,82 @@ impl Pipeline {
         trigger: Trigger,
         dedup_key: Option<String>,
     ) -> Result<(ScanRun, bool)> {
-        self.require_active(tenant_id).await?;
         let scope = self.domain.scope(tenant_id, scope_id).await?;
-        let instance = self.domain.instance(tenant_id, scope.instance_id).await?;
-        if instance.status != InstanceStatus::Active {
-            return Err(DomainError::Conflict(format!(
-                "connector instance {} is disabled",
-                instance.id
-            ))
-            .into());
+        let start = ScanStart {
+            scope: &scope,
+            trigger,
+            dedup_key,
+        };
+        self.start_scans(vec![start]).await?.remove(0)
+    }
+
+    /// Starts many scans as [`Pipeline::start_scan`] starts one, in a fixed number of round
+    /// trips whatever their number: their tenants read at once, their instances at once, their
+    /// runs by one insert and their first jobs by one enqueue. Each scope is taken as given
+    /// (the scheduler has just read it under its claim). For each start, in order: its run and
+    /// whether it was created, or why it cannot start (its tenant suspended or gone, its
+    /// instance disabled or gone, its dedup key another tenant's). The outer error is the
+    /// batch's (the database failed): some runs may have been written, and the same starts
+    /// again find them by their dedup keys.
+    pub async fn start_scans(
+        &self,
+        starts: Vec<ScanStart<'_>>,
+    ) -> Result<Vec<Result<(ScanRun, bool)>>> {
+        if starts.is_empty() {
+            return Ok(Vec::new());
         }
-        let mut run = ScanRun::new(tenant_id, trigger, scope.budget);
-        run.scope_id = Some(scope.id);
-        run.instance_id = Some(instance.id);
-        run.dedup_key = dedup_key;
-        let (run, created) = self.domain.insert_run(&run).await?;
-        // Enqueued even when the run existed: a caller that crashed between the two writes
+        let mut tenant_ids: Vec<&str> = starts.iter().map(|s| s.scope.tenant_id.as_str()).collect();
+        tenant_ids.sort_unstable();
+        tenant_ids.dedup();
+        let tenants = self.domain.tenants_by_id(&tenant_ids).await?;
+        let mut instance_ids: Vec<ObjectId> = starts.iter().map(|s| s.scope.instance_id).collect();
+        instance_ids.sort_unstable();
+        instance_ids.dedup();
+        let instances = self.domain.instances_by_id(&instance_ids).await?;
+
+        let mut results: Vec<Option<Result<(ScanRun, bool)>>> = Vec::with_capacity(starts.len());
+        let mut runs = Vec::new();
+        for start in starts {
+            let scope = start.scope;
+            let runnable = startable(scope, &tenants, &instances);
+            if let Err(error) = runnable {
+                results.push(Some(Err(error.into())));
+                continue;
+            }
+            let mut run = ScanRun::new(&scope.tenant_id, start.trigger, scope.budget);
+            run.scope_id = Some(scope.id);
+            run.instance_id = Some(scope.instance_id);
+            run.dedup_key = start.dedup_key;
+            runs.push(run);
+            results.push(None);
+        }
+        let mut inserted = self.domain.insert_runs(&runs).await?.into_iter();
+        // Enqueued even for a run that existed: a caller that crashed between the two writes
         // comes back here, and the job's dedup key keeps it to one.
-        self.enqueue_first_job(&run).await?;
-        Ok((run, created))
+        let mut jobs = Vec::new();
+        for result in results.iter_mut().filter(|r| r.is_none()) {
+            let decided = match inserted.next().expect("one insert result per run") {
+                Ok((run, created)) => match first_job(&run) {
+                    Some((kind, job)) if kind == kinds::EXECUTE_SCAN => {
+                        jobs.push(job);
+                        Ok((run, created))
+                    }
+                    // The key is held by a run of another kind (written by hand): not ours.
+                    _ => Err(DomainError::Conflict(format!(
+                        "dedup key {:?} belongs to run {}, which is not a scan",
+                        run.dedup_key, run.id
+                    ))
+                    .into()),
+                },
+                Err(error) => Err(error.into()),
+            };
+            *result = Some(decided);
+        }
+        self.queue.enqueue_many(jobs).await?;
+        Ok(results
+            .into_iter()
+            .map(|r| r.expect("every start decided"))
+            .collect())
     }
 
     /// Enqueues `run`'s first job ([`first_job`]); a second call finds the first one's job.
@@ -314,4 +383,35 @@ impl Pipeline {
         }
         Ok(())
     }
+}
+
+/// Why `scope` cannot start a run now, if it cannot: its tenant must be active and its instance
+/// enabled, both as just read.
+fn startable(
+    scope: &ScanScope,
+    tenants: &HashMap<String, Tenant>,
+    instances: &HashMap<ObjectId, ConnectorInstance>,
+) -> std::result::Result<(), DomainError> {
+    let tenant_id = &scope.tenant_id;
+    let tenant = tenants
+        .get(tenant_id)
+        .ok_or_else(|| DomainError::not_found("tenant", tenant_id, tenant_id))?;
+    if tenant.status != TenantStatus::Active {
+        return Err(DomainError::Conflict(format!(
+            "tenant {tenant_id:?} is suspended"
+        )));
+    }
+    let instance = instances
+        .get(&scope.instance_id)
+        .filter(|i| &i.tenant_id == tenant_id)
+        .ok_or_else(|| {
+            DomainError::not_found("connector instance", scope.instance_id, tenant_id)
+        })?;
+    if instance.status != InstanceStatus::Active {
+        return Err(DomainError::Conflict(format!(
+            "connector instance {} is disabled",
+            instance.id
+        )));
+    }
+    Ok(())
 }

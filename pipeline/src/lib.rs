@@ -31,7 +31,7 @@ use sv0_domain::{Domain, RunStatus, RunWriter, ScanRun};
 use sv0_queue::Queue;
 use sv0_worker::{HandlerError, HandlerSet};
 
-pub use entry::{Deploy, RunRequest};
+pub use entry::{Deploy, RunRequest, ScanStart};
 pub use error::{PipelineError, Result};
 pub use first_job::FirstJob;
 pub use metrics::PipelineMetrics;

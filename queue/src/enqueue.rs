@@ -6,12 +6,9 @@ use std::time::Duration;
 use futures::TryStreamExt;
 use mongodb::bson::oid::ObjectId;
 use mongodb::bson::{DateTime, Document, doc};
-use mongodb::error::ErrorKind;
 
 use crate::queue::after;
 use crate::{JobDoc, JobStatus, LeaseDoc, Queue, QueueError, Result};
-
-const DUPLICATE_KEY: i32 = 11000;
 
 /// A job to enqueue, built with its setters.
 #[derive(Debug, Clone)]
@@ -198,7 +195,7 @@ impl Queue {
             let batch: Vec<&JobDoc> = pending.iter().map(|&i| &docs[i]).collect();
             let duplicates = match self.jobs.insert_many(batch).ordered(false).await {
                 Ok(_) => Vec::new(),
-                Err(error) => duplicate_positions(&error)
+                Err(error) => sv0_storage::duplicate_positions(&error)
                     .ok_or(error)?
                     .into_iter()
                     .map(|p| pending[p])
@@ -262,19 +259,5 @@ impl Queue {
                 ))
             })
             .collect())
-    }
-}
-
-/// The batch positions that failed only because their key exists; `None` for any other error.
-fn duplicate_positions(error: &mongodb::error::Error) -> Option<Vec<usize>> {
-    match error.kind.as_ref() {
-        ErrorKind::InsertMany(failure) if failure.write_concern_error.is_none() => {
-            let errors = failure.write_errors.as_ref()?;
-            errors
-                .iter()
-                .map(|e| (e.code == DUPLICATE_KEY).then_some(e.index))
-                .collect()
-        }
-        _ => None,
     }
 }

@@ -14,9 +14,8 @@ use std::time::{Duration, Instant};
 
 use mongodb::bson::DateTime;
 use mongodb::bson::oid::ObjectId;
-use sv0_domain::{Domain, ScanScope, ScopeSettlement, Trigger};
-use sv0_pipeline::Pipeline;
-use sv0_pipeline::Result;
+use sv0_domain::{Domain, ScanRun, ScanScope, ScopeSettlement, Trigger};
+use sv0_pipeline::{Pipeline, PipelineError, Result, ScanStart};
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::{ReasonLabel, TriggerLabel};
@@ -208,6 +207,9 @@ impl Scheduler {
         Ok(report)
     }
 
+    /// Decides a round's claimed scopes: plans each one, starts every run the plans ask for
+    /// together ([`Pipeline::start_scans`]: a few round trips for the whole round, not several
+    /// per scope), records why each slot ran or not, and returns each scope's new state.
     async fn decide_all(
         &self,
         scopes: Vec<ScanScope>,
@@ -228,23 +230,20 @@ impl Scheduler {
         let previous: Vec<ObjectId> = scopes.iter().filter_map(|s| s.last_run_id).collect();
         let statuses = self.domain().run_statuses(&previous).await?;
         let mut settlements = Vec::with_capacity(scopes.len());
-        let mut outcomes = Vec::new();
-        for scope in scopes {
+        let mut decisions = Vec::with_capacity(scopes.len());
+        for scope in &scopes {
             let previous_running = scope
                 .last_run_id
                 .and_then(|id| statuses.get(&id))
                 .is_some_and(|status| !status.is_finished());
-            match self
-                .decide(&scope, previous_running, now, &mut outcomes, report)
-                .await
-            {
-                Ok(settlement) => settlements.push(settlement),
+            match self.plan_scope(scope, previous_running, now).await {
+                Ok(decision) => decisions.push(decision),
                 Err(error) if error.is_transient() => {
                     // Left as it was: due again at the next tick.
                     report.deferred += 1;
                     tracing::warn!(scope_id = %scope.id, tenant_id = %scope.tenant_id, %error,
                         "scope deferred to the next tick");
-                    settlements.push(unchanged(&scope));
+                    settlements.push(unchanged(scope));
                 }
                 Err(error) => {
                     // A stored schedule that no longer validates (written by hand, or by another
@@ -254,8 +253,37 @@ impl Scheduler {
                         "the scope's schedule cannot be followed; parked until it is edited");
                     settlements.push(ScopeSettlement {
                         due_at: None,
-                        ..unchanged(&scope)
+                        ..unchanged(scope)
                     });
+                }
+            }
+        }
+        let starts = decisions
+            .iter()
+            .flat_map(|d| {
+                d.starts.iter().map(|&(slot, _)| ScanStart {
+                    scope: d.scope,
+                    trigger: Trigger::Scheduled {
+                        scope_id: d.scope.id,
+                        slot,
+                    },
+                    dedup_key: Some(slot_key(d.scope.id, slot)),
+                })
+            })
+            .collect();
+        // A failure of the whole batch fails the tick: its scopes are given back, and the runs
+        // it wrote are found again by their slots' keys.
+        let mut started = self.pipeline.start_scans(starts).await?.into_iter();
+        let mut outcomes = Vec::new();
+        for decision in decisions {
+            let results = started.by_ref().take(decision.starts.len()).collect();
+            match self.settle(decision, results, now, &mut outcomes, report) {
+                Ok(settlement) => settlements.push(settlement),
+                Err((scope, error)) => {
+                    report.deferred += 1;
+                    tracing::warn!(scope_id = %scope.id, tenant_id = %scope.tenant_id, %error,
+                        "scope deferred to the next tick");
+                    settlements.push(unchanged(scope));
                 }
             }
         }
@@ -263,27 +291,26 @@ impl Scheduler {
         Ok(settlements)
     }
 
-    /// Decides one claimed scope: starts the runs its plan asks for and returns its new state.
-    async fn decide(
+    /// Plans one claimed scope: which of its due slots to start, and which to skip and why.
+    /// Nothing is started here.
+    async fn plan_scope<'a>(
         &self,
-        scope: &ScanScope,
+        scope: &'a ScanScope,
         previous_running: bool,
         now: DateTime,
-        outcomes: &mut Vec<SlotOutcome>,
-        report: &mut TickReport,
-    ) -> Result<ScopeSettlement> {
-        let claim = scope
-            .claim
-            .as_ref()
-            .expect("a claimed scope carries its claim");
+    ) -> Result<Decision<'a>> {
+        let mut decision = Decision {
+            scope,
+            starts: Vec::new(),
+            skips: Vec::new(),
+            ran_before: Vec::new(),
+            last_run_id: scope.last_run_id,
+            next_run_at: None,
+            buffered_slot: None,
+        };
         let Some(schedule) = &scope.schedule else {
             // Unscheduled since it was found due: nothing is due any more.
-            return Ok(ScopeSettlement {
-                next_run_at: None,
-                due_at: None,
-                buffered_slot: None,
-                ..unchanged(scope)
-            });
+            return Ok(decision);
         };
         let slots = schedule.slots()?;
         let state = ScopeState {
@@ -292,15 +319,13 @@ impl Scheduler {
             previous_running,
         };
         let plan = plan::plan(schedule, &slots, state, now);
-        let mut last_run_id = scope.last_run_id;
-        let mut skips = Vec::with_capacity(plan.skips.len());
         for skip in &plan.skips {
             // A slot an earlier tick ran, whose record and settlement did not land: this tick
             // would skip it (for overlap, seeing the run before it as the previous one; or for
             // catch-up, with a newer slot due now). It ran; record it so, and skip the rest.
             let checked = skip.last.filter(|_| skip.count <= SKIPPED_SLOTS_CHECKED);
             let Some(last) = checked else {
-                skips.push(skip.clone());
+                decision.skips.push(skip.clone());
                 continue;
             };
             let mut not_run = Vec::new();
@@ -313,51 +338,78 @@ impl Scheduler {
                     not_run.push(slot);
                     continue;
                 };
-                skips.extend(stretch(skip.reason, &std::mem::take(&mut not_run)));
-                last_run_id = Some(run.id);
-                outcomes.push(SlotOutcome::ran(
-                    &scope.tenant_id,
-                    scope.id,
-                    slot,
-                    run.id,
-                    "schedule",
-                ));
-                tracing::info!(scope_id = %scope.id, tenant_id = %scope.tenant_id,
-                    slot = %slot, run_id = %run.id, created = false, "slot ran");
+                decision
+                    .skips
+                    .extend(stretch(skip.reason, &std::mem::take(&mut not_run)));
+                decision.last_run_id = Some(run.id);
+                decision.ran_before.push((slot, run.id));
             }
-            skips.extend(stretch(skip.reason, &not_run));
+            decision.skips.extend(stretch(skip.reason, &not_run));
         }
-        for slot in &plan.runs {
-            let reason = if Some(*slot) == scope.buffered_slot {
-                "buffered"
-            } else {
-                "schedule"
-            };
-            match self.start(scope, *slot).await {
-                Ok((run_id, created)) => {
-                    last_run_id = Some(run_id);
-                    outcomes.push(SlotOutcome::ran(
+        decision.starts = plan
+            .runs
+            .iter()
+            .map(|&slot| {
+                let reason = if Some(slot) == scope.buffered_slot {
+                    "buffered"
+                } else {
+                    "schedule"
+                };
+                (slot, reason)
+            })
+            .collect();
+        decision.next_run_at = plan.next_run_at;
+        decision.buffered_slot = plan.buffered_slot;
+        Ok(decision)
+    }
+
+    /// Settles one planned scope once its runs were started (`started`: one result per start,
+    /// in order): records each slot's outcome and returns the scope's new state. A start that
+    /// failed for a reason that may pass (the database) leaves the whole scope as it was, due
+    /// again at the next tick.
+    fn settle<'a>(
+        &self,
+        decision: Decision<'a>,
+        started: Vec<Result<(ScanRun, bool)>>,
+        now: DateTime,
+        outcomes: &mut Vec<SlotOutcome>,
+        report: &mut TickReport,
+    ) -> std::result::Result<ScopeSettlement, (&'a ScanScope, PipelineError)> {
+        let scope = decision.scope;
+        let mut last_run_id = decision.last_run_id;
+        let mut skips = decision.skips;
+        let mut mine = Vec::new();
+        for (slot, run_id) in decision.ran_before {
+            mine.push(SlotOutcome::ran(
+                &scope.tenant_id,
+                scope.id,
+                slot,
+                run_id,
+                "schedule",
+            ));
+            tracing::info!(scope_id = %scope.id, tenant_id = %scope.tenant_id,
+                slot = %slot, run_id = %run_id, created = false, "slot ran");
+        }
+        let mut created_lags = Vec::new();
+        for (&(slot, reason), result) in decision.starts.iter().zip(started) {
+            match result {
+                Ok((run, created)) => {
+                    last_run_id = Some(run.id);
+                    mine.push(SlotOutcome::ran(
                         &scope.tenant_id,
                         scope.id,
-                        *slot,
-                        run_id,
+                        slot,
+                        run.id,
                         reason,
                     ));
                     if created {
-                        report.runs_created += 1;
-                        let lag = (now.timestamp_millis() - slot.timestamp_millis()).max(0);
-                        self.metrics.schedule_lag.observe(lag as f64 / 1000.0);
-                        self.metrics
-                            .runs_created
-                            .get_or_create(&TriggerLabel {
-                                trigger: "scheduled",
-                            })
-                            .inc();
+                        created_lags
+                            .push((now.timestamp_millis() - slot.timestamp_millis()).max(0));
                     }
                     tracing::info!(scope_id = %scope.id, tenant_id = %scope.tenant_id,
-                        slot = %slot, run_id = %run_id, created, reason, "slot ran");
+                        slot = %slot, run_id = %run.id, created, reason, "slot ran");
                 }
-                Err(error) if error.is_transient() => return Err(error),
+                Err(error) if error.is_transient() => return Err((scope, error)),
                 Err(error) => {
                     // The tenant was suspended or the instance disabled after the claim: the
                     // slot is not runnable, and says why.
@@ -365,12 +417,22 @@ impl Scheduler {
                         slot = %slot, %error, "slot not runnable");
                     skips.push(Skip {
                         reason: SkipReason::NotRunnable,
-                        first: *slot,
-                        last: Some(*slot),
+                        first: slot,
+                        last: Some(slot),
                         count: 1,
                     });
                 }
             }
+        }
+        for lag in created_lags {
+            report.runs_created += 1;
+            self.metrics.schedule_lag.observe(lag as f64 / 1000.0);
+            self.metrics
+                .runs_created
+                .get_or_create(&TriggerLabel {
+                    trigger: "scheduled",
+                })
+                .inc();
         }
         for skip in &skips {
             report.slots_skipped += skip.count;
@@ -383,44 +445,49 @@ impl Scheduler {
             tracing::info!(scope_id = %scope.id, tenant_id = %scope.tenant_id,
                 slot = %skip.first, count = skip.count, reason = skip.reason.as_str(),
                 "slots not run");
-            outcomes.push(SlotOutcome::skipped(&scope.tenant_id, scope.id, skip));
+            mine.push(SlotOutcome::skipped(&scope.tenant_id, scope.id, skip));
         }
-        let due_at = match plan.buffered_slot {
+        outcomes.extend(mine);
+        let due_at = match decision.buffered_slot {
             Some(_) => {
                 let recheck = DateTime::from_millis(
                     now.timestamp_millis() + self.config.buffer_recheck.as_millis() as i64,
                 );
-                Some(plan.next_run_at.map_or(recheck, |next| next.min(recheck)))
+                Some(
+                    decision
+                        .next_run_at
+                        .map_or(recheck, |next| next.min(recheck)),
+                )
             }
-            None => plan.next_run_at,
+            None => decision.next_run_at,
         };
         Ok(ScopeSettlement {
             scope_id: scope.id,
-            nonce: claim.nonce,
-            next_run_at: plan.next_run_at,
+            nonce: scope
+                .claim
+                .as_ref()
+                .expect("a claimed scope carries its claim")
+                .nonce,
+            next_run_at: decision.next_run_at,
             due_at,
-            buffered_slot: plan.buffered_slot,
+            buffered_slot: decision.buffered_slot,
             last_run_id,
         })
     }
+}
 
-    /// Starts the run of one slot (or finds it, if a crashed tick started it).
-    async fn start(&self, scope: &ScanScope, slot: DateTime) -> Result<(ObjectId, bool)> {
-        let trigger = Trigger::Scheduled {
-            scope_id: scope.id,
-            slot,
-        };
-        let (run, created) = self
-            .pipeline
-            .start_scan(
-                &scope.tenant_id,
-                scope.id,
-                trigger,
-                Some(slot_key(scope.id, slot)),
-            )
-            .await?;
-        Ok((run.id, created))
-    }
+/// A claimed scope's plan for this tick, before its runs are started.
+struct Decision<'a> {
+    scope: &'a ScanScope,
+    /// The slots to start, each with why it runs now (`schedule`, or `buffered` behind the
+    /// previous run).
+    starts: Vec<(DateTime, &'static str)>,
+    skips: Vec<Skip>,
+    /// Slots an earlier tick started without recording them, with their runs.
+    ran_before: Vec<(DateTime, ObjectId)>,
+    last_run_id: Option<ObjectId>,
+    next_run_at: Option<DateTime>,
+    buffered_slot: Option<DateTime>,
 }
 
 /// Moves a claimed scope past the slots an earlier tick already decided for it (`decided`: the

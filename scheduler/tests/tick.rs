@@ -111,6 +111,33 @@ async fn replicas_ticking_at_once_share_the_due_scopes() {
     );
 }
 
+/// A tick starts its due scopes together: it sends as many commands to the database for forty
+/// scopes as for four (their tenants and instances read at once, their runs inserted at once,
+/// their first jobs enqueued at once), and each scope still gets one run and one job.
+#[tokio::test]
+async fn a_tick_sends_as_many_commands_for_forty_scopes_as_for_four() {
+    let mut commands = Vec::new();
+    for scopes in [4, 40] {
+        let fixture = Fixture::new(&format!("sched_batch_{scopes}")).await;
+        for n in 0..scopes {
+            fixture
+                .scope(&format!("t{}", n % 4), every_minute(Overlap::Allow))
+                .await;
+        }
+        let due = fixture.domain.next_due_at(&[]).await.unwrap().unwrap();
+        let (replica, sent) = fixture.recorded_replica("a").await;
+        let report = replica.tick(plus(due, 1)).await.unwrap();
+        assert_eq!(report.runs_created, scopes, "{report:?}");
+        let jobs = fixture.jobs(doc! { "kind": "execute_scan" }).await;
+        assert_eq!(jobs.len() as u64, scopes);
+        commands.push(sent.count());
+    }
+    assert_eq!(
+        commands[0], commands[1],
+        "commands sent by a tick of 4 scopes and of 40"
+    );
+}
+
 /// A replica that claimed a scope and died holds it until the claim expires; then another
 /// replica takes it, and the slot still runs once. The dead replica's late decision does not
 /// land (the fence).

@@ -19,6 +19,7 @@ use sv0_queue::Queue;
 use sv0_scheduler::controls::Controls;
 use sv0_scheduler::{Scheduler, SchedulerConfig, SchedulerMetrics, SlotLog, SlotOutcome};
 use sv0_testkit::TestDb;
+use sv0_testkit::commands::{SentCommands, recording_client};
 
 pub struct Fixture {
     pub tdb: TestDb,
@@ -71,6 +72,26 @@ impl Fixture {
             SchedulerMetrics::default(),
             config,
         )
+    }
+
+    /// A replica like [`Fixture::replica`] whose every command to the database is recorded.
+    pub async fn recorded_replica(&self, owner: &str) -> (Scheduler, SentCommands) {
+        let (client, sent) = recording_client(self.tdb.uri()).await;
+        let db = client.database(self.tdb.name());
+        let pipeline = Pipeline::new(
+            Domain::new(&db),
+            Queue::new(&db),
+            CredentialBroker::unobserved(),
+        );
+        let mut config = SchedulerConfig::new(owner);
+        config.batch = 50;
+        let replica = Scheduler::new(
+            Arc::new(pipeline),
+            SlotLog::new(&db),
+            SchedulerMetrics::default(),
+            config,
+        );
+        (replica, sent)
     }
 
     pub async fn scope_now(&self, scope: &ScanScope) -> ScanScope {

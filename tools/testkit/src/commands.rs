@@ -18,6 +18,11 @@ pub const WRITES: [&str; 4] = ["insert", "update", "delete", "findAndModify"];
 pub struct SentCommands(Arc<Mutex<Vec<(String, Document)>>>);
 
 impl SentCommands {
+    /// How many commands were sent so far, of any kind.
+    pub fn count(&self) -> usize {
+        self.0.lock().unwrap().len()
+    }
+
     /// The write commands sent so far.
     pub fn writes(&self) -> Vec<(String, Document)> {
         self.0

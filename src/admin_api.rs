@@ -21,6 +21,8 @@ use crate::telemetry::LogFormat;
 pub struct AdminApiArgs {
     #[command(flatten)]
     db: crate::DbArgs,
+    #[command(flatten)]
+    reads: crate::LagTolerantReadsArgs,
     /// Where to listen; port 0 picks a free one (logged as `listening`).
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: std::net::SocketAddr,
@@ -38,7 +40,8 @@ pub async fn run(args: AdminApiArgs) -> anyhow::Result<()> {
     );
     let db = args.db.connect().await?;
     let mut registry = Registry::with_prefix("sv0");
-    let (controls, metrics) = build(&db, &mut registry, connectors)?;
+    let reads = args.reads.preference()?;
+    let (controls, metrics) = build(&db, reads, &mut registry, connectors)?;
     let api = AdminApi::new(&db, controls, metrics, Arc::new(registry));
     ensure_indexes(&db).await?;
     api.ensure_indexes()
@@ -61,18 +64,20 @@ pub async fn run(args: AdminApiArgs) -> anyhow::Result<()> {
 }
 
 /// The controls the API acts through, holding the connector registry instances are checked
-/// against, and its metrics, registered in `registry`.
+/// against and reading its list pages where `reads` says, and its metrics, registered in
+/// `registry`.
 pub fn build(
     db: &mongodb::Database,
+    reads: mongodb::options::ReadPreference,
     registry: &mut Registry,
     connectors: ConnectorRegistry,
 ) -> anyhow::Result<(Controls, ApiMetrics)> {
     let broker = crate::broker_from_env(registry)?;
-    let queue = Queue::new(db);
+    let queue = Queue::new(db).lag_tolerant_reads(reads.clone());
     queue.metrics().register(registry);
     queue.metrics().start_kinds(sv0_pipeline::kinds::ALL);
-    let pipeline =
-        Arc::new(Pipeline::new(Domain::new(db), queue, broker).with_connectors(connectors));
+    let domain = Domain::new(db).lag_tolerant_reads(reads);
+    let pipeline = Arc::new(Pipeline::new(domain, queue, broker).with_connectors(connectors));
     pipeline.metrics().register(registry);
     let scheduler_metrics = SchedulerMetrics::default();
     scheduler_metrics.register(registry);

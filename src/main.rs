@@ -118,6 +118,57 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
     done.map(|()| std::process::ExitCode::SUCCESS)
 }
 
+/// Where the reads that may lag behind the primary go, for the processes that make them: the
+/// worker (the queue's depth sample, in the fleet's leader) and the admin API (list pages).
+#[derive(Debug, Clone, clap::Args)]
+struct LagTolerantReadsArgs {
+    /// Where the queue's depth sample and the list pages are read: `primary` keeps them there;
+    /// the other modes take that load off the primary, and a page may then miss the newest
+    /// writes by as much as the secondary lags. Claims, fences and read-backs always read the
+    /// primary.
+    #[arg(
+        long,
+        env = "SV0_LAG_TOLERANT_READS",
+        value_enum,
+        default_value = "primary"
+    )]
+    lag_tolerant_reads: LagTolerantReads,
+    /// With a mode other than `primary`: how far behind a secondary may be and still serve
+    /// those reads, in seconds (90 to 86400; MongoDB refuses less than 90).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(90..=86_400))]
+    max_staleness_s: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LagTolerantReads {
+    Primary,
+    PrimaryPreferred,
+    SecondaryPreferred,
+    Secondary,
+    Nearest,
+}
+
+impl LagTolerantReadsArgs {
+    fn preference(&self) -> anyhow::Result<mongodb::options::ReadPreference> {
+        use mongodb::options::{ReadPreference, ReadPreferenceOptions};
+        let options = Some(
+            ReadPreferenceOptions::builder()
+                .max_staleness(self.max_staleness_s.map(std::time::Duration::from_secs))
+                .build(),
+        );
+        Ok(match self.lag_tolerant_reads {
+            LagTolerantReads::Primary if self.max_staleness_s.is_some() => anyhow::bail!(
+                "--max-staleness-s: only with a --lag-tolerant-reads mode other than primary"
+            ),
+            LagTolerantReads::Primary => ReadPreference::Primary,
+            LagTolerantReads::PrimaryPreferred => ReadPreference::PrimaryPreferred { options },
+            LagTolerantReads::SecondaryPreferred => ReadPreference::SecondaryPreferred { options },
+            LagTolerantReads::Secondary => ReadPreference::Secondary { options },
+            LagTolerantReads::Nearest => ReadPreference::Nearest { options },
+        })
+    }
+}
+
 /// Where the queue and the pipeline's collections live; shared by every subcommand that uses them.
 #[derive(Debug, clap::Args)]
 struct DbArgs {

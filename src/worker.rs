@@ -24,6 +24,8 @@ use crate::telemetry::LogFormat;
 pub struct WorkerArgs {
     #[command(flatten)]
     db: crate::DbArgs,
+    #[command(flatten)]
+    reads: crate::LagTolerantReadsArgs,
     /// Serve only these kinds (comma-separated); default: every pipeline kind (and the
     /// diagnostic ones with --diagnostics).
     #[arg(long, value_delimiter = ',')]
@@ -149,10 +151,12 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<()> {
         args.poll_min_ms
     );
     let db = args.db.connect().await?;
-    let queue = Queue::new(&db).with_retry_policy(RetryPolicy {
-        base: Duration::from_millis(args.retry_base_ms),
-        cap: Duration::from_secs(600),
-    });
+    let queue = Queue::new(&db)
+        .with_retry_policy(RetryPolicy {
+            base: Duration::from_millis(args.retry_base_ms),
+            cap: Duration::from_secs(600),
+        })
+        .lag_tolerant_reads(args.reads.preference()?);
     queue
         .ensure_indexes()
         .await

@@ -55,7 +55,7 @@ pub use tenancy::{
 };
 
 use mongodb::bson::{Document, doc};
-use mongodb::options::IndexOptions;
+use mongodb::options::{IndexOptions, ReadPreference};
 use mongodb::{Collection, Database, IndexModel};
 use set_head::SET_HEADS;
 
@@ -63,13 +63,28 @@ use set_head::SET_HEADS;
 #[derive(Debug, Clone)]
 pub struct Domain {
     db: Database,
+    /// The same database for the reads that may lag: list pages.
+    lists: Database,
 }
 
 impl Domain {
     pub fn new(db: &Database) -> Domain {
         Domain {
             db: sv0_storage::durable(db),
+            lists: sv0_storage::durable(db),
         }
+    }
+
+    /// Sends the list pages' reads where `preference` says, say to a secondary: a page may then
+    /// lag behind the writes just made. Every other read stays on the primary.
+    pub fn lag_tolerant_reads(mut self, preference: ReadPreference) -> Domain {
+        self.lists = sv0_storage::lag_tolerant(&self.db, preference);
+        self
+    }
+
+    /// `collection` as the list pages read it.
+    fn listed<T: Send + Sync>(&self, collection: Collection<T>) -> Collection<T> {
+        self.lists.collection(collection.name())
     }
 
     fn runs(&self) -> Collection<ScanRun> {

@@ -132,7 +132,7 @@ impl Domain {
         after: Option<ObjectId>,
         limit: i64,
     ) -> Result<Vec<ScanRun>> {
-        newest_first(self.runs(), filter.to_query()?, after, limit).await
+        newest_first(self.listed(self.runs()), filter.to_query()?, after, limit).await
     }
 
     /// A page of tenants in id order, strictly after `after` when given, at most `limit` (1 to
@@ -144,7 +144,7 @@ impl Domain {
             None => doc! {},
         };
         Ok(self
-            .tenants()
+            .listed(self.tenants())
             .find(query)
             .sort(doc! { "_id": 1 })
             .limit(limit)
@@ -165,7 +165,7 @@ impl Domain {
             Some(tenant_id) => doc! { "tenant_id": tenant_id },
             None => doc! {},
         };
-        newest_first(self.instances(), query, after, limit).await
+        newest_first(self.listed(self.instances()), query, after, limit).await
     }
 
     /// A page of the scan scopes `filter` picks, newest first, strictly before `after` when
@@ -178,11 +178,16 @@ impl Domain {
     ) -> Result<Vec<ScanScope>> {
         // Read raw first: a scope too deep to deserialize is not read whole (see `read_scope`),
         // and one such scope must not hide the page's others.
-        newest_first(self.raw_scopes(), filter.to_query(), after, limit)
-            .await?
-            .iter()
-            .map(|raw| scope_row(raw))
-            .collect()
+        newest_first(
+            self.listed(self.raw_scopes()),
+            filter.to_query(),
+            after,
+            limit,
+        )
+        .await?
+        .iter()
+        .map(|raw| scope_row(raw))
+        .collect()
     }
 }
 

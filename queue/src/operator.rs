@@ -110,7 +110,7 @@ impl Queue {
         let selection = Selection::new(filter, after)?;
         let query = self.bounded(&selection, scan_limit).await?;
         let stored: Vec<Document> = self
-            .collection()
+            .lists
             .find(query)
             .sort(doc! {"_id": -1})
             .limit(limit)

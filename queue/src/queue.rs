@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use mongodb::bson::oid::ObjectId;
 use mongodb::bson::{DateTime, Document, doc};
+use mongodb::options::ReadPreference;
 use mongodb::{Collection, Database};
 
 use crate::{JobDoc, QueueMetrics, Result, RetryPolicy};
@@ -15,6 +16,8 @@ pub const DEFAULT_COLLECTION: &str = "jobs";
 #[derive(Debug, Clone)]
 pub struct Queue {
     pub(crate) jobs: Collection<JobDoc>,
+    /// The same collection for the reads that may lag (the depth sample, list pages).
+    pub(crate) lists: Collection<Document>,
     pub(crate) retry: RetryPolicy,
     pub(crate) metrics: QueueMetrics,
 }
@@ -29,6 +32,7 @@ impl Queue {
     pub fn in_collection(db: &Database, name: &str) -> Queue {
         Queue {
             jobs: sv0_storage::durable(db).collection(name),
+            lists: sv0_storage::durable(db).collection(name),
             retry: RetryPolicy::default(),
             metrics: QueueMetrics::default(),
         }
@@ -37,6 +41,15 @@ impl Queue {
     /// The backoff between a failed attempt and the next.
     pub fn with_retry_policy(mut self, retry: RetryPolicy) -> Queue {
         self.retry = retry;
+        self
+    }
+
+    /// Sends the reads that may lag (the depth sample, the operator's list pages) where
+    /// `preference` says, say to a secondary; every other read stays on the primary.
+    pub fn lag_tolerant_reads(mut self, preference: ReadPreference) -> Queue {
+        let namespace = self.jobs.namespace();
+        let db = self.jobs.client().database(&namespace.db);
+        self.lists = sv0_storage::lag_tolerant(&db, preference).collection(&namespace.coll);
         self
     }
 

@@ -75,7 +75,7 @@ impl Queue {
     pub async fn depth(&self) -> Result<Vec<KindDepth>> {
         let now = DateTime::now();
         let groups: Vec<Document> = self
-            .collection()
+            .lists
             .aggregate(vec![
                 doc! {"$match": {"status": JobStatus::Queued.as_str()}},
                 doc! {"$group": {"_id": "$kind", "queued": {"$sum": 1}, "oldest_run_at": {"$min": "$run_at"}}},

@@ -14,12 +14,15 @@
 //!   run them.
 //! - [`Sv0Process`] runs the `sv0` binary as a worker, scheduler or admin API with test-friendly
 //!   flags and collects its JSON log lines; [`poll`] waits on conditions and counts documents.
+//! - [`fake_primary`] is a replica set primary of a few lines that records the commands it gets
+//!   (where a read is sent).
 //! - [`fake_vault`] and [`fake_identity`] stand in for Azure Key Vault and a managed-identity
 //!   endpoint, for the broker in-process and for real `sv0 worker` processes alike.
 
 pub mod commands;
 pub mod connectors;
 pub mod fake_identity;
+pub mod fake_primary;
 pub mod fake_vault;
 pub mod fault_proxy;
 pub mod poll;

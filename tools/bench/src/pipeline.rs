@@ -1,9 +1,12 @@
 //! What a scan costs, stage by stage: the demo connector's graph of 10,000 entities (two clouds
-//! of 5,000) scanned once by one `sv0 worker`, then scanned again unchanged. Each stage's time
-//! comes from its cell (`ended_at − started_at`; the scan's from its job), and what it wrote from
-//! the collection it keeps: the documents created or changed by the run, found by comparing
-//! the collection before and after it. An unchanged item is not written at all (its set's head
-//! records that it was seen), so the unchanged re-scan writes none.
+//! of 5,000) scanned once by one `sv0 worker`, then scanned again unchanged, then again after 5 %
+//! of each cloud's entities changed (the demo connector's `drift` in the scope's document: the
+//! same items, renamed). Each stage's time comes from its cell (`ended_at − started_at`; the
+//! scan's from its job), and what it wrote from the collection it keeps: the documents created
+//! or changed by the run, found by comparing the collection before and after it. An unchanged
+//! item is not written at all (its set's head records that it was seen), so the unchanged
+//! re-scan writes none, and the drifted one writes the changed entities and what they change
+//! downstream.
 //!
 //! The demo tenants, their workers and the stage timings are shared with `scans.rs`.
 
@@ -18,7 +21,7 @@ use mongodb::bson::{Document, doc};
 use serde::Serialize;
 use sv0_broker::naming::{Ref, TenantId, env_prefix};
 use sv0_broker::{CredentialBroker, Provider};
-use sv0_domain::{Domain, RunStatus, ScanRun, ScanScope, TenantSetup, Trigger};
+use sv0_domain::{Domain, RunStatus, ScanRun, ScanScope, ScopeUpdate, TenantSetup, Trigger};
 use sv0_pipeline::{ConnectorKind, ConnectorRegistry, Pipeline, RunRequest};
 use sv0_queue::Queue;
 use sv0_testkit::StagedConnectors;
@@ -34,13 +37,17 @@ const REF: &str = "DEMO_CLOUD";
 /// The connector kind every instance names.
 const KIND: &str = "demo";
 const RUN_CAP: Duration = Duration::from_secs(600);
+/// The share of each cloud's entities the third scan finds changed, in per cent.
+pub const DRIFT_PERCENT: i64 = 5;
 
-/// One stage's cost in the first scan and in the unchanged re-scan.
+/// One stage's cost in the first scan, in the unchanged re-scan, and in the re-scan that finds
+/// [`DRIFT_PERCENT`] % of the entities changed.
 #[derive(Debug, Clone, Serialize)]
 pub struct StageCost {
     pub stage: &'static str,
     pub first: Cost,
     pub again: Cost,
+    pub drifted: Cost,
 }
 
 #[derive(Debug, Clone, Copy, Serialize)]
@@ -77,14 +84,18 @@ async fn documents(db: &Database, collection: &str) -> Result<HashMap<String, Do
     Ok(found)
 }
 
-/// Scans the demo graph twice with one worker of `sv0` on `db` and returns each stage's cost.
+/// Scans the demo graph three times with one worker of `sv0` on `db` (first, unchanged, then
+/// drifted) and returns each stage's cost.
 pub async fn scan_costs(sv0: &Path, uri: &str, db: &Database) -> Result<Vec<StageCost>> {
     let mut demo = Demo::fresh(sv0, db).await?;
-    let scope = demo.tenant(TENANT, SIZE_PER_CLOUD).await?;
+    let mut scope = demo.tenant(TENANT, SIZE_PER_CLOUD).await?;
     let (workers, _) = demo.workers(uri, 1).await?;
     let mut runs = Vec::new();
     let mut written = Vec::new();
-    for _ in 0..2 {
+    for scan in 0..3 {
+        if scan == 2 {
+            scope = demo.drift(&scope, DRIFT_PERCENT, 1).await?;
+        }
         let mut before = Vec::new();
         for (_, collection) in STAGES {
             before.push(documents(db, collection).await?);
@@ -111,21 +122,23 @@ pub async fn scan_costs(sv0: &Path, uri: &str, db: &Database) -> Result<Vec<Stag
 
     let mut costs = Vec::new();
     for (i, (stage, _)) in STAGES.iter().enumerate() {
-        let mut pair = [Cost {
+        let mut each = [Cost {
             seconds: 0.0,
             written: 0,
-        }; 2];
+        }; 3];
         for (n, run) in runs.iter().enumerate() {
             let seconds = stage_seconds(db, run, stage).await?;
-            pair[n] = Cost {
+            each[n] = Cost {
                 seconds,
                 written: written[n][i],
             };
         }
+        let [first, again, drifted] = each;
         costs.push(StageCost {
             stage,
-            first: pair[0],
-            again: pair[1],
+            first,
+            again,
+            drifted,
         });
     }
     db.drop().await?;
@@ -188,6 +201,22 @@ impl Demo {
         );
         self.env.push((variable, "bench-token".into()));
         Ok(scope)
+    }
+
+    /// Edits `scope`'s document to drift `percent` % of each cloud's entities for `round` (the
+    /// demo connector's `drift`), and returns the scope as it is now: its next run scans the
+    /// same items, some of them changed.
+    pub async fn drift(&self, scope: &ScanScope, percent: i64, round: i64) -> Result<ScanScope> {
+        let mut document = scope.scope.clone();
+        document.insert("drift", doc! { "percent": percent, "round": round });
+        let update = ScopeUpdate {
+            scope: Some(document),
+            ..ScopeUpdate::default()
+        };
+        Ok(self
+            .domain
+            .update_scope_settings(&scope.tenant_id, scope.id, &update)
+            .await?)
     }
 
     /// Starts `count` `sv0 worker` processes serving the pipeline's kinds, with every tenant's

@@ -1,12 +1,13 @@
 //! The graph drawn for a scope: identities, roles, machines and storage per cloud, from a seeded
 //! RNG, byte-identical for the same scope on every run and platform, with at least one chain,
 //! one admin without MFA and one public storage per cloud, and the same people across clouds.
+//! A scope's drift then renames some of those entities, keeping their ids, edges and properties.
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
-use crate::scope::Scope;
+use crate::scope::{Drift, Scope};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -226,6 +227,23 @@ pub(crate) fn pick_distinct(rng: &mut ChaCha8Rng, n: usize, k: usize) -> Vec<usi
     picked
 }
 
+/// Which of a cloud's `size` entities (by position) drift: `percent` % of them, rounded down,
+/// in a seeded shuffle's order. The shuffle has a ChaCha stream of its own, so drifting leaves
+/// the graph's draw as it is; a larger `percent` takes more of the same order, so it drifts
+/// every entity a smaller one does.
+pub(crate) fn drifting(cloud: &str, size: usize, seed: u64, percent: usize) -> Vec<usize> {
+    let count = size * percent / 100;
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    rng.set_stream(fnv1a(format!("{cloud}/drift").as_bytes()));
+    let mut order: Vec<usize> = (0..size).collect();
+    for i in 0..count {
+        let j = rng.random_range(i..size);
+        order.swap(i, j);
+    }
+    order.truncate(count);
+    order
+}
+
 /// FNV-1a, 64 bits: a cloud name to a ChaCha stream number, the same on every platform.
 pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &b| {
@@ -240,9 +258,28 @@ impl Graph {
             edges: Vec::new(),
         };
         for cloud in &scope.clouds {
+            let first = graph.entities.len();
             graph.add_cloud(cloud, &CloudDraw::draw(cloud, scope.size, scope.seed));
+            if let Some(drift) = scope.drift {
+                graph.drift(first, cloud, scope.seed, drift);
+            }
         }
         graph
+    }
+
+    /// Renames the drifting entities of `cloud`, whose entities start at `first`: `web-12` is
+    /// `web-12-r3` in round 3. A name is stored content that a re-scan sees changed (it is in the
+    /// entity's hash) and that findings show, while the ids, edges and properties, and with them
+    /// the chains, stitched paths and which rules fire, stay as drawn.
+    fn drift(&mut self, first: usize, cloud: &str, seed: u64, drift: Drift) {
+        if drift.round == 0 {
+            return;
+        }
+        let entities = &mut self.entities[first..];
+        for i in drifting(cloud, entities.len(), seed, drift.percent) {
+            let entity = &mut entities[i];
+            entity.name = format!("{}-r{}", entity.name, drift.round);
+        }
     }
 
     pub(crate) fn add_cloud(&mut self, cloud: &str, draw: &CloudDraw) {
@@ -352,6 +389,7 @@ mod tests {
             clouds: clouds.iter().map(|c| c.to_string()).collect(),
             size,
             seed,
+            drift: None,
         };
         serde_json::from_slice(&Graph::generate(&scope).to_json()).unwrap()
     }
@@ -380,6 +418,7 @@ mod tests {
             clouds: vec!["aws".into(), "azure".into()],
             size: 200,
             seed,
+            drift: None,
         };
         let a = Graph::generate(&scope(7)).to_json();
         assert_eq!(a, Graph::generate(&scope(7)).to_json());
@@ -551,6 +590,141 @@ mod tests {
         assert!(shared.contains(&"user1@example.com".to_string()));
         assert!(principals("aws").contains("svc-aws-60@example.com"));
         assert!(principals("azure").contains("svc-azure-31@example.com"));
+    }
+
+    fn drifted(clouds: &[&str], size: usize, seed: u64, percent: usize, round: u64) -> Value {
+        let scope = Scope {
+            clouds: clouds.iter().map(|c| c.to_string()).collect(),
+            size,
+            seed,
+            drift: Some(Drift { percent, round }),
+        };
+        serde_json::from_slice(&Graph::generate(&scope).to_json()).unwrap()
+    }
+
+    /// The ids of the entities of `b` that differ from `a`'s, once `a` and `b` are checked to
+    /// hold the same ids in the same order and the same edges.
+    fn changed(a: &Value, b: &Value) -> Vec<String> {
+        assert_eq!(a["edges"], b["edges"]);
+        let (a, b) = (
+            a["entities"].as_array().unwrap(),
+            b["entities"].as_array().unwrap(),
+        );
+        assert_eq!(a.len(), b.len());
+        a.iter()
+            .zip(b)
+            .filter(|(x, y)| {
+                assert_eq!(x["id"], y["id"]);
+                x != y
+            })
+            .map(|(_, y)| y["id"].as_str().unwrap().to_string())
+            .collect()
+    }
+
+    #[test]
+    fn the_same_drift_gives_the_same_bytes() {
+        let scope = |round| Scope {
+            clouds: vec!["aws".into(), "azure".into()],
+            size: 200,
+            seed: 7,
+            drift: Some(Drift { percent: 5, round }),
+        };
+        let a = Graph::generate(&scope(1)).to_json();
+        assert_eq!(a, Graph::generate(&scope(1)).to_json());
+        assert_ne!(a, Graph::generate(&scope(2)).to_json());
+        // Round 0, like a drift of 0 %, is the graph as drawn.
+        let drawn = Scope {
+            drift: None,
+            ..scope(0)
+        };
+        let drawn = Graph::generate(&drawn).to_json();
+        assert_eq!(Graph::generate(&scope(0)).to_json(), drawn);
+        let none = Scope {
+            drift: Some(Drift {
+                percent: 0,
+                round: 4,
+            }),
+            ..scope(0)
+        };
+        assert_eq!(Graph::generate(&none).to_json(), drawn);
+    }
+
+    #[test]
+    fn a_drift_renames_its_percentage_of_each_cloud_and_nothing_else() {
+        let clouds = ["aws", "azure"];
+        let drawn = graph(&clouds, 5_000, 1);
+        for percent in [1, 5, 33, 100] {
+            let round_1 = drifted(&clouds, 5_000, 1, percent, 1);
+            let ids = changed(&drawn, &round_1);
+            for cloud in clouds {
+                let of_cloud = ids
+                    .iter()
+                    .filter(|id| id.starts_with(&format!("{cloud}:")))
+                    .count();
+                assert_eq!(of_cloud, 5_000 * percent / 100, "{percent} % of {cloud}");
+            }
+            let by_id = |g: &Value| -> HashMap<String, Value> {
+                g["entities"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|e| (e["id"].as_str().unwrap().to_string(), e.clone()))
+                    .collect()
+            };
+            let (before, after) = (by_id(&drawn), by_id(&round_1));
+            for id in &ids {
+                let (mut was, is) = (before[id].clone(), &after[id]);
+                assert_eq!(
+                    is["name"].as_str().unwrap(),
+                    format!("{}-r1", was["name"].as_str().unwrap())
+                );
+                was["name"] = is["name"].clone();
+                assert_eq!(&was, is, "{id}: more than its name changed");
+            }
+            // Every round changes the same entities.
+            assert_eq!(
+                changed(&round_1, &drifted(&clouds, 5_000, 1, percent, 2)),
+                ids
+            );
+            assert_eq!(
+                changed(&drawn, &drifted(&clouds, 5_000, 1, percent, 9)),
+                ids
+            );
+        }
+    }
+
+    #[test]
+    fn a_larger_drift_takes_in_a_smaller_one() {
+        let drawn = graph(&["aws"], 1_000, 3);
+        let five: HashSet<String> = changed(&drawn, &drifted(&["aws"], 1_000, 3, 5, 1))
+            .into_iter()
+            .collect();
+        let ten: HashSet<String> = changed(&drawn, &drifted(&["aws"], 1_000, 3, 10, 1))
+            .into_iter()
+            .collect();
+        assert_eq!((five.len(), ten.len()), (50, 100));
+        assert!(five.is_subset(&ten));
+        // Another seed drifts other entities.
+        let other = changed(
+            &graph(&["aws"], 1_000, 4),
+            &drifted(&["aws"], 1_000, 4, 5, 1),
+        );
+        assert_ne!(other.into_iter().collect::<HashSet<_>>(), five);
+    }
+
+    #[test]
+    fn a_drifted_graph_keeps_its_promises() {
+        for size in [8, 9, 50, 200] {
+            for seed in 1..=10 {
+                for percent in [5, 50, 100] {
+                    check(
+                        &drifted(&["aws", "azure"], size, seed, percent, 3),
+                        &["aws", "azure"],
+                        size,
+                    );
+                }
+            }
+        }
     }
 
     #[test]

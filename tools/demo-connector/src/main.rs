@@ -12,6 +12,13 @@
 //! rule have something to find. The first half of each cloud's identities are the same people in
 //! every cloud (`user{i}@example.com`), so stitching has something to join.
 //!
+//! A scope may also say how far the clouds have drifted since that graph, for re-scans that find
+//! some items changed: `"drift": {"percent": P, "round": R}` renames P % (0 to 100, rounded down)
+//! of each cloud's entities for round R (`web-12` becomes `web-12-r3` in round 3). The entities
+//! that drift depend on the seed, the cloud and P only, so every round changes the same ones and
+//! round 0 is the graph as drawn; their ids, edges and properties stay, so the same items are seen
+//! changed, and findings on them show the new names.
+//!
 //! Like a real connector it needs a credential: it refuses to run without `DEMO_CLOUD_TOKEN` (the
 //! credential broker provides it). What it must not do: print that credential anywhere (it only
 //! checks that it is there), or reach any network (it opens no socket; it reads and writes only
@@ -46,7 +53,8 @@ const EXIT_FAILED: u8 = 1;
 #[derive(Debug, Parser)]
 #[command(name = NAME, version, about = "A synthetic connector: a deterministic demo graph")]
 struct Args {
-    /// The scan scope's `scope` document: `{"clouds": [..], "size": N, "seed": N}`.
+    /// The scan scope's `scope` document: `{"clouds": [..], "size": N, "seed": N}`, and
+    /// optionally `"drift": {"percent": P, "round": R}`.
     #[arg(long, value_name = "PATH")]
     scope_json: PathBuf,
     /// Where to write `category_results.json`.

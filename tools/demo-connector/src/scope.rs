@@ -1,5 +1,6 @@
 //! The scope a run is given (`scope.json`): which clouds, how many entities in each, from which
-//! seed. Read strictly: an unknown field or a value out of range is refused, naming its field.
+//! seed, and how far the clouds have drifted since that seed's graph. Read strictly: an unknown
+//! field or a value out of range is refused, naming its field.
 
 use serde::Deserialize;
 
@@ -9,6 +10,8 @@ const MIN_SIZE: u64 = 8;
 /// Four clouds of this many fit the 50,000 entities one sync may carry (`sv0_domain::graph`).
 const MAX_SIZE: u64 = 12_500;
 const MAX_CLOUDS: usize = 4;
+/// A drift changes at most every entity.
+const MAX_DRIFT_PERCENT: u64 = 100;
 
 /// `scope.json` as written; [`Scope`] once checked.
 #[derive(Debug, Deserialize)]
@@ -20,6 +23,16 @@ pub(crate) struct ScopeDoc {
     size: u64,
     #[serde(default = "default_seed")]
     seed: u64,
+    #[serde(default)]
+    drift: Option<DriftDoc>,
+}
+
+/// `drift` as written; [`Drift`] once checked.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DriftDoc {
+    percent: u64,
+    round: u64,
 }
 
 pub(crate) fn default_clouds() -> Vec<String> {
@@ -34,12 +47,25 @@ pub(crate) fn default_seed() -> u64 {
     1
 }
 
-/// What to draw: `size` entities in each of `clouds`, from `seed`.
+/// What to draw: `size` entities in each of `clouds`, from `seed`, drifted by `drift`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Scope {
     pub(crate) clouds: Vec<String>,
     pub(crate) size: usize,
     pub(crate) seed: u64,
+    /// `None`: the graph as drawn.
+    pub(crate) drift: Option<Drift>,
+}
+
+/// How the clouds changed since the seed's graph was drawn, for re-scans that find some items
+/// changed: `percent` % of each cloud's entities (rounded down) are renamed for `round`. The
+/// entities that drift depend on the seed, the cloud and `percent` only, never on `round`, so
+/// each round changes the same entities again and round 0 is the graph as drawn; a larger
+/// `percent` drifts the entities of a smaller one and more.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Drift {
+    pub(crate) percent: usize,
+    pub(crate) round: u64,
 }
 
 /// A scope that does not read, naming its field.
@@ -77,9 +103,19 @@ impl Scope {
         };
         let value: serde_json::Value =
             serde_json::from_slice(bytes).map_err(|e| whole(format!("not JSON: {e}")))?;
-        // Serde would also read a struct from an array (`[["aws"], 200, 1]`); a scope is an object.
+        // Serde would also read a struct from an array (`[["aws"], 200, 1]`, `"drift": [5, 1]`);
+        // a scope and its drift are objects.
         if !value.is_object() {
             return Err(whole(format!("must be a JSON object, not {value}")));
+        }
+        if let Some(drift) = value
+            .get("drift")
+            .filter(|d| !d.is_object() && !d.is_null())
+        {
+            return Err(ScopeError::new(
+                "drift",
+                format!("must be a JSON object, {{\"percent\": P, \"round\": R}}, not {drift}"),
+            ));
         }
         let doc: ScopeDoc = serde_path_to_error::deserialize(value).map_err(|e| {
             let path = e.path().to_string();
@@ -120,10 +156,27 @@ impl Scope {
                 ),
             ));
         }
+        let drift = match doc.drift {
+            None => None,
+            Some(drift) if drift.percent > MAX_DRIFT_PERCENT => {
+                return Err(ScopeError::new(
+                    "drift.percent",
+                    format!(
+                        "must be 0 to {MAX_DRIFT_PERCENT} per cent of each cloud's entities, got {}",
+                        drift.percent
+                    ),
+                ));
+            }
+            Some(drift) => Some(Drift {
+                percent: usize::try_from(drift.percent).expect("at most MAX_DRIFT_PERCENT"),
+                round: drift.round,
+            }),
+        };
         Ok(Scope {
             clouds: doc.clouds,
             size: usize::try_from(doc.size).expect("at most MAX_SIZE"),
             seed: doc.seed,
+            drift,
         })
     }
 }
@@ -155,7 +208,8 @@ mod tests {
             Scope {
                 clouds: vec!["aws".into(), "azure".into()],
                 size: 200,
-                seed: 1
+                seed: 1,
+                drift: None,
             }
         );
         assert_eq!(
@@ -163,10 +217,81 @@ mod tests {
             Scope {
                 clouds: vec!["gcp".into()],
                 size: 8,
-                seed: u64::MAX
+                seed: u64::MAX,
+                drift: None,
             }
         );
         assert_eq!(scope(r#"{"size": 12500}"#).unwrap().size, 12_500);
+    }
+
+    #[test]
+    fn a_drift_reads_with_both_its_fields() {
+        let drift = |json: &str| scope(json).unwrap().drift;
+        assert_eq!(
+            drift(r#"{"drift": {"percent": 5, "round": 1}}"#),
+            Some(Drift {
+                percent: 5,
+                round: 1
+            })
+        );
+        assert_eq!(
+            drift(r#"{"drift": {"round": 18446744073709551615, "percent": 100}}"#),
+            Some(Drift {
+                percent: 100,
+                round: u64::MAX
+            })
+        );
+        assert_eq!(
+            drift(r#"{"drift": {"percent": 0, "round": 0}}"#),
+            Some(Drift {
+                percent: 0,
+                round: 0
+            })
+        );
+        assert_eq!(drift(r#"{"drift": null}"#), None);
+    }
+
+    #[test]
+    fn an_invalid_drift_names_its_field() {
+        assert_eq!(
+            field(r#"{"drift": {"percent": 101, "round": 1}}"#),
+            (
+                "drift.percent".to_string(),
+                "drift.percent: must be 0 to 100 per cent of each cloud's entities, got 101"
+                    .to_string()
+            )
+        );
+        assert_eq!(
+            field(r#"{"drift": {"percent": -5, "round": 1}}"#).0,
+            "drift.percent"
+        );
+        assert_eq!(
+            field(r#"{"drift": {"percent": 2.5, "round": 1}}"#).0,
+            "drift.percent"
+        );
+        assert_eq!(
+            field(r#"{"drift": {"percent": "5", "round": 1}}"#).0,
+            "drift.percent"
+        );
+        assert_eq!(
+            field(r#"{"drift": {"percent": 5, "round": -1}}"#).0,
+            "drift.round"
+        );
+        assert_eq!(
+            field(r#"{"drift": {"percent": 5, "round": "one"}}"#).0,
+            "drift.round"
+        );
+        let (field_name, message) = field(r#"{"drift": {"percent": 5}}"#);
+        assert_eq!(field_name, "drift");
+        assert!(message.contains("missing field `round`"), "{message}");
+        let (field_name, message) = field(r#"{"drift": {"round": 1}}"#);
+        assert_eq!(field_name, "drift");
+        assert!(message.contains("missing field `percent`"), "{message}");
+        let (field_name, message) = field(r#"{"drift": {"percent": 5, "round": 1, "seed": 2}}"#);
+        assert_eq!(field_name, "drift.seed");
+        assert!(message.contains("unknown field `seed`"), "{message}");
+        assert_eq!(field(r#"{"drift": 5}"#).0, "drift");
+        assert_eq!(field(r#"{"drift": [5, 1]}"#).0, "drift");
     }
 
     #[test]

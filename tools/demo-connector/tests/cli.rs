@@ -139,6 +139,31 @@ fn the_same_scope_gives_the_same_graph_and_another_seed_another() {
 }
 
 #[test]
+fn a_drifted_scope_renames_some_entities_and_keeps_their_ids() {
+    let entities = |scope: &str| -> Vec<Value> {
+        let graph: Value = serde_json::from_slice(&graph_bytes(scope)).unwrap();
+        graph["entities"].as_array().unwrap().clone()
+    };
+    let drawn = entities(r#"{"seed": 7}"#);
+    let drifted = entities(r#"{"seed": 7, "drift": {"percent": 5, "round": 1}}"#);
+    assert_eq!(
+        drifted,
+        entities(r#"{"seed": 7, "drift": {"round": 1, "percent": 5}}"#)
+    );
+    assert_eq!(drawn.len(), drifted.len());
+    let renamed = drawn
+        .iter()
+        .zip(&drifted)
+        .filter(|(a, b)| {
+            assert_eq!(a["id"], b["id"]);
+            a != b
+        })
+        .count();
+    // 5 % of each cloud's 200.
+    assert_eq!(renamed, 20);
+}
+
+#[test]
 fn every_edge_joins_entities_of_the_graph() {
     let graph: Value =
         serde_json::from_slice(&graph_bytes(r#"{"clouds": ["gcp"], "size": 9, "seed": 3}"#))
@@ -179,6 +204,12 @@ fn an_invalid_scope_is_refused_naming_its_field() {
         (r#"{"size": 10, "colour": "blue"}"#, "colour"),
         (r#"{"clouds": ["aws", "AWS"]}"#, "clouds[1]"),
         (r#"{"seed": "seven"}"#, "seed"),
+        (
+            r#"{"drift": {"percent": 101, "round": 1}}"#,
+            "drift.percent",
+        ),
+        (r#"{"drift": {"percent": 5, "round": -1}}"#, "drift.round"),
+        (r#"{"drift": {"percent": 5}}"#, "drift"),
     ] {
         let dir = tempfile::tempdir().unwrap();
         let output = run(dir.path(), scope, Some(TOKEN));

@@ -120,6 +120,10 @@ impl Queue {
                 },
             )
             .await;
+        if let Ok(result) = &written {
+            let missed = (candidates.len() as u64).saturating_sub(result.modified_count);
+            self.metrics.claim_collisions(missed);
+        }
         let won = match written {
             Ok(result) if result.modified_count == 0 => return Ok(Vec::new()),
             Ok(_) => self.read_back_claimed(candidates, nonce).await,

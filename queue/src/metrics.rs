@@ -43,6 +43,7 @@ pub struct QueueMetrics {
     reaped: Family<ReapLabel, Counter>,
     lease_lost: Family<KindLabel, Counter>,
     claim_queries: Counter,
+    claim_collisions: Counter,
     malformed: Counter,
     duration: Family<KindLabel, Histogram, fn() -> Histogram>,
     depth: Family<KindLabel, Gauge>,
@@ -63,6 +64,7 @@ impl Default for QueueMetrics {
             reaped: Family::default(),
             lease_lost: Family::default(),
             claim_queries: Counter::default(),
+            claim_collisions: Counter::default(),
             malformed: Counter::default(),
             duration: Family::new_with_constructor(job_duration_histogram),
             depth: Family::default(),
@@ -119,6 +121,12 @@ impl QueueMetrics {
             "claim_queries",
             "Queries a claim made (candidate look-ups and claim writes); bounded while idle",
             self.claim_queries.clone(),
+        );
+        r.register(
+            "claim_collisions",
+            "Candidates a claim write tried to take and did not: another worker took them first, \
+             or they stopped being due",
+            self.claim_collisions.clone(),
         );
         r.register(
             "jobs_malformed",
@@ -178,6 +186,10 @@ impl QueueMetrics {
 
     pub(crate) fn claim_query(&self) {
         self.claim_queries.inc();
+    }
+
+    pub(crate) fn claim_collisions(&self, missed: u64) {
+        self.claim_collisions.inc_by(missed);
     }
 
     pub(crate) fn malformed(&self) {

@@ -391,7 +391,7 @@ async fn releasing_a_started_job_requeues_it_with_its_attempt_refunded() {
 /// enqueue durable: the error is the caller's, not a deduplication onto the job holding the key.
 /// The stand never reports write concern errors, so a MongoDB-wire server of a few lines (see
 /// [`fake_server`]) answers this one insert. Kills the write-concern guard → `true` in
-/// `duplicate_positions` (a failed write taken for a duplicate).
+/// `sv0_storage::duplicate_positions` (a failed write taken for a duplicate).
 #[tokio::test]
 async fn a_duplicate_reported_with_a_write_concern_error_is_an_error() {
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
@@ -494,4 +494,49 @@ async fn fake_connection(mut stream: tokio::net::TcpStream, holder: mongodb::bso
             return;
         }
     }
+}
+
+/// A claim write that finds its candidates taken by another claim counts each of them as a
+/// collision; the claim that won them counts none.
+#[tokio::test]
+async fn candidates_another_claim_took_count_as_collisions() {
+    let (_test, queue) = queue("claim_collisions").await;
+    let mut registry = prometheus_client::registry::Registry::default();
+    queue.metrics().register(&mut registry);
+    queue.enqueue_many(vec![job("k"), job("k")]).await.unwrap();
+    let kinds = ["k".to_string()];
+    let candidates: Vec<_> = queue
+        .candidates(&kinds, 2)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
+    let ttl = Duration::from_secs(3600);
+    let first = queue
+        .claim_candidates(&request("a", &["k"], 2, ttl), &candidates)
+        .await
+        .unwrap();
+    let collisions = |registry: &prometheus_client::registry::Registry| {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, registry).unwrap();
+        text.lines()
+            .find(|l| l.starts_with("queue_claim_collisions_total "))
+            .map(str::to_string)
+    };
+    assert_eq!(first.len(), 2);
+    assert_eq!(
+        collisions(&registry).as_deref(),
+        Some("queue_claim_collisions_total 0")
+    );
+
+    let second = queue
+        .claim_candidates(&request("b", &["k"], 2, ttl), &candidates)
+        .await
+        .unwrap();
+    assert!(second.is_empty());
+    assert_eq!(
+        collisions(&registry).as_deref(),
+        Some("queue_claim_collisions_total 2")
+    );
 }

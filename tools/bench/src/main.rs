@@ -7,6 +7,7 @@
 mod agenda;
 mod ceiling;
 mod claims;
+mod fleet;
 mod measure;
 mod ours;
 mod pipeline;
@@ -106,6 +107,9 @@ struct Sizes {
     scan_scopes: usize,
     /// The claim cost's backlogs are divided by this.
     claim_divisor: usize,
+    /// The claims by fleet: jobs drained, and the largest fleet.
+    fleet_jobs: usize,
+    fleet_largest: usize,
 }
 const FULL: Sizes = Sizes {
     warmup_jobs: 10_000,
@@ -113,6 +117,8 @@ const FULL: Sizes = Sizes {
     latency_jobs: 1_000,
     scan_scopes: 12,
     claim_divisor: 1,
+    fleet_jobs: 10_000,
+    fleet_largest: 128,
 };
 const QUICK: Sizes = Sizes {
     warmup_jobs: 1_000,
@@ -120,6 +126,8 @@ const QUICK: Sizes = Sizes {
     latency_jobs: 100,
     scan_scopes: 4,
     claim_divisor: 10,
+    fleet_jobs: 1_000,
+    fleet_largest: 16,
 };
 
 #[tokio::main]
@@ -336,6 +344,14 @@ async fn main() -> Result<()> {
     } else {
         None
     };
+    let fleet_name = "claims by worker processes (1 to 128), no-op jobs";
+    let fleet = if wanted(fleet_name) {
+        let db = scratch(&client, "fleet");
+        let run = fleet::by_fleet(&ours, &db, sizes.fleet_jobs, sizes.fleet_largest, cap);
+        section(fleet_name, run, |r| report::fleet_table(r), &mut errors).await
+    } else {
+        None
+    };
     drop(client);
     devdb.stop()?;
 
@@ -394,6 +410,7 @@ async fn main() -> Result<()> {
         ticks,
         scans,
         claims,
+        fleet,
     };
     for (name, table) in [
         (scan_name, results.scan.as_deref().map(report::scan_table)),
@@ -405,6 +422,10 @@ async fn main() -> Result<()> {
         (
             claims_name,
             results.claims.as_deref().map(report::claims_table),
+        ),
+        (
+            fleet_name,
+            results.fleet.as_deref().map(report::fleet_table),
         ),
     ] {
         if let Some(table) = table {

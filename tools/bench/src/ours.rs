@@ -17,7 +17,7 @@ use crate::procs::{self, Proc};
 /// The diagnostic kind `sv0 worker --diagnostics` serves: it returns at once.
 const KIND: &str = "noop";
 /// What `sv0 worker` logs once it is about to claim.
-const READY: &str = "worker started";
+pub const READY: &str = "worker started";
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// Jobs per `insert_many` when filling the queue.
 const INSERT_BATCH: usize = 5_000;
@@ -213,7 +213,7 @@ pub async fn insert_history(db: &Database, count: usize) -> Result<()> {
 }
 
 /// Jobs not yet in a final state.
-async fn unfinished(jobs: &Collection<Document>) -> Result<u64> {
+pub async fn unfinished(jobs: &Collection<Document>) -> Result<u64> {
     let open = [JobStatus::Queued.as_str(), JobStatus::Running.as_str()];
     Ok(jobs
         .count_documents(doc! {"status": {"$in": open.as_slice()}})
@@ -221,7 +221,7 @@ async fn unfinished(jobs: &Collection<Document>) -> Result<u64> {
 }
 
 /// How many jobs succeeded, and when the last of them finished.
-async fn succeeded(jobs: &Collection<Document>) -> Result<(usize, Option<DateTime>)> {
+pub async fn succeeded(jobs: &Collection<Document>) -> Result<(usize, Option<DateTime>)> {
     let filter = doc! {"status": JobStatus::Succeeded.as_str()};
     let done = jobs.count_documents(filter.clone()).await? as usize;
     let last = jobs

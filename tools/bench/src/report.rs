@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::claims::{self, ClaimCost};
+use crate::fleet::{self, FleetClaims};
 use crate::measure::{Latency, Memory, Throughput, thousands};
 use crate::pipeline::StageCost;
 use crate::scans::{self, WorkerScans};
@@ -351,6 +352,7 @@ pub struct Results {
     pub ticks: Option<Vec<TickCost>>,
     pub scans: Option<Vec<WorkerScans>>,
     pub claims: Option<Vec<ClaimCost>>,
+    pub fleet: Option<Vec<FleetClaims>>,
 }
 
 /// The results as JSON, for `scripts/plot-bench`.
@@ -433,6 +435,9 @@ pub fn markdown(results: &Results, machine: &Machine, facts: &RunFacts) -> Strin
     if let Some(costs) = &results.claims {
         out += &claims_section(costs);
     }
+    if let Some(fleets) = &results.fleet {
+        out += &fleet_section(fleets);
+    }
     out += include_str!("explanation.md");
     out
 }
@@ -441,10 +446,37 @@ fn scan_section(costs: &[StageCost]) -> String {
     format!(
         "## A scan, stage by stage\n\n\
          The demo connector's graph of {} entities (two clouds of {}), scanned by one \
-         `sv0 worker`, then scanned again unchanged (see \"A scan's cost\" below):\n\n{}\n",
+         `sv0 worker`, then scanned again unchanged, then again with {} % of each cloud's \
+         entities changed (the demo connector's `drift`, which renames them; see \"A scan's \
+         cost\" below):\n\n{}\n{}",
         thousands(2 * crate::pipeline::SIZE_PER_CLOUD as usize),
         thousands(crate::pipeline::SIZE_PER_CLOUD as usize),
-        scan_table(costs)
+        crate::pipeline::DRIFT_PERCENT,
+        scan_table(costs),
+        drift_sentence(costs),
+    )
+}
+
+/// What the re-scan of changed entities wrote, against the graph and the first scan's findings.
+fn drift_sentence(costs: &[StageCost]) -> String {
+    let stage = |name: &str| costs.iter().find(|c| c.stage == name);
+    let (Some(entities), Some(findings)) = (stage("__sync"), stage("__eval")) else {
+        return String::new();
+    };
+    let share = |part: u64, whole: u64| 100.0 * part as f64 / whole.max(1) as f64;
+    let size = 2 * crate::pipeline::SIZE_PER_CLOUD as u64;
+    format!(
+        "With {} % of the entities changed, the re-scan writes {} entities ({:.1} % of {}) and \
+         {} findings ({:.1} % of the {} the first scan wrote): each changed item once, the \
+         others not at all. The drift renames entities, so it changes the findings whose titles \
+         name them, and no chain or stitched path, which name entities by id.\n\n",
+        crate::pipeline::DRIFT_PERCENT,
+        thousands(entities.drifted.written as usize),
+        share(entities.drifted.written, size),
+        thousands(size as usize),
+        thousands(findings.drifted.written as usize),
+        share(findings.drifted.written, findings.first.written),
+        thousands(findings.first.written as usize),
     )
 }
 
@@ -474,24 +506,30 @@ fn tick_section(costs: &[TickCost]) -> String {
 
 /// The Markdown table of the costs.
 pub fn scan_table(costs: &[StageCost]) -> String {
-    let mut out = String::from(
-        "| stage | first scan: time | first scan: documents written | unchanged re-scan: time | re-scan: documents written |\n\
-         | --- | --- | --- | --- | --- |\n",
+    let drift = crate::pipeline::DRIFT_PERCENT;
+    let mut out = format!(
+        "| stage | first scan: time | first scan: documents written | unchanged re-scan: time | re-scan: documents written | {drift} % changed: time | {drift} % changed: documents written |\n\
+         | --- | --- | --- | --- | --- | --- | --- |\n",
     );
-    let (mut first, mut again) = (0.0, 0.0);
+    let (mut first, mut again, mut drifted) = (0.0, 0.0, 0.0);
     for c in costs {
         first += c.first.seconds;
         again += c.again.seconds;
+        drifted += c.drifted.seconds;
         out += &format!(
-            "| {} | {:.2} s | {} | {:.2} s | {} |\n",
+            "| {} | {:.2} s | {} | {:.2} s | {} | {:.2} s | {} |\n",
             c.stage,
             c.first.seconds,
             thousands(c.first.written as usize),
             c.again.seconds,
             thousands(c.again.written as usize),
+            c.drifted.seconds,
+            thousands(c.drifted.written as usize),
         );
     }
-    out += &format!("| **all stages** | **{first:.2} s** | | **{again:.2} s** | |\n");
+    out += &format!(
+        "| **all stages** | **{first:.2} s** | | **{again:.2} s** | | **{drifted:.2} s** | |\n"
+    );
     out
 }
 
@@ -668,6 +706,50 @@ pub fn claims_table(costs: &[ClaimCost]) -> String {
             c.ceiling.p50,
             c.ceiling.p99,
             c.fill_seconds
+        );
+    }
+    out
+}
+
+fn fleet_section(fleets: &[FleetClaims]) -> String {
+    let (Some(one), Some(most)) = (fleets.first(), fleets.last()) else {
+        return String::new();
+    };
+    format!(
+        "## Claims by worker processes
+
+         The same backlog of {} no-op jobs drained by fleets of {} `sv0 worker` processes, {}          slots each, every process with its own client, started idle before the jobs were          enqueued (polling, change streams off). Each worker counts its claim queries (the          candidate query and the claim write) and its collisions (candidates a claim write          tried to take and another worker took first); the table sums them over the fleet once          the queue is empty. From {} to {} workers, claim queries per job went from {:.3} to          {:.3} and collisions per job from {:.3} to {:.3}.\n\n{}\n",
+        thousands(one.drain.total),
+        fleets
+            .iter()
+            .map(|f| f.workers.to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
+        fleet::SLOTS,
+        one.workers,
+        most.workers,
+        one.queries_per_job(),
+        most.queries_per_job(),
+        one.collisions_per_job(),
+        most.collisions_per_job(),
+        fleet_table(fleets),
+    )
+}
+
+pub fn fleet_table(fleets: &[FleetClaims]) -> String {
+    let mut out = String::from(
+        "| workers | slots | jobs per second | claim queries per job | collisions per job | jobs claimed |\n\
+         | --- | --- | --- | --- | --- | --- |\n",
+    );
+    for f in fleets {
+        out += &format!(
+            "| {} | {} | {} | {:.3} | {:.3} | {} |\n",
+            f.workers,
+            f.workers * fleet::SLOTS,
+            thousands(f.drain.per_second().round() as usize),
+            f.queries_per_job(),
+            f.collisions_per_job(),
+            thousands(f.claimed as usize),
         );
     }
     out

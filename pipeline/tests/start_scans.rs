@@ -6,8 +6,8 @@
 use mongodb::bson::{DateTime, doc};
 use sv0_broker::CredentialBroker;
 use sv0_domain::{
-    Domain, DomainError, InstanceStatus, InstanceUpdate, ScanScope, TenantSetup, TenantStatus,
-    Trigger,
+    Budget, Domain, DomainError, InstanceStatus, InstanceUpdate, Materializer, ScanRun, ScanScope,
+    TenantSetup, TenantStatus, Trigger,
 };
 use sv0_pipeline::{Pipeline, PipelineError, ScanStart};
 use sv0_queue::Queue;
@@ -43,7 +43,7 @@ fn start<'a>(scope: &'a ScanScope, key: &str) -> ScanStart<'a> {
     }
 }
 
-fn conflict(result: &Result<(sv0_domain::ScanRun, bool), PipelineError>) -> String {
+fn conflict(result: &Result<(ScanRun, bool), PipelineError>) -> String {
     match result {
         Err(PipelineError::Domain(DomainError::Conflict(reason))) => reason.clone(),
         other => panic!("expected a conflict, got {other:?}"),
@@ -113,4 +113,35 @@ async fn a_batch_starts_what_may_start_and_says_why_the_rest_may_not() {
     }
     assert_eq!(sv0_testkit::count(&tdb.db, "scan_runs", doc! {}).await, 3);
     assert_eq!(sv0_testkit::count(&tdb.db, "jobs", doc! {}).await, 3);
+}
+
+/// A dedup key held by one of the tenant's runs that is not a scan (written by hand, or by
+/// another version) starts nothing: the start is refused, and no job of that run's kind is
+/// enqueued for it.
+#[tokio::test]
+async fn a_key_held_by_a_run_that_is_not_a_scan_starts_nothing() {
+    let (tdb, pipeline, scopes) = setup("start_scans_not_a_scan").await;
+    let mut gate = ScanRun::new(
+        "a",
+        Trigger::DeployGate {
+            deploy_id: "d1".into(),
+            commit: None,
+        },
+        Budget::default(),
+    );
+    gate.rematerialize = Some(vec![Materializer::Chains]);
+    gate.dedup_key = Some("k-a1".into());
+    pipeline.domain().insert_run(&gate).await.unwrap();
+
+    let started = pipeline
+        .start_scans(vec![start(&scopes[0], "k-a1")])
+        .await
+        .unwrap();
+    assert!(
+        conflict(&started[0]).contains("not a scan"),
+        "{:?}",
+        started[0]
+    );
+    assert_eq!(sv0_testkit::count(&tdb.db, "jobs", doc! {}).await, 0);
+    assert_eq!(sv0_testkit::count(&tdb.db, "scan_runs", doc! {}).await, 1);
 }

@@ -687,10 +687,10 @@ async fn wait(domain: &Domain, run_id: ObjectId) -> anyhow::Result<ScanRun> {
 /// What each cell counts, for the table.
 fn meaning(cell: &str) -> &'static str {
     match cell {
-        "__sync" => "entities upserted",
+        "__sync" => "entities in the source's state (unchanged ones not rewritten)",
         "__eval" => "findings created + updated + resolved",
         "__chain" => "chains created + updated",
-        "__stitch" => "stitched paths materialized",
+        "__stitch" => "stitched paths the tenant holds",
         "__evidence" => "evidence packs built",
         "__driver__" => "the connector driver",
         _ => "connector category: items scanned",

@@ -15,7 +15,7 @@ use crate::stage_runner::{Stage, Worked, into_handler};
 use crate::{Pipeline, chains, kinds, rules};
 
 /// `sync_ingestion` → `__sync`: the run's graph written as its source's full state. Counts the
-/// entities upserted (new, changed and unchanged alike).
+/// entities in that state (new, changed and unchanged alike; an unchanged one is not rewritten).
 pub struct SyncIngestion;
 
 #[async_trait::async_trait]
